@@ -1,0 +1,38 @@
+# Every target creates and reuses .venv itself: `make run` and `make test` are the whole set-up.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test bench lint format clean browser
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+## run: migrate your transcripts (or the bundled sample) into the embedded ClickHouse, validate, summarise
+run: $(STAMP)
+	$(VENV)/bin/context-cleaner run
+
+## test: install what the tests need and run them all
+test: $(STAMP)
+	$(PY) -m pytest
+
+## bench: measure speed and memory (see docs/benchmarks.md)
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+## lint: ruff check and format check
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

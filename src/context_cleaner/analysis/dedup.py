@@ -1,0 +1,152 @@
+"""De-duplication (DESIGN §3 rules 2-4): one record per response, whatever the order.
+
+Claude Code writes one line per content block of a response, each repeating
+the response's usage; early lines carry a partial ``output_tokens``. The
+collector keeps, per key ``(message.id, requestId)``, the record rule 3 prefers,
+so feeding it lines in any order, in any number of batches or processes, ends
+in the same set of records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import msgspec
+
+from context_cleaner.analysis.records import UsageRecord, path_hash
+
+
+def preferred(a: UsageRecord, b: UsageRecord) -> UsageRecord:
+    """Rule 3: of two records with one key, the one to keep.
+
+    Non-sidechain over sidechain, then the larger token total, then the one
+    that has ``speed``, then the earliest (timestamp, file path hash, byte offset).
+    Equivalent to comparing ``UsageRecord.version`` but cheaper on the hot path.
+    """
+    if a.is_sidechain != b.is_sidechain:
+        return b if a.is_sidechain else a
+    ta, tb = a.total_tokens, b.total_tokens
+    if ta != tb:
+        return a if ta > tb else b
+    if a.has_speed != b.has_speed:
+        return a if a.has_speed else b
+    if a.timestamp_ms != b.timestamp_ms:
+        return a if a.timestamp_ms < b.timestamp_ms else b
+    if a.file_path != b.file_path:
+        return a if path_hash(a.file_path) < path_hash(b.file_path) else b
+    return a if a.byte_offset <= b.byte_offset else b
+
+
+class RawLineSum(msgspec.Struct):
+    """Every usage line summed without de-duplication: the count the original tool showed."""
+
+    lines: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_tokens: int = 0
+    cache_read_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_tokens
+            + self.cache_read_tokens
+        )
+
+    def add(self, record: UsageRecord) -> None:
+        self.lines += 1
+        self.input_tokens += record.input_tokens
+        self.output_tokens += record.output_tokens
+        self.cache_creation_tokens += record.cache_creation_tokens
+        self.cache_read_tokens += record.cache_read_tokens
+
+    def merge(self, other: RawLineSum) -> None:
+        self.lines += other.lines
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cache_creation_tokens += other.cache_creation_tokens
+        self.cache_read_tokens += other.cache_read_tokens
+
+
+class UsageCollector:
+    """Keeps the preferred record per key; memory grows with distinct responses only."""
+
+    __slots__ = ("_best", "_unkeyed", "raw")
+
+    def __init__(self) -> None:
+        self._best: dict[tuple[str, str], UsageRecord] = {}
+        self._unkeyed: list[UsageRecord] = []
+        self.raw = RawLineSum()
+
+    def add(self, record: UsageRecord) -> None:
+        self.raw.add(record)
+        if not record.message_id:
+            self._unkeyed.append(record)  # rule 2: never de-duplicated
+            return
+        key = (record.message_id, record.request_id)
+        current = self._best.get(key)
+        if current is None:
+            self._best[key] = record
+        elif current is not record:
+            self._best[key] = preferred(current, record)
+
+    def add_all(self, records: Iterable[UsageRecord]) -> None:
+        for record in records:
+            self.add(record)
+
+    def merge(self, other: UsageCollector) -> None:
+        """Fold another collector in (raw sums add; kept records compete by rule 3)."""
+        self.raw.merge(other.raw)
+        self._unkeyed.extend(other._unkeyed)
+        best = self._best
+        for key, record in other._best.items():
+            current = best.get(key)
+            best[key] = record if current is None else preferred(current, record)
+
+    def candidates(self) -> Iterator[UsageRecord]:
+        """Every kept record before rule 4 (what a partial batch hands on)."""
+        yield from self._best.values()
+        yield from self._unkeyed
+
+    def __len__(self) -> int:
+        return len(self._best) + len(self._unkeyed)
+
+    def records(self) -> list[UsageRecord]:
+        """The counted records: rule 3 applied, then rule 4 (sidechain replays dropped)."""
+        main_ids = {r.message_id for r in self._best.values() if not r.is_sidechain}
+        kept = [r for r in self._best.values() if not (r.is_sidechain and r.message_id in main_ids)]
+        kept.extend(self._unkeyed)
+        return kept
+
+    def replays_dropped(self) -> int:
+        """How many kept sidechain records rule 4 removes."""
+        main_ids = {r.message_id for r in self._best.values() if not r.is_sidechain}
+        return sum(1 for r in self._best.values() if r.is_sidechain and r.message_id in main_ids)
+
+    # -- passing a collector between processes --------------------------------------
+
+    def to_bytes(self) -> bytes:
+        return _ENCODER.encode(
+            _Wire(list(self._best.values()), self._unkeyed, self.raw)  # type: ignore[arg-type]
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UsageCollector:
+        wire = _DECODER.decode(data)
+        collector = cls()
+        collector._best = {(r.message_id, r.request_id): r for r in wire.best}
+        collector._unkeyed = wire.unkeyed
+        collector.raw = wire.raw
+        return collector
+
+
+class _Wire(msgspec.Struct, array_like=True):
+    best: list[UsageRecord]
+    unkeyed: list[UsageRecord]
+    raw: RawLineSum
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(_Wire)

@@ -1,0 +1,183 @@
+"""Where the transcripts are (DESIGN §2): roots, then every ``*.jsonl`` below them.
+
+Discovery never fails on a bad folder: symlink loops, unreadable folders and
+files that vanish are recorded as problems and the walk goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from context_cleaner.errors import SourceNotFoundError
+
+CONFIG_DIR_ENV = "CLAUDE_CONFIG_DIR"
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptFile:
+    """One transcript file, located relative to the root it was found under."""
+
+    root: Path
+    path: Path
+    relative_path: str
+    """``/``-separated path below the root: ``<project>/<session>.jsonl`` and the like."""
+    size: int
+    mtime_ns: int
+    device: int
+    inode: int
+
+    @property
+    def project(self) -> str:
+        """The encoded project folder (first path part), or ``""`` for a file at the root."""
+        parts = self.relative_path.split("/")
+        return parts[0] if len(parts) > 1 else ""
+
+    @property
+    def session_id(self) -> str:
+        """DESIGN §3 rule 6: the file's stem, or its session folder for subagent files."""
+        parts = self.relative_path.split("/")
+        if len(parts) > 2:
+            return parts[1]
+        stem = parts[-1]
+        return stem[: -len(".jsonl")] if stem.endswith(".jsonl") else stem
+
+    @property
+    def is_subagent(self) -> bool:
+        return len(self.relative_path.split("/")) > 2
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryProblem:
+    """A folder or file that could not be walked, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Discovery:
+    """What discovery found: files (sorted by root, then relative path) and problems."""
+
+    roots: list[Path]
+    files: list[TranscriptFile] = field(default_factory=list)
+    problems: list[DiscoveryProblem] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def default_roots(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """The candidate roots, existing or not, in the order Claude Code uses them.
+
+    ``CLAUDE_CONFIG_DIR`` (one path or a comma-separated list; each entry the
+    config folder or its ``projects/``) replaces the two defaults.
+    """
+    env = os.environ if environ is None else environ
+    configured = env.get(CONFIG_DIR_ENV, "").strip()
+    if configured:
+        roots = []
+        for entry in configured.split(","):
+            entry = entry.strip()
+            if not entry:
+                continue
+            path = Path(entry).expanduser()
+            roots.append(path if path.name == "projects" else path / "projects")
+        return roots
+    home = Path(env.get("HOME") or Path.home())
+    return [home / ".config" / "claude" / "projects", home / ".claude" / "projects"]
+
+
+def resolve_roots(
+    source_dirs: Sequence[str | os.PathLike[str]] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[Path]:
+    """The roots that exist: ``source_dirs`` when given (they override all), else the defaults.
+
+    A ``--source-dir`` may name the config folder (holding ``projects/``) or the
+    projects folder itself. Raises ``SourceNotFoundError`` naming every place
+    looked at when none exists.
+    """
+    if source_dirs:
+        candidates = []
+        for entry in source_dirs:
+            path = Path(entry).expanduser()
+            if path.name != "projects" and (path / "projects").is_dir():
+                path = path / "projects"
+            candidates.append(path)
+    else:
+        candidates = default_roots(environ)
+    unique: list[Path] = []
+    for path in candidates:
+        if path.is_dir() and path not in unique:
+            unique.append(path)
+    if not unique:
+        looked = ", ".join(str(p) for p in candidates) or "(nothing)"
+        hint = (
+            "pass --source-dir with the folder holding your transcripts"
+            if source_dirs
+            else f"set {CONFIG_DIR_ENV} or pass --source-dir"
+        )
+        raise SourceNotFoundError(f"No transcript folder found (looked in: {looked}); {hint}.")
+    return unique
+
+
+def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
+    """Depth-first walk following symlinks, with loops and errors reported."""
+    seen_dirs: set[tuple[int, int]] = set()
+    stack: list[tuple[Path, str]] = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError as exc:
+            discovery.problems.append(DiscoveryProblem(str(folder), _describe(exc)))
+            continue
+        ident = (st.st_dev, st.st_ino)
+        if ident in seen_dirs:
+            discovery.problems.append(DiscoveryProblem(str(folder), "symlink loop: already walked"))
+            continue
+        seen_dirs.add(ident)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            discovery.problems.append(DiscoveryProblem(str(folder), _describe(exc)))
+            continue
+        subdirs: list[tuple[Path, str]] = []
+        for entry in entries:
+            rel = f"{prefix}{entry.name}"
+            try:
+                entry_stat = entry.stat()  # follows symlinks
+            except OSError as exc:
+                discovery.problems.append(DiscoveryProblem(entry.path, _describe(exc)))
+                continue
+            if stat.S_ISDIR(entry_stat.st_mode):
+                subdirs.append((Path(entry.path), rel + "/"))
+            elif stat.S_ISREG(entry_stat.st_mode) and entry.name.endswith(".jsonl"):
+                yield TranscriptFile(
+                    root=root,
+                    path=Path(entry.path),
+                    relative_path=rel,
+                    size=entry_stat.st_size,
+                    mtime_ns=entry_stat.st_mtime_ns,
+                    device=entry_stat.st_dev,
+                    inode=entry_stat.st_ino,
+                )
+        stack.extend(reversed(subdirs))
+
+
+def _describe(exc: OSError) -> str:
+    return exc.strerror or exc.__class__.__name__
+
+
+def discover(roots: Sequence[Path]) -> Discovery:
+    """Every ``*.jsonl`` below each root, recursively; problems recorded, never raised."""
+    discovery = Discovery(roots=list(roots))
+    for root in roots:
+        discovery.files.extend(_walk(root, discovery))
+    return discovery

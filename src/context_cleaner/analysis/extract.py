@@ -1,0 +1,276 @@
+"""From one transcript line to a usage record (DESIGN §3 rules 1, 5, 6, 8).
+
+The hot path tests the raw bytes for ``"usage"`` (a line without it cannot carry
+usage) and decodes the rest with msgspec into Structs that name only the fields
+counting needs: content is skipped by the decoder, never built into objects.
+A line that fails the strict schema is decoded once more as plain JSON and
+judged field by field, so that its skip reason is precise and no valid shape
+(a ``message`` that is a string, a ``data`` that is a list ...) is mistaken for bad input.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from context_cleaner.analysis.records import SkippedLine, UsageRecord
+
+USAGE_MARKER = b'"usage"'
+
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _CacheCreation(msgspec.Struct):
+    ephemeral_5m_input_tokens: NonNegative = 0
+    ephemeral_1h_input_tokens: NonNegative = 0
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: NonNegative
+    output_tokens: NonNegative
+    cache_creation_input_tokens: NonNegative = 0
+    cache_read_input_tokens: NonNegative = 0
+    cache_creation: _CacheCreation | None = None
+    speed: str | None = None
+
+
+class _Message(msgspec.Struct):
+    id: str | None = None
+    model: str | None = None
+    usage: _Usage | None = None
+
+
+class _Line(msgspec.Struct):
+    type: str | None = None
+    timestamp: datetime | None = None
+    sessionId: str | None = None
+    requestId: str | None = None
+    isSidechain: bool | None = None
+    costUSD: float | None = None
+    message: _Message | None = None
+    data: msgspec.Raw | None = None
+
+
+class _ProgressMessage(msgspec.Struct):
+    timestamp: datetime | None = None
+    requestId: str | None = None
+    isSidechain: bool | None = None
+    costUSD: float | None = None
+    message: _Message | None = None
+
+
+class _ProgressData(msgspec.Struct):
+    message: _ProgressMessage | None = None
+
+
+_line_decoder = msgspec.json.Decoder(_Line)
+_progress_decoder = msgspec.json.Decoder(_ProgressData)
+_any_decoder = msgspec.json.Decoder()
+
+
+class Source(msgspec.Struct, frozen=True):
+    """Where the lines of one file come from: what every record of the file shares."""
+
+    file_path: str
+    project: str
+    session_id: str
+
+
+Extracted = UsageRecord | SkippedLine | None
+
+
+def _epoch_ms(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return int(ts.timestamp() * 1000 + (0.5 if ts.timestamp() >= 0 else -0.5))
+
+
+def extract_line(source: Source, line_number: int, offset: int, line: bytes) -> Extracted:
+    """The usage record a line carries, a ``SkippedLine`` saying why not, or ``None``.
+
+    ``None`` means the line carries no usage (most lines: user turns, tool
+    results, snapshots) and is nothing to report.
+    """
+    if USAGE_MARKER not in line:
+        return None
+    if not line.isascii():
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return SkippedLine(source.file_path, line_number, offset, "invalid_utf8", str(exc))
+    try:
+        parsed = _line_decoder.decode(line)
+    except msgspec.ValidationError:
+        return _extract_slow(source, line_number, offset, line)
+    except msgspec.DecodeError as exc:
+        return SkippedLine(source.file_path, line_number, offset, "malformed_json", str(exc))
+    message = parsed.message
+    if message is not None and message.usage is not None:
+        return _record(
+            source,
+            line_number,
+            offset,
+            message,
+            parsed.timestamp,
+            parsed.requestId,
+            parsed.sessionId,
+            bool(parsed.isSidechain),
+            parsed.costUSD,
+            from_progress=False,
+        )
+    if parsed.type == "progress" and parsed.data is not None and USAGE_MARKER in parsed.data:
+        try:
+            data = _progress_decoder.decode(parsed.data)
+        except msgspec.ValidationError:
+            return _extract_slow(source, line_number, offset, line)
+        inner = data.message
+        if inner is not None and inner.message is not None and inner.message.usage is not None:
+            return _record(
+                source,
+                line_number,
+                offset,
+                inner.message,
+                inner.timestamp or parsed.timestamp,
+                inner.requestId or parsed.requestId,
+                parsed.sessionId,
+                bool(inner.isSidechain if inner.isSidechain is not None else parsed.isSidechain),
+                inner.costUSD,
+                from_progress=True,
+            )
+    return None
+
+
+def _record(
+    source: Source,
+    line_number: int,
+    offset: int,
+    message: _Message,
+    timestamp: datetime | None,
+    request_id: str | None,
+    session_id: str | None,
+    is_sidechain: bool,
+    cost_usd: float | None,
+    *,
+    from_progress: bool,
+) -> UsageRecord | SkippedLine:
+    usage = message.usage
+    assert usage is not None
+    if timestamp is None:
+        return SkippedLine(
+            source.file_path, line_number, offset, "missing_field", "timestamp is missing"
+        )
+    # Rule 5: cache_creation_input_tokens is the total; usage.cache_creation, when
+    # present, says how much of it was written for 1 hour (the rest is 5 minutes).
+    cache_total = usage.cache_creation_input_tokens
+    split = usage.cache_creation
+    cache_1h = min(split.ephemeral_1h_input_tokens, cache_total) if split is not None else 0
+    cache_5m = cache_total - cache_1h
+    return UsageRecord(
+        message_id=message.id or "",
+        request_id=request_id or "",
+        session_id=source.session_id,
+        line_session_id=session_id or "",
+        project=source.project,
+        file_path=source.file_path,
+        line_number=line_number,
+        byte_offset=offset,
+        timestamp_ms=_epoch_ms(timestamp),
+        model=message.model or "",
+        is_sidechain=is_sidechain,
+        speed=usage.speed or "",
+        from_progress=from_progress,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_creation_5m_tokens=cache_5m,
+        cache_creation_1h_tokens=cache_1h,
+        cache_read_tokens=usage.cache_read_input_tokens,
+        cost_usd=cost_usd,
+    )
+
+
+# -- the careful path: a line that failed the strict schema ------------------------
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _extract_slow(source: Source, line_number: int, offset: int, line: bytes) -> Extracted:
+    """Judge a line field by field; only the fields counting needs can make it bad."""
+    try:
+        doc = _any_decoder.decode(line)
+    except msgspec.DecodeError as exc:
+        return SkippedLine(source.file_path, line_number, offset, "malformed_json", str(exc))
+    if not isinstance(doc, dict):
+        return None
+    message = doc.get("message")
+    prefix = "message"
+    outer_ts: Any = doc.get("timestamp")
+    ts_value, request_value = outer_ts, doc.get("requestId")
+    sidechain, cost = doc.get("isSidechain"), doc.get("costUSD")
+    from_progress = False
+    if not (isinstance(message, dict) and isinstance(message.get("usage"), dict)):
+        inner = _get(doc, "data", "message")
+        if doc.get("type") != "progress" or not isinstance(_get(inner, "message", "usage"), dict):
+            return None
+        message = inner["message"]
+        prefix = "data.message.message"
+        ts_value = inner.get("timestamp") or outer_ts
+        request_value = inner.get("requestId") or doc.get("requestId")
+        if inner.get("isSidechain") is not None:
+            sidechain = inner.get("isSidechain")
+        cost = inner.get("costUSD")
+        from_progress = True
+
+    def skip(reason: str, detail: str) -> SkippedLine:
+        return SkippedLine(source.file_path, line_number, offset, reason, detail)
+
+    try:
+        usage = msgspec.convert(message["usage"], _Usage)
+    except msgspec.ValidationError as exc:
+        return skip(_reason(str(exc)), f"{prefix}.usage: {exc}")
+    fields: dict[str, Any] = {
+        "id": message.get("id"),
+        "model": message.get("model"),
+        "requestId": request_value,
+        "sessionId": doc.get("sessionId"),
+    }
+    for name, value in fields.items():
+        if value is not None and not isinstance(value, str):
+            return skip("invalid_field_type", f"{name} is {type(value).__name__}, not a string")
+    if ts_value is None:
+        return skip("missing_field", "timestamp is missing")
+    try:
+        timestamp = msgspec.convert(ts_value, datetime)
+    except msgspec.ValidationError as exc:
+        return skip("invalid_timestamp", f"timestamp {ts_value!r}: {exc}")
+    if sidechain is not None and not isinstance(sidechain, bool):
+        return skip("invalid_field_type", "isSidechain is not a boolean")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int | float)):
+        return skip("invalid_field_type", "costUSD is not a number")
+    return _record(
+        source,
+        line_number,
+        offset,
+        _Message(id=fields["id"], model=fields["model"], usage=usage),
+        timestamp,
+        fields["requestId"],
+        fields["sessionId"],
+        bool(sidechain),
+        float(cost) if cost is not None else None,
+        from_progress=from_progress,
+    )
+
+
+def _reason(message: str) -> str:
+    if "missing required field" in message:
+        return "missing_field"
+    if ">= 0" in message:
+        return "negative_value"
+    return "invalid_field_type"

@@ -1,0 +1,153 @@
+"""Streaming line reader: complete lines with their line number and byte offset.
+
+A line is complete when its newline has been written. The bytes after the last
+newline (a line Claude Code is still writing) are never consumed:
+``LineReader.end_offset`` stops before them, so an incremental sync resumes
+there and reads the line whole once it is finished.
+
+Memory is bounded by the chunk size plus ``max_line_bytes``: a longer line is
+not held, it is passed over and reported (``on_oversized``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+CHUNK_BYTES = 4 * 1024 * 1024
+MAX_LINE_BYTES = 256 * 1024 * 1024
+
+OversizedCallback = Callable[[int, int, int], None]
+"""Called as ``(line_number, byte_offset, length)`` for each line longer than the limit."""
+
+
+class LineReader:
+    """Iterate ``(line_number, byte_offset, line)`` over the complete lines of a file.
+
+    ``line`` excludes its newline. With ``marker``, only lines containing those
+    bytes are yielded (the others are still counted and passed over). ``start_offset`` must be the start of a line
+    (0 or an ``end_offset`` of an earlier read); ``start_line`` is that line's
+    1-based number, when known (else numbering restarts at 1 from the offset).
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        *,
+        start_offset: int = 0,
+        start_line: int = 1,
+        chunk_bytes: int = CHUNK_BYTES,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        on_oversized: OversizedCallback | None = None,
+        stop_at: int | None = None,
+        marker: bytes | None = None,
+    ) -> None:
+        self._stream = stream
+        self._chunk = chunk_bytes
+        self._max_line = max_line_bytes
+        self._on_oversized = on_oversized
+        self._stop_at = stop_at
+        self._marker = marker
+        self.end_offset = start_offset
+        """Offset just after the last complete line read so far."""
+        self.next_line = start_line
+        """The number the next complete line will get."""
+        self.bytes_read = 0
+        self._read_pos = start_offset
+        if start_offset:
+            stream.seek(start_offset)
+
+    def _read(self, size: int) -> bytes:
+        if self._stop_at is not None:
+            size = min(size, self._stop_at - self._read_pos)
+            if size <= 0:
+                return b""
+        data = self._stream.read(size)
+        self._read_pos += len(data)
+        self.bytes_read += len(data)
+        return data
+
+    def __iter__(self) -> Iterator[tuple[int, int, bytes]]:
+        pieces: list[bytes] = []  # the unfinished line, in pieces (no newline in any)
+        pending = 0  # bytes in pieces
+        skipping = False  # inside an oversized line, discarding until its newline
+        marker = self._marker
+        while True:
+            chunk = self._read(self._chunk)
+            if not chunk:
+                return
+            last_nl = chunk.rfind(b"\n")
+            if last_nl < 0:
+                pending += len(chunk)
+                if not skipping:
+                    pieces.append(chunk)
+                    if pending > self._max_line:
+                        skipping, pieces = True, []
+                continue
+            first_nl = chunk.find(b"\n")
+            offset, number = self.end_offset, self.next_line
+            if skipping or pieces:
+                # Finish the line that began in an earlier chunk.
+                length = pending + first_nl
+                if skipping or length > self._max_line:
+                    self._oversized(number, offset, length)
+                else:
+                    pieces.append(chunk[:first_nl])
+                    line = b"".join(pieces)
+                    if marker is None or marker in line:
+                        yield number, offset, line
+                offset += length + 1
+                number += 1
+                self.end_offset, self.next_line = offset, number
+                body = chunk[first_nl + 1 : last_nl] if first_nl < last_nl else None
+            else:
+                body = chunk[:last_nl]
+            pieces, pending, skipping = [], 0, False
+            if body is not None and marker is not None and self._chunk <= self._max_line:
+                # Only lines holding the marker are wanted: find them with C-speed
+                # searches instead of building every line (no line here can be oversized).
+                pos = counted = 0
+                while True:
+                    hit = body.find(marker, pos)
+                    if hit < 0:
+                        break
+                    start = body.rfind(b"\n", 0, hit) + 1
+                    end = body.find(b"\n", hit)
+                    if end < 0:
+                        end = len(body)
+                    number += body.count(b"\n", counted, start)
+                    counted = start
+                    self.end_offset, self.next_line = offset + start, number
+                    yield number, offset + start, body[start:end]
+                    pos = end + 1
+                number += body.count(b"\n", counted) + 1
+                offset += len(body) + 1
+                self.end_offset, self.next_line = offset, number
+            elif body is not None:
+                for line in body.split(b"\n"):
+                    length = len(line)
+                    if length > self._max_line:
+                        self._oversized(number, offset, length)
+                    elif marker is None or marker in line:
+                        yield number, offset, line
+                    offset += length + 1
+                    number += 1
+                    self.end_offset, self.next_line = offset, number
+            tail = chunk[last_nl + 1 :]
+            if tail:
+                pending = len(tail)
+                if pending > self._max_line:
+                    skipping = True
+                else:
+                    pieces.append(tail)
+
+    def _oversized(self, number: int, offset: int, length: int) -> None:
+        if self._on_oversized is not None:
+            self._on_oversized(number, offset, length)
+
+
+def iter_lines(
+    stream: BinaryIO, start_offset: int = 0, **kwargs: object
+) -> Iterator[tuple[int, int, bytes]]:
+    """Convenience wrapper around :class:`LineReader`."""
+    return iter(LineReader(stream, start_offset=start_offset, **kwargs))  # type: ignore[arg-type]

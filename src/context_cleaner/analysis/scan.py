@@ -1,0 +1,228 @@
+"""Scanning files: read complete lines, extract records, collect them.
+
+``scan_file`` is the one place a transcript file is read; the analyser, the
+migration and the incremental sync all call it (with a start offset for the
+latter). ``scan_files_parallel`` spreads files over processes for large corpora.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import msgspec
+
+from context_cleaner.analysis.dedup import UsageCollector
+from context_cleaner.analysis.discovery import TranscriptFile
+from context_cleaner.analysis.extract import USAGE_MARKER, Source, extract_line
+from context_cleaner.analysis.reader import MAX_LINE_BYTES, LineReader
+from context_cleaner.analysis.records import SkippedLine, UsageRecord
+
+#: Keep at most this many skipped lines in detail (counts by reason are always complete).
+MAX_SKIPPED_DETAIL = 10_000
+
+
+class FileStats(msgspec.Struct):
+    """What reading one file found."""
+
+    path: str
+    relative_path: str
+    session_id: str
+    project: str
+    size: int
+    start_offset: int = 0
+    end_offset: int = 0
+    """Offset after the last complete line: where the next read starts."""
+    lines: int = 0
+    usage_lines: int = 0
+    skipped_lines: int = 0
+    torn_tail_bytes: int = 0
+    """Bytes after the last newline, not consumed (a line still being written)."""
+    error: str = ""
+
+
+@dataclass(slots=True)
+class SkipLog:
+    """Skipped lines: complete counts by reason, detail up to a bound."""
+
+    limit: int = MAX_SKIPPED_DETAIL
+    details: list[SkippedLine] = field(default_factory=list)
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, skipped: SkippedLine) -> None:
+        self.by_reason[skipped.reason] = self.by_reason.get(skipped.reason, 0) + 1
+        if len(self.details) < self.limit:
+            self.details.append(skipped)
+
+    def merge(self, other: SkipLog) -> None:
+        for reason, count in other.by_reason.items():
+            self.by_reason[reason] = self.by_reason.get(reason, 0) + count
+        room = self.limit - len(self.details)
+        if room > 0:
+            self.details.extend(other.details[:room])
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_reason.values())
+
+
+RecordSink = Callable[[UsageRecord], None]
+
+
+def scan_file(
+    transcript: TranscriptFile,
+    sink: RecordSink,
+    skips: SkipLog,
+    *,
+    start_offset: int = 0,
+    start_line: int = 1,
+    stop_at: int | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> FileStats:
+    """Read ``transcript`` from ``start_offset`` and hand each usage record to ``sink``.
+
+    Never raises on input: a file that cannot be opened or read is reported in
+    ``FileStats.error`` (with what was read before the failure kept).
+    """
+    display = str(transcript.path)
+    stats = FileStats(
+        path=display,
+        relative_path=transcript.relative_path,
+        session_id=transcript.session_id,
+        project=transcript.project,
+        size=transcript.size,
+        start_offset=start_offset,
+        end_offset=start_offset,
+    )
+    source = Source(transcript.relative_path, transcript.project, transcript.session_id)
+
+    def oversized(number: int, offset: int, length: int) -> None:
+        stats.skipped_lines += 1
+        skips.add(
+            SkippedLine(
+                display,
+                number,
+                offset,
+                "line_too_long",
+                f"{length} bytes, above the {max_line_bytes}-byte limit",
+            )
+        )
+
+    try:
+        with open(transcript.path, "rb") as stream:
+            reader = LineReader(
+                stream,
+                start_offset=start_offset,
+                start_line=start_line,
+                max_line_bytes=max_line_bytes,
+                on_oversized=oversized,
+                stop_at=stop_at,
+                marker=USAGE_MARKER,
+            )
+            try:
+                for number, offset, line in reader:
+                    result = extract_line(source, number, offset, line)
+                    if result is None:
+                        continue
+                    if type(result) is UsageRecord:
+                        stats.usage_lines += 1
+                        sink(result)
+                    else:
+                        stats.skipped_lines += 1
+                        skips.add(_with_display_path(result, display))  # type: ignore[arg-type]
+            finally:
+                stats.end_offset = reader.end_offset
+                stats.lines = reader.next_line - start_line
+                stats.size = max(stats.size, start_offset + reader.bytes_read)
+                stats.torn_tail_bytes = start_offset + reader.bytes_read - reader.end_offset
+    except FileNotFoundError:
+        stats.error = "file vanished before it could be read"
+    except OSError as exc:
+        stats.error = f"cannot read: {exc.strerror or exc}"
+    return stats
+
+
+def _with_display_path(skipped: SkippedLine, display: str) -> SkippedLine:
+    return msgspec.structs.replace(skipped, file_path=display)
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """Everything a scan of many files produced."""
+
+    collector: UsageCollector
+    files: list[FileStats]
+    skips: SkipLog
+
+
+def scan_files(
+    files: Sequence[TranscriptFile], *, max_line_bytes: int = MAX_LINE_BYTES
+) -> ScanResult:
+    """Scan files one after the other in this process."""
+    collector = UsageCollector()
+    skips = SkipLog()
+    stats = [scan_file(f, collector.add, skips, max_line_bytes=max_line_bytes) for f in files]
+    return ScanResult(collector, stats, skips)
+
+
+def _scan_worker(files: list[TranscriptFile], max_line_bytes: int) -> bytes:
+    result = scan_files(files, max_line_bytes=max_line_bytes)
+    return msgspec.msgpack.encode(
+        (result.collector.to_bytes(), result.files, result.skips.details, result.skips.by_reason)
+    )
+
+
+def split_by_size(files: Sequence[TranscriptFile], parts: int) -> list[list[TranscriptFile]]:
+    """Deal files into ``parts`` groups of about equal bytes (largest first, to the lightest)."""
+    groups: list[list[TranscriptFile]] = [[] for _ in range(parts)]
+    weights = [0] * parts
+    for f in sorted(files, key=lambda f: f.size, reverse=True):
+        lightest = weights.index(min(weights))
+        groups[lightest].append(f)
+        weights[lightest] += f.size
+    return [g for g in groups if g]
+
+
+#: Below this many bytes, starting processes costs more than it saves.
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def scan_files_parallel(
+    files: Sequence[TranscriptFile],
+    *,
+    workers: int | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> ScanResult:
+    """Scan on several processes when the corpus is large enough to gain from it.
+
+    The result does not depend on how files are split: collectors merge by rule 3.
+    """
+    workers = default_workers() if workers is None else max(1, workers)
+    total = sum(f.size for f in files)
+    if workers == 1 or total < PARALLEL_MIN_BYTES or len(files) < 2:
+        return scan_files(files, max_line_bytes=max_line_bytes)
+    # More groups than workers so a slow group does not leave a core idle.
+    groups = split_by_size(files, min(len(files), workers * 4))
+    collector = UsageCollector()
+    skips = SkipLog()
+    stats: list[FileStats] = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_scan_worker, g, max_line_bytes) for g in groups]
+        for future in futures:
+            blob, file_stats, details, by_reason = msgspec.msgpack.decode(
+                future.result(),
+                type=tuple[bytes, list[FileStats], list[SkippedLine], dict[str, int]],
+            )
+            collector.merge(UsageCollector.from_bytes(blob))
+            stats.extend(file_stats)
+            part = SkipLog(details=details, by_reason=by_reason)
+            skips.merge(part)
+    order = {f.relative_path + "\0" + str(f.path): i for i, f in enumerate(files)}
+    stats.sort(key=lambda s: order.get(s.relative_path + "\0" + s.path, 0))
+    return ScanResult(collector, stats, skips)

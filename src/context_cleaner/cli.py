@@ -1,0 +1,139 @@
+"""``context-cleaner``: the command line (a thin surface over the core layers).
+
+Each command parses its flags, calls one core function and turns the package's
+errors into a one-line message on stderr with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+
+from context_cleaner import __version__
+from context_cleaner.errors import ContextCleanerError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _stdout() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)  # pipes and files get whole tables
+    return console
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(payload: object) -> None:
+    """Machine output: one JSON document on stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def add_source_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source-dir",
+        action="append",
+        metavar="DIR",
+        help="folder of transcripts (a Claude config folder or its projects/); repeatable. "
+        "Default: $CLAUDE_CONFIG_DIR, else ~/.config/claude/projects and ~/.claude/projects",
+    )
+
+
+def add_pricing_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prices",
+        metavar="FILE",
+        help='JSON price overrides, {"models": {"<model>": {"input": 3, "output": 15}}} in USD '
+        "per million tokens (default: $CONTEXT_CLEANER_PRICES, else the bundled table)",
+    )
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from context_cleaner.analysis.counter import EnhancedTokenCounter
+    from context_cleaner.analysis.pricing import PriceTable
+    from context_cleaner.render import render_analysis
+
+    counter = EnhancedTokenCounter(
+        args.source_dir,
+        timezone=args.timezone,
+        prices=PriceTable.load(args.prices),
+        workers=args.workers,
+    )
+    report = counter.analyze()
+    if args.json:
+        print_json(report.model_dump(mode="json"))
+    else:
+        render_analysis(_stdout(), report, top_sessions=args.top)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="context-cleaner",
+        description="Exact Claude Code token and cost accounting from your transcripts, "
+        "migrated into ClickHouse and kept in sync.",
+        epilog="Exit status: 0 on success, non-zero on any failure.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    analyze = sub.add_parser(
+        "analyze",
+        help="count tokens and cost straight from the transcripts (no database)",
+        description="Read every transcript, de-duplicate usage the way Claude Code writes it "
+        "(one line per content block, each repeating the response's usage), and report exact "
+        "totals by session, day, model and project, beside the raw line sum.",
+    )
+    add_source_args(analyze)
+    add_pricing_args(analyze)
+    analyze.add_argument("--json", action="store_true", help="print the full report as JSON")
+    analyze.add_argument(
+        "--timezone", metavar="TZ", help="IANA timezone for days (default UTC), e.g. Europe/Berlin"
+    )
+    analyze.add_argument(
+        "--workers", type=int, metavar="N", help="processes for large corpora (default: cores)"
+    )
+    analyze.add_argument(
+        "--top", type=int, default=10, metavar="N", help="sessions shown in the table (default 10)"
+    )
+    analyze.set_defaults(handler=cmd_analyze)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+#: Commands of higher layers register themselves here (see ``commands`` modules).
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ContextCleanerError as exc:
+        _stderr().print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _stderr().print("interrupted; run the command again to resume.")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

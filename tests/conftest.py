@@ -1,0 +1,43 @@
+"""Shared fixtures: the real transcripts and what the reference analyser says of them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(
+    os.environ.get(
+        "CONTEXT_CLEANER_FIXTURES", REPO.parent / "shared" / "fixtures" / "claude-code-transcripts"
+    )
+)
+if not FIXTURES.is_dir():  # a checkout without shared/: the bundled copy of the same files
+    FIXTURES = REPO / "src" / "context_cleaner" / "sample"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+def _expected(name: str) -> dict[str, Any]:
+    """What ccusage 20.0.24 reports for the fixtures (shared/ first, else the copy in tests/data)."""
+    for folder in (FIXTURES, REPO / "tests" / "data"):
+        path = folder / name
+        if path.is_file():
+            return json.loads(path.read_text())
+    raise FileNotFoundError(name)
+
+
+@pytest.fixture(scope="session")
+def expected_daily() -> dict[str, Any]:
+    return _expected("expected-ccusage-daily.json")
+
+
+@pytest.fixture(scope="session")
+def expected_session() -> dict[str, Any]:
+    return _expected("expected-ccusage-session.json")
