@@ -25,7 +25,7 @@ def fixtures_dir() -> Path:
 
 
 def _expected(name: str) -> dict[str, Any]:
-    """What ccusage 20.0.24 reports for the fixtures (shared/ first, else the copy in tests/data)."""
+    """What ccusage 20.0.24 reports for the fixtures (shared/ first, else tests/data)."""
     for folder in (FIXTURES, REPO / "tests" / "data"):
         path = folder / name
         if path.is_file():

@@ -25,9 +25,10 @@ class LineReader:
     """Iterate ``(line_number, byte_offset, line)`` over the complete lines of a file.
 
     ``line`` excludes its newline. With ``marker``, only lines containing those
-    bytes are yielded (the others are still counted and passed over). ``start_offset`` must be the start of a line
-    (0 or an ``end_offset`` of an earlier read); ``start_line`` is that line's
-    1-based number, when known (else numbering restarts at 1 from the offset).
+    bytes are yielded (the others are still counted and passed over).
+    ``start_offset`` must be the start of a line (0 or an ``end_offset`` of an
+    earlier read); ``start_line`` is that line's 1-based number, when known
+    (else numbering restarts at 1 from the offset).
     """
 
     def __init__(
