@@ -157,21 +157,55 @@ class ScanResult:
     skips: SkipLog
 
 
-def scan_files(
-    files: Sequence[TranscriptFile], *, max_line_bytes: int = MAX_LINE_BYTES
-) -> ScanResult:
-    """Scan files one after the other in this process."""
+#: A file to read from ``start_offset`` (a line start whose number is ``start_line``).
+FileRange = tuple[TranscriptFile, int, int]
+
+
+def scan_ranges(ranges: Sequence[FileRange], *, max_line_bytes: int = MAX_LINE_BYTES) -> ScanResult:
+    """Scan files from their start offsets, one after the other, in this process."""
     collector = UsageCollector()
     skips = SkipLog()
-    stats = [scan_file(f, collector.add, skips, max_line_bytes=max_line_bytes) for f in files]
+    stats = [
+        scan_file(
+            f,
+            collector.add,
+            skips,
+            start_offset=start,
+            start_line=line,
+            max_line_bytes=max_line_bytes,
+        )
+        for f, start, line in ranges
+    ]
     return ScanResult(collector, stats, skips)
 
 
-def _scan_worker(files: list[TranscriptFile], max_line_bytes: int) -> bytes:
-    result = scan_files(files, max_line_bytes=max_line_bytes)
+def scan_files(
+    files: Sequence[TranscriptFile], *, max_line_bytes: int = MAX_LINE_BYTES
+) -> ScanResult:
+    """Scan whole files one after the other in this process."""
+    return scan_ranges([(f, 0, 1) for f in files], max_line_bytes=max_line_bytes)
+
+
+_WIRE_TYPE = tuple[bytes, list[FileStats], list[SkippedLine], dict[str, int]]
+
+
+def encode_scan(result: ScanResult) -> bytes:
+    """A scan result as bytes, to hand from a worker process to its parent."""
     return msgspec.msgpack.encode(
         (result.collector.to_bytes(), result.files, result.skips.details, result.skips.by_reason)
     )
+
+
+def decode_scan(data: bytes) -> ScanResult:
+    blob, files, details, by_reason = msgspec.msgpack.decode(data, type=_WIRE_TYPE)
+    return ScanResult(
+        UsageCollector.from_bytes(blob), files, SkipLog(details=details, by_reason=by_reason)
+    )
+
+
+def scan_ranges_encoded(ranges: Sequence[FileRange], max_line_bytes: int = MAX_LINE_BYTES) -> bytes:
+    """Worker entry point: scan and encode (records cross the process boundary as msgpack)."""
+    return encode_scan(scan_ranges(ranges, max_line_bytes=max_line_bytes))
 
 
 def split_by_size(files: Sequence[TranscriptFile], parts: int) -> list[list[TranscriptFile]]:
@@ -213,16 +247,14 @@ def scan_files_parallel(
     skips = SkipLog()
     stats: list[FileStats] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_scan_worker, g, max_line_bytes) for g in groups]
+        futures = [
+            pool.submit(scan_ranges_encoded, [(f, 0, 1) for f in g], max_line_bytes) for g in groups
+        ]
         for future in futures:
-            blob, file_stats, details, by_reason = msgspec.msgpack.decode(
-                future.result(),
-                type=tuple[bytes, list[FileStats], list[SkippedLine], dict[str, int]],
-            )
-            collector.merge(UsageCollector.from_bytes(blob))
-            stats.extend(file_stats)
-            part = SkipLog(details=details, by_reason=by_reason)
-            skips.merge(part)
+            part = decode_scan(future.result())
+            collector.merge(part.collector)
+            stats.extend(part.files)
+            skips.merge(part.skips)
     order = {f.relative_path + "\0" + str(f.path): i for i, f in enumerate(files)}
     stats.sort(key=lambda s: order.get(s.relative_path + "\0" + s.path, 0))
     return ScanResult(collector, stats, skips)

@@ -1,0 +1,223 @@
+"""The migration's result and progress types (the spec's "Migration Data Models").
+
+Plain dataclasses: built on the hot path cheaply, turned into JSON by
+``to_dict`` at the edges (CLI ``--json``, flows' artifacts, the dashboard).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, datetimes and exceptions as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, BaseException):
+        return {"type": type(value).__name__, "message": str(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+class _Jsonable:
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(self)  # type: ignore[no-any-return]
+
+
+@dataclass
+class JSONLFileInfo(_Jsonable):
+    """One discovered transcript file (the spec's catalogue entry)."""
+
+    path: str
+    relative_path: str
+    size_bytes: int
+    modified_at: datetime
+    session_id: str
+    project: str
+    committed_offset: int = 0
+    """Bytes already in the database (0 for a file never migrated)."""
+    estimated_sessions: int = 1
+
+    @property
+    def pending_bytes(self) -> int:
+        return max(0, self.size_bytes - self.committed_offset)
+
+
+@dataclass
+class FileDiscoveryResult(_Jsonable):
+    source_directories: list[str]
+    files: list[JSONLFileInfo]
+    total_bytes: int
+    pending_bytes: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def total_files(self) -> int:
+        return len(self.files)
+
+
+@dataclass
+class BatchProcessingResult(_Jsonable):
+    """What one batch of files did."""
+
+    batch_id: str
+    files: list[str]
+    files_processed: int = 0
+    files_failed: int = 0
+    bytes_read: int = 0
+    lines_read: int = 0
+    usage_lines: int = 0
+    records_inserted: int = 0
+    tokens_in_records: int = 0
+    skipped_lines: int = 0
+    sessions_touched: int = 0
+    analysis_seconds: float = 0.0
+    insert_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MigrationProgress(_Jsonable):
+    """Real-time progress (the spec's ``MigrationProgress``), passed to progress callbacks."""
+
+    migration_id: str
+    current_phase: str
+    files_completed: int
+    files_remaining: int
+    tokens_processed: int
+    estimated_completion_time: datetime | None
+    current_processing_rate: float
+    """Tokens per second so far."""
+    errors_encountered: int
+    warnings_count: int
+    bytes_completed: int = 0
+    bytes_total: int = 0
+    records_inserted: int = 0
+
+
+@dataclass
+class HistoricalMigrationResult(_Jsonable):
+    """Comprehensive result of a historical migration (every field measured)."""
+
+    migration_id: str
+    start_time: datetime
+    end_time: datetime
+    success: bool
+    dry_run: bool
+
+    total_files_found: int
+    files_processed: int
+    files_skipped: int
+    files_failed: int
+
+    total_tokens_migrated: int
+    total_sessions_created: int
+    total_records_inserted: int
+
+    processing_duration: float
+    average_processing_speed_tokens_per_second: float
+    peak_memory_usage_mb: float
+    database_insertion_time: float
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)
+
+    data_integrity_score: float = 0.0
+    validation_passed: bool = False
+    consistency_check_results: dict[str, Any] = field(default_factory=dict)
+
+    bytes_processed: int = 0
+    skipped_lines: int = 0
+    checkpoints: list[str] = field(default_factory=list)
+    resumed_files: int = 0
+    """Files that continued from an earlier (interrupted) run's committed offset."""
+    database_totals: dict[str, Any] = field(default_factory=dict)
+    projected_seconds: float | None = None
+    """Dry runs: the projected wall time of the real migration."""
+
+
+@dataclass
+class IncrementalMigrationResult(_Jsonable):
+    """What an incremental sync did."""
+
+    migration_id: str
+    start_time: datetime
+    end_time: datetime
+    success: bool
+    files_checked: int
+    files_changed: int
+    files_new: int
+    files_reset: int
+    """Files whose identity changed (truncated, replaced, rotated) and were re-read from 0."""
+    files_deleted: int
+    bytes_read: int
+    records_inserted: int
+    tokens_added: int
+    skipped_lines: int
+    duration_seconds: float
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    data_lag_seconds: float | None = None
+
+
+@dataclass
+class SessionVariance(_Jsonable):
+    session_id: str
+    source_tokens: int
+    database_tokens: int
+
+    @property
+    def difference(self) -> int:
+        return self.database_tokens - self.source_tokens
+
+
+@dataclass
+class ValidationResult(_Jsonable):
+    """Analyser (source) against database: tokens, sessions, files, a per-session sample."""
+
+    passed: bool
+    tolerance: float
+    full_validation: bool
+    source_totals: dict[str, Any]
+    database_totals: dict[str, Any]
+    token_variance: int
+    variance_ratio: float
+    source_sessions: int
+    database_sessions: int
+    source_files: int
+    tracked_files: int
+    sessions_checked: int
+    session_mismatches: list[SessionVariance] = field(default_factory=list)
+    explanations: list[str] = field(default_factory=list)
+    integrity_score: float = 1.0
+    duration_seconds: float = 0.0
+
+
+@dataclass
+class SetupResult(_Jsonable):
+    database: str
+    applied_migrations: list[str]
+    tables: list[str]
+    duration_seconds: float
+
+
+@dataclass
+class RollbackResult(_Jsonable):
+    migration_id: str
+    mode: str
+    snapshot: str | None
+    tables_restored: list[str]
+    tables_dropped: list[str]
+    rows_before: dict[str, int]
+    rows_after: dict[str, int]
+    duration_seconds: float
+    success: bool = True

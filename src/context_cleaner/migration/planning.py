@@ -1,0 +1,134 @@
+"""What to read: each file's committed state against what is on disk now (DESIGN §5).
+
+The unit of work is (file, byte range ending at the last newline). A file is
+read from its committed offset when it is the same file that was committed
+(same device and inode, same head bytes, not shorter); otherwise from 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from context_cleaner.analysis.discovery import TranscriptFile
+
+HEAD_BYTES = 4096
+#: Bounds on one batch: files and source bytes (memory stays flat whatever the corpus).
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """A file's committed state, as the tracking table holds it."""
+
+    source_root: str
+    file_path: str
+    device: int
+    inode: int
+    head_hash: str
+    head_length: int
+    committed_offset: int
+    committed_line: int
+    """The 1-based number of the first line after ``committed_offset``."""
+    file_size: int
+    mtime_ns: int
+    status: str = "completed"
+    error: str = ""
+    migration_id: str = ""
+
+
+def head_hash(path: str, length: int) -> str:
+    """BLAKE2b of the first ``length`` bytes (``""`` when the file has fewer)."""
+    if length <= 0:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(length)
+    except OSError:
+        return ""
+    if len(data) < length:
+        return ""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One file to read, from ``start_offset`` (a line start) to its last newline."""
+
+    file: TranscriptFile
+    start_offset: int
+    start_line: int
+    reason: str
+    """``new``, ``appended``, ``resumed`` or ``reset: <why>``."""
+
+    @property
+    def pending_bytes(self) -> int:
+        return max(0, self.file.size - self.start_offset)
+
+
+@dataclass(slots=True)
+class Plan:
+    items: list[WorkItem]
+    unchanged: list[TranscriptFile]
+    reset: list[tuple[TranscriptFile, str]]
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(i.pending_bytes for i in self.items)
+
+
+def state_key(source_root: str, file_path: str) -> tuple[str, str]:
+    return (source_root, file_path)
+
+
+def plan_work(
+    files: Iterable[TranscriptFile],
+    states: dict[tuple[str, str], FileState],
+    *,
+    force: bool = False,
+) -> Plan:
+    """Compare each file with its committed state; decide where reading starts."""
+    plan = Plan([], [], [])
+    for f in files:
+        state = None if force else states.get(state_key(str(f.root), f.relative_path))
+        if state is None:
+            plan.items.append(WorkItem(f, 0, 1, "new" if not force else "forced"))
+            continue
+        why = _identity_change(f, state)
+        if why:
+            plan.reset.append((f, why))
+            plan.items.append(WorkItem(f, 0, 1, f"reset: {why}"))
+        elif f.size > state.committed_offset:
+            plan.items.append(WorkItem(f, state.committed_offset, state.committed_line, "appended"))
+        else:
+            plan.unchanged.append(f)
+    return plan
+
+
+def _identity_change(f: TranscriptFile, state: FileState) -> str:
+    if (f.device, f.inode) != (state.device, state.inode):
+        return "replaced (device/inode changed)"
+    if f.size < state.committed_offset:
+        return f"truncated ({f.size} < {state.committed_offset} bytes committed)"
+    if state.head_length and head_hash(str(f.path), state.head_length) != state.head_hash:
+        return "rewritten (first bytes changed)"
+    return ""
+
+
+def batches(
+    items: Sequence[WorkItem], batch_size: int, max_bytes: int = MAX_BATCH_BYTES
+) -> list[list[WorkItem]]:
+    """Group items into batches of at most ``batch_size`` files and about ``max_bytes``."""
+    out: list[list[WorkItem]] = []
+    current: list[WorkItem] = []
+    size = 0
+    for item in items:
+        if current and (len(current) >= batch_size or size + item.pending_bytes > max_bytes):
+            out.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += item.pending_bytes
+    if current:
+        out.append(current)
+    return out
