@@ -1,0 +1,123 @@
+"""The per-(session, day, model) rollup, recomputed for the sessions a batch touched.
+
+Exactness rests on two facts. First, rows are selected by message id (the
+sorting key), so ``FINAL`` sees every version of each key before it picks one;
+filtering by session first could hide the newer version of a key that moved
+to another session. Second, a batch's sessions are widened to every session
+that shares a message id with them: a better duplicate arriving in session B
+takes the record away from session A (rule 3), and a main-chain copy of a
+message drops its sidechain replay wherever it is (rule 4), so A must be
+recomputed too. Groups that lost all their records get a tombstone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+from context_cleaner.bridge.exceptions import MigrationError, translate_clickhouse_error
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+DETAILS = "enhanced_token_details"
+SUMMARIES = "enhanced_token_summaries"
+
+#: Rule 4 over a set of rows ``d``: drop sidechain rows whose message id has a main-chain row.
+NOT_A_REPLAY = (
+    "NOT (is_sidechain AND message_id IN "
+    f"(SELECT message_id FROM {DETAILS} WHERE NOT is_sidechain))"
+)
+
+TOKEN_SUMS = (
+    "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+    "sum(cache_creation_5m_tokens) AS cache_creation_5m_tokens, "
+    "sum(cache_creation_1h_tokens) AS cache_creation_1h_tokens, "
+    "sum(cache_read_tokens) AS cache_read_tokens, sum(cost_usd) AS cost_usd, "
+    "count() AS record_count"
+)
+
+_WIDEN = (
+    f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN "
+    f"(SELECT message_id FROM {DETAILS} WHERE session_id IN {{sessions:Array(String)}})"
+)
+
+_RECOMPUTE = f"""
+SELECT session_id, toDate(timestamp) AS day, model, any(project) AS project, any(host) AS host,
+       {TOKEN_SUMS}, min(timestamp) AS first_timestamp, max(timestamp) AS last_timestamp
+FROM (
+    SELECT * FROM {DETAILS} FINAL
+    WHERE message_id IN
+        (SELECT message_id FROM {DETAILS} WHERE session_id IN {{sessions:Array(String)}})
+)
+WHERE session_id IN {{sessions:Array(String)}} AND {NOT_A_REPLAY}
+GROUP BY session_id, day, model
+"""
+
+_EXISTING = (
+    f"SELECT session_id, day, model FROM {SUMMARIES} FINAL "
+    "WHERE session_id IN {sessions:Array(String)}"
+)
+
+SUMMARY_COLUMNS = (
+    "session_id",
+    "day",
+    "model",
+    "project",
+    "host",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_5m_tokens",
+    "cache_creation_1h_tokens",
+    "cache_read_tokens",
+    "cost_usd",
+    "record_count",
+    "first_timestamp",
+    "last_timestamp",
+    "migration_id",
+    "ver",
+    "is_deleted",
+)
+
+
+def _rows(client: Client, sql: str, parameters: dict[str, Any], action: str) -> list[tuple]:
+    try:
+        return list(client.query(sql, parameters=parameters).result_rows)
+    except MigrationError:
+        raise
+    except Exception as exc:
+        raise translate_clickhouse_error(exc, action=action) from exc
+
+
+def refresh_summaries(client: Client, sessions: Collection[str], migration_id: str) -> int:
+    """Recompute the rollup of ``sessions`` and of every session sharing a message id with them.
+
+    Returns how many sessions were recomputed. Safe to repeat.
+    """
+    if not sessions:
+        return 0
+    params = {"sessions": sorted(sessions)}
+    widened = sorted(
+        {r[0] for r in _rows(client, _WIDEN, params, "finding sessions that share messages")}
+        | set(sessions)
+    )
+    params = {"sessions": widened}
+    fresh = _rows(client, _RECOMPUTE, params, "recomputing session summaries")
+    existing = _rows(client, _EXISTING, params, "reading session summaries")
+    ver = time.time_ns()
+    rows: list[list[Any]] = [[*row, migration_id, ver, 0] for row in fresh]
+    fresh_keys = {(r[0], r[1], r[2]) for r in fresh}
+    for session_id, day, model in existing:
+        if (session_id, day, model) not in fresh_keys:
+            rows.append(
+                [session_id, day, model, "", "", 0, 0, 0, 0, 0, 0.0, 0, 0, 0, migration_id, ver, 1]
+            )
+    if rows:
+        try:
+            client.insert(SUMMARIES, rows, column_names=SUMMARY_COLUMNS)
+        except Exception as exc:
+            raise translate_clickhouse_error(
+                exc, action=f"writing {len(rows)} summary rows (migration {migration_id})"
+            ) from exc
+    return len(widened)

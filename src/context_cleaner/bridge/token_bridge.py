@@ -1,0 +1,385 @@
+"""EnhancedTokenDatabaseBridge: the one class the pipeline and the dashboard talk to.
+
+Writes go through :meth:`EnhancedTokenDatabaseBridge.writer`, one unit of work
+under one hold of the database (and its lock). Reads each open their own
+short session, so readers and a long-running sync interleave. Every read is
+exact: details are read with ``FINAL`` and rule 4, summaries with ``FINAL``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from context_cleaner import __version__
+from context_cleaner.analysis.pricing import PriceTable
+from context_cleaner.analysis.records import UsageRecord
+from context_cleaner.bridge.database import Database
+from context_cleaner.bridge.details import default_host, default_user, insert_details
+from context_cleaner.bridge.exceptions import (
+    ConfigurationError,
+    MigrationError,
+    translate_clickhouse_error,
+)
+from context_cleaner.bridge.schema import setup_schema
+from context_cleaner.bridge.summaries import (
+    DETAILS,
+    SUMMARIES,
+    TOKEN_SUMS,
+    refresh_summaries,
+)
+from context_cleaner.bridge.tracking import FileCommit, TrackedFile, commit_files, current_files
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+METADATA = "enhanced_analysis_metadata"
+COUNTED = "counted_token_details"
+"""The view of counted records: rule 3 by FINAL, then rule 4 (sql/004)."""
+EXECUTION_LOG = "migration_execution_log"
+
+#: Dimensions the summaries can be broken down by, and their column.
+DIMENSIONS = {
+    "session": "session_id",
+    "day": "day",
+    "model": "model",
+    "project": "project",
+    "host": "host",
+}
+
+TOKEN_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_5m_tokens",
+    "cache_creation_1h_tokens",
+    "cache_read_tokens",
+    "cost_usd",
+    "record_count",
+)
+
+
+def utc(value: float | datetime | None) -> datetime | None:
+    """Epoch seconds (or a datetime) as an aware UTC datetime, for DateTime64 columns."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromtimestamp(value, UTC)
+
+
+def totals_dict(values: Sequence[Any]) -> dict[str, Any]:
+    """A row of :data:`TOKEN_KEYS` sums as the DESIGN §10 ``totals`` shape."""
+    inp, out, c5, c1, read, cost, count = (values[i] or 0 for i in range(7))
+    cache = int(c5) + int(c1)
+    return {
+        "input_tokens": int(inp),
+        "output_tokens": int(out),
+        "cache_creation_tokens": cache,
+        "cache_read_tokens": int(read),
+        "total_tokens": int(inp) + int(out) + cache + int(read),
+        "cost_usd": round(float(cost), 10),
+        "cache_creation_5m_tokens": int(c5),
+        "cache_creation_1h_tokens": int(c1),
+        "records": int(count),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Optional restrictions on summary reads (all parameterised, never spliced)."""
+
+    start: date | None = None
+    end: date | None = None
+    model: str | None = None
+    project: str | None = None
+    host: str | None = None
+    session: str | None = None
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        clauses, params = [], {}
+        if self.start is not None:
+            clauses.append("day >= {start:Date}")
+            params["start"] = self.start
+        if self.end is not None:
+            clauses.append("day <= {end:Date}")
+            params["end"] = self.end
+        for name in ("model", "project", "host"):
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(f"{name} = {{{name}:String}}")
+                params[name] = value
+        if self.session is not None:
+            clauses.append("session_id = {session:String}")
+            params["session"] = self.session
+        return (" AND ".join(clauses) or "1"), params
+
+
+class BridgeWriter:
+    """The write side of one unit of work (see :meth:`EnhancedTokenDatabaseBridge.writer`)."""
+
+    def __init__(self, bridge: EnhancedTokenDatabaseBridge, client: Client) -> None:
+        self._bridge = bridge
+        self.client = client
+
+    def insert_records(self, records: Sequence[UsageRecord], migration_id: str) -> int:
+        prices = self._bridge.prices
+        return insert_details(
+            self.client,
+            records,
+            price=lambda r: prices.cost(
+                r.model,
+                r.input_tokens,
+                r.output_tokens,
+                r.cache_creation_5m_tokens,
+                r.cache_creation_1h_tokens,
+                r.cache_read_tokens,
+                r.speed,
+            ),
+            migration_id=migration_id,
+            host=self._bridge.host,
+            user=self._bridge.user,
+        )
+
+    def refresh_summaries(self, sessions: Collection[str], migration_id: str) -> int:
+        return refresh_summaries(self.client, sessions, migration_id)
+
+    def commit_files(self, commits: Sequence[FileCommit], migration_id: str) -> None:
+        commit_files(self.client, commits, migration_id, self._bridge.host)
+
+    def log(
+        self,
+        migration_id: str,
+        phase: str,
+        operation: str,
+        status: str,
+        details: dict[str, Any] | str = "",
+        processing_ms: float = 0.0,
+    ) -> None:
+        text = details if isinstance(details, str) else json.dumps(details, default=str)
+        self._insert(
+            EXECUTION_LOG,
+            [[migration_id, utc(time.time()), phase, operation, status, text,
+              int(min(processing_ms, 2**32 - 1)), self._bridge.host]],
+            (
+                "migration_id",
+                "execution_timestamp",
+                "phase",
+                "operation",
+                "status",
+                "details",
+                "processing_time_ms",
+                "host",
+            ),
+        )
+
+    def save_run(self, run: dict[str, Any]) -> None:
+        """Write (or rewrite) the run's row in ``enhanced_analysis_metadata``."""
+        row = {
+            "host": self._bridge.host,
+            "user": self._bridge.user,
+            "tool_version": __version__,
+            "updated_at": time.time(),
+            **run,
+        }
+        for name in ("started_at", "finished_at", "updated_at"):
+            if name in row:
+                row[name] = utc(row[name])
+        if isinstance(row.get("details"), dict):
+            row["details"] = json.dumps(row["details"], default=str)
+        names = tuple(row)
+        self._insert(METADATA, [[row[n] for n in names]], names)
+
+    def _insert(self, table: str, rows: list[list[Any]], names: Sequence[str]) -> None:
+        try:
+            self.client.insert(table, rows, column_names=list(names))
+        except MigrationError:
+            raise
+        except Exception as exc:
+            raise translate_clickhouse_error(exc, action=f"writing to {table}") from exc
+
+
+class EnhancedTokenDatabaseBridge:
+    """ClickHouse side of context_cleaner: usage rows, rollups, tracking, runs, reads."""
+
+    def __init__(
+        self,
+        database: Database | str | None = None,
+        *,
+        prices: PriceTable | None = None,
+        host: str | None = None,
+        user: str | None = None,
+    ) -> None:
+        self.database = database if isinstance(database, Database) else Database(database)
+        self.prices = prices if prices is not None else PriceTable.load()
+        self.host = default_host() if host is None else host
+        self.user = default_user() if user is None else user
+
+    def __repr__(self) -> str:
+        return f"EnhancedTokenDatabaseBridge({self.database.url.redacted()!r})"
+
+    # -- set-up and writes ---------------------------------------------------------------
+
+    def setup_migration_infrastructure(self) -> list[str]:
+        """Apply pending schema files; returns the names applied (empty when up to date)."""
+        with self.database.session() as client:
+            return setup_schema(client)
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[BridgeWriter]:
+        """One unit of work: the database held (and locked) until the block ends."""
+        with self.database.session() as client:
+            yield BridgeWriter(self, client)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        with self.database.session() as client:
+            return query_rows(client, sql, parameters)
+
+    def is_initialised(self) -> bool:
+        """True when the schema exists (nothing has been migrated before otherwise)."""
+        rows = self._query("EXISTS TABLE " + DETAILS)
+        return bool(rows and rows[0][0])
+
+    def get_migration_totals(self) -> dict[str, Any]:
+        """Exact totals over every usage row (``FINAL``, rule 4): the source of truth."""
+        rows = self._query(f"SELECT {TOKEN_SUMS} FROM {COUNTED}")
+        return totals_dict(rows[0])
+
+    def detail_totals_by_session(
+        self, sessions: Collection[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Per-session totals straight from the usage rows (for validation)."""
+        where, params = "1", {}
+        if sessions is not None:
+            where = "session_id IN {sessions:Array(String)}"
+            params["sessions"] = sorted(sessions)
+        rows = self._query(
+            f"SELECT session_id, {TOKEN_SUMS} FROM {COUNTED} WHERE {where} GROUP BY session_id",
+            params,
+        )
+        return {r[0]: totals_dict(r[1:]) for r in rows}
+
+    def summary_totals(self, filters: Filters | None = None) -> dict[str, Any]:
+        """Totals from the rollup (what the dashboard shows)."""
+        where, params = (filters or Filters()).where()
+        rows = self._query(f"SELECT {_SUMMARY_SUMS} FROM {SUMMARIES} FINAL WHERE {where}", params)
+        return totals_dict(rows[0])
+
+    def totals_by(
+        self,
+        dimension: str,
+        filters: Filters | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        order: str = "total_tokens",
+    ) -> list[dict[str, Any]]:
+        """Totals grouped by session, day, model, project or host (from the rollup)."""
+        column = DIMENSIONS.get(dimension)
+        if column is None:
+            raise ConfigurationError(
+                f"Unknown breakdown {dimension!r}; choose one of {', '.join(DIMENSIONS)}."
+            )
+        where, params = (filters or Filters()).where()
+        order_sql = {
+            "total_tokens": "total DESC, key",
+            "cost_usd": "cost_usd DESC, key",
+            "key": "key",
+            "last_timestamp": "last DESC, key",
+        }.get(order)
+        if order_sql is None:
+            raise ConfigurationError(f"Unknown order {order!r}.")
+        extra = ", any(project), min(first_timestamp) AS first, max(last_timestamp) AS last"
+        sql = (
+            f"SELECT {column} AS key, {_SUMMARY_SUMS}, input_tokens + output_tokens + "
+            f"cache_creation_5m_tokens + cache_creation_1h_tokens + cache_read_tokens AS total"
+            f"{extra} FROM {SUMMARIES} FINAL WHERE {where} GROUP BY key ORDER BY {order_sql}"
+        )
+        if limit is not None:
+            sql += " LIMIT {limit:UInt64} OFFSET {offset:UInt64}"
+            params.update(limit=limit, offset=offset)
+        out = []
+        for row in self._query(sql, params):
+            item = {dimension: _plain(row[0]), **totals_dict(row[1:8])}
+            item.update(project=row[9], first_timestamp=_plain(row[10]), last_timestamp=_plain(row[11]))
+            out.append(item)
+        return out
+
+    def count_sessions(self, filters: Filters | None = None) -> int:
+        where, params = (filters or Filters()).where()
+        rows = self._query(
+            f"SELECT uniqExact(session_id) FROM {SUMMARIES} FINAL WHERE {where}", params
+        )
+        return int(rows[0][0])
+
+    def tracked_files(self) -> list[TrackedFile]:
+        """This host's files and how far each is committed."""
+        with self.database.session() as client:
+            return current_files(client, self.host)
+
+    def migration_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest runs (migrate, sync, validate, rollback), newest first."""
+        rows = self._query(
+            f"SELECT migration_id, run_kind, status, started_at, finished_at, host, "
+            f"files_found, files_processed, files_failed, records_inserted, lines_skipped, "
+            f"total_tokens, cost_usd, details FROM {METADATA} FINAL "
+            "ORDER BY started_at DESC LIMIT {limit:UInt32}",
+            {"limit": limit},
+        )
+        keys = (
+            "migration_id run_kind status started_at finished_at host files_found "
+            "files_processed files_failed records_inserted lines_skipped total_tokens "
+            "cost_usd details"
+        ).split()
+        runs = []
+        for row in rows:
+            run = {k: _plain(v) for k, v in zip(keys, row, strict=True)}
+            with contextlib.suppress(ValueError, TypeError):
+                run["details"] = json.loads(run["details"] or "{}")
+            runs.append(run)
+        return runs
+
+    def newest_record_time(self) -> float | None:
+        """Epoch seconds of the newest usage row (for the data-lag figure), or None."""
+        rows = self._query(f"SELECT toUnixTimestamp64Milli(max(timestamp)), count() FROM {DETAILS}")
+        if not rows or not rows[0][1]:
+            return None
+        return rows[0][0] / 1000.0
+
+    def table_counts(self, tables: Sequence[str]) -> dict[str, int]:
+        """Row counts (physical rows, before ``FINAL``) of ``tables`` that exist."""
+        rows = self._query(
+            "SELECT name, total_rows FROM system.tables WHERE database = currentDatabase() "
+            "AND name IN {names:Array(String)}",
+            {"names": list(tables)},
+        )
+        return {name: int(count or 0) for name, count in rows}
+
+
+_SUMMARY_SUMS = (
+    "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+    "sum(cache_creation_5m_tokens) AS cache_creation_5m_tokens, "
+    "sum(cache_creation_1h_tokens) AS cache_creation_1h_tokens, "
+    "sum(cache_read_tokens) AS cache_read_tokens, sum(cost_usd) AS cost_usd, "
+    "sum(record_count) AS record_count"
+)
+
+
+def _plain(value: Any) -> Any:
+    """Dates and datetimes as ISO strings, for JSON."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def query_rows(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+    try:
+        return list(client.query(sql, parameters=parameters or {}).result_rows)
+    except MigrationError:
+        raise
+    except Exception as exc:
+        raise translate_clickhouse_error(exc, action="reading the database") from exc

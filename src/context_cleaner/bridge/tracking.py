@@ -1,0 +1,156 @@
+"""File tracking: which bytes of which file are in the database (DESIGN §5).
+
+One row per commit of a file's byte range. A file's current state is its
+latest row (by ``processed_at``) for this host; rows are written only after
+the range's usage rows were inserted, so a crash between the two replays the
+range, which the table's key makes harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from context_cleaner.bridge.exceptions import translate_clickhouse_error
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+TRACKING = "migration_file_tracking"
+
+#: Layout version of tracking rows (``schema_version`` column); upgrade step by step.
+TRACKING_VERSION = 2
+
+
+@dataclass(frozen=True, slots=True)
+class FileCommit:
+    """One file's range, committed: bytes ``[0, committed_offset)`` are in the database."""
+
+    source_root: str
+    file_path: str
+    device: int
+    inode: int
+    head_hash: str
+    head_length: int
+    file_size: int
+    mtime_ns: int
+    range_start: int
+    committed_offset: int
+    committed_line: int
+    tokens_found: int
+    records_inserted: int
+    lines_skipped: int
+    status: str = "completed"
+    error_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedFile:
+    """A file's current committed state."""
+
+    source_root: str
+    file_path: str
+    device: int
+    inode: int
+    head_hash: str
+    head_length: int
+    committed_offset: int
+    committed_line: int
+    file_size: int
+    mtime_ns: int
+    status: str
+    error_message: str
+    migration_id: str
+    processed_at: float
+    lines_skipped: int
+
+
+_COLUMNS = (
+    "migration_id",
+    "file_path",
+    "file_hash",
+    "processing_status",
+    "tokens_found",
+    "records_inserted",
+    "error_message",
+    "processed_at",
+    "host",
+    "source_root",
+    "device",
+    "inode",
+    "file_size",
+    "mtime_ns",
+    "range_start",
+    "committed_offset",
+    "lines_skipped",
+    "schema_version",
+    "committed_line",
+    "head_length",
+)
+
+
+def commit_files(
+    client: Client, commits: Sequence[FileCommit], migration_id: str, host: str
+) -> None:
+    """Record ``commits`` (after their rows were inserted)."""
+    if not commits:
+        return
+    now = datetime.now(UTC)
+    rows: list[list[Any]] = [
+        [
+            migration_id,
+            c.file_path,
+            c.head_hash,
+            c.status,
+            c.tokens_found,
+            c.records_inserted,
+            c.error_message,
+            now,
+            host,
+            c.source_root,
+            c.device,
+            c.inode,
+            c.file_size,
+            c.mtime_ns,
+            c.range_start,
+            c.committed_offset,
+            c.lines_skipped,
+            TRACKING_VERSION,
+            c.committed_line,
+            c.head_length,
+        ]
+        for c in commits
+    ]
+    try:
+        client.insert(TRACKING, rows, column_names=_COLUMNS)
+    except Exception as exc:
+        raise translate_clickhouse_error(
+            exc, action=f"recording {len(rows)} committed files (migration {migration_id})"
+        ) from exc
+
+
+_CURRENT = f"""
+SELECT source_root, file_path,
+       argMax(device, processed_at), argMax(inode, processed_at),
+       argMax(file_hash, processed_at), argMax(head_length, processed_at),
+       argMax(committed_offset, processed_at), argMax(committed_line, processed_at),
+       argMax(file_size, processed_at), argMax(mtime_ns, processed_at),
+       toString(argMax(processing_status, processed_at)), argMax(error_message, processed_at),
+       argMax(migration_id, processed_at), toUnixTimestamp64Milli(max(processed_at)) / 1000.0,
+       argMax(lines_skipped, processed_at)
+FROM {TRACKING}
+WHERE host = {{host:String}}
+GROUP BY source_root, file_path
+ORDER BY source_root, file_path
+"""
+
+
+def current_files(client: Client, host: str) -> list[TrackedFile]:
+    """Every tracked file of ``host`` in its latest committed state."""
+    try:
+        rows = client.query(_CURRENT, parameters={"host": host}).result_rows
+    except Exception as exc:
+        raise translate_clickhouse_error(exc, action="reading file tracking") from exc
+    return [TrackedFile(*row) for row in rows]
