@@ -77,6 +77,21 @@ class _Sum:
         if r.model:
             self.models.add(r.model)
 
+    def merge(self, other: _Sum) -> None:
+        if other.records:
+            if not self.records or other.first_ms < self.first_ms:
+                self.first_ms = other.first_ms
+            if not self.records or other.last_ms > self.last_ms:
+                self.last_ms = other.last_ms
+        self.records += other.records
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cache_5m += other.cache_5m
+        self.cache_1h += other.cache_1h
+        self.cache_read += other.cache_read
+        self.cost += other.cost
+        self.models |= other.models
+
     def totals(self) -> dict[str, int | float]:
         cache_creation = self.cache_5m + self.cache_1h
         return {
@@ -123,26 +138,41 @@ def record_cost(record: UsageRecord, prices: PriceTable) -> float:
 
 
 def break_down(records: Iterable[UsageRecord], prices: PriceTable, tz: tzinfo = UTC) -> Breakdown:
-    """Sum records into totals and by session, day (in ``tz``), model and project."""
-    out = Breakdown(_Sum(), {}, {}, {}, {}, set())
+    """Sum records into totals and by session, day (in ``tz``), model and project.
+
+    One pass sums records into (session, day, model) groups; the four breakdowns
+    are then rolled up from the groups, which are few.
+    """
+    groups: dict[tuple[str, str, str], _Sum] = {}
     day_cache: dict[int, str] = {}
+    unknown: set[str] = set()
     for r in records:
-        cost = record_cost(r, prices)
-        if r.cost_usd is None and not prices.is_known(r.model):
-            out.unknown_models.add(r.model)
-        out.total.add(r, cost)
-        session = out.sessions.get(r.session_id)
-        if session is None:
-            session = out.sessions[r.session_id] = _Sum(project=r.project)
-        session.add(r, cost)
+        if r.cost_usd is not None:
+            cost = r.cost_usd
+        else:
+            cost = record_cost(r, prices)
+            if r.model not in FREE_MODELS and prices.price(r.model) is None:
+                unknown.add(r.model)
         bucket = r.timestamp_ms // _QUARTER_HOUR_MS
         day = day_cache.get(bucket)
         if day is None:
             day = datetime.fromtimestamp(bucket * 900, tz).date().isoformat()
             day_cache[bucket] = day
-        out.days.setdefault(day, _Sum()).add(r, cost)
-        out.models.setdefault(r.model, _Sum()).add(r, cost)
-        out.projects.setdefault(r.project, _Sum()).add(r, cost)
+        key = (r.session_id, day, r.model)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Sum(project=r.project)
+        group.add(r, cost)
+    out = Breakdown(_Sum(), {}, {}, {}, {}, unknown)
+    for (session, day, model), g in groups.items():
+        out.total.merge(g)
+        target = out.sessions.get(session)
+        if target is None:
+            target = out.sessions[session] = _Sum(project=g.project)
+        target.merge(g)
+        out.days.setdefault(day, _Sum()).merge(g)
+        out.models.setdefault(model, _Sum()).merge(g)
+        out.projects.setdefault(g.project, _Sum()).merge(g)
     return out
 
 

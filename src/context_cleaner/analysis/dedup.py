@@ -10,6 +10,7 @@ in the same set of records.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import msgspec
 
@@ -128,25 +129,63 @@ class UsageCollector:
     # -- passing a collector between processes --------------------------------------
 
     def to_bytes(self) -> bytes:
-        return _ENCODER.encode(
-            _Wire(list(self._best.values()), self._unkeyed, self.raw)  # type: ignore[arg-type]
-        )
+        """The collector as msgpack; strings shared by many records are sent once."""
+        table: dict[str, int] = {}
+
+        def ref(value: str) -> int:
+            index = table.get(value)
+            if index is None:
+                index = table[value] = len(table)
+            return index
+
+        def rows(records: Iterable[UsageRecord]) -> list[tuple[object, ...]]:
+            return [
+                (
+                    r.message_id,
+                    r.request_id,
+                    ref(r.session_id),
+                    ref(r.line_session_id),
+                    ref(r.project),
+                    ref(r.file_path),
+                    r.line_number,
+                    r.byte_offset,
+                    r.timestamp_ms,
+                    ref(r.model),
+                    r.is_sidechain,
+                    ref(r.speed),
+                    r.from_progress,
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.cache_creation_5m_tokens,
+                    r.cache_creation_1h_tokens,
+                    r.cache_read_tokens,
+                    r.cost_usd,
+                )
+                for r in records
+            ]
+
+        best, unkeyed = rows(self._best.values()), rows(self._unkeyed)
+        return _ENCODER.encode((list(table), best, unkeyed, self.raw))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> UsageCollector:
-        wire = _DECODER.decode(data)
+        strings, best, unkeyed, raw = _DECODER.decode(data)
+
+        def build(row: list[object]) -> UsageRecord:
+            for i in _STRING_FIELDS:
+                row[i] = strings[row[i]]  # type: ignore[index]
+            return UsageRecord(*row)  # type: ignore[arg-type]
+
         collector = cls()
-        collector._best = {(r.message_id, r.request_id): r for r in wire.best}
-        collector._unkeyed = wire.unkeyed
-        collector.raw = wire.raw
+        for row in best:
+            record = build(row)
+            collector._best[(record.message_id, record.request_id)] = record
+        collector._unkeyed = [build(row) for row in unkeyed]
+        collector.raw = raw
         return collector
 
 
-class _Wire(msgspec.Struct, array_like=True):
-    best: list[UsageRecord]
-    unkeyed: list[UsageRecord]
-    raw: RawLineSum
-
-
+#: Positions in a wire row that hold an index into the string table.
+_STRING_FIELDS = (2, 3, 4, 5, 9, 11)
 _ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(_Wire)
+_DECODER = msgspec.msgpack.Decoder(tuple[list[str], list[list[Any]], list[list[Any]], RawLineSum])

@@ -11,6 +11,7 @@ judged field by field, so that its skip reason is precise and no valid shape
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from sys import intern
 from typing import Annotated, Any
 
 import msgspec
@@ -171,13 +172,13 @@ def _record(
         message_id=message.id or "",
         request_id=request_id or "",
         session_id=source.session_id,
-        line_session_id=session_id or "",
+        line_session_id=intern(session_id) if session_id else "",
         project=source.project,
         file_path=source.file_path,
         line_number=line_number,
         byte_offset=offset,
         timestamp_ms=_epoch_ms(timestamp),
-        model=message.model or "",
+        model=intern(message.model) if message.model else "",
         is_sidechain=is_sidechain,
         speed=usage.speed or "",
         from_progress=from_progress,
