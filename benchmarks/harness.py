@@ -1,0 +1,277 @@
+"""Shared pieces of the benchmarks: context, results, measuring a child process, tables.
+
+A benchmark is a function ``run(ctx: BenchContext) -> list[Result]`` in a module of
+this folder, registered by name in ``run.py``. It gets a generated corpus (with
+its manifest) and the options, runs whatever it measures through
+:func:`measure_command` (wall time and peak RSS of the whole process tree), and
+returns rows for the shared markdown table plus free-form comparison lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class BenchOptions:
+    """Options every benchmark may read (from ``run.py``'s command line)."""
+
+    context_cleaner: list[str]
+    """The command that runs ``context-cleaner`` (a stand-in can replace it)."""
+    ccusage: list[str] | None
+    """The command that runs ccusage, or None when it is not available or not wanted."""
+    repeat: int = 1
+    timeout: float = 1800.0
+
+
+@dataclass
+class BenchContext:
+    """One corpus and the options, handed to each benchmark."""
+
+    size_label: str
+    corpus_dir: Path
+    """The folder holding ``projects/`` and ``manifest.json``."""
+    manifest: dict[str, object]
+    options: BenchOptions
+
+    @property
+    def projects_dir(self) -> Path:
+        return self.corpus_dir / "projects"
+
+    @property
+    def corpus_bytes(self) -> int:
+        return int(self.manifest["bytes"])  # type: ignore[call-overload]
+
+    @property
+    def corpus_lines(self) -> int:
+        return int(self.manifest["lines"])  # type: ignore[call-overload]
+
+
+@dataclass
+class Result:
+    """One row of the results table."""
+
+    benchmark: str
+    corpus: str
+    tool: str
+    wall_s: float | None = None
+    mb_per_s: float | None = None
+    lines_per_s: float | None = None
+    peak_rss_mb: float | None = None
+    check: str = ""
+    """Correctness verdict, e.g. ``= manifest`` or ``MISMATCH``; empty when not applicable."""
+    notes: str = ""
+    failed: bool = False
+    """True when the run failed or gave a wrong answer (``run.py`` then exits non-zero)."""
+    comparisons: list[str] = field(default_factory=list)
+    """Lines printed under the table (ratios, mismatching fields)."""
+
+
+@dataclass
+class RunResult:
+    """What :func:`measure_command` observed."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    wall_s: float
+    peak_tree_rss: int
+    """Largest sampled sum of RSS over the process and all its descendants, bytes."""
+    max_process_rss: int
+    """Largest peak RSS (``VmHWM``) of any single process of the tree, bytes."""
+    timed_out: bool = False
+
+    @property
+    def peak_rss(self) -> int:
+        return max(self.peak_tree_rss, self.max_process_rss)
+
+
+def _proc_memory(pid: int) -> tuple[int, int]:
+    """(current RSS, peak RSS since exec) of one process in bytes; zeros once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            status = f.read()
+    except OSError:
+        try:
+            rss = psutil.Process(pid).memory_info().rss  # not Linux: no high-water mark
+        except psutil.Error:
+            return 0, 0
+        return rss, rss
+    rss = hwm = 0
+    for line in status.splitlines():
+        if line.startswith(b"VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+        elif line.startswith(b"VmHWM:"):
+            hwm = int(line.split()[1]) * 1024
+    return rss, max(rss, hwm)
+
+
+class _TreeSampler:
+    """Samples the memory of a process and all its descendants.
+
+    The kernel's ``ru_maxrss`` (``wait4``) cannot be used: a child started with
+    vfork/fork inherits the parent's high-water mark at exec, so it reports at least
+    the benchmark harness's own size. ``VmHWM`` in ``/proc/<pid>/status`` is reset at
+    exec, so it is exact per process; the tree's simultaneous peak is the largest
+    sampled sum of ``VmRSS``. Descendants are rediscovered every few samples only,
+    because walking the process table costs about a millisecond.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.pids: set[int] = {pid}
+        self.peak_sum = 0
+        self.peak_process: dict[int, int] = {}
+        self._n = 0
+
+    def sample(self) -> None:
+        if self._n % 5 == 0:
+            with contextlib.suppress(psutil.Error):
+                self.pids |= {c.pid for c in self.root.children(recursive=True)}
+        self._n += 1
+        total = 0
+        for pid in list(self.pids):
+            rss, hwm = _proc_memory(pid)
+            if not rss and not hwm:
+                self.pids.discard(pid)
+                continue
+            total += rss
+            if hwm > self.peak_process.get(pid, 0):
+                self.peak_process[pid] = hwm
+        self.peak_sum = max(self.peak_sum, total)
+
+    def kill_all(self) -> None:
+        with contextlib.suppress(psutil.Error):
+            for child in self.root.children(recursive=True):
+                child.kill()
+            self.root.kill()
+
+
+def measure_command(
+    cmd: list[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 1800.0,
+    poll_interval: float = 0.01,
+) -> RunResult:
+    """Run ``cmd``, returning its output, wall time and peak memory (see :class:`_TreeSampler`)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        popen = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+        sampler = _TreeSampler(popen.pid)
+        timed_out = False
+        while True:
+            # The sample comes first: once the process is reaped its /proc entry is gone.
+            sampler.sample()
+            if popen.poll() is not None:
+                wall = time.perf_counter() - started
+                break
+            if not timed_out and time.perf_counter() - started > timeout:
+                timed_out = True
+                sampler.kill_all()
+            time.sleep(poll_interval)
+        out.seek(0)
+        err.seek(0)
+        return RunResult(
+            returncode=popen.returncode,
+            stdout=out.read(),
+            stderr=err.read(),
+            wall_s=wall,
+            peak_tree_rss=sampler.peak_sum,
+            max_process_rss=max(sampler.peak_process.values(), default=0),
+            timed_out=timed_out,
+        )
+
+
+def measure_repeated(
+    cmd: list[str], repeat: int, env: dict[str, str] | None = None, timeout: float = 1800.0
+) -> RunResult:
+    """Run ``cmd`` ``repeat`` times; the fastest run, with the largest peak RSS seen."""
+    runs = [measure_command(cmd, env=env, timeout=timeout) for _ in range(max(1, repeat))]
+    best = min(runs, key=lambda r: r.wall_s)
+    failed = [r for r in runs if r.returncode != 0]
+    chosen = failed[0] if failed else best
+    chosen.peak_tree_rss = max(r.peak_tree_rss for r in runs)
+    chosen.max_process_rss = max(r.max_process_rss for r in runs)
+    return chosen
+
+
+def warm_page_cache(root: Path) -> tuple[int, float]:
+    """Read every file below ``root`` once; returns (bytes read, seconds)."""
+    started = time.perf_counter()
+    total = 0
+    buf = bytearray(8 << 20)
+    view = memoryview(buf)
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb", buffering=0) as f:
+                while n := f.readinto(view):
+                    total += n
+    return total, time.perf_counter() - started
+
+
+def find_ccusage() -> list[str] | None:
+    """ccusage's command: ``$CCUSAGE_BIN``, the tools folder, ``PATH``, then ``./node_modules``."""
+    candidates: list[str | None] = [
+        os.environ.get("CCUSAGE_BIN"),
+        "/work/tools/node_modules/.bin/ccusage",
+        shutil.which("ccusage"),
+        str(REPO_ROOT / "node_modules" / ".bin" / "ccusage"),
+        "./node_modules/.bin/ccusage",
+    ]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return [c]
+    return None
+
+
+def find_context_cleaner() -> list[str]:
+    """``$CONTEXT_CLEANER_BIN``, else the venv's console script, else the one on PATH."""
+    env = os.environ.get("CONTEXT_CLEANER_BIN")
+    if env:
+        return env.split()
+    venv = REPO_ROOT / ".venv" / "bin" / "context-cleaner"
+    if venv.exists():
+        return [str(venv)]
+    return [shutil.which("context-cleaner") or str(venv)]
+
+
+def machine_line() -> str:
+    mem = psutil.virtual_memory().total / 2**30
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, {mem:.0f} GiB RAM, "
+        f"Python {sys.version.split()[0]}"
+    )
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def markdown_table(results: list[Result]) -> str:
+    head = (
+        "| Benchmark | Corpus | Tool | Wall (s) | MB/s | Lines/s | Peak RSS (MB) | Check "
+        "| Notes |\n"
+        "|---|---|---|---:|---:|---:|---:|---|---|\n"
+    )
+    rows = [
+        f"| {r.benchmark} | {r.corpus} | {r.tool} | {_fmt(r.wall_s, 2)} | {_fmt(r.mb_per_s, 0)} "
+        f"| {_fmt(r.lines_per_s, 0)} | {_fmt(r.peak_rss_mb, 0)} | {r.check} | {r.notes} |"
+        for r in results
+    ]
+    return head + "\n".join(rows) + "\n"
