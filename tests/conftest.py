@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(
@@ -17,6 +18,16 @@ FIXTURES = Path(
 )
 if not FIXTURES.is_dir():  # a checkout without shared/: the bundled copy of the same files
     FIXTURES = REPO / "src" / "context_cleaner" / "sample"
+
+# Property tests: `ci` (the default) keeps the whole suite fast; HYPOTHESIS_PROFILE=thorough
+# runs many more examples. No deadline: examples write and read real files.
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

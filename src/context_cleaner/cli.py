@@ -110,13 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.set_defaults(handler=cmd_analyze)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    from context_cleaner import cli_migration
+
+    cli_migration.register(sub)
     return parser
-
-
-#: Commands of higher layers register themselves here (see ``commands`` modules).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

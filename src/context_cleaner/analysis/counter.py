@@ -216,6 +216,12 @@ class EnhancedTokenCounter:
             for m in sorted(parts.unknown_models)
         ]
         warnings += [f"{s.path}: {s.error}" for s in scan.files if s.error]
+        warnings += [
+            f"{s.path}: the last {s.torn_tail_bytes} byte(s) (line {s.lines + 1}, byte "
+            f"{s.end_offset}) have no newline yet (a line still being written?); not counted."
+            for s in scan.files
+            if s.torn_tail_bytes
+        ]
         warnings += [f"{p.path}: {p.reason}" for p in found.problems]
         if scan.skips.total:
             warnings.append(

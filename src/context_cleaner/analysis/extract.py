@@ -219,7 +219,7 @@ def _extract_slow(source: Source, line_number: int, offset: int, line: bytes) ->
     if not (isinstance(message, dict) and isinstance(message.get("usage"), dict)):
         inner = _get(doc, "data", "message")
         if doc.get("type") != "progress" or not isinstance(_get(inner, "message", "usage"), dict):
-            return None
+            return _usage_not_an_object(source, line_number, offset, doc, message, inner)
         message = inner["message"]
         prefix = "data.message.message"
         ts_value = inner.get("timestamp") or outer_ts
@@ -267,6 +267,29 @@ def _extract_slow(source: Source, line_number: int, offset: int, line: bytes) ->
         float(cost) if cost is not None else None,
         from_progress=from_progress,
     )
+
+
+def _usage_not_an_object(
+    source: Source, line_number: int, offset: int, doc: dict[str, Any], message: Any, inner: Any
+) -> SkippedLine | None:
+    """A usage that is there but is not an object (``"usage": "a lot"``) is bad input, reported.
+
+    A missing or null usage is not: most lines carry none.
+    """
+    holders = [("message", message)]
+    if doc.get("type") == "progress":
+        holders.append(("data.message.message", _get(inner, "message")))
+    for where, holder in holders:
+        value = holder.get("usage") if isinstance(holder, dict) else None
+        if value is not None:
+            return SkippedLine(
+                source.file_path,
+                line_number,
+                offset,
+                "invalid_field_type",
+                f"{where}.usage is {type(value).__name__}, not an object",
+            )
+    return None
 
 
 def _reason(message: str) -> str:

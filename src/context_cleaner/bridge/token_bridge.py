@@ -161,8 +161,18 @@ class BridgeWriter:
         text = details if isinstance(details, str) else json.dumps(details, default=str)
         self._insert(
             EXECUTION_LOG,
-            [[migration_id, utc(time.time()), phase, operation, status, text,
-              int(min(processing_ms, 2**32 - 1)), self._bridge.host]],
+            [
+                [
+                    migration_id,
+                    utc(time.time()),
+                    phase,
+                    operation,
+                    status,
+                    text,
+                    int(min(processing_ms, 2**32 - 1)),
+                    self._bridge.host,
+                ]
+            ],
             (
                 "migration_id",
                 "execution_timestamp",
@@ -305,7 +315,9 @@ class EnhancedTokenDatabaseBridge:
         out = []
         for row in self._query(sql, params):
             item = {dimension: _plain(row[0]), **totals_dict(row[1:8])}
-            item.update(project=row[9], first_timestamp=_plain(row[10]), last_timestamp=_plain(row[11]))
+            item.update(
+                project=row[9], first_timestamp=_plain(row[10]), last_timestamp=_plain(row[11])
+            )
             out.append(item)
         return out
 
@@ -330,11 +342,22 @@ class EnhancedTokenDatabaseBridge:
             "ORDER BY started_at DESC LIMIT {limit:UInt32}",
             {"limit": limit},
         )
-        keys = (
-            "migration_id run_kind status started_at finished_at host files_found "
-            "files_processed files_failed records_inserted lines_skipped total_tokens "
-            "cost_usd details"
-        ).split()
+        keys = [
+            "migration_id",
+            "run_kind",
+            "status",
+            "started_at",
+            "finished_at",
+            "host",
+            "files_found",
+            "files_processed",
+            "files_failed",
+            "records_inserted",
+            "lines_skipped",
+            "total_tokens",
+            "cost_usd",
+            "details",
+        ]
         runs = []
         for row in rows:
             run = {k: _plain(v) for k, v in zip(keys, row, strict=True)}

@@ -1,0 +1,264 @@
+"""Open a clickhouse-connect client for a :class:`~context_cleaner.bridge.url.DatabaseURL`.
+
+One client library serves both targets (DESIGN §4): ``chdb://`` gives an
+in-process chDB engine (clickhouse-connect >= 1.12 has the backend built in),
+``http(s)://`` a server. Server connections are retried with exponential
+backoff on errors that may pass (refused, timeout, overload) and then fail with
+:class:`DatabaseUnavailableError` naming ``host:port`` but never the password.
+
+Opening the embedded engine does no waiting of its own: callers go through
+:meth:`Database.session <context_cleaner.bridge.database.Database.session>`,
+which holds the inter-process lock first. If another program opened the
+directory without that lock, the engine's own ``status`` file lock tells us
+which process it is, and :class:`DatabaseLockedError` names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from context_cleaner.bridge.exceptions import (
+    ConfigurationError,
+    DatabaseLockedError,
+    DatabaseUnavailableError,
+    MigrationError,
+    TransientError,
+    redact_text,
+    translate_clickhouse_error,
+)
+from context_cleaner.bridge.url import DatabaseURL, resolve_url
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+log = logging.getLogger(__name__)
+
+MIN_CLICKHOUSE_CONNECT = "1.12"
+"""The first clickhouse-connect with the built-in chDB backend used for ``chdb://``."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry connecting to a server."""
+
+    attempts: int = 4
+    """Connection attempts in total (1 = no retry)."""
+    initial_delay: float = 0.5
+    """Seconds before the second attempt; each later wait is ``multiplier`` times longer."""
+    multiplier: float = 2.0
+    max_delay: float = 8.0
+    """Upper bound of one wait."""
+
+    def delays(self) -> Iterator[float]:
+        """The waits between attempts (``attempts - 1`` of them)."""
+        delay = self.initial_delay
+        for _ in range(max(0, self.attempts - 1)):
+            yield min(delay, self.max_delay)
+            delay *= self.multiplier
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+def chdb_supported() -> bool:
+    """True when the installed clickhouse-connect can open ``chdb://`` URLs."""
+    try:
+        import clickhouse_connect.driver._chdbclient  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _require_chdb_backend() -> None:
+    if chdb_supported():
+        return
+    try:
+        from importlib.metadata import version
+
+        installed = version("clickhouse-connect")
+    except Exception:  # pragma: no cover - metadata missing
+        installed = "unknown"
+    raise ConfigurationError(
+        f"The embedded database (chdb://) needs clickhouse-connect >= {MIN_CLICKHOUSE_CONNECT} "
+        f"with chdb installed; found clickhouse-connect {installed}. Reinstall context-cleaner "
+        f"(pip install -U 'clickhouse-connect>={MIN_CLICKHOUSE_CONNECT}' chdb), or point "
+        "CONTEXT_CLEANER_CLICKHOUSE_URL at a ClickHouse server."
+    )
+
+
+def open_client(
+    url: str | DatabaseURL | None = None,
+    *,
+    retry: RetryPolicy | None = None,
+    connect_timeout: float = 10.0,
+    send_receive_timeout: float = 300.0,
+    settings: Mapping[str, Any] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Client:
+    """A connected clickhouse-connect client for ``url`` (resolved by :func:`resolve_url`).
+
+    For the embedded engine call this only while holding the database's lock
+    (use :meth:`Database.session`). Raises :class:`MigrationError` subclasses only.
+    """
+    target = resolve_url(url)
+    if target.is_embedded:
+        return _open_embedded(target, settings)
+    return _open_server(
+        target,
+        retry or RetryPolicy(),
+        connect_timeout=connect_timeout,
+        send_receive_timeout=send_receive_timeout,
+        settings=settings,
+        sleep=sleep,
+    )
+
+
+def close_client(client: Client | None) -> None:
+    """Close ``client``, ignoring errors (closing releases the embedded engine)."""
+    if client is None:
+        return
+    with contextlib.suppress(Exception):
+        client.close()
+
+
+def _open_embedded(target: DatabaseURL, settings: Mapping[str, Any] | None) -> Client:
+    _require_chdb_backend()
+    import clickhouse_connect
+
+    if not target.is_memory:
+        try:
+            Path(target.path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Cannot create the database folder {target.path}: {exc.strerror}. "
+                "Choose a writable path with --clickhouse-url chdb:///path."
+            ) from exc
+    try:
+        return clickhouse_connect.get_client(dsn=target.dsn, settings=dict(settings or {}))
+    except Exception as exc:
+        if not target.is_memory:
+            holder = engine_holder(target.path)
+            if holder is not None:
+                pid, command = holder
+                who = f"process {pid}" if pid else "another process"
+                who += f" ({command})" if command else ""
+                raise DatabaseLockedError(
+                    f"The embedded database {target.path} is open in {who}, which does not "
+                    "use context-cleaner's lock. Stop that process, then run again.",
+                    path=target.path,
+                    holder_pid=pid,
+                    holder_command=command,
+                ) from exc
+        raise translate_clickhouse_error(
+            exc, target=target.redacted(), action="opening the embedded database"
+        ) from exc
+
+
+_STATUS_PID_RE = re.compile(r"^PID:\s*(\d+)", re.MULTILINE)
+
+
+def engine_holder(database_dir: str | os.PathLike[str]) -> tuple[int | None, str] | None:
+    """Which process has the chDB engine open on ``database_dir``, or None when none does.
+
+    The engine holds an exclusive ``flock`` on ``<dir>/status`` and writes
+    ``PID: n`` into it. A process that holds it is reported as
+    ``(pid, command line)``; the pid is None when the file could not be read.
+    """
+    status = Path(database_dir) / "status"
+    try:
+        fd = os.open(status, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+    match = _STATUS_PID_RE.search(text)
+    pid = int(match.group(1)) if match else None
+    return pid, _process_command(pid) if pid else ""
+
+
+def _process_command(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    text = " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _open_server(
+    target: DatabaseURL,
+    retry: RetryPolicy,
+    *,
+    connect_timeout: float,
+    send_receive_timeout: float,
+    settings: Mapping[str, Any] | None,
+    sleep: Callable[[float], None],
+) -> Client:
+    import clickhouse_connect
+
+    delays = retry.delays()
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return clickhouse_connect.get_client(
+                dsn=target.dsn,
+                connect_timeout=connect_timeout,
+                send_receive_timeout=send_receive_timeout,
+                settings=dict(settings or {}),
+                autogenerate_session_id=False,
+                client_name="context-cleaner",
+            )
+        except Exception as exc:
+            error: MigrationError = translate_clickhouse_error(
+                exc, target=target.redacted(), action="connecting"
+            )
+            delay = next(delays, None) if isinstance(error, TransientError) else None
+            if delay is None:
+                if isinstance(error, TransientError):
+                    raise _unavailable(target, attempt, time.monotonic() - started, exc) from exc
+                raise error from exc
+            log.warning(
+                "ClickHouse at %s not reachable (attempt %d of %d): %s; retrying in %.1f s",
+                target.endpoint,
+                attempt,
+                retry.attempts,
+                redact_text(str(exc))[:300],
+                delay,
+            )
+            sleep(delay)
+
+
+def _unavailable(
+    target: DatabaseURL, attempts: int, elapsed: float, exc: BaseException
+) -> DatabaseUnavailableError:
+    reason = redact_text(str(exc)).strip()
+    if len(reason) > 400:
+        reason = reason[:397] + "..."
+    error = DatabaseUnavailableError(
+        f"Cannot reach ClickHouse at {target.endpoint} ({target.scheme}) after {attempts} "
+        f"attempt{'s' if attempts != 1 else ''} over {elapsed:.1f} s: {reason}. Check that the "
+        "server is running and that --clickhouse-url / CONTEXT_CLEANER_CLICKHOUSE_URL is right, "
+        "then run again."
+    )
+    error.code = getattr(exc, "code", None) if isinstance(getattr(exc, "code", None), int) else None
+    return error

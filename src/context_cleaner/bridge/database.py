@@ -1,0 +1,116 @@
+"""A database target and its unit-of-work sessions (DESIGN §4).
+
+``Database(url).session()`` is how every other part of the package talks to
+ClickHouse::
+
+    with Database(url).session() as client:
+        client.insert(...)
+
+For the embedded engine a session takes the inter-process lock (bounded wait,
+then :class:`DatabaseLockedError` naming the holder), opens a chDB client,
+yields it, closes it (which releases the engine; reopening costs ~35 ms) and
+releases the lock. So the dashboard, the CLI and the sync can share one
+directory, each holding it only for one unit of work. For a server a session
+just opens a client (retrying connection errors) and closes it.
+
+Driver errors raised inside the block leave it as :class:`MigrationError`
+subclasses, so no caller ever handles a clickhouse-connect exception type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from context_cleaner.bridge.connection import RetryPolicy, close_client, open_client
+from context_cleaner.bridge.exceptions import ConfigurationError, translate_clickhouse_error
+from context_cleaner.bridge.lock import DEFAULT_LOCK_TIMEOUT, PROCESS_LOCKS, lock_path_for
+from context_cleaner.bridge.url import DatabaseURL, resolve_url
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from clickhouse_connect.driver.client import Client
+
+log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT_ENV = "CONTEXT_CLEANER_LOCK_TIMEOUT"
+
+
+def _lock_timeout(explicit: float | None, environ: Mapping[str, str]) -> float:
+    if explicit is not None:
+        return explicit
+    raw = environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ConfigurationError(
+            f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds >= 0. Fix or unset it."
+        )
+    return value
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith(("clickhouse_connect", "chdb", "_chdb"))
+
+
+class Database:
+    """One ClickHouse target (embedded directory or server) and how to reach it safely."""
+
+    def __init__(
+        self,
+        url: str | DatabaseURL | None = None,
+        *,
+        lock_timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        settings: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """``url`` as for :func:`resolve_url`; ``lock_timeout`` seconds to wait for another
+        process (default ``$CONTEXT_CLEANER_LOCK_TIMEOUT`` or 30); ``retry`` for servers;
+        ``settings`` ClickHouse settings for every query of every session."""
+        env = os.environ if environ is None else environ
+        self.url = resolve_url(url, env)
+        self.lock_timeout = _lock_timeout(lock_timeout, env)
+        self.retry = retry or RetryPolicy()
+        self.settings = dict(settings or {})
+
+    @property
+    def lock_path(self) -> Path | None:
+        """The inter-process lock file, for an on-disk embedded database; else None."""
+        if self.url.is_embedded and not self.url.is_memory:
+            return lock_path_for(self.url.path)
+        return None
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.redacted()!r})"
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Client]:
+        """A connected client for one unit of work; see the module docstring."""
+        lock_path = self.lock_path
+        hold = (
+            PROCESS_LOCKS.hold(lock_path, timeout=self.lock_timeout, description=self.url.path)
+            if lock_path is not None
+            else contextlib.nullcontext()
+        )
+        with hold:
+            started = time.perf_counter()
+            client = open_client(self.url, retry=self.retry, settings=self.settings)
+            log.debug("opened %s in %.1f ms", self.url, (time.perf_counter() - started) * 1e3)
+            try:
+                yield client
+            except Exception as exc:
+                if _is_driver_error(exc):
+                    raise translate_clickhouse_error(exc, target=self.url.redacted()) from exc
+                raise
+            finally:
+                close_client(client)

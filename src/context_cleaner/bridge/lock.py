@@ -1,0 +1,277 @@
+"""An inter-process lock for the embedded database, with a bounded wait (DESIGN §4).
+
+chDB lets one process at a time open a database directory; a second one fails
+with ``Cannot lock file .../status``. So every unit of work takes this lock
+first, and a process that cannot get it within the timeout learns which
+process holds it instead of failing inside the engine.
+
+The lock is ``fcntl.flock`` on ``<database dir>.lock``, a sibling of the
+directory rather than a file inside it, so the directory can be removed or
+replaced (schema rollback) while locked. The kernel drops the lock when its
+holder dies, so it is never stale. The holder writes a JSON line with its pid,
+command line, host and start time into the file; a waiter that times out reads
+it and names the holder. The file itself is never deleted (deleting a lock file
+that others have open races with them).
+
+Within one process the lock is shared: :class:`ProcessLocks` hands nested or
+concurrent users of the same path the one flock (chDB lets any number of
+handles in the process that opened the engine use it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from context_cleaner.bridge.exceptions import DatabaseLockedError, FileAccessError
+
+DEFAULT_LOCK_TIMEOUT = 30.0
+"""Seconds a process waits for another to release the database before giving up."""
+
+_POLL_START = 0.01
+_POLL_MAX = 0.25
+
+
+def lock_path_for(database_dir: str | os.PathLike[str]) -> Path:
+    """Where the lock for ``database_dir`` lives: ``<database_dir>.lock`` beside it."""
+    path = Path(database_dir)
+    return path.with_name(path.name + ".lock")
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """What the process holding a lock wrote about itself."""
+
+    pid: int | None
+    command: str = ""
+    host: str = ""
+    since: float | None = None
+    """``time.time()`` when the lock was taken."""
+
+    def describe(self) -> str:
+        """``process 123 (context-cleaner dashboard) on host, for 12 s`` or a fallback."""
+        if self.pid is None:
+            return "another process (it has not written its pid yet)"
+        text = f"process {self.pid}"
+        if self.command:
+            text += f" ({self.command})"
+        if self.host and self.host != socket.gethostname():
+            text += f" on host {self.host}"
+        if self.since is not None:
+            text += f", holding it for {max(0.0, time.time() - self.since):.0f} s"
+        return text
+
+
+def read_holder(lock_file: str | os.PathLike[str]) -> LockHolder:
+    """Read the holder's note from a lock file; unknown fields stay empty."""
+    try:
+        raw = Path(lock_file).read_text(encoding="utf-8", errors="replace").strip()
+        data = json.loads(raw) if raw else {}
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    pid = data.get("pid")
+    since = data.get("since")
+    return LockHolder(
+        pid=pid if isinstance(pid, int) else None,
+        command=str(data.get("command", "")),
+        host=str(data.get("host", "")),
+        since=float(since) if isinstance(since, (int, float)) else None,
+    )
+
+
+def _command_line() -> str:
+    argv = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"]
+    argv += sys.argv[1:]
+    text = " ".join(argv)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class FileLock:
+    """One exclusive ``flock`` on a file, taken with a bounded wait. Not re-entrant."""
+
+    def __init__(self, path: str | os.PathLike[str], *, description: str = "") -> None:
+        self.path = Path(path)
+        self.description = description or str(self.path)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        """Take the lock, waiting at most ``timeout`` seconds (0 = try once).
+
+        Raises :class:`DatabaseLockedError` naming the holder when the wait runs out.
+        """
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path} is already locked by this object")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise FileAccessError(
+                f"Cannot create the lock file {self.path}: {exc.strerror}. "
+                "Check that its folder is writable or choose another database path."
+            ) from exc
+        deadline = time.monotonic() + max(0.0, timeout)
+        delay = _POLL_START
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    os.close(fd)
+                    raise self.locked_error(timeout) from None
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, _POLL_MAX)
+            except OSError as exc:
+                os.close(fd)
+                raise FileAccessError(
+                    f"Cannot lock {self.path}: {exc.strerror}. "
+                    "Put the database on a local filesystem that supports flock."
+                ) from exc
+        self._fd = fd
+        self._write_note()
+
+    def _write_note(self) -> None:
+        assert self._fd is not None
+        note = {
+            "pid": os.getpid(),
+            "command": _command_line(),
+            "host": socket.gethostname(),
+            "since": time.time(),
+        }
+        payload = (json.dumps(note) + "\n").encode()
+        with contextlib.suppress(OSError):  # the note is informative; the flock is the lock
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, payload, 0)
+
+    def locked_error(self, timeout: float) -> DatabaseLockedError:
+        """The error a waiter raises after ``timeout`` seconds, naming the current holder."""
+        holder = read_holder(self.path)
+        return DatabaseLockedError(
+            f"The database {self.description} is in use by {holder.describe()}; "
+            f"waited {timeout:g} s. Wait for it to finish (or stop it), then run again, "
+            "or allow a longer wait with CONTEXT_CLEANER_LOCK_TIMEOUT=<seconds>.",
+            path=self.description,
+            holder_pid=holder.pid,
+            holder_command=holder.command,
+        )
+
+    def release(self) -> None:
+        """Release the lock (clearing the holder's note first). Safe to call twice."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+class _Shared:
+    """One path's lock as shared by the threads of this process."""
+
+    def __init__(self, flock: FileLock) -> None:
+        self.mutex = threading.Lock()
+        self.flock = flock
+        self.users = 0
+
+
+class ProcessLocks:
+    """Per-process registry sharing one :class:`FileLock` per path among threads and nesting.
+
+    chDB lets any number of handles in one process use the engine that process
+    opened, so within a process the lock is shared, not exclusive: the first
+    user takes the flock (others wait for it, within the same timeout), the last
+    one to leave releases it.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._entries: dict[Path, _Shared] = {}
+
+    def _entry(self, path: Path, description: str) -> _Shared:
+        with self._guard:
+            entry = self._entries.get(path)
+            if entry is None:
+                entry = _Shared(FileLock(path, description=description))
+                self._entries[path] = entry
+            return entry
+
+    def users(self, path: str | os.PathLike[str]) -> int:
+        """How many blocks of this process hold the lock at ``path`` now."""
+        entry = self._entries.get(Path(os.path.abspath(path)))
+        return entry.users if entry else 0
+
+    @contextlib.contextmanager
+    def hold(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = DEFAULT_LOCK_TIMEOUT,
+        description: str = "",
+    ) -> Iterator[None]:
+        """Hold the lock at ``path`` for the block, waiting at most ``timeout`` seconds."""
+        entry = self._entry(Path(os.path.abspath(path)), description)
+        started = time.monotonic()
+        acquired = (
+            entry.mutex.acquire(timeout=timeout) if timeout > 0 else entry.mutex.acquire(False)
+        )
+        if not acquired:
+            raise entry.flock.locked_error(timeout)
+        try:
+            if entry.users == 0:
+                entry.flock.acquire(max(0.0, timeout - (time.monotonic() - started)))
+            entry.users += 1
+        finally:
+            entry.mutex.release()
+        try:
+            yield
+        finally:
+            with entry.mutex:
+                entry.users -= 1
+                if entry.users == 0:
+                    entry.flock.release()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop inherited locks without unlocking them.
+
+        The child shares the parent's open lock file; ``LOCK_UN`` there would release
+        the parent's lock, so the child only closes its copy of the descriptor.
+        """
+        self._guard = threading.Lock()
+        for entry in self._entries.values():
+            fd, entry.flock._fd = entry.flock._fd, None
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._entries = {}
+
+
+PROCESS_LOCKS = ProcessLocks()
+"""The process-wide registry every :class:`~context_cleaner.bridge.database.Database` uses."""
+
+os.register_at_fork(after_in_child=PROCESS_LOCKS.forget_after_fork)

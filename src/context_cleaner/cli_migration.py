@@ -1,0 +1,503 @@
+"""The database commands of ``context-cleaner``: migrate, sync, validate, rollback, status, run.
+
+Thin: parse flags, call the migrator, render. Heavy imports happen inside the
+handlers so ``context-cleaner analyze`` and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from context_cleaner.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_pricing_args,
+    add_source_args,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
+    from context_cleaner.migration.models import MigrationProgress
+
+URL_ENV = "CONTEXT_CLEANER_CLICKHOUSE_URL"
+SAMPLE_DIR = Path(__file__).parent / "sample"
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _out() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
+    return console
+
+
+def add_database_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--clickhouse-url",
+        metavar="URL",
+        help=f"chdb:///path (embedded, default ~/.context_cleaner/clickhouse) or "
+        f"http(s)://user:pass@host:8123/db; default ${URL_ENV}",
+    )
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    add_source_args(parser)
+    add_database_args(parser)
+    add_pricing_args(parser)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=100,
+        metavar="N",
+        help="files per batch (default 100; batches are also capped at 64 MB)",
+    )
+    parser.add_argument(
+        "--parallel-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes reading transcripts (default: the number of cores)",
+    )
+    parser.add_argument(
+        "--checkpoint-interval",
+        type=int,
+        default=10,
+        metavar="N",
+        help="files between checkpoints (rollback points; default 10; 0 = none)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read and count everything, write nothing; project the time",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "prefect", "local"),
+        default="auto",
+        help="auto = Prefect when PREFECT_API_URL is set, else local",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _migrator(args: argparse.Namespace) -> HistoricalDataMigrator:
+    from context_cleaner.analysis.pricing import PriceTable
+    from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+    from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
+
+    bridge = EnhancedTokenDatabaseBridge(
+        getattr(args, "clickhouse_url", None), prices=PriceTable.load(getattr(args, "prices", None))
+    )
+    return HistoricalDataMigrator(
+        bridge_service=bridge,
+        batch_size=getattr(args, "batch_size", 100),
+        parallel_workers=getattr(args, "parallel_workers", None),  # type: ignore[arg-type]
+        checkpoint_interval=getattr(args, "checkpoint_interval", 10),
+    )
+
+
+@contextmanager
+def progress_display(enabled: bool) -> Iterator[Callable[[MigrationProgress], None] | None]:
+    """A rich progress bar on a terminal (files, MB, tokens, rate, ETA); nothing otherwise."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[files]}"),
+        TextColumn("{task.fields[mb]}"),
+        TextColumn("{task.fields[tokens]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=_err(),
+        transient=False,
+    ) as bar:
+        task = bar.add_task("migrating", total=None, files="", mb="", tokens="", rate="")
+
+        def update(p: MigrationProgress) -> None:
+            total_files = p.files_completed + p.files_remaining
+            bar.update(
+                task,
+                total=p.bytes_total or None,
+                completed=p.bytes_completed,
+                files=f"{p.files_completed}/{total_files} files",
+                mb=f"{p.bytes_completed / 1e6:,.0f}/{p.bytes_total / 1e6:,.0f} MB",
+                tokens=f"{p.tokens_processed:,} tokens",
+                rate=f"{p.current_processing_rate:,.0f} tok/s",
+            )
+
+        yield update
+
+
+def _use_prefect(engine: str) -> bool:
+    if engine == "prefect":
+        return True
+    return engine == "auto" and bool(os.environ.get("PREFECT_API_URL"))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    if _use_prefect(args.engine):
+        from context_cleaner.migration.engine import run_with_prefect
+
+        return run_with_prefect("migrate", args)
+    migrator = _migrator(args)
+    with progress_display(not args.json and sys.stderr.isatty()) as progress:
+        result = migrator.run(args.source_dir, args.dry_run, progress)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        render_migration(_out(), result)
+    return EXIT_OK if result.success and (args.dry_run or result.validation_passed) else EXIT_FAILED
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    if getattr(args, "watch", False):
+        from context_cleaner.migration.watch import watch_and_sync
+
+        return watch_and_sync(_migrator(args), args)
+    if _use_prefect(args.engine):
+        from context_cleaner.migration.engine import run_with_prefect
+
+        return run_with_prefect("sync", args)
+    migrator = _migrator(args)
+    result = migrator.sync(args.source_dir, modified_files_only=False)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        _out().print(
+            f"Synced {result.files_changed} file(s) ({result.bytes_read / 1e6:,.2f} MB read, "
+            f"{result.records_inserted:,} records, {result.tokens_added:+,} tokens) in "
+            f"{result.duration_seconds:.2f} s; {result.files_checked} checked."
+        )
+        for error in result.errors:
+            _out().print(f"[red]error:[/] {escape(error)}")
+    return EXIT_OK if result.success else EXIT_FAILED
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from context_cleaner.migration.validator import validate_migration_integrity
+
+    migrator = _migrator(args)
+    report = validate_migration_integrity(
+        migrator.bridge,
+        args.source_dir,
+        sample_size=args.sample_size,
+        full_validation=args.full_validation,
+        tolerance=args.tolerance,
+    )
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        out = _out()
+        verdict = "[green]PASSED[/]" if report.passed else "[red]FAILED[/]"
+        out.print(
+            f"Validation {verdict}: database {report.database_totals['total_tokens']:,} vs "
+            f"transcripts {report.source_totals['total_tokens']:,} tokens "
+            f"(variance {report.variance_ratio:.6%}, tolerance {report.tolerance:.4%}); "
+            f"{report.sessions_checked} session(s) checked, "
+            f"{len(report.session_mismatches)} differ; integrity {report.integrity_score:.4f}."
+        )
+        for m in report.session_mismatches[:10]:
+            out.print(
+                f"  session {m.session_id}: transcripts {m.source_tokens:,}, "
+                f"database {m.database_tokens:,}"
+            )
+        for note in report.explanations:
+            out.print(f"  - {escape(note)}")
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from context_cleaner.migration.rollback import rollback_migration
+
+    migrator = _migrator(args)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            _err().print(
+                "error: rollback changes the database; pass --yes to confirm "
+                "when not on a terminal."
+            )
+            return EXIT_FAILED
+        what = {
+            "complete": f"undo migration {args.migration_id} entirely",
+            "partial": f"return to checkpoint {args.to_checkpoint} of {args.migration_id}",
+            "data-only": "remove ALL migrated usage data (schema and history kept)",
+            "schema": "DROP every context_cleaner table",
+        }[args.mode]
+        answer = input(
+            f"This will {what} in {migrator.bridge.database.url.redacted()}. "
+            "Type 'yes' to continue: "
+        )
+        if answer.strip().lower() != "yes":
+            _err().print("Rollback cancelled; nothing changed.")
+            return EXIT_FAILED
+    result = rollback_migration(migrator.bridge, args.migration_id, args.mode, args.to_checkpoint)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        _out().print(
+            f"Rolled back ({result.mode}) in {result.duration_seconds:.2f} s"
+            + (f" to snapshot {result.snapshot}" if result.snapshot else "")
+            + f"; rows now: {result.rows_after}."
+        )
+    return EXIT_OK
+
+
+def status_payload(migrator: HistoricalDataMigrator) -> dict[str, Any]:
+    """What ``status --json`` prints: totals, runs, per-file tracking, data lag."""
+    bridge = migrator.bridge
+    if not bridge.is_initialised():
+        return {
+            "initialised": False,
+            "database": bridge.database.url.redacted(),
+            "totals": None,
+            "runs": [],
+            "files": [],
+        }
+    files = bridge.tracked_files()
+    newest = bridge.newest_record_time()
+    return {
+        "initialised": True,
+        "database": bridge.database.url.redacted(),
+        "totals": bridge.get_migration_totals(),
+        "sessions": bridge.count_sessions(),
+        "runs": bridge.migration_runs(limit=10),
+        "files": [
+            {
+                "source_root": f.source_root,
+                "path": f.file_path,
+                "committed_offset": f.committed_offset,
+                "size": f.file_size,
+                "status": f.status,
+                "last_sync": f.processed_at,
+                "error": f.error_message,
+                "lines_skipped": f.lines_skipped,
+            }
+            for f in files
+        ],
+        "newest_record_time": newest,
+        "data_lag_seconds": None if newest is None else max(0.0, time.time() - newest),
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    payload = status_payload(_migrator(args))
+    if args.json:
+        print_json(payload)
+        return EXIT_OK
+    out = _out()
+    if not payload["initialised"]:
+        out.print(f"No migration yet in {payload['database']}; run `context-cleaner migrate`.")
+        return EXIT_OK
+    from context_cleaner.analysis.report import TokenTotals
+    from context_cleaner.render import render_totals
+
+    render_totals(out, TokenTotals(**payload["totals"]), title=f"Database {payload['database']}")
+    table = Table(title="Recent runs", title_justify="left")
+    for col in ("Run", "Kind", "Status", "Started", "Files", "Records", "Skipped lines"):
+        table.add_column(col)
+    for r in payload["runs"]:
+        table.add_row(
+            r["migration_id"],
+            r["run_kind"],
+            r["status"],
+            str(r["started_at"])[:19],
+            str(r["files_processed"]),
+            f"{r['records_inserted']:,}",
+            str(r["lines_skipped"]),
+        )
+    out.print(table)
+    behind = [f for f in payload["files"] if f["committed_offset"] < f["size"] or f["error"]]
+    out.print(
+        f"{len(payload['files'])} file(s) tracked; {len(behind)} with pending bytes or "
+        "errors."
+        + (
+            f" Data lag: {payload['data_lag_seconds']:.0f} s."
+            if payload["data_lag_seconds"] is not None
+            else ""
+        )
+    )
+    for f in behind[:20]:
+        out.print(f"  {f['path']}: {f['committed_offset']}/{f['size']} bytes {f['error']}")
+    return EXIT_OK
+
+
+def render_migration(out: Console, result: Any) -> None:
+    verb = "Would migrate" if result.dry_run else "Migrated"
+    out.print(
+        f"{verb} {result.files_processed} of {result.total_files_found} file(s) "
+        f"({result.bytes_processed / 1e6:,.1f} MB, {result.total_records_inserted:,} records) in "
+        f"{result.processing_duration:.2f} s; run {result.migration_id}."
+    )
+    if result.dry_run:
+        out.print(f"Projected time for the real migration: {result.projected_seconds or 0:.1f} s.")
+    else:
+        out.print(
+            f"Tokens added: {result.total_tokens_migrated:,}; database now holds "
+            f"{result.database_totals.get('total_tokens', 0):,} tokens "
+            f"(${result.database_totals.get('cost_usd', 0):,.2f}). "
+            f"Validation: {'passed' if result.validation_passed else 'FAILED'} "
+            f"(integrity {result.data_integrity_score:.4f}). Peak memory "
+            f"{result.peak_memory_usage_mb:,.0f} MB."
+        )
+    for error in result.errors[:20]:
+        out.print(f"[red]error:[/] {escape(error)}")
+    for warning in result.warnings[:20]:
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``make run``: migrate (the user's transcripts, else the sample), validate, summarise."""
+    from context_cleaner.analysis.discovery import resolve_roots
+    from context_cleaner.errors import SourceNotFoundError
+
+    out = _out()
+    try:
+        resolve_roots(args.source_dir or None)
+    except SourceNotFoundError:
+        out.print(
+            f"No Claude Code transcripts found on this machine; using the bundled sample "
+            f"({SAMPLE_DIR / 'projects'})."
+        )
+        args.source_dir = [str(SAMPLE_DIR / "projects")]
+        if not args.clickhouse_url and not os.environ.get(URL_ENV):
+            args.clickhouse_url = f"chdb://{Path.home() / '.context_cleaner' / 'sample-clickhouse'}"
+    migrator = _migrator(args)
+    out.print(f"Database: {migrator.bridge.database.url.redacted()}")
+    with progress_display(sys.stderr.isatty()) as progress:
+        result = migrator.run(args.source_dir, False, progress)
+    render_migration(out, result)
+    from context_cleaner.migration.validator import validate_migration_integrity
+
+    report = validate_migration_integrity(
+        migrator.bridge, args.source_dir, full_validation=True, tolerance=0.0
+    )
+    cmd = "context-cleaner status"
+    out.print(
+        f"Full validation: {'passed' if report.passed else 'FAILED'}; "
+        f"{report.sessions_checked} sessions compared. See `{cmd}` and "
+        f"`context-cleaner dashboard`."
+    )
+    for note in report.explanations:
+        out.print(f"  - {escape(note)}")
+    return EXIT_OK if result.success and report.passed else EXIT_FAILED
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    migrate = sub.add_parser(
+        "migrate",
+        help="migrate every transcript into ClickHouse (resumable; a re-run adds only what is new)",
+        description="Read every transcript and insert its usage into ClickHouse exactly once. "
+        "Killed or failed runs resume from their last committed batch when run again. A "
+        "snapshot is taken first so `rollback` can undo the run.",
+    )
+    add_run_args(migrate)
+    migrate.set_defaults(handler=cmd_migrate)
+
+    sync = sub.add_parser(
+        "sync",
+        help="add what was appended to the transcripts since the last run",
+        description="Read only the bytes after each file's committed offset (a line still being "
+        "written waits for its newline); re-read files that were truncated or replaced.",
+    )
+    add_run_args(sync)
+    sync.add_argument(
+        "--watch", action="store_true", help="keep running, syncing within seconds of each change"
+    )
+    sync.add_argument(
+        "--debounce",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="watch mode: seconds to wait for writes to settle (default 1)",
+    )
+    sync.set_defaults(handler=cmd_sync)
+
+    validate = sub.add_parser(
+        "validate",
+        help="compare the database with a fresh analysis of the transcripts",
+        description="Reconcile tokens, sessions and files between the transcripts and the "
+        "database and explain any difference. Exits 1 when validation fails.",
+    )
+    add_source_args(validate)
+    add_database_args(validate)
+    add_pricing_args(validate)
+    validate.add_argument(
+        "--full-validation", action="store_true", help="compare every session (default: a sample)"
+    )
+    validate.add_argument(
+        "--sample-size",
+        type=int,
+        default=100,
+        metavar="N",
+        help="sessions compared without --full-validation (default 100)",
+    )
+    validate.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.001,
+        metavar="R",
+        help="accepted token variance as a ratio (default 0.001 = 0.1%%)",
+    )
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+    validate.set_defaults(handler=cmd_validate)
+
+    rollback = sub.add_parser(
+        "rollback",
+        help="undo a migration from its snapshot",
+        description="Modes: complete (undo the migration: data as before it), partial (to one of "
+        "its checkpoints, --to-checkpoint), data-only (remove all usage data, keep schema and "
+        "history), schema (drop every table). Asks for confirmation unless --yes.",
+    )
+    add_database_args(rollback)
+    rollback.add_argument(
+        "--migration-id", required=True, metavar="ID", help="the run to roll back (see `status`)"
+    )
+    rollback.add_argument("--to-checkpoint", metavar="C", help="checkpoint name, e.g. cp3")
+    rollback.add_argument(
+        "--mode",
+        choices=("complete", "partial", "data-only", "schema"),
+        default="complete",
+        help="what to roll back (default complete)",
+    )
+    rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rollback.add_argument("--json", action="store_true", help="print the result as JSON")
+    rollback.set_defaults(handler=cmd_rollback)
+
+    status = sub.add_parser(
+        "status",
+        help="database totals, recent runs, per-file sync state and data lag",
+        description="What the database holds and how fresh it is.",
+    )
+    add_database_args(status)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(handler=cmd_status)
+
+    run = sub.add_parser(
+        "run",
+        help="migrate (or the bundled sample when there are no transcripts), validate, summarise",
+        description="What `make run` does: migrate your transcripts into the embedded ClickHouse "
+        "(the bundled sample into a separate database when you have none), run a full "
+        "validation and print a summary.",
+    )
+    add_source_args(run)
+    add_database_args(run)
+    add_pricing_args(run)
+    run.set_defaults(handler=cmd_run, batch_size=100, parallel_workers=None, checkpoint_interval=10)

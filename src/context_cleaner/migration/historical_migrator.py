@@ -1,0 +1,560 @@
+"""HistoricalDataMigrator: the spec's migration service, over the plain pipeline.
+
+``python -m context_cleaner.migration.historical_migrator`` runs it with the
+spec's flags (= ``context-cleaner migrate``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from context_cleaner.analysis.counter import EnhancedTokenCounter
+from context_cleaner.analysis.discovery import discover, resolve_roots
+from context_cleaner.bridge.database import Database
+from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+from context_cleaner.errors import MigrationError
+from context_cleaner.migration import pipeline, rollback
+from context_cleaner.migration.models import (
+    BatchProcessingResult,
+    FileDiscoveryResult,
+    HistoricalMigrationResult,
+    IncrementalMigrationResult,
+    JSONLFileInfo,
+    RollbackResult,
+    SetupResult,
+    ValidationResult,
+)
+from context_cleaner.migration.pipeline import (
+    ProgressCallback,
+    RunOptions,
+    RunState,
+    new_migration_id,
+)
+
+#: Rows per second a fresh embedded database takes (measured; used for dry-run projections).
+PROJECTED_INSERT_ROWS_PER_SECOND = 150_000
+
+
+class HistoricalDataMigrator:
+    """Migrates Claude Code usage from JSONL transcripts into ClickHouse, exactly once.
+
+    ``clickhouse_client`` (a URL or :class:`Database`), ``token_counter`` and
+    ``bridge_service`` default to the configured database and the default roots.
+    """
+
+    def __init__(
+        self,
+        clickhouse_client: Database | str | None = None,
+        token_counter: EnhancedTokenCounter | None = None,
+        bridge_service: EnhancedTokenDatabaseBridge | None = None,
+        batch_size: int = 100,
+        parallel_workers: int = 3,
+        validation_enabled: bool = True,
+        *,
+        checkpoint_interval: int = 10,
+        keep_snapshots: int = rollback.DEFAULT_KEEP,
+        snapshot_checkpoints: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise MigrationError(f"--batch-size must be at least 1 (got {batch_size}).")
+        self.bridge = bridge_service or EnhancedTokenDatabaseBridge(clickhouse_client)
+        self.token_counter = token_counter
+        self.batch_size = batch_size
+        self.parallel_workers = pipeline.resolve_workers(parallel_workers)
+        self.validation_enabled = validation_enabled
+        self.checkpoint_interval = checkpoint_interval
+        self.keep_snapshots = keep_snapshots
+        self.snapshot_checkpoints = snapshot_checkpoints
+
+    # -- phase 1 ---------------------------------------------------------------------------
+
+    def setup_migration_infrastructure(self) -> SetupResult:
+        started = time.perf_counter()
+        applied = self.bridge.setup_migration_infrastructure()
+        tables = sorted(
+            self.bridge.table_counts(
+                [*rollback.DATA_TABLES, *rollback.HISTORY_TABLES, rollback.SNAPSHOTS]
+            )
+        )
+        return SetupResult(
+            database=self.bridge.database.url.redacted(),
+            applied_migrations=applied,
+            tables=tables,
+            duration_seconds=time.perf_counter() - started,
+        )
+
+    # -- phase 2 ---------------------------------------------------------------------------
+
+    def _options(
+        self, source_directory: str | Sequence[str] | None, dry_run: bool, checkpoint: int
+    ) -> RunOptions:
+        dirs = [source_directory] if isinstance(source_directory, str) else source_directory
+        return RunOptions(
+            source_dirs=list(dirs) if dirs else None,
+            batch_size=self.batch_size,
+            parallel_workers=self.parallel_workers,
+            checkpoint_interval=checkpoint,
+            dry_run=dry_run,
+            snapshot_checkpoints=self.snapshot_checkpoints,
+        )
+
+    def discover_jsonl_files(
+        self, source_directory: str | Sequence[str] | None = None, file_pattern: str = "*.jsonl"
+    ) -> FileDiscoveryResult:
+        """Every transcript file with its size, time and committed offset (nothing read)."""
+        if file_pattern != "*.jsonl":
+            raise MigrationError("Only *.jsonl transcripts are supported.")
+        options = self._options(source_directory, True, 0)
+        bridge = self.bridge if self._database_exists() else None
+        found, plan = pipeline.discover_and_plan(bridge, options)
+        pending = {(str(i.file.path)): i.start_offset for i in plan.items}
+        files = [
+            JSONLFileInfo(
+                path=str(f.path),
+                relative_path=f.relative_path,
+                size_bytes=f.size,
+                modified_at=datetime.fromtimestamp(f.mtime_ns / 1e9, UTC),
+                session_id=f.session_id,
+                project=f.project,
+                committed_offset=pending.get(str(f.path), f.size),
+            )
+            for f in found.files
+        ]
+        return FileDiscoveryResult(
+            source_directories=[str(r) for r in found.roots],
+            files=files,
+            total_bytes=found.total_bytes,
+            pending_bytes=plan.pending_bytes,
+            problems=[f"{p.path}: {p.reason}" for p in found.problems],
+        )
+
+    def process_file_batch(
+        self, file_batch: Sequence[str], batch_id: str, migration_id: str | None = None
+    ) -> BatchProcessingResult:
+        """Read the pending bytes of ``file_batch`` (paths) and commit them."""
+        migration_id = migration_id or new_migration_id()
+        self.bridge.setup_migration_infrastructure()
+        options = RunOptions(batch_size=max(1, len(file_batch)), parallel_workers=1)
+        options.only_paths = {str(p) for p in file_batch}
+        roots = sorted({str(_root_of(p)) for p in file_batch})
+        options.source_dirs = roots
+        state = RunState(migration_id)
+        state.discovery, state.plan = pipeline.discover_and_plan(self.bridge, options)
+        pipeline.run_batches(self.bridge, state, options)
+        merged = BatchProcessingResult(batch_id=batch_id, files=list(file_batch))
+        for b in state.batches:
+            for name in (
+                "files_processed",
+                "files_failed",
+                "bytes_read",
+                "lines_read",
+                "usage_lines",
+                "records_inserted",
+                "tokens_in_records",
+                "skipped_lines",
+                "sessions_touched",
+            ):
+                setattr(merged, name, getattr(merged, name) + getattr(b, name))
+            merged.analysis_seconds += b.analysis_seconds
+            merged.insert_seconds += b.insert_seconds
+            merged.errors += b.errors
+        return merged
+
+    def run(
+        self,
+        source_directory: str | Sequence[str] | None = None,
+        dry_run: bool = False,
+        progress_callback: ProgressCallback | None = None,
+        checkpoint_interval: int | None = None,
+        *,
+        kind: str = "migrate",
+        force: bool = False,
+        only_paths: set[str] | None = None,
+        migration_id: str | None = None,
+    ) -> HistoricalMigrationResult:
+        """The whole migration (synchronous); see :meth:`migrate_all_historical_data`."""
+        interval = self.checkpoint_interval if checkpoint_interval is None else checkpoint_interval
+        options = self._options(source_directory, dry_run, interval)
+        options.force = force
+        options.only_paths = only_paths
+        state = RunState(migration_id or new_migration_id("dry" if dry_run else kind[:4]))
+        bridge = self.bridge
+        exists = self._database_exists()
+        if not dry_run:
+            bridge.setup_migration_infrastructure()
+        state.discovery, state.plan = pipeline.discover_and_plan(
+            bridge if (exists or not dry_run) else None, options
+        )
+        before = bridge.get_migration_totals() if not dry_run else {}
+        sessions_before = bridge.count_sessions() if not dry_run else 0
+        if not dry_run:
+            self._begin(state, kind, options)
+        try:
+            pipeline.run_batches(
+                bridge,
+                state,
+                options,
+                progress=progress_callback,
+                on_checkpoint=self._checkpoint if self.snapshot_checkpoints else None,
+            )
+        except BaseException as exc:
+            if not dry_run:
+                self._finish(state, kind, "failed", extra={"error": str(exc)})
+            raise
+        result = self._result(state, dry_run, before, sessions_before)
+        if not dry_run:
+            if self.validation_enabled and kind == "migrate" and state.plan.items:
+                from context_cleaner.migration.validator import validate_migration_integrity
+
+                report = validate_migration_integrity(
+                    bridge, options.source_dirs, sample_size=100, tolerance=0.001
+                )
+                result.validation_passed = report.passed
+                result.data_integrity_score = report.integrity_score
+                result.consistency_check_results = report.to_dict()
+            else:
+                result.validation_passed = not state.errors
+                result.data_integrity_score = 1.0 if not state.errors else 0.0
+            status = "completed" if result.success else "failed"
+            self._finish(state, kind, status, result=result)
+        return result
+
+    async def migrate_all_historical_data(
+        self,
+        source_directory: str | Sequence[str] | None = None,
+        dry_run: bool = False,
+        progress_callback: ProgressCallback | None = None,
+        checkpoint_interval: int = 10,
+    ) -> HistoricalMigrationResult:
+        """Migrate all historical JSONL data (the spec's coroutine; runs :meth:`run`)."""
+        return self.run(source_directory, dry_run, progress_callback, checkpoint_interval)
+
+    # -- incremental -------------------------------------------------------------------------
+
+    def sync(
+        self,
+        source_directory: str | Sequence[str] | None = None,
+        *,
+        since: datetime | None = None,
+        modified_files_only: bool = True,
+        force_reanalysis: bool = False,
+        only_paths: set[str] | None = None,
+        progress_callback: ProgressCallback | None = None,
+    ) -> IncrementalMigrationResult:
+        """Read only what was appended since the last commit of each file."""
+        started = datetime.now(UTC)
+        if since is not None:
+            cutoff = since.timestamp() * 1e9
+            roots = resolve_roots(
+                [source_directory] if isinstance(source_directory, str) else source_directory
+            )
+            recent = {str(f.path) for f in discover(roots).files if f.mtime_ns >= cutoff}
+            only_paths = recent if only_paths is None else only_paths & recent
+        result = self.run(
+            source_directory,
+            progress_callback=progress_callback,
+            kind="sync",
+            force=force_reanalysis,
+            only_paths=only_paths if (modified_files_only or since) else None,
+        )
+        plan_reasons = result.consistency_check_results.get("plan", {})
+        lag = None
+        newest = self.bridge.newest_record_time()
+        if newest is not None:
+            lag = max(0.0, time.time() - newest)
+        return IncrementalMigrationResult(
+            migration_id=result.migration_id,
+            start_time=started,
+            end_time=datetime.now(UTC),
+            success=result.success,
+            files_checked=result.total_files_found,
+            files_changed=result.files_processed,
+            files_new=plan_reasons.get("new", 0),
+            files_reset=plan_reasons.get("reset", 0),
+            files_deleted=plan_reasons.get("deleted", 0),
+            bytes_read=result.bytes_processed,
+            records_inserted=result.total_records_inserted,
+            tokens_added=result.total_tokens_migrated,
+            skipped_lines=result.skipped_lines,
+            duration_seconds=result.processing_duration,
+            errors=result.errors,
+            warnings=result.warnings,
+            data_lag_seconds=lag,
+        )
+
+    async def migrate_incremental_changes(
+        self,
+        since: datetime | None = None,
+        modified_files_only: bool = True,
+        force_reanalysis: bool = False,
+        source_directory: str | Sequence[str] | None = None,
+    ) -> IncrementalMigrationResult:
+        """The spec's coroutine for :meth:`sync`."""
+        return self.sync(
+            source_directory,
+            since=since,
+            modified_files_only=modified_files_only,
+            force_reanalysis=force_reanalysis,
+        )
+
+    # -- phase 3 and recovery ----------------------------------------------------------------
+
+    async def validate_migration_integrity(
+        self,
+        sample_size: int = 100,
+        full_validation: bool = False,
+        tolerance: float = 0.001,
+        source_directory: str | Sequence[str] | None = None,
+    ) -> ValidationResult:
+        from context_cleaner.migration.validator import validate_migration_integrity
+
+        dirs = [source_directory] if isinstance(source_directory, str) else source_directory
+        return validate_migration_integrity(
+            self.bridge,
+            dirs,
+            sample_size=sample_size,
+            full_validation=full_validation,
+            tolerance=tolerance,
+        )
+
+    async def verify_migration_completeness(
+        self, source_directory: str | Sequence[str] | None = None
+    ) -> ValidationResult:
+        """Every session, file and token reconciled (a full validation at zero tolerance)."""
+        return await self.validate_migration_integrity(
+            full_validation=True, tolerance=0.0, source_directory=source_directory
+        )
+
+    async def rollback_migration(
+        self,
+        migration_id: str,
+        rollback_to_checkpoint: str | None = None,
+        mode: str = "complete",
+    ) -> RollbackResult:
+        return rollback.rollback_migration(self.bridge, migration_id, mode, rollback_to_checkpoint)
+
+    async def create_migration_checkpoint(
+        self, migration_id: str, completed_files: list[str], current_state: dict[str, Any]
+    ) -> str:
+        """Record a checkpoint (and snapshot) now; returns its name."""
+        label = f"cp{int(time.time())}"
+        with self.bridge.writer() as w:
+            rollback.take_snapshot(w.client, self.bridge.host, migration_id, label)
+            w.log(
+                migration_id,
+                "checkpoint",
+                label,
+                "completed",
+                {"completed_files": len(completed_files), **current_state},
+            )
+        return label
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _database_exists(self) -> bool:
+        url = self.bridge.database.url
+        if url.is_embedded and not url.is_memory:
+            from pathlib import Path
+
+            if not Path(url.path).exists():
+                return False
+        try:
+            return self.bridge.is_initialised()
+        except MigrationError:
+            return False
+
+    def _begin(self, state: RunState, kind: str, options: RunOptions) -> None:
+        assert state.discovery is not None and state.plan is not None
+        with self.bridge.writer() as w:
+            if kind == "migrate":
+                rollback.take_snapshot(w.client, self.bridge.host, state.migration_id)
+                rollback.prune_snapshots(w.client, self.keep_snapshots)
+            w.save_run(self._run_row(state, kind, "running"))
+            w.log(
+                state.migration_id,
+                kind,
+                "start",
+                "started",
+                {
+                    "roots": pipeline.source_paths(state.discovery),
+                    "files": len(state.discovery.files),
+                    "pending_files": len(state.plan.items),
+                    "pending_bytes": state.plan.pending_bytes,
+                    "batch_size": options.batch_size,
+                    "workers": options.parallel_workers,
+                },
+            )
+
+    def _checkpoint(self, state: RunState, number: int) -> None:
+        label = f"cp{number}"
+        with self.bridge.writer() as w:
+            rollback.take_snapshot(w.client, self.bridge.host, state.migration_id, label)
+            rollback.prune_snapshots(w.client, self.keep_snapshots)
+            w.save_run(self._run_row(state, "migrate", "running"))
+            w.log(
+                state.migration_id,
+                "checkpoint",
+                label,
+                "completed",
+                {"files_done": state.files_done, "records": state.records_inserted},
+            )
+        state.checkpoints.append(label)
+
+    def _finish(
+        self,
+        state: RunState,
+        kind: str,
+        status: str,
+        *,
+        result: HistoricalMigrationResult | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            with self.bridge.writer() as w:
+                row = self._run_row(state, kind, status)
+                row["finished_at"] = time.time()
+                details = {"errors": state.errors[:50], **(extra or {})}
+                if result is not None:
+                    details["validation_passed"] = result.validation_passed
+                    details["integrity_score"] = result.data_integrity_score
+                    totals = result.database_totals
+                    row.update(
+                        {
+                            k: totals.get(k, 0)
+                            for k in (
+                                "input_tokens",
+                                "output_tokens",
+                                "cache_creation_5m_tokens",
+                                "cache_creation_1h_tokens",
+                                "cache_read_tokens",
+                                "cost_usd",
+                            )
+                        }
+                    )
+                row["details"] = details
+                w.save_run(row)
+                w.log(
+                    state.migration_id,
+                    kind,
+                    "finish",
+                    "failed" if status == "failed" else "completed",
+                    details,
+                    (time.time() - state.started) * 1000,
+                )
+        except MigrationError:
+            if result is None:  # already failing: keep the original error
+                return
+            raise
+
+    def _run_row(self, state: RunState, kind: str, status: str) -> dict[str, Any]:
+        found, plan = state.discovery, state.plan
+        return {
+            "migration_id": state.migration_id,
+            "run_kind": kind,
+            "status": status,
+            "started_at": state.started,
+            "source_roots": pipeline.source_paths(found) if found else [],
+            "files_found": len(found.files) if found else 0,
+            "files_processed": state.files_done - state.files_failed,
+            "files_skipped": len(plan.unchanged) if plan else 0,
+            "files_failed": state.files_failed,
+            "records_inserted": state.records_inserted,
+            "lines_skipped": state.skipped_lines,
+        }
+
+    def _result(
+        self,
+        state: RunState,
+        dry_run: bool,
+        before: dict[str, Any],
+        sessions_before: int,
+    ) -> HistoricalMigrationResult:
+        assert state.discovery is not None and state.plan is not None
+        end = time.time()
+        duration = end - state.started
+        after = self.bridge.get_migration_totals() if not dry_run else {}
+        sessions_after = self.bridge.count_sessions() if not dry_run else 0
+        migrated = (
+            after.get("total_tokens", 0) - before.get("total_tokens", 0)
+            if not dry_run
+            else state.tokens_in_records
+        )
+        plan = state.plan
+        counts = {
+            "new": 0,
+            "appended": 0,
+            "reset": len(plan.reset),
+            "unchanged": len(plan.unchanged),
+        }
+        for item in plan.items:
+            key = (
+                "new"
+                if item.reason in ("new", "forced")
+                else ("appended" if item.reason == "appended" else None)
+            )
+            if key:
+                counts[key] += 1
+        resumed = sum(1 for i in plan.items if i.reason == "appended")
+        projected = None
+        if dry_run:
+            projected = state.analysis_seconds / max(1, self.parallel_workers) + (
+                state.records_inserted / PROJECTED_INSERT_ROWS_PER_SECOND
+            )
+        warnings = list(state.warnings)
+        warnings += [f"{p.path}: {p.reason}" for p in state.discovery.problems]
+        if state.skipped_lines:
+            warnings.append(f"{state.skipped_lines} line(s) could not be counted (see analyze).")
+        return HistoricalMigrationResult(
+            migration_id=state.migration_id,
+            start_time=datetime.fromtimestamp(state.started, UTC),
+            end_time=datetime.fromtimestamp(end, UTC),
+            success=not state.errors,
+            dry_run=dry_run,
+            total_files_found=len(state.discovery.files),
+            files_processed=state.files_done - state.files_failed,
+            files_skipped=len(plan.unchanged),
+            files_failed=state.files_failed,
+            total_tokens_migrated=migrated,
+            total_sessions_created=max(0, sessions_after - sessions_before),
+            total_records_inserted=state.records_inserted,
+            processing_duration=duration,
+            average_processing_speed_tokens_per_second=state.tokens_in_records
+            / max(duration, 1e-9),
+            peak_memory_usage_mb=state.peak_rss / 2**20,
+            database_insertion_time=state.insert_seconds,
+            errors=state.errors,
+            warnings=warnings,
+            skipped_files=state.failed_files,
+            bytes_processed=state.bytes_done,
+            skipped_lines=state.skipped_lines,
+            checkpoints=state.checkpoints,
+            resumed_files=resumed,
+            database_totals=after,
+            projected_seconds=projected,
+            consistency_check_results={"plan": counts},
+        )
+
+
+def _root_of(path: str) -> str:
+    from pathlib import Path
+
+    p = Path(path).resolve()
+    for parent in p.parents:
+        if parent.name == "projects":
+            return str(parent)
+    return str(p.parent)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m context_cleaner.migration.historical_migrator`` = ``context-cleaner migrate``."""
+    from context_cleaner.cli import main as cli_main
+
+    return cli_main(["migrate", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

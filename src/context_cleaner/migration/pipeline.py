@@ -1,0 +1,398 @@
+"""The plain migration pipeline: discover, plan, read batches, insert, commit, checkpoint.
+
+Used as it is by the local engine (``context-cleaner migrate``/``sync``) and
+wrapped by the Prefect flows; no logic lives anywhere else. One run:
+
+1. discover the transcript files and read this host's committed file states;
+2. plan: each file from its committed offset (or from 0 when it changed identity);
+3. read batches of files in worker processes (both cores), at most a few in
+   flight so memory stays flat whatever the corpus;
+4. per batch, in one hold of the database: insert the usage rows, recompute the
+   touched sessions' summaries, then commit the files' offsets (rows first, so a
+   crash in between only replays the range, which the table's key makes harmless);
+5. every ``checkpoint_interval`` files: a checkpoint (logged, optionally snapshotted).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psutil
+
+from context_cleaner.analysis.discovery import Discovery, TranscriptFile, discover, resolve_roots
+from context_cleaner.analysis.records import UsageRecord
+from context_cleaner.analysis.scan import (
+    FileStats,
+    ScanResult,
+    decode_scan,
+    scan_ranges,
+    scan_ranges_encoded,
+)
+from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+from context_cleaner.bridge.tracking import FileCommit
+from context_cleaner.errors import MigrationError, TransientError
+from context_cleaner.migration.models import BatchProcessingResult, MigrationProgress
+from context_cleaner.migration.planning import (
+    HEAD_BYTES,
+    MAX_BATCH_BYTES,
+    FileState,
+    Plan,
+    WorkItem,
+    batches,
+    head_hash,
+    plan_work,
+)
+
+ProgressCallback = Callable[[MigrationProgress], None]
+
+#: Retries of a batch's database work on transient errors (then the run fails, resumable).
+BATCH_RETRIES = 3
+
+
+def new_migration_id(kind: str = "mig") -> str:
+    return f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+@dataclass(slots=True)
+class RunOptions:
+    """How a run reads and writes; one typed place for the flags of migrate and sync."""
+
+    source_dirs: list[str] | None = None
+    batch_size: int = 100
+    parallel_workers: int = 2
+    checkpoint_interval: int = 10
+    dry_run: bool = False
+    force: bool = False
+    max_batch_bytes: int = MAX_BATCH_BYTES
+    snapshot_checkpoints: bool = True
+    only_paths: set[str] | None = None
+    """Restrict the run to these absolute paths (watch mode)."""
+
+
+@dataclass(slots=True)
+class RunState:
+    """Counters a run accumulates; the results are computed from them."""
+
+    migration_id: str
+    started: float = field(default_factory=time.time)
+    discovery: Discovery | None = None
+    plan: Plan | None = None
+    files_done: int = 0
+    files_failed: int = 0
+    bytes_done: int = 0
+    lines_read: int = 0
+    records_inserted: int = 0
+    tokens_in_records: int = 0
+    skipped_lines: int = 0
+    insert_seconds: float = 0.0
+    analysis_seconds: float = 0.0
+    peak_rss: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    failed_files: list[str] = field(default_factory=list)
+    checkpoints: list[str] = field(default_factory=list)
+    batches: list[BatchProcessingResult] = field(default_factory=list)
+    last_progress: float = field(default_factory=time.time)
+
+    def note_memory(self) -> None:
+        rss = _tree_rss()
+        if rss > self.peak_rss:
+            self.peak_rss = rss
+
+
+def _tree_rss() -> int:
+    """Resident memory of this process and its workers, in bytes."""
+    try:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+    except psutil.Error:
+        return 0
+
+
+def load_states(bridge: EnhancedTokenDatabaseBridge) -> dict[tuple[str, str], FileState]:
+    """This host's committed file states, keyed by (root, relative path)."""
+    if not bridge.is_initialised():
+        return {}
+    return {
+        (t.source_root, t.file_path): FileState(
+            source_root=t.source_root,
+            file_path=t.file_path,
+            device=t.device,
+            inode=t.inode,
+            head_hash=t.head_hash,
+            head_length=t.head_length,
+            committed_offset=t.committed_offset,
+            committed_line=t.committed_line,
+            file_size=t.file_size,
+            mtime_ns=t.mtime_ns,
+            status=t.status,
+            error=t.error_message,
+            migration_id=t.migration_id,
+        )
+        for t in bridge.tracked_files()
+    }
+
+
+def discover_and_plan(
+    bridge: EnhancedTokenDatabaseBridge | None, options: RunOptions
+) -> tuple[Discovery, Plan]:
+    roots = resolve_roots(options.source_dirs or None)
+    found = discover(roots)
+    files: Sequence[TranscriptFile] = found.files
+    if options.only_paths is not None:
+        files = [f for f in files if str(f.path) in options.only_paths]
+    states = load_states(bridge) if bridge is not None else {}
+    return found, plan_work(files, states, force=options.force)
+
+
+# -- reading batches in worker processes -------------------------------------------------
+
+
+def _ranges(batch: Sequence[WorkItem]) -> list[tuple[TranscriptFile, int, int]]:
+    return [(i.file, i.start_offset, i.start_line) for i in batch]
+
+
+class BatchReader:
+    """Reads batches on worker processes (spawned: the parent holds an embedded engine).
+
+    At most ``workers + 1`` batches are in flight, so memory does not grow with
+    the corpus. Yields results in batch order.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> BatchReader:
+        if self.workers > 1:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def read(self, plan: Sequence[Sequence[WorkItem]]) -> Iterator[tuple[int, ScanResult, float]]:
+        if self._pool is None:
+            for index, batch in enumerate(plan):
+                started = time.perf_counter()
+                yield index, scan_ranges(_ranges(batch)), time.perf_counter() - started
+            return
+        pending: deque[tuple[int, Future[bytes], float]] = deque()
+        next_index = 0
+        while next_index < len(plan) or pending:
+            while next_index < len(plan) and len(pending) <= self.workers:
+                future = self._pool.submit(scan_ranges_encoded, _ranges(plan[next_index]))
+                pending.append((next_index, future, time.perf_counter()))
+                next_index += 1
+            index, future, started = pending.popleft()
+            data = future.result()
+            yield index, decode_scan(data), time.perf_counter() - started
+
+
+# -- committing one batch ------------------------------------------------------------------
+
+
+def file_commits(
+    batch: Sequence[WorkItem], scan: ScanResult, records: Sequence[UsageRecord]
+) -> list[FileCommit]:
+    """Tracking rows for a batch: where each file's committed range now ends."""
+    tokens: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for r in records:
+        tokens[r.file_path] = tokens.get(r.file_path, 0) + r.total_tokens
+        counts[r.file_path] = counts.get(r.file_path, 0) + 1
+    by_rel = {(s.path, s.relative_path): s for s in scan.files}
+    commits = []
+    for item in batch:
+        f = item.file
+        stats: FileStats | None = by_rel.get((str(f.path), f.relative_path))
+        if stats is None:
+            continue
+        failed = bool(stats.error)
+        end = stats.end_offset if not failed else item.start_offset
+        head_len = min(HEAD_BYTES, end)
+        commits.append(
+            FileCommit(
+                source_root=str(f.root),
+                file_path=f.relative_path,
+                device=f.device,
+                inode=f.inode,
+                head_hash=head_hash(str(f.path), head_len),
+                head_length=head_len,
+                file_size=stats.size,
+                mtime_ns=f.mtime_ns,
+                range_start=item.start_offset,
+                committed_offset=end,
+                committed_line=item.start_line + (stats.lines if not failed else 0),
+                tokens_found=tokens.get(f.relative_path, 0),
+                records_inserted=counts.get(f.relative_path, 0),
+                lines_skipped=stats.skipped_lines,
+                status="failed" if failed else "completed",
+                error_message=stats.error,
+            )
+        )
+    return commits
+
+
+def write_batch(
+    bridge: EnhancedTokenDatabaseBridge,
+    migration_id: str,
+    records: Sequence[UsageRecord],
+    commits: Sequence[FileCommit],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Insert, refresh summaries, commit offsets: one unit of work, retried when transient.
+
+    Returns the seconds spent. Raises the last error when retries run out.
+    """
+    sessions = {r.session_id for r in records}
+    delay = 0.5
+    for attempt in range(1, BATCH_RETRIES + 1):
+        started = time.perf_counter()
+        try:
+            with bridge.writer() as w:
+                if records:
+                    w.insert_records(records, migration_id)
+                    w.refresh_summaries(sessions, migration_id)
+                w.commit_files(commits, migration_id)
+            return time.perf_counter() - started
+        except TransientError:
+            if attempt == BATCH_RETRIES:
+                raise
+            sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def progress_of(state: RunState, phase: str) -> MigrationProgress:
+    plan = state.plan
+    total_files = len(plan.items) if plan else 0
+    total_bytes = plan.pending_bytes if plan else 0
+    elapsed = max(time.time() - state.started, 1e-6)
+    rate = state.tokens_in_records / elapsed
+    eta = None
+    if state.bytes_done and total_bytes > state.bytes_done:
+        remaining = (total_bytes - state.bytes_done) * elapsed / state.bytes_done
+        eta = datetime.now(UTC) + timedelta(seconds=remaining)
+    return MigrationProgress(
+        migration_id=state.migration_id,
+        current_phase=phase,
+        files_completed=state.files_done,
+        files_remaining=max(0, total_files - state.files_done),
+        tokens_processed=state.tokens_in_records,
+        estimated_completion_time=eta,
+        current_processing_rate=rate,
+        errors_encountered=len(state.errors) + state.files_failed,
+        warnings_count=len(state.warnings),
+        bytes_completed=state.bytes_done,
+        bytes_total=total_bytes,
+        records_inserted=state.records_inserted,
+    )
+
+
+def run_batches(
+    bridge: EnhancedTokenDatabaseBridge,
+    state: RunState,
+    options: RunOptions,
+    *,
+    progress: ProgressCallback | None = None,
+    on_checkpoint: Callable[[RunState, int], None] | None = None,
+    on_batch: Callable[[RunState, BatchProcessingResult], None] | None = None,
+) -> None:
+    """Read and commit every batch of ``state.plan`` (see the module docstring)."""
+    assert state.plan is not None
+    plan = batches(state.plan.items, options.batch_size, options.max_batch_bytes)
+    since_checkpoint = 0
+    checkpoint_no = 0
+    workers = options.parallel_workers if state.plan.pending_bytes > 8 * 1024 * 1024 else 1
+    with BatchReader(workers) as reader:
+        for index, scan, seconds in reader.read(plan):
+            batch = plan[index]
+            records = list(scan.collector.candidates())
+            result = BatchProcessingResult(
+                batch_id=f"{state.migration_id}-b{index:05d}",
+                files=[i.file.relative_path for i in batch],
+                analysis_seconds=seconds,
+            )
+            for s in scan.files:
+                result.bytes_read += s.end_offset - s.start_offset
+                result.lines_read += s.lines
+                result.usage_lines += s.usage_lines
+                result.skipped_lines += s.skipped_lines
+                if s.error:
+                    result.files_failed += 1
+                    result.errors.append(f"{s.path}: {s.error}")
+                else:
+                    result.files_processed += 1
+            result.records_inserted = len(records)
+            result.tokens_in_records = sum(r.total_tokens for r in records)
+            result.sessions_touched = len({r.session_id for r in records})
+            if not options.dry_run:
+                commits = file_commits(batch, scan, records)
+                result.insert_seconds = write_batch(bridge, state.migration_id, records, commits)
+            state.analysis_seconds += seconds
+            state.insert_seconds += result.insert_seconds
+            state.files_done += len(batch)
+            state.files_failed += result.files_failed
+            state.failed_files += [e.split(": ", 1)[0] for e in result.errors]
+            state.errors += result.errors
+            state.bytes_done += result.bytes_read
+            state.lines_read += result.lines_read
+            state.records_inserted += result.records_inserted
+            state.tokens_in_records += result.tokens_in_records
+            state.skipped_lines += result.skipped_lines
+            state.batches.append(result)
+            state.note_memory()
+            state.last_progress = time.time()
+            if on_batch is not None:
+                on_batch(state, result)
+            if progress is not None:
+                progress(progress_of(state, "migrating"))
+            since_checkpoint += len(batch)
+            if options.checkpoint_interval > 0 and since_checkpoint >= options.checkpoint_interval:
+                since_checkpoint = 0
+                checkpoint_no += 1
+                if on_checkpoint is not None and not options.dry_run:
+                    on_checkpoint(state, checkpoint_no)
+
+
+def resolve_workers(requested: int | None) -> int:
+    """``--parallel-workers``: at least 1, at most the cores (more only adds contention)."""
+    cores = os.cpu_count() or 1
+    if requested is None:
+        return cores
+    if requested < 1:
+        raise MigrationError(f"--parallel-workers must be at least 1 (got {requested}).")
+    return min(requested, max(cores, 1))
+
+
+def source_paths(found: Discovery) -> list[str]:
+    return [str(r) for r in found.roots]
+
+
+def relative_to_roots(path: Path, roots: Sequence[Path]) -> str | None:
+    for root in roots:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return None

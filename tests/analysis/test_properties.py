@@ -1,0 +1,515 @@
+"""Property tests of the analysis layer on generated, realistic transcripts (DESIGN §3, §5, §8).
+
+Each property is checked on corpora Hypothesis builds from lines shaped like
+Claude Code's (see ``transcripts.py``): partial-then-final usage lines, subagent
+copies, sidechain replays, ``progress`` lines, unkeyed lines, noise that
+mentions "usage", spaced JSON. Expected counts come from a reference reading of
+the rules that never calls the code under test.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from context_cleaner.analysis import scan as scan_module
+from context_cleaner.analysis.counter import EnhancedTokenCounter
+from context_cleaner.analysis.dedup import UsageCollector, preferred
+from context_cleaner.analysis.discovery import discover
+from context_cleaner.analysis.extract import Source, _extract_slow, extract_line
+from context_cleaner.analysis.pricing import PriceTable
+from context_cleaner.analysis.reader import LineReader
+from context_cleaner.analysis.records import SkippedLine, UsageRecord
+from context_cleaner.analysis.report import AnalysisReport
+from context_cleaner.analysis.scan import ScanResult, SkipLog, scan_file, scan_files
+
+from .transcripts import (
+    MUTATIONS,
+    TOKEN_FIELDS,
+    Corpus,
+    assistant,
+    corpora,
+    dumps,
+    expected_counts,
+    file_bytes,
+    mutate,
+    session_of,
+    tokens_of,
+    transcript,
+    usage,
+    usages,
+)
+
+PRICES = PriceTable()  # the bundled table: no user file or environment involved
+
+
+@contextmanager
+def temp_root() -> Iterator[Path]:
+    """A fresh folder per example (pytest's tmp_path is shared by all examples of a test)."""
+    with tempfile.TemporaryDirectory(prefix="cc-prop-") as name:
+        yield Path(name)
+
+
+def extract_all(corpus: Corpus) -> list[UsageRecord]:
+    """Every usage record of a corpus, extracted line by line with offsets computed here."""
+    records = []
+    for rel, lines in corpus.files.items():
+        parts = rel.split("/")
+        source = Source(rel, parts[0] if len(parts) > 1 else "", session_of(rel))
+        offset = 0
+        for number, line in enumerate(lines, 1):
+            result = extract_line(source, number, offset, line.data)
+            if isinstance(result, UsageRecord):
+                records.append(result)
+            offset += len(line.data) + 1
+    return records
+
+
+def analyze(*roots: Path, timezone: str = "UTC") -> AnalysisReport:
+    return EnhancedTokenCounter(list(roots), timezone=timezone, prices=PRICES, workers=1).analyze()
+
+
+def _row(totals: Any) -> tuple[Any, ...]:
+    return (
+        *(getattr(totals, name) for name in TOKEN_FIELDS),
+        totals.total_tokens,
+        totals.cache_creation_5m_tokens,
+        totals.cache_creation_1h_tokens,
+        totals.records,
+        totals.cost_usd,
+    )
+
+
+def summary(report: AnalysisReport) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """The report's numbers by (breakdown, name): totals, sessions, days, models, projects."""
+    out = {("total", ""): _row(report.totals)}
+    out.update({("session", s.session_id): _row(s) for s in report.sessions})
+    out.update({("day", d.date): _row(d) for d in report.days})
+    out.update({("model", m.model): _row(m) for m in report.models})
+    out.update({("project", p.project): _row(p) for p in report.projects})
+    return out
+
+
+def combined(
+    a: dict[tuple[str, str], tuple[Any, ...]], b: dict[tuple[str, str], tuple[Any, ...]]
+) -> dict[tuple[str, str], tuple[Any, ...]]:
+    zero = (0,) * len(a[("total", "")])
+    return {
+        k: tuple(x + y for x, y in zip(a.get(k, zero), b.get(k, zero), strict=True))
+        for k in a.keys() | b.keys()
+    }
+
+
+def assert_same_summary(
+    ours: dict[tuple[str, str], tuple[Any, ...]], want: dict[tuple[str, str], tuple[Any, ...]]
+) -> None:
+    """Equal numbers everywhere (cost to float precision); rows without records do not exist."""
+    want = {k: v for k, v in want.items() if k == ("total", "") or v[-2]}
+    assert ours.keys() == want.keys()
+    for key, row in want.items():
+        assert ours[key][:-1] == row[:-1], key
+        assert ours[key][-1] == pytest.approx(row[-1], rel=1e-9, abs=1e-9), key
+
+
+# -- de-duplication -------------------------------------------------------------------
+
+
+@given(corpora(), st.data())
+def test_dedup_is_order_and_batch_independent(corpus: Corpus, data: st.DataObject) -> None:
+    records = extract_all(corpus)
+    in_order = UsageCollector()
+    in_order.add_all(records)
+    want = Counter(in_order.records())
+
+    shuffled = data.draw(st.permutations(records), label="permutation")
+    again = UsageCollector()
+    again.add_all(shuffled)
+    assert Counter(again.records()) == want
+    assert tokens_of(again.records()) == tokens_of(want.elements())
+
+    # Any split into batches (some passed through bytes, as between processes) merges the same.
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(shuffled)), max_size=4), label="cuts"))
+    merged = UsageCollector()
+    for start, end in zip([0, *cuts], [*cuts, len(shuffled)], strict=True):
+        part = UsageCollector()
+        part.add_all(shuffled[start:end])
+        if data.draw(st.booleans(), label="via bytes"):
+            part = UsageCollector.from_bytes(part.to_bytes())
+        merged.merge(part)
+    assert Counter(merged.records()) == want
+    assert merged.raw == in_order.raw
+    assert merged.replays_dropped() == in_order.replays_dropped()
+
+
+@given(corpora())
+def test_counts_equal_a_plain_reading_of_the_rules(corpus: Corpus) -> None:
+    collector = UsageCollector()
+    collector.add_all(extract_all(corpus))
+    total, sessions = expected_counts(corpus)
+    counted = collector.records()
+    assert tokens_of(counted) == total
+    by_session: dict[str, list[UsageRecord]] = {}
+    for r in counted:
+        by_session.setdefault(r.session_id, []).append(r)
+    assert {s: tokens_of(rs) for s, rs in by_session.items()} == sessions
+    # The raw sum still sees every usage line (what the original tool added up).
+    assert collector.raw.lines == sum(1 for _, line in corpus.lines() if line.tokens)
+
+
+same_key_records = st.builds(
+    UsageRecord,
+    message_id=st.just("msg_1"),
+    request_id=st.just("req_1"),
+    session_id=st.sampled_from(["s1", "s2"]),
+    line_session_id=st.just(""),
+    project=st.just("p"),
+    file_path=st.sampled_from(["p/s1.jsonl", "p/s2.jsonl", "p/s1/subagents/agent-a.jsonl"]),
+    line_number=st.integers(1, 5),
+    byte_offset=st.one_of(st.integers(0, 3), st.integers(0, (1 << 61) - 1)),
+    timestamp_ms=st.one_of(st.sampled_from([0, 1, 1_770_000_000_000]), st.integers(0, 1 << 45)),
+    model=st.sampled_from(["claude-opus-4-6", ""]),
+    is_sidechain=st.booleans(),
+    speed=st.sampled_from(["", "standard", "fast"]),
+    from_progress=st.booleans(),
+    input_tokens=st.integers(0, 3),
+    output_tokens=st.one_of(st.integers(0, 3), st.integers(0, 1 << 40)),
+    cache_creation_5m_tokens=st.integers(0, 2),
+    cache_creation_1h_tokens=st.integers(0, 2),
+    cache_read_tokens=st.integers(0, 2),
+    cost_usd=st.none(),
+)
+
+
+@given(same_key_records, same_key_records)
+def test_preferred_agrees_with_version(a: UsageRecord, b: UsageRecord) -> None:
+    """The hot-path comparison and the database's version column keep the same record."""
+    for x, y in ((a, b), (b, a)):
+        kept = preferred(x, y)
+        assert kept is x or kept is y
+        assert kept.version == max(x.version, y.version)
+    if a.version != b.version:
+        winner = a if a.version > b.version else b
+        assert preferred(a, b) is winner and preferred(b, a) is winner
+
+
+# -- whole analyses ---------------------------------------------------------------------
+
+
+def unkeyed_only(corpus: Corpus) -> Corpus:
+    """The lines without a message id (rule 2: never de-duplicated, so a copy counts again)."""
+    return Corpus(
+        {
+            rel: [ln for ln in lines if ln.tokens and ln.key is None]
+            for rel, lines in corpus.files.items()
+        }
+    )
+
+
+@given(corpora(), st.sampled_from(["each file twice", "second root"]))
+def test_a_corpus_doubled_counts_once(corpus: Corpus, how: str) -> None:
+    with temp_root() as tmp:
+        once_root, extra_root, unkeyed_root = tmp / "once", tmp / "extra", tmp / "unkeyed"
+        for root in (once_root, extra_root, unkeyed_root):
+            root.mkdir()
+        corpus.write(once_root)
+        once = analyze(once_root)
+        unkeyed_only(corpus).write(unkeyed_root)
+        again = summary(analyze(unkeyed_root))
+        if how == "each file twice":
+            doubled_root = tmp / "doubled"
+            doubled_root.mkdir()
+            corpus.write(doubled_root, times=2)
+            doubled = analyze(doubled_root)
+        else:
+            shutil.copytree(once_root, extra_root, dirs_exist_ok=True)
+            doubled = analyze(once_root, extra_root)
+        assert_same_summary(summary(doubled), combined(summary(once), again))
+        assert doubled.raw_line_sum.lines == 2 * once.raw_line_sum.lines
+        assert doubled.skipped_lines_total == 2 * once.skipped_lines_total
+
+
+def split_points(data: bytes, draw: st.DrawFn) -> list[int]:
+    """Where to cut: any bytes, newlines and torn tails among them."""
+    newlines = [i + 1 for i, b in enumerate(data) if b == 0x0A]
+    anywhere = st.integers(0, len(data))
+    at_newline = st.sampled_from(newlines) if newlines else anywhere
+    points = draw(st.lists(st.one_of(anywhere, at_newline), max_size=5), label="split points")
+    return sorted(set(points))
+
+
+def scan_in_parts(path: Path, data: bytes, points: list[int]) -> tuple[list[Any], SkipLog]:
+    """Append ``data`` in parts, scanning after each from where the last scan stopped."""
+    root = path.parent
+    records: list[UsageRecord] = []
+    skips = SkipLog()
+    offset, line = 0, 1
+    path.write_bytes(b"")
+    for point in [*points, len(data)]:
+        with open(path, "ab") as f:
+            f.write(data[path.stat().st_size : point])
+        stats = scan_file(
+            transcript(root, path.name), records.append, skips, start_offset=offset, start_line=line
+        )
+        complete = data.rfind(b"\n", 0, point) + 1
+        assert stats.error == ""
+        assert stats.end_offset == complete  # a torn tail is never consumed
+        assert stats.torn_tail_bytes == point - complete
+        assert stats.start_offset == offset
+        offset, line = stats.end_offset, line + stats.lines
+    return records, skips
+
+
+@given(corpora(max_units=8, broken=True), st.data())
+def test_appending_in_parts_equals_one_shot(corpus: Corpus, data: st.DataObject) -> None:
+    content = b"".join(file_bytes(lines) for lines in corpus.files.values())
+    if data.draw(st.booleans(), label="torn tail"):
+        content += content[: data.draw(st.integers(0, len(content)), label="tail")].replace(
+            b"\n", b" "
+        )
+    points = split_points(content, data.draw)
+    with temp_root() as root:
+        path = root / "s.jsonl"
+        parts, part_skips = scan_in_parts(path, content, points)
+        one_shot: list[UsageRecord] = []
+        skips = SkipLog()
+        stats = scan_file(transcript(root, "s.jsonl"), one_shot.append, skips)
+    assert parts == one_shot
+    assert part_skips.details == skips.details
+    assert part_skips.by_reason == skips.by_reason
+    assert stats.lines == content.count(b"\n")
+
+
+@given(st.data())
+@settings(max_examples=10)
+def test_appending_a_real_transcript_in_parts_equals_one_shot(
+    fixtures_dir: Path, data: st.DataObject
+) -> None:
+    files = sorted(fixtures_dir.glob("projects/*/*.jsonl"))
+    content = data.draw(st.sampled_from(files), label="file").read_bytes()
+    points = split_points(content, data.draw)
+    with temp_root() as root:
+        parts, part_skips = scan_in_parts(root / "s.jsonl", content, points)
+        one_shot: list[UsageRecord] = []
+        scan_file(transcript(root, "s.jsonl"), one_shot.append, SkipLog())
+    assert parts == one_shot
+    assert part_skips.total == 0
+    assert len(parts) > 0
+
+
+def test_a_torn_tail_is_read_once_it_is_complete(tmp_path: Path) -> None:
+    first = dumps(assistant(msg_id="m1", request_id="r1", usage_obj=usage(1, 2), ts_ms=0))
+    second = dumps(assistant(msg_id="m2", request_id="r2", usage_obj=usage(3, 4), ts_ms=0))
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(first + b"\n" + second[:40])
+    records: list[UsageRecord] = []
+    stats = scan_file(transcript(tmp_path, "s.jsonl"), records.append, SkipLog())
+    assert [r.message_id for r in records] == ["m1"]
+    assert (stats.end_offset, stats.torn_tail_bytes, stats.lines) == (len(first) + 1, 40, 1)
+    # Scanning again before the line is finished reads nothing and reports nothing.
+    skips = SkipLog()
+    again = scan_file(
+        transcript(tmp_path, "s.jsonl"),
+        records.append,
+        skips,
+        start_offset=stats.end_offset,
+        start_line=2,
+    )
+    assert (again.end_offset, again.lines, skips.total) == (stats.end_offset, 0, 0)
+    with open(path, "ab") as f:
+        f.write(second[40:] + b"\n")
+    done = scan_file(
+        transcript(tmp_path, "s.jsonl"),
+        records.append,
+        skips,
+        start_offset=stats.end_offset,
+        start_line=2,
+    )
+    assert [(r.message_id, r.line_number, r.byte_offset) for r in records] == [
+        ("m1", 1, 0),
+        ("m2", 2, len(first) + 1),
+    ]
+    assert (done.end_offset, done.torn_tail_bytes, skips.total) == (path.stat().st_size, 0, 0)
+
+
+TIMEZONES = ["UTC", "Asia/Tokyo", "America/St_Johns", "Asia/Kathmandu", "Australia/Lord_Howe"]
+
+
+@given(corpora(), st.sampled_from(TIMEZONES))
+def test_breakdowns_add_up_to_the_totals(corpus: Corpus, timezone: str) -> None:
+    with temp_root() as root:
+        corpus.write(root)
+        report = analyze(root, timezone=timezone)
+        counted = scan_files(discover([root]).files).collector.records()
+    totals = report.totals
+    assert totals.total_tokens == sum(getattr(totals, k) for k in TOKEN_FIELDS)
+    assert totals.cache_creation_tokens == (
+        totals.cache_creation_5m_tokens + totals.cache_creation_1h_tokens
+    )
+    for rows in (report.sessions, report.days, report.models, report.projects):
+        for name in (*TOKEN_FIELDS, "total_tokens", "records"):
+            assert sum(getattr(r, name) for r in rows) == getattr(totals, name), name
+        assert sum(r.cost_usd for r in rows) == pytest.approx(totals.cost_usd, rel=1e-9, abs=1e-9)
+    # Days are the local dates of the counted records, computed here without the bucket cache.
+    zone = ZoneInfo(timezone)
+    days: dict[str, list[UsageRecord]] = {}
+    for r in counted:
+        day = datetime.fromtimestamp(r.timestamp_ms / 1000, zone).date().isoformat()
+        days.setdefault(day, []).append(r)
+    assert {d.date: d.total_tokens for d in report.days} == {
+        d: sum(r.total_tokens for r in rs) for d, rs in days.items()
+    }
+    assert totals.records == len(counted)
+
+
+# -- the fast path and the careful path -----------------------------------------------------
+
+
+def _same(fast: object, slow: object) -> None:
+    if isinstance(fast, SkippedLine) or isinstance(slow, SkippedLine):
+        assert isinstance(fast, SkippedLine) and isinstance(slow, SkippedLine), (fast, slow)
+        assert (fast.reason, fast.line_number, fast.byte_offset) == (
+            slow.reason,
+            slow.line_number,
+            slow.byte_offset,
+        )
+    else:
+        assert fast == slow
+
+
+SOURCE = Source("-home-u-alpha/11111111-aaaa.jsonl", "-home-u-alpha", "11111111-aaaa")
+
+
+@given(corpora(broken=True))
+def test_fast_path_equals_careful_path_on_generated_lines(corpus: Corpus) -> None:
+    for number, (_, line) in enumerate(corpus.lines(), 1):
+        if b"\xff" in line.data:
+            continue  # invalid UTF-8 is caught before either path decodes
+        _same(
+            extract_line(SOURCE, number, 7, line.data), _extract_slow(SOURCE, number, 7, line.data)
+        )
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+@given(u=usages(), spaced=st.booleans())
+@settings(max_examples=8)
+def test_fast_path_equals_careful_path_on_broken_lines(
+    mutation: str, u: dict[str, Any], spaced: bool
+) -> None:
+    obj = assistant(msg_id="msg_1", request_id="req_1", usage_obj=u, ts_ms=1_770_000_000_000)
+    line = mutate(obj, mutation)
+    if spaced:
+        line = line.replace(b'":', b'": ')
+    fast = extract_line(SOURCE, 3, 99, line)
+    _same(fast, _extract_slow(SOURCE, 3, 99, line))
+    want = MUTATIONS[mutation]
+    if want is None:
+        assert fast is None
+    else:
+        assert isinstance(fast, SkippedLine) and fast.reason == want, fast
+
+
+# -- the line reader -------------------------------------------------------------------------
+
+line_bodies = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"u")), max_size=12)
+
+
+@given(
+    line_bodies,
+    st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"a")),
+    st.integers(1, 64),
+    st.integers(0, 50),
+    st.sampled_from([None, b"u", b"ua", b"\xff"]),
+    st.data(),
+)
+def test_line_reader_yields_exactly_the_complete_lines(
+    bodies: list[bytes],
+    tail: bytes,
+    chunk: int,
+    max_line: int,
+    marker: bytes | None,
+    data: st.DataObject,
+) -> None:
+    content = b"".join(b + b"\n" for b in bodies) + tail
+    offsets = [0]
+    for b in bodies:
+        offsets.append(offsets[-1] + len(b) + 1)
+    first = data.draw(st.integers(0, len(bodies)), label="first line index")
+    stop_at = data.draw(st.one_of(st.none(), st.integers(offsets[first], len(content))))
+    visible = content[:stop_at] if stop_at is not None else content
+    complete = [i for i in range(first, len(bodies)) if offsets[i + 1] <= len(visible)]
+
+    oversized: list[tuple[int, int, int]] = []
+    reader = LineReader(
+        io.BytesIO(content),
+        start_offset=offsets[first],
+        start_line=first + 1,
+        chunk_bytes=chunk,
+        max_line_bytes=max_line,
+        on_oversized=lambda *args: oversized.append(args),
+        stop_at=stop_at,
+        marker=marker,
+    )
+    got = list(reader)
+    assert got == [
+        (i + 1, offsets[i], bodies[i])
+        for i in complete
+        if len(bodies[i]) <= max_line and (marker is None or marker in bodies[i])
+    ]
+    assert oversized == [
+        (i + 1, offsets[i], len(bodies[i])) for i in complete if len(bodies[i]) > max_line
+    ]
+    end = offsets[complete[-1] + 1] if complete else offsets[first]
+    assert reader.end_offset == end
+    assert reader.next_line == (complete[-1] + 2 if complete else first + 1)
+    assert reader.bytes_read == len(visible) - offsets[first]
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def _comparable(result: ScanResult) -> tuple[Any, ...]:
+    return (
+        Counter(result.collector.records()),
+        result.collector.raw,
+        result.files,
+        result.skips.by_reason,
+        sorted(result.skips.details, key=lambda s: (s.file_path, s.line_number)),
+    )
+
+
+@given(corpora(max_units=12, broken=True))
+@settings(max_examples=6)
+def test_parallel_scan_equals_serial_scan(corpus: Corpus) -> None:
+    assume(len(corpus.files) >= 2)
+    with temp_root() as root:
+        corpus.write(root)
+        files = discover([root]).files
+        serial = scan_files(files)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+            parallel = scan_module.scan_files_parallel(files, workers=2)
+    assert _comparable(parallel) == _comparable(serial)
+
+
+def test_parallel_scan_of_the_real_transcripts_equals_serial(
+    fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = discover([fixtures_dir / "projects"]).files
+    serial = scan_files(files)
+    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    parallel = scan_module.scan_files_parallel(files, workers=2)
+    assert _comparable(parallel) == _comparable(serial)
+    assert tokens_of(parallel.collector.records()) == tokens_of(serial.collector.records())
+    assert sum(r.total_tokens for r in parallel.collector.records()) == 15_537_336

@@ -1,0 +1,51 @@
+"""Helper process for the lock tests (not a test module).
+
+usage: _holder.py MODE TARGET READY_FILE HOLD_SECONDS
+
+MODE ``session``: hold ``Database(TARGET).session()``; ``direct``: open TARGET with
+clickhouse-connect directly (no context-cleaner lock); ``flock``: hold a FileLock on
+TARGET (a lock file path). Writes READY_FILE once it holds, then holds until
+``READY_FILE`` with suffix ``.stop`` appears or HOLD_SECONDS pass.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def hold(ready: Path, seconds: float) -> None:
+    ready.write_text("ready")
+    stop = ready.with_suffix(".stop")
+    deadline = time.monotonic() + seconds
+    while not stop.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def main() -> None:
+    mode, target, ready, seconds = sys.argv[1], sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
+    if mode == "session":
+        from context_cleaner.bridge import Database
+
+        with Database(target).session() as client:
+            client.query("SELECT 1")
+            hold(ready, seconds)
+    elif mode == "direct":
+        import clickhouse_connect
+
+        client = clickhouse_connect.get_client(dsn=target)
+        client.query("SELECT 1")
+        hold(ready, seconds)
+        client.close()
+    elif mode == "flock":
+        from context_cleaner.bridge import FileLock
+
+        with FileLock(target):
+            hold(ready, seconds)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()

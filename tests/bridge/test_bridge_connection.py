@@ -1,0 +1,103 @@
+"""Opening clients: embedded engines held elsewhere, unreachable servers, no leaked secrets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+from bridge_helpers import Holder
+
+from context_cleaner.bridge import (
+    Database,
+    DatabaseLockedError,
+    DatabaseUnavailableError,
+    RetryPolicy,
+    SchemaError,
+    TransientError,
+    engine_holder,
+    is_transient,
+    open_client,
+)
+from context_cleaner.bridge.url import parse_url
+
+
+def test_retry_policy_delays() -> None:
+    assert list(RetryPolicy(attempts=5, initial_delay=0.5, max_delay=1.5).delays()) == [
+        0.5,
+        1.0,
+        1.5,
+        1.5,
+    ]
+    assert list(RetryPolicy(attempts=1).delays()) == []
+
+
+def test_open_close_reopen_embedded(db_url: str) -> None:
+    for value in (1, 2, 3):
+        client = open_client(db_url)
+        try:
+            assert client.query(f"SELECT {value}").result_rows == [(value,)]
+        finally:
+            client.close()
+    assert engine_holder(parse_url(db_url).path) is None  # closed: nobody holds the engine
+
+
+def test_engine_opened_elsewhere_without_our_lock_names_that_process(
+    db_url: str, holder: Callable[..., Holder]
+) -> None:
+    a = holder("direct", db_url)  # opens the directory with clickhouse-connect, no lock file
+    a.wait_ready()
+    path = parse_url(db_url).path
+    pid, command = engine_holder(path) or (None, "")
+    assert pid == a.pid and "_holder.py direct" in command
+    with pytest.raises(DatabaseLockedError) as info:
+        open_client(db_url)
+    assert is_transient(info.value)
+    assert info.value.holder_pid == a.pid
+    assert f"process {a.pid}" in str(info.value) and path in str(info.value)
+    a.release()
+    with Database(db_url).session() as client:  # this process can open it afterwards
+        assert client.query("SELECT 1").result_rows == [(1,)]
+
+
+def test_unreachable_server_is_retried_then_unavailable(
+    closed_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"http://bob:hunter2@127.0.0.1:{closed_port}/usage"
+    waits: list[float] = []
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(DatabaseUnavailableError) as info:
+        open_client(
+            url,
+            retry=RetryPolicy(attempts=3, initial_delay=0.01, multiplier=3),
+            connect_timeout=2,
+            sleep=waits.append,
+        )
+    error = info.value
+    assert isinstance(error, TransientError)
+    assert waits == [0.01, pytest.approx(0.03)]
+    message = str(error)
+    assert f"127.0.0.1:{closed_port}" in message and "after 3 attempts" in message
+    assert "run again" in message
+    texts = [message, repr(error), str(error.__cause__), caplog.text]
+    assert all("hunter2" not in text for text in texts)
+    assert "attempt 1 of 3" in caplog.text and "attempt 2 of 3" in caplog.text
+
+
+def test_unreachable_server_through_a_session(closed_port: int) -> None:
+    db = Database(
+        f"http://bob:hunter2@127.0.0.1:{closed_port}/usage",
+        retry=RetryPolicy(attempts=2, initial_delay=0.01),
+    )
+    assert "hunter2" not in repr(db)
+    with pytest.raises(DatabaseUnavailableError) as info, db.session():
+        pass
+    assert "hunter2" not in str(info.value)
+
+
+def test_driver_errors_inside_a_session_are_translated(db_url: str) -> None:
+    with (
+        pytest.raises(SchemaError, match="no_such_table"),
+        Database(db_url).session() as client,
+    ):
+        client.query("SELECT * FROM no_such_table")

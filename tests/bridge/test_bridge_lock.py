@@ -1,0 +1,153 @@
+"""The inter-process lock: bounded waits, holders named, sessions shared in a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from bridge_helpers import Holder
+
+from context_cleaner.bridge import Database, DatabaseLockedError, FileLock, lock_path_for
+from context_cleaner.bridge.lock import PROCESS_LOCKS, read_holder
+
+
+def test_lock_file_sits_beside_the_database(tmp_path: Path) -> None:
+    assert lock_path_for(tmp_path / "db") == tmp_path / "db.lock"
+    assert Database(f"chdb://{tmp_path}/db").lock_path == tmp_path / "db.lock"
+    assert Database("chdb://memory").lock_path is None
+    assert Database("http://h:8123/db").lock_path is None
+
+
+def test_holder_note_written_and_cleared(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    lock = FileLock(path)
+    lock.acquire(timeout=0)
+    note = json.loads(path.read_text())
+    assert note["pid"] == os.getpid() and note["command"]
+    assert read_holder(path).pid == os.getpid()
+    lock.release()
+    assert path.read_text() == ""
+    assert read_holder(path).pid is None
+    lock.release()  # twice is harmless
+
+
+def test_second_lock_in_same_process_times_out_naming_us(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    with FileLock(path):
+        started = time.monotonic()
+        with pytest.raises(DatabaseLockedError) as info:
+            FileLock(path, description="/data/db").acquire(timeout=0.3)
+        assert 0.25 <= time.monotonic() - started < 2
+    assert info.value.holder_pid == os.getpid()
+    assert f"process {os.getpid()}" in str(info.value)
+    assert "/data/db" in str(info.value)
+
+
+def test_waiter_gets_the_lock_when_another_process_releases(
+    tmp_path: Path, holder: Callable[..., Holder]
+) -> None:
+    path = tmp_path / "x.lock"
+    a = holder("flock", str(path))
+    a.wait_ready()
+    threading.Timer(0.5, a.release).start()
+    started = time.monotonic()
+    with FileLock(path) as lock:
+        assert lock.held
+        assert time.monotonic() - started >= 0.4
+    assert a.proc.returncode == 0
+
+
+def test_waiter_times_out_naming_the_other_process(
+    tmp_path: Path, holder: Callable[..., Holder]
+) -> None:
+    path = tmp_path / "x.lock"
+    a = holder("flock", str(path))
+    a.wait_ready()
+    with pytest.raises(DatabaseLockedError) as info:
+        FileLock(path).acquire(timeout=0.5)
+    assert info.value.holder_pid == a.pid
+    assert f"process {a.pid}" in str(info.value)
+    assert "_holder.py flock" in info.value.holder_command
+    a.release()
+
+
+def test_lock_is_shared_by_sessions_of_one_process(db_url: str) -> None:
+    db = Database(db_url, lock_timeout=1)
+    assert db.lock_path is not None
+    results: list[int] = []
+    with db.session() as outer:
+        assert PROCESS_LOCKS.users(db.lock_path) == 1
+        with db.session() as inner:  # nested: same flock, another engine handle
+            results.append(inner.query("SELECT 1").result_rows[0][0])
+
+        def other_thread() -> None:
+            with db.session() as c:
+                results.append(c.query("SELECT 2").result_rows[0][0])
+
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join(10)
+        results.append(outer.query("SELECT 3").result_rows[0][0])
+    assert results == [1, 2, 3]
+    assert PROCESS_LOCKS.users(db.lock_path) == 0
+    assert lock_path_for(db.url.path).read_text() == ""
+
+
+def test_session_waits_for_another_process_then_gets_in(
+    db_url: str, holder: Callable[..., Holder]
+) -> None:
+    a = holder("session", db_url)
+    a.wait_ready()
+    threading.Timer(0.7, a.release).start()
+    started = time.monotonic()
+    with Database(db_url, lock_timeout=30).session() as client:
+        waited = time.monotonic() - started
+        assert client.query("SELECT 42").result_rows == [(42,)]
+    assert waited >= 0.6
+    assert a.proc.returncode == 0
+
+
+def test_session_times_out_naming_the_holding_process(
+    db_url: str, holder: Callable[..., Holder]
+) -> None:
+    a = holder("session", db_url)
+    a.wait_ready()
+    db = Database(db_url, lock_timeout=0.5)
+    with pytest.raises(DatabaseLockedError) as info, db.session():
+        pass
+    assert info.value.holder_pid == a.pid
+    message = str(info.value)
+    assert f"process {a.pid}" in message and "_holder.py session" in message
+    assert db.url.path in message and "CONTEXT_CLEANER_LOCK_TIMEOUT" in message
+    a.release()
+    with db.session() as client:  # free again once the holder has gone
+        assert client.query("SELECT 1").result_rows == [(1,)]
+
+
+def test_lock_timeout_from_environment(tmp_path: Path) -> None:
+    env = {"CONTEXT_CLEANER_LOCK_TIMEOUT": "2.5"}
+    assert Database(f"chdb://{tmp_path}/db", environ=env).lock_timeout == 2.5
+    assert Database(f"chdb://{tmp_path}/db", environ={}).lock_timeout == 30
+    assert Database(f"chdb://{tmp_path}/db", lock_timeout=1, environ=env).lock_timeout == 1
+    from context_cleaner.bridge import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="CONTEXT_CLEANER_LOCK_TIMEOUT"):
+        Database(f"chdb://{tmp_path}/db", environ={"CONTEXT_CLEANER_LOCK_TIMEOUT": "soon"})
+
+
+def test_forked_child_does_not_release_the_parents_lock(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    with PROCESS_LOCKS.hold(path, timeout=1):
+        pid = os.fork()
+        if pid == 0:  # child: forgets the inherited lock without unlocking it
+            os._exit(0 if PROCESS_LOCKS.users(path) == 0 else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        with pytest.raises(DatabaseLockedError):
+            FileLock(path).acquire(timeout=0)
+    FileLock(path).acquire(timeout=0)
