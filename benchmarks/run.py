@@ -51,6 +51,7 @@ Benchmark = Callable[[BenchContext], list[Result]]
 #: dependencies are missing does not break the others.
 BENCHMARKS: dict[str, str] = {
     "analyze": "benchmarks.analyze_bench:run",
+    "migrate": "benchmarks.migrate_bench:run",
 }
 DEFAULT_SIZES = ("100MB", "1GB")
 DEFAULT_DATA_DIR = REPO_ROOT / "bench-data"

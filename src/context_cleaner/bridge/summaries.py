@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import MigrationError, translate_clickhouse_error
@@ -59,6 +60,8 @@ _EXISTING = (
     f"SELECT session_id, day, model FROM {SUMMARIES} FINAL "
     "WHERE session_id IN {sessions:Array(String)}"
 )
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 SUMMARY_COLUMNS = (
     "session_id",
@@ -111,7 +114,25 @@ def refresh_summaries(client: Client, sessions: Collection[str], migration_id: s
     for session_id, day, model in existing:
         if (session_id, day, model) not in fresh_keys:
             rows.append(
-                [session_id, day, model, "", "", 0, 0, 0, 0, 0, 0.0, 0, 0, 0, migration_id, ver, 1]
+                [
+                    session_id,
+                    day,
+                    model,
+                    "",
+                    "",
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0.0,
+                    0,
+                    _EPOCH,
+                    _EPOCH,
+                    migration_id,
+                    ver,
+                    1,
+                ]
             )
     if rows:
         try:

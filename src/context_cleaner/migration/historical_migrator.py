@@ -58,6 +58,7 @@ class HistoricalDataMigrator:
         checkpoint_interval: int = 10,
         keep_snapshots: int = rollback.DEFAULT_KEEP,
         snapshot_checkpoints: bool = True,
+        min_snapshot_interval: float = 10.0,
     ) -> None:
         if batch_size < 1:
             raise MigrationError(f"--batch-size must be at least 1 (got {batch_size}).")
@@ -69,6 +70,10 @@ class HistoricalDataMigrator:
         self.checkpoint_interval = checkpoint_interval
         self.keep_snapshots = keep_snapshots
         self.snapshot_checkpoints = snapshot_checkpoints
+        self.min_snapshot_interval = min_snapshot_interval
+        """Seconds between checkpoint snapshots: checkpoints closer than this are logged
+        (progress is committed at every batch anyway) but not snapshotted."""
+        self._last_snapshot = 0.0
 
     # -- phase 1 ---------------------------------------------------------------------------
 
@@ -186,6 +191,7 @@ class HistoricalDataMigrator:
         exists = self._database_exists()
         if not dry_run:
             bridge.setup_migration_infrastructure()
+        state.baseline_rss = pipeline.tree_rss()
         state.discovery, state.plan = pipeline.discover_and_plan(
             bridge if (exists or not dry_run) else None, options
         )
@@ -199,7 +205,7 @@ class HistoricalDataMigrator:
                 state,
                 options,
                 progress=progress_callback,
-                on_checkpoint=self._checkpoint if self.snapshot_checkpoints else None,
+                on_checkpoint=self._checkpoint,
             )
         except BaseException as exc:
             if not dry_run:
@@ -373,6 +379,7 @@ class HistoricalDataMigrator:
             if kind == "migrate":
                 rollback.take_snapshot(w.client, self.bridge.host, state.migration_id)
                 rollback.prune_snapshots(w.client, self.keep_snapshots)
+                self._last_snapshot = time.monotonic()
             w.save_run(self._run_row(state, kind, "running"))
             w.log(
                 state.migration_id,
@@ -390,19 +397,31 @@ class HistoricalDataMigrator:
             )
 
     def _checkpoint(self, state: RunState, number: int) -> None:
+        """Log a checkpoint; snapshot it too unless the last snapshot is very recent."""
         label = f"cp{number}"
+        now = time.monotonic()
+        snapshot = self.snapshot_checkpoints and (
+            now - self._last_snapshot >= self.min_snapshot_interval
+        )
         with self.bridge.writer() as w:
-            rollback.take_snapshot(w.client, self.bridge.host, state.migration_id, label)
-            rollback.prune_snapshots(w.client, self.keep_snapshots)
+            if snapshot:
+                rollback.take_snapshot(w.client, self.bridge.host, state.migration_id, label)
+                rollback.prune_snapshots(w.client, self.keep_snapshots)
+                self._last_snapshot = now
             w.save_run(self._run_row(state, "migrate", "running"))
             w.log(
                 state.migration_id,
                 "checkpoint",
                 label,
                 "completed",
-                {"files_done": state.files_done, "records": state.records_inserted},
+                {
+                    "files_done": state.files_done,
+                    "records": state.records_inserted,
+                    "snapshot": snapshot,
+                },
             )
-        state.checkpoints.append(label)
+        if snapshot:
+            state.checkpoints.append(label)
 
     def _finish(
         self,
@@ -525,6 +544,7 @@ class HistoricalDataMigrator:
             average_processing_speed_tokens_per_second=state.tokens_in_records
             / max(duration, 1e-9),
             peak_memory_usage_mb=state.peak_rss / 2**20,
+            working_memory_mb=max(0, state.peak_rss - state.baseline_rss) / 2**20,
             database_insertion_time=state.insert_seconds,
             errors=state.errors,
             warnings=warnings,

@@ -141,6 +141,8 @@ class HistoricalMigrationResult(_Jsonable):
     resumed_files: int = 0
     """Files that continued from an earlier (interrupted) run's committed offset."""
     database_totals: dict[str, Any] = field(default_factory=dict)
+    working_memory_mb: float = 0.0
+    """Peak resident memory minus the memory after connecting (process and workers)."""
     projected_seconds: float | None = None
     """Dry runs: the projected wall time of the real migration."""
 

@@ -96,6 +96,8 @@ class RunState:
     insert_seconds: float = 0.0
     analysis_seconds: float = 0.0
     peak_rss: int = 0
+    baseline_rss: int = 0
+    """Resident memory after connecting to the database, before reading anything."""
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed_files: list[str] = field(default_factory=list)
@@ -104,12 +106,12 @@ class RunState:
     last_progress: float = field(default_factory=time.time)
 
     def note_memory(self) -> None:
-        rss = _tree_rss()
+        rss = tree_rss()
         if rss > self.peak_rss:
             self.peak_rss = rss
 
 
-def _tree_rss() -> int:
+def tree_rss() -> int:
     """Resident memory of this process and its workers, in bytes."""
     try:
         me = psutil.Process()

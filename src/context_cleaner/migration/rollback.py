@@ -115,9 +115,13 @@ def list_snapshots(client: Client, migration_id: str | None = None) -> list[Snap
 
 
 def prune_snapshots(client: Client, keep: int = DEFAULT_KEEP) -> list[str]:
-    """Drop all but the newest ``keep`` snapshots; returns the ids dropped."""
+    """Keep the pre-run snapshots of the newest ``keep`` migrations and the newest ``keep``
+    checkpoint snapshots; drop the rest. Returns the ids dropped."""
+    keep = max(keep, 1)
     snaps = list_snapshots(client)
-    doomed = snaps[: max(0, len(snaps) - max(keep, 1))]
+    pre = [s for s in snaps if not s.checkpoint]
+    checkpoints = [s for s in snaps if s.checkpoint]
+    doomed = pre[: max(0, len(pre) - keep)] + checkpoints[: max(0, len(checkpoints) - keep)]
     for snap in doomed:
         _drop_snapshot(client, snap)
     return [s.snapshot_id for s in doomed]

@@ -1,0 +1,111 @@
+"""Full migration into a fresh embedded database, beside ccusage's full scan of the same corpus.
+
+Per corpus: ``context-cleaner migrate --json`` into a new ``chdb://`` directory
+(wall time and peak memory of the whole process tree, plus the run's own
+working memory = peak minus the memory after connecting), a second run that
+must insert nothing, and ccusage's ``daily --json --offline`` for the ratio.
+The database totals must equal the manifest's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from benchmarks.harness import BenchContext, Result, RunResult, measure_command
+
+TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
+
+
+def _migrate(ctx: BenchContext, db: Path) -> tuple[RunResult, dict[str, object] | None]:
+    env = {k: v for k, v in os.environ.items() if k not in ("CLAUDE_CONFIG_DIR", "PREFECT_API_URL")}
+    env["CONTEXT_CLEANER_CLICKHOUSE_URL"] = f"chdb://{db}"
+    cmd = [
+        *ctx.options.context_cleaner,
+        "migrate",
+        "--source-dir",
+        str(ctx.projects_dir),
+        "--engine",
+        "local",
+        "--json",
+    ]
+    run = measure_command(cmd, env=env, timeout=ctx.options.timeout)
+    try:
+        return run, json.loads(run.stdout) if run.returncode == 0 else None
+    except ValueError:
+        return run, None
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    results: list[Result] = []
+    want = ctx.manifest["totals"]
+    assert isinstance(want, dict)
+    workdir = Path(tempfile.mkdtemp(prefix="cc-bench-db-"))
+    try:
+        first, doc = _migrate(ctx, workdir / "db")
+        row = Result(
+            benchmark="migrate",
+            corpus=ctx.size_label,
+            tool="context-cleaner migrate (fresh db)",
+            wall_s=first.wall_s,
+            mb_per_s=ctx.corpus_bytes / 1e6 / first.wall_s,
+            lines_per_s=ctx.corpus_lines / first.wall_s,
+            peak_rss_mb=first.peak_rss / 1e6,
+        )
+        if doc is None:
+            row.failed, row.check = True, "FAILED"
+            row.notes = first.stderr.decode(errors="replace").strip()[-200:]
+            return [row]
+        totals = doc["database_totals"]
+        bad = [k for k in (*TOKEN_KEYS, "total_tokens") if totals.get(k) != want.get(k)]
+        row.check = "= manifest" if not bad else "MISMATCH"
+        row.failed = bool(bad) or not doc.get("validation_passed")
+        row.notes = (
+            f"working memory {doc['working_memory_mb']:,.0f} MiB; insert "
+            f"{doc['database_insertion_time']:.1f} s; {doc['total_records_inserted']:,} records"
+        )
+        if bad:
+            row.comparisons.append(f"migrate totals differ from the manifest in {bad}")
+        results.append(row)
+
+        second, doc2 = _migrate(ctx, workdir / "db")
+        again = Result(
+            benchmark="migrate",
+            corpus=ctx.size_label,
+            tool="context-cleaner migrate (again, nothing new)",
+            wall_s=second.wall_s,
+            peak_rss_mb=second.peak_rss / 1e6,
+        )
+        inserted = doc2.get("total_records_inserted") if doc2 else None
+        again.check = "inserted 0" if inserted == 0 else f"inserted {inserted}"
+        again.failed = inserted != 0
+        results.append(again)
+
+        if ctx.options.ccusage:
+            env = {k: v for k, v in os.environ.items() if k != "CLAUDE_CONFIG_DIR"}
+            env.update(TZ="UTC", CLAUDE_CONFIG_DIR=str(ctx.corpus_dir))
+            cc = measure_command(
+                [*ctx.options.ccusage, "claude", "daily", "--json", "--offline"], env=env
+            )
+            results.append(
+                Result(
+                    benchmark="migrate",
+                    corpus=ctx.size_label,
+                    tool="ccusage daily (full scan)",
+                    wall_s=cc.wall_s,
+                    mb_per_s=ctx.corpus_bytes / 1e6 / cc.wall_s,
+                    peak_rss_mb=cc.peak_rss / 1e6,
+                    check="ran" if cc.returncode == 0 else "FAILED",
+                )
+            )
+            if cc.returncode == 0 and cc.wall_s:
+                row.comparisons.append(
+                    f"migrate {ctx.size_label}: full migration / ccusage full scan = "
+                    f"{first.wall_s / cc.wall_s:.2f}x (target <= 2x, stretch 1.5x)"
+                )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
