@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from bridge_helpers import Holder
 
 from context_cleaner.bridge import (
+    ConfigurationError,
     Database,
     DatabaseLockedError,
     DatabaseUnavailableError,
@@ -101,3 +103,14 @@ def test_driver_errors_inside_a_session_are_translated(db_url: str) -> None:
         Database(db_url).session() as client,
     ):
         client.query("SELECT * FROM no_such_table")
+
+
+def test_second_directory_in_one_process_is_a_clear_error(tmp_path: Path) -> None:
+    first = Database(f"chdb://{tmp_path}/one")
+    with first.session(), pytest.raises(ConfigurationError) as info:
+        open_client(f"chdb://{tmp_path}/two")
+    assert f"{tmp_path}/one" in str(info.value) and "one database directory per process" in str(
+        info.value
+    )
+    with Database(f"chdb://{tmp_path}/two").session() as client:  # fine once the first is closed
+        assert client.query("SELECT 1").result_rows == [(1,)]

@@ -158,12 +158,20 @@ def _open_embedded(target: DatabaseURL, settings: Mapping[str, Any] | None) -> C
                     holder_pid=pid,
                     holder_command=command,
                 ) from exc
+        other = _OTHER_ENGINE_RE.search(str(exc))
+        if other:
+            raise ConfigurationError(
+                f"This process already has the embedded database {other.group(1)} open, and "
+                f"chDB allows one database directory per process, so {target.path} cannot be "
+                "opened too. Close the other sessions first, or use one --clickhouse-url."
+            ) from exc
         raise translate_clickhouse_error(
             exc, target=target.redacted(), action="opening the embedded database"
         ) from exc
 
 
 _STATUS_PID_RE = re.compile(r"^PID:\s*(\d+)", re.MULTILINE)
+_OTHER_ENGINE_RE = re.compile(r"already initialized with path '([^']*)'")
 
 
 def engine_holder(database_dir: str | os.PathLike[str]) -> tuple[int | None, str] | None:

@@ -126,23 +126,30 @@ class FileLock:
             ) from exc
         deadline = time.monotonic() + max(0.0, timeout)
         delay = _POLL_START
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+        waiting: int | None = None  # a shared lock on the wait file says "someone waits"
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if waiting is None:
+                        waiting = _announce_waiting(self.path)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        os.close(fd)
+                        raise self.locked_error(timeout) from None
+                    time.sleep(min(delay, remaining))
+                    delay = min(delay * 2, _POLL_MAX)
+                except OSError as exc:
                     os.close(fd)
-                    raise self.locked_error(timeout) from None
-                time.sleep(min(delay, remaining))
-                delay = min(delay * 2, _POLL_MAX)
-            except OSError as exc:
-                os.close(fd)
-                raise FileAccessError(
-                    f"Cannot lock {self.path}: {exc.strerror}. "
-                    "Put the database on a local filesystem that supports flock."
-                ) from exc
+                    raise FileAccessError(
+                        f"Cannot lock {self.path}: {exc.strerror}. "
+                        "Put the database on a local filesystem that supports flock."
+                    ) from exc
+        finally:
+            if waiting is not None:
+                os.close(waiting)  # closing drops the shared lock
         self._fd = fd
         self._write_note()
 
@@ -189,6 +196,46 @@ class FileLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+def _wait_path(path: Path) -> Path:
+    return path.with_name(path.name + ".wait")
+
+
+def _announce_waiting(path: Path) -> int | None:
+    """Take a shared lock on ``<lock>.wait`` while waiting (None if that cannot be done)."""
+    try:
+        fd = os.open(_wait_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def someone_waiting(path: str | os.PathLike[str]) -> bool:
+    """True when another process is waiting for the lock at ``path``.
+
+    Waiters hold a shared lock on ``<lock>.wait``; an exclusive try fails while any does.
+    """
+    try:
+        fd = os.open(_wait_path(Path(path)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 class _Shared:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from context_cleaner.bridge.exceptions import ConfigurationError, redact_text
 
@@ -156,7 +156,7 @@ def _embedded(location: str, original: str) -> DatabaseURL:
     return DatabaseURL(scheme="chdb", path=resolved)
 
 
-def _server(scheme: str, parts, original: str) -> DatabaseURL:
+def _server(scheme: str, parts: SplitResult, original: str) -> DatabaseURL:
     if parts.query or parts.fragment:
         raise _bad(
             original, "query parameters are not supported; put only the database in the path"

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from context_cleaner.analysis.counter import EnhancedTokenCounter
-from context_cleaner.analysis.discovery import discover, resolve_roots
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import pipeline, rollback
+from context_cleaner.migration.incremental import SyncRequest, SyncRun, run_sync
 from context_cleaner.migration.models import (
     BatchProcessingResult,
     FileDiscoveryResult,
@@ -182,11 +182,50 @@ class HistoricalDataMigrator:
         migration_id: str | None = None,
     ) -> HistoricalMigrationResult:
         """The whole migration (synchronous); see :meth:`migrate_all_historical_data`."""
+        with self.bridge.database.held():
+            return self._run(
+                source_directory,
+                dry_run,
+                progress_callback,
+                checkpoint_interval,
+                kind=kind,
+                force=force,
+                only_paths=only_paths,
+                migration_id=migration_id,
+            )
+
+    def _run(
+        self,
+        source_directory: str | Sequence[str] | None,
+        dry_run: bool,
+        progress_callback: ProgressCallback | None,
+        checkpoint_interval: int | None,
+        *,
+        kind: str,
+        force: bool,
+        only_paths: set[str] | None,
+        migration_id: str | None,
+    ) -> HistoricalMigrationResult:
         interval = self.checkpoint_interval if checkpoint_interval is None else checkpoint_interval
         options = self._options(source_directory, dry_run, interval)
         options.force = force
         options.only_paths = only_paths
         state = RunState(migration_id or new_migration_id("dry" if dry_run else kind[:4]))
+        if kind != "migrate":  # syncs are mostly small: run_batches sizes its own pool
+            return self._run_with(None, state, options, dry_run, progress_callback, kind)
+        with pipeline.BatchReader(self.parallel_workers) as reader:
+            reader.warm()  # workers start importing while this process connects
+            return self._run_with(reader, state, options, dry_run, progress_callback, kind)
+
+    def _run_with(
+        self,
+        reader: pipeline.BatchReader | None,
+        state: RunState,
+        options: RunOptions,
+        dry_run: bool,
+        progress_callback: ProgressCallback | None,
+        kind: str,
+    ) -> HistoricalMigrationResult:
         bridge = self.bridge
         exists = self._database_exists()
         if not dry_run:
@@ -206,6 +245,7 @@ class HistoricalDataMigrator:
                 options,
                 progress=progress_callback,
                 on_checkpoint=self._checkpoint,
+                reader=reader,
             )
         except BaseException as exc:
             if not dry_run:
@@ -250,46 +290,30 @@ class HistoricalDataMigrator:
         force_reanalysis: bool = False,
         only_paths: set[str] | None = None,
         progress_callback: ProgressCallback | None = None,
+        run: SyncRun | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> IncrementalMigrationResult:
-        """Read only what was appended since the last commit of each file."""
-        started = datetime.now(UTC)
-        if since is not None:
-            cutoff = since.timestamp() * 1e9
-            roots = resolve_roots(
-                [source_directory] if isinstance(source_directory, str) else source_directory
-            )
-            recent = {str(f.path) for f in discover(roots).files if f.mtime_ns >= cutoff}
-            only_paths = recent if only_paths is None else only_paths & recent
-        result = self.run(
-            source_directory,
-            progress_callback=progress_callback,
-            kind="sync",
-            force=force_reanalysis,
-            only_paths=only_paths if (modified_files_only or since) else None,
+        """Read only what was appended since the last commit of each file.
+
+        See :mod:`context_cleaner.migration.incremental`: with nothing new it only stats
+        files; ``run`` carries the run row's identity across syncs (watch mode).
+        """
+        dirs = [source_directory] if isinstance(source_directory, str) else source_directory
+        request = SyncRequest(
+            source_dirs=list(dirs) if dirs else None,
+            only_paths=only_paths,
+            since=since,
+            modified_files_only=modified_files_only,
+            force_reanalysis=force_reanalysis,
         )
-        plan_reasons = result.consistency_check_results.get("plan", {})
-        lag = None
-        newest = self.bridge.newest_record_time()
-        if newest is not None:
-            lag = max(0.0, time.time() - newest)
-        return IncrementalMigrationResult(
-            migration_id=result.migration_id,
-            start_time=started,
-            end_time=datetime.now(UTC),
-            success=result.success,
-            files_checked=result.total_files_found,
-            files_changed=result.files_processed,
-            files_new=plan_reasons.get("new", 0),
-            files_reset=plan_reasons.get("reset", 0),
-            files_deleted=plan_reasons.get("deleted", 0),
-            bytes_read=result.bytes_processed,
-            records_inserted=result.total_records_inserted,
-            tokens_added=result.total_tokens_migrated,
-            skipped_lines=result.skipped_lines,
-            duration_seconds=result.processing_duration,
-            errors=result.errors,
-            warnings=result.warnings,
-            data_lag_seconds=lag,
+        return run_sync(
+            self.bridge,
+            request,
+            batch_size=self.batch_size,
+            parallel_workers=self.parallel_workers,
+            run=run,
+            progress=progress_callback,
+            should_stop=should_stop,
         )
 
     async def migrate_incremental_changes(

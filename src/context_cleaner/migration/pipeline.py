@@ -15,13 +15,15 @@ wrapped by the Prefect flows; no logic lives anywhere else. One run:
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -169,6 +171,10 @@ def _ranges(batch: Sequence[WorkItem]) -> list[tuple[TranscriptFile, int, int]]:
     return [(i.file, i.start_offset, i.start_line) for i in batch]
 
 
+def _warm_up() -> None:
+    """Runs in a fresh worker: importing the reader is what makes the first batch slow."""
+
+
 class BatchReader:
     """Reads batches on worker processes (spawned: the parent holds an embedded engine).
 
@@ -186,6 +192,12 @@ class BatchReader:
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
             )
         return self
+
+    def warm(self) -> None:
+        """Start the worker processes now (they import while the parent connects)."""
+        if self._pool is not None:
+            for _ in range(self.workers):
+                self._pool.submit(_warm_up)
 
     def __exit__(self, *exc: object) -> None:
         if self._pool is not None:
@@ -311,6 +323,96 @@ def progress_of(state: RunState, phase: str) -> MigrationProgress:
     )
 
 
+def commit_scan(
+    bridge: EnhancedTokenDatabaseBridge,
+    migration_id: str,
+    batch_id: str,
+    batch: Sequence[WorkItem],
+    scan: ScanResult,
+    seconds: float,
+    *,
+    dry_run: bool = False,
+) -> BatchProcessingResult:
+    """Count one read batch and (unless a dry run) commit it: rows, summaries, then offsets."""
+    records = list(scan.collector.candidates())
+    result = BatchProcessingResult(
+        batch_id=batch_id,
+        files=[i.file.relative_path for i in batch],
+        analysis_seconds=seconds,
+    )
+    for s in scan.files:
+        result.bytes_read += s.end_offset - s.start_offset
+        result.lines_read += s.lines
+        result.usage_lines += s.usage_lines
+        result.skipped_lines += s.skipped_lines
+        if s.error:
+            result.files_failed += 1
+            result.errors.append(f"{s.path}: {s.error}")
+        else:
+            result.files_processed += 1
+    result.records_inserted = len(records)
+    result.tokens_in_records = sum(r.total_tokens for r in records)
+    result.sessions_touched = len({r.session_id for r in records})
+    if not dry_run:
+        commits = file_commits(batch, scan, records)
+        result.insert_seconds = write_batch(bridge, migration_id, records, commits)
+    return result
+
+
+def record_batch(state: RunState, batch: Sequence[WorkItem], result: BatchProcessingResult) -> None:
+    """Add a committed batch's counts to the run's."""
+    state.analysis_seconds += result.analysis_seconds
+    state.insert_seconds += result.insert_seconds
+    state.files_done += len(batch)
+    state.files_failed += result.files_failed
+    state.failed_files += [e.split(": ", 1)[0] for e in result.errors]
+    state.errors += result.errors
+    state.bytes_done += result.bytes_read
+    state.lines_read += result.lines_read
+    state.records_inserted += result.records_inserted
+    state.tokens_in_records += result.tokens_in_records
+    state.skipped_lines += result.skipped_lines
+    state.batches.append(result)
+    state.note_memory()
+    state.last_progress = time.time()
+
+
+BatchExecutor = Callable[
+    [EnhancedTokenDatabaseBridge, RunState, RunOptions, list[list[WorkItem]], "BatchReader | None"],
+    Generator[tuple[Sequence[WorkItem], BatchProcessingResult], None, None],
+]
+"""Reads and commits a run's planned batches, yielding each batch read and its result."""
+
+
+def local_batches(
+    bridge: EnhancedTokenDatabaseBridge,
+    state: RunState,
+    options: RunOptions,
+    plan: list[list[WorkItem]],
+    reader: BatchReader | None,
+) -> Generator[tuple[Sequence[WorkItem], BatchProcessingResult], None, None]:
+    """The plain executor: batches read on worker processes, committed here in order."""
+    assert state.plan is not None
+    workers = options.parallel_workers if state.plan.pending_bytes > 8 * 1024 * 1024 else 1
+    own = reader is None
+    with BatchReader(workers) if own else contextlib.nullcontext(reader) as reader:
+        for index, scan, seconds in reader.read(plan):
+            batch = plan[index]
+            batch_id = f"{state.migration_id}-b{index:05d}"
+            result = commit_scan(
+                bridge, state.migration_id, batch_id, batch, scan, seconds, dry_run=options.dry_run
+            )
+            yield batch, result
+
+
+BATCH_EXECUTOR: ContextVar[BatchExecutor | None] = ContextVar("batch_executor", default=None)
+"""The executor :func:`run_batches` uses in this context (None: :func:`local_batches`).
+
+An orchestrator sets it to run each batch its own way (the Prefect flows make each
+a retryable, cached task); counting, callbacks and checkpoints stay in run_batches.
+"""
+
+
 def run_batches(
     bridge: EnhancedTokenDatabaseBridge,
     state: RunState,
@@ -319,52 +421,20 @@ def run_batches(
     progress: ProgressCallback | None = None,
     on_checkpoint: Callable[[RunState, int], None] | None = None,
     on_batch: Callable[[RunState, BatchProcessingResult], None] | None = None,
+    reader: BatchReader | None = None,
 ) -> None:
-    """Read and commit every batch of ``state.plan`` (see the module docstring)."""
+    """Read and commit every batch of ``state.plan`` (see the module docstring).
+
+    ``reader`` is an entered :class:`BatchReader` to use (one is made otherwise).
+    """
     assert state.plan is not None
     plan = batches(state.plan.items, options.batch_size, options.max_batch_bytes)
     since_checkpoint = 0
     checkpoint_no = 0
-    workers = options.parallel_workers if state.plan.pending_bytes > 8 * 1024 * 1024 else 1
-    with BatchReader(workers) as reader:
-        for index, scan, seconds in reader.read(plan):
-            batch = plan[index]
-            records = list(scan.collector.candidates())
-            result = BatchProcessingResult(
-                batch_id=f"{state.migration_id}-b{index:05d}",
-                files=[i.file.relative_path for i in batch],
-                analysis_seconds=seconds,
-            )
-            for s in scan.files:
-                result.bytes_read += s.end_offset - s.start_offset
-                result.lines_read += s.lines
-                result.usage_lines += s.usage_lines
-                result.skipped_lines += s.skipped_lines
-                if s.error:
-                    result.files_failed += 1
-                    result.errors.append(f"{s.path}: {s.error}")
-                else:
-                    result.files_processed += 1
-            result.records_inserted = len(records)
-            result.tokens_in_records = sum(r.total_tokens for r in records)
-            result.sessions_touched = len({r.session_id for r in records})
-            if not options.dry_run:
-                commits = file_commits(batch, scan, records)
-                result.insert_seconds = write_batch(bridge, state.migration_id, records, commits)
-            state.analysis_seconds += seconds
-            state.insert_seconds += result.insert_seconds
-            state.files_done += len(batch)
-            state.files_failed += result.files_failed
-            state.failed_files += [e.split(": ", 1)[0] for e in result.errors]
-            state.errors += result.errors
-            state.bytes_done += result.bytes_read
-            state.lines_read += result.lines_read
-            state.records_inserted += result.records_inserted
-            state.tokens_in_records += result.tokens_in_records
-            state.skipped_lines += result.skipped_lines
-            state.batches.append(result)
-            state.note_memory()
-            state.last_progress = time.time()
+    executor = BATCH_EXECUTOR.get() or local_batches
+    with contextlib.closing(executor(bridge, state, options, plan, reader)) as results:
+        for batch, result in results:
+            record_batch(state, batch, result)
             if on_batch is not None:
                 on_batch(state, result)
             if progress is not None:
