@@ -389,6 +389,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = validate_migration_integrity(
         migrator.bridge, args.source_dir, full_validation=True, tolerance=0.0
     )
+    _render_database_summary(out, migrator)
     cmd = "context-cleaner status"
     out.print(
         f"Full validation: {'passed' if report.passed else 'FAILED'}; "
@@ -398,6 +399,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in report.explanations:
         out.print(f"  - {escape(note)}")
     return EXIT_OK if result.success and report.passed else EXIT_FAILED
+
+
+def _render_database_summary(out: Console, migrator: HistoricalDataMigrator) -> None:
+    """Totals, the last days and the models, as the database now holds them."""
+    from context_cleaner.analysis.report import TokenTotals
+    from context_cleaner.render import render_totals, token_table
+
+    def totals(row: dict[str, Any]) -> TokenTotals:
+        return TokenTotals(**{k: row[k] for k in TokenTotals.model_fields if k in row})
+
+    bridge = migrator.bridge
+    render_totals(out, totals(bridge.get_migration_totals()), title="In the database")
+    days = sorted(bridge.totals_by("day"), key=lambda d: d["day"])[-7:]
+    out.print(token_table("Last days (UTC)", "Date", [(d["day"], totals(d)) for d in days]))
+    models = [(m["model"] or "(none)", totals(m)) for m in bridge.totals_by("model")]
+    out.print(token_table("By model", "Model", models))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -18,7 +18,7 @@ TOKEN_COLUMNS = (
 )
 
 
-def _token_table(title: str, first: str, rows: Sequence[tuple[str, TokenTotals]]) -> Table:
+def token_table(title: str, first: str, rows: Sequence[tuple[str, TokenTotals]]) -> Table:
     table = Table(title=title, title_justify="left", show_footer=False)
     table.add_column(first, overflow="fold")
     for label, _ in TOKEN_COLUMNS:
@@ -34,7 +34,7 @@ def _token_table(title: str, first: str, rows: Sequence[tuple[str, TokenTotals]]
 
 
 def render_totals(console: Console, totals: TokenTotals, title: str = "Totals") -> None:
-    console.print(_token_table(title, "", [("all", totals)]))
+    console.print(token_table(title, "", [("all", totals)]))
 
 
 def render_analysis(console: Console, report: AnalysisReport, top_sessions: int = 10) -> None:
@@ -45,13 +45,13 @@ def render_analysis(console: Console, report: AnalysisReport, top_sessions: int 
         f"{report.elapsed_seconds:.2f} s; {report.totals.records:,} responses counted."
     )
     render_totals(console, report.totals)
-    console.print(_token_table("By day", "Date", [(d.date, d) for d in report.days]))
+    console.print(token_table("By day", "Date", [(d.date, d) for d in report.days]))
     console.print(
-        _token_table("By model", "Model", [(m.model or "(none)", m) for m in report.models])
+        token_table("By model", "Model", [(m.model or "(none)", m) for m in report.models])
     )
     top = sorted(report.sessions, key=lambda s: s.total_tokens, reverse=True)[:top_sessions]
     console.print(
-        _token_table(
+        token_table(
             f"Top {len(top)} of {len(report.sessions)} sessions",
             "Session",
             [(f"{s.session_id}\n[dim]{s.project}[/]", s) for s in top],
