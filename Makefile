@@ -18,8 +18,19 @@ run: $(STAMP)
 	$(VENV)/bin/context-cleaner run
 
 ## test: install what the tests need and run them all
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+## browser: Debian's chromium for the dashboard's browser tests (installed when missing, as root)
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "note: /usr/bin/chromium is missing and this is not root: the browser tests" \
+	      "will be skipped (install it with: sudo apt-get install chromium)"; \
+	  fi; \
+	fi
 
 ## bench: measure speed and memory (see docs/benchmarks.md)
 bench: $(STAMP)

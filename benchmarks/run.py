@@ -52,6 +52,10 @@ Benchmark = Callable[[BenchContext], list[Result]]
 BENCHMARKS: dict[str, str] = {
     "analyze": "benchmarks.analyze_bench:run",
     "migrate": "benchmarks.migrate_bench:run",
+    "dashboard": "benchmarks.dashboard_bench:run",
+    "testing_api": "benchmarks.testing_api_bench:run",
+    "sync": "benchmarks.sync_bench:run",
+    "prefect": "benchmarks.prefect_bench:run",
 }
 DEFAULT_SIZES = ("100MB", "1GB")
 DEFAULT_DATA_DIR = REPO_ROOT / "bench-data"

@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     from context_cleaner import cli_migration
 
     cli_migration.register(sub)
+    from context_cleaner.dashboard import command as dashboard_command
+
+    dashboard_command.register(sub)
     return parser
 
 

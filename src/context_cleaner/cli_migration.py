@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,13 +84,17 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read and count everything, write nothing; project the time",
     )
+    add_engine_args(parser)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
         choices=("auto", "prefect", "local"),
         default="auto",
         help="auto = Prefect when PREFECT_API_URL is set, else local",
     )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _migrator(args: argparse.Namespace) -> HistoricalDataMigrator:
@@ -156,10 +159,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if _use_prefect(args.engine):
         from context_cleaner.migration.engine import run_with_prefect
 
-        return run_with_prefect("migrate", args)
-    migrator = _migrator(args)
-    with progress_display(not args.json and sys.stderr.isatty()) as progress:
-        result = migrator.run(args.source_dir, args.dry_run, progress)
+        result = run_with_prefect("migrate", args)
+    else:
+        migrator = _migrator(args)
+        with progress_display(not args.json and sys.stderr.isatty()) as progress:
+            result = migrator.run(args.source_dir, args.dry_run, progress)
     if args.json:
         print_json(result.to_dict())
     else:
@@ -172,36 +176,79 @@ def cmd_sync(args: argparse.Namespace) -> int:
         from context_cleaner.migration.watch import watch_and_sync
 
         return watch_and_sync(_migrator(args), args)
-    if _use_prefect(args.engine):
+    prefect = _use_prefect(args.engine)
+    if prefect:
         from context_cleaner.migration.engine import run_with_prefect
+    elif not args.dry_run:
+        done = _fast_sync(args)
+        if done is not None:
+            return done
+    if args.dry_run:
+        if prefect:
+            planned = run_with_prefect("sync", args)
+        else:
+            with progress_display(not args.json and sys.stderr.isatty()) as progress:
+                planned = _migrator(args).run(args.source_dir, True, progress, kind="sync")
+        if args.json:
+            print_json(planned.to_dict())
+        else:
+            render_migration(_out(), planned)
+        return EXIT_OK if planned.success else EXIT_FAILED
+    from context_cleaner.migration.incremental import summary_line
 
-        return run_with_prefect("sync", args)
-    migrator = _migrator(args)
-    result = migrator.sync(args.source_dir, modified_files_only=False)
+    if prefect:
+        result = run_with_prefect("sync", args)
+    else:
+        with progress_display(not args.json and sys.stderr.isatty()) as progress:
+            result = _migrator(args).sync(args.source_dir, progress_callback=progress)
     if args.json:
         print_json(result.to_dict())
     else:
-        _out().print(
-            f"Synced {result.files_changed} file(s) ({result.bytes_read / 1e6:,.2f} MB read, "
-            f"{result.records_inserted:,} records, {result.tokens_added:+,} tokens) in "
-            f"{result.duration_seconds:.2f} s; {result.files_checked} checked."
-        )
+        out = _out()
+        out.print(escape(summary_line(result)))
         for error in result.errors:
-            _out().print(f"[red]error:[/] {escape(error)}")
+            out.print(f"[red]error:[/] {escape(error)}")
+        for warning in result.warnings[:20]:
+            out.print(f"[yellow]warning:[/] {escape(warning)}")
+    return EXIT_OK if result.success else EXIT_FAILED
+
+
+def _fast_sync(args: argparse.Namespace) -> int | None:
+    """``sync`` when nothing changed: stat calls only, before the heavy imports; else None."""
+    from context_cleaner.bridge.database import Database
+    from context_cleaner.bridge.details import default_host
+    from context_cleaner.migration.incremental import SyncRequest, fast_sync, summary_line
+
+    result, _ = fast_sync(
+        Database(args.clickhouse_url), default_host(), SyncRequest(args.source_dir)
+    )
+    if result is None:
+        return None
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        out = _out()
+        out.print(escape(summary_line(result)))
+        for error in result.errors:
+            out.print(f"[red]error:[/] {escape(error)}")
     return EXIT_OK if result.success else EXIT_FAILED
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from context_cleaner.migration.validator import validate_migration_integrity
 
-    migrator = _migrator(args)
-    report = validate_migration_integrity(
-        migrator.bridge,
-        args.source_dir,
-        sample_size=args.sample_size,
-        full_validation=args.full_validation,
-        tolerance=args.tolerance,
-    )
+    if _use_prefect(args.engine):
+        from context_cleaner.migration.engine import run_with_prefect
+
+        report = run_with_prefect("validate", args)
+    else:
+        report = validate_migration_integrity(
+            _migrator(args).bridge,
+            args.source_dir,
+            sample_size=args.sample_size,
+            full_validation=args.full_validation,
+            tolerance=args.tolerance,
+        )
     if args.json:
         print_json(report.to_dict())
     else:
@@ -248,7 +295,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         if answer.strip().lower() != "yes":
             _err().print("Rollback cancelled; nothing changed.")
             return EXIT_FAILED
-    result = rollback_migration(migrator.bridge, args.migration_id, args.mode, args.to_checkpoint)
+    if _use_prefect(args.engine):
+        from context_cleaner.migration.engine import run_with_prefect
+
+        result = run_with_prefect("rollback", args)
+    else:
+        result = rollback_migration(
+            migrator.bridge, args.migration_id, args.mode, args.to_checkpoint
+        )
     if args.json:
         print_json(result.to_dict())
     else:
@@ -260,45 +314,61 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def status_payload(migrator: HistoricalDataMigrator) -> dict[str, Any]:
-    """What ``status --json`` prints: totals, runs, per-file tracking, data lag."""
+def status_payload(
+    migrator: HistoricalDataMigrator, migration_id: str | None = None
+) -> dict[str, Any]:
+    """What ``status --json`` prints: totals, runs, per-file tracking against the disk, lag,
+    and ``migration``: the :class:`MigrationStatus` of one run (default the latest) with its
+    ``alerts``."""
+    from context_cleaner.migration import freshness
+    from context_cleaner.migration.status import get_migration_status
+
     bridge = migrator.bridge
-    if not bridge.is_initialised():
-        return {
-            "initialised": False,
-            "database": bridge.database.url.redacted(),
-            "totals": None,
-            "runs": [],
-            "files": [],
-        }
-    files = bridge.tracked_files()
-    newest = bridge.newest_record_time()
+    with bridge.reading():  # one hold of the database for every read
+        if not bridge.is_initialised():
+            return {
+                "initialised": False,
+                "database": bridge.database.url.redacted(),
+                "totals": None,
+                "runs": [],
+                "files": [],
+                "data_lag_seconds": None,
+            }
+        tracked = bridge.tracked_files()
+        newest = bridge.newest_record_time()
+        totals = bridge.get_migration_totals()
+        sessions = bridge.count_sessions()
+        runs = bridge.migration_runs(limit=10)
+    run_status = get_migration_status(bridge, migration_id)
+    files, on_disk = freshness.file_states(tracked)
+    fresh = freshness.measure_freshness(on_disk, freshness.committed_offsets(tracked), newest)
+    tracked_keys = {freshness.file_key(t.source_root, t.file_path) for t in tracked}
+    states = [f["state"] for f in files]
     return {
         "initialised": True,
         "database": bridge.database.url.redacted(),
-        "totals": bridge.get_migration_totals(),
-        "sessions": bridge.count_sessions(),
-        "runs": bridge.migration_runs(limit=10),
-        "files": [
-            {
-                "source_root": f.source_root,
-                "path": f.file_path,
-                "committed_offset": f.committed_offset,
-                "size": f.file_size,
-                "status": f.status,
-                "last_sync": f.processed_at,
-                "error": f.error_message,
-                "lines_skipped": f.lines_skipped,
-            }
-            for f in files
-        ],
+        "totals": totals,
+        "sessions": sessions,
+        "runs": runs,
+        "files": files,
+        "file_counts": {
+            **{s: states.count(s) for s in ("synced", "changed", "replaced", "missing", "error")},
+            "untracked": sum(
+                1
+                for f in on_disk
+                if freshness.file_key(str(f.root), f.relative_path) not in tracked_keys
+            ),
+        },
         "newest_record_time": newest,
-        "data_lag_seconds": None if newest is None else max(0.0, time.time() - newest),
+        "newest_source_time": fresh.newest_source_time,
+        "data_lag_seconds": fresh.data_lag_seconds,
+        "migration": run_status.to_dict() if run_status else None,
+        "alerts": run_status.alerts if run_status else [],
     }
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    payload = status_payload(_migrator(args))
+    payload = status_payload(_migrator(args), getattr(args, "migration_id", None))
     if args.json:
         print_json(payload)
         return EXIT_OK
@@ -324,18 +394,28 @@ def cmd_status(args: argparse.Namespace) -> int:
             str(r["lines_skipped"]),
         )
     out.print(table)
-    behind = [f for f in payload["files"] if f["committed_offset"] < f["size"] or f["error"]]
+    counts = payload["file_counts"]
+    lag = payload["data_lag_seconds"]
     out.print(
-        f"{len(payload['files'])} file(s) tracked; {len(behind)} with pending bytes or "
-        "errors."
-        + (
-            f" Data lag: {payload['data_lag_seconds']:.0f} s."
-            if payload["data_lag_seconds"] is not None
-            else ""
-        )
+        f"{len(payload['files'])} file(s) tracked: "
+        + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+        + (f". Data lag: {lag:,.1f} s." if lag is not None else ".")
     )
+    behind = [f for f in payload["files"] if f["state"] != "synced"]
     for f in behind[:20]:
-        out.print(f"  {f['path']}: {f['committed_offset']}/{f['size']} bytes {f['error']}")
+        size = "gone" if f["size"] is None else f"{f['size']:,}"
+        out.print(
+            f"  {escape(f['path'])}: {f['state']}, {f['committed_offset']:,} of {size} bytes "
+            f"committed{': ' + escape(f['error']) if f['error'] else ''}"
+        )
+    if counts["untracked"]:
+        out.print(
+            f"  {counts['untracked']} new file(s) not synced yet: run `context-cleaner sync`."
+        )
+    from context_cleaner.migration.status import status_lines
+
+    for line in status_lines(payload["migration"]):
+        out.print(escape(line))
     return EXIT_OK
 
 
@@ -436,14 +516,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_run_args(sync)
     sync.add_argument(
-        "--watch", action="store_true", help="keep running, syncing within seconds of each change"
+        "--watch",
+        action="store_true",
+        help="keep running, syncing within about a second of each change (file events; "
+        "polling when they are unavailable or CONTEXT_CLEANER_WATCH_POLL=1)",
     )
     sync.add_argument(
         "--debounce",
         type=float,
         default=1.0,
         metavar="S",
-        help="watch mode: seconds to wait for writes to settle (default 1)",
+        help="watch mode: group changes over at most S seconds and sync at most once every S "
+        "seconds (a sync starts 50 ms after writes pause; default 1)",
     )
     sync.set_defaults(handler=cmd_sync)
 
@@ -473,6 +557,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="R",
         help="accepted token variance as a ratio (default 0.001 = 0.1%%)",
     )
+    add_engine_args(validate)
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
     validate.set_defaults(handler=cmd_validate)
 
@@ -495,6 +580,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="what to roll back (default complete)",
     )
     rollback.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_engine_args(rollback)
     rollback.add_argument("--json", action="store_true", help="print the result as JSON")
     rollback.set_defaults(handler=cmd_rollback)
 
@@ -504,6 +590,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="What the database holds and how fresh it is.",
     )
     add_database_args(status)
+    status.add_argument(
+        "--migration-id",
+        metavar="ID",
+        help="the run shown in detail: phase, progress, rates, ETA, memory, alerts "
+        "(default: the latest migrate or sync run)",
+    )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(handler=cmd_status)
 
@@ -518,3 +610,42 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_database_args(run)
     add_pricing_args(run)
     run.set_defaults(handler=cmd_run, batch_size=100, parallel_workers=None, checkpoint_interval=10)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the hourly sync and a daily validation on a schedule (Prefect)",
+        description="Serve two Prefect deployments from this process until interrupted: "
+        "incremental-sync/hourly-sync and validation/daily-validation. Needs a running "
+        "`prefect server start` (PREFECT_API_URL); runs show in its UI. "
+        "deployments/prefect.yaml defines the same for a work pool.",
+    )
+    add_source_args(serve)
+    add_database_args(serve)
+    add_pricing_args(serve)
+    serve.add_argument(
+        "--batch-size", type=int, default=100, metavar="N", help="files per batch (default 100)"
+    )
+    serve.add_argument(
+        "--parallel-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes reading transcripts (default: the number of cores)",
+    )
+    serve.add_argument(
+        "--sync-cron", default="0 * * * *", metavar="CRON", help="sync schedule (default hourly)"
+    )
+    serve.add_argument(
+        "--validation-cron",
+        default="30 3 * * *",
+        metavar="CRON",
+        help="validation schedule (default 03:30 daily)",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from context_cleaner.migration.engine import serve_flows
+
+    serve_flows(args)
+    return EXIT_OK

@@ -10,12 +10,13 @@ the rules that never calls the code under test.
 from __future__ import annotations
 
 import io
+import itertools
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +26,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from context_cleaner.analysis import scan as scan_module
-from context_cleaner.analysis.counter import EnhancedTokenCounter
+from context_cleaner.analysis.counter import EnhancedTokenCounter, break_down
 from context_cleaner.analysis.dedup import UsageCollector, preferred
 from context_cleaner.analysis.discovery import discover
 from context_cleaner.analysis.extract import Source, _extract_slow, extract_line
@@ -373,6 +374,27 @@ def test_breakdowns_add_up_to_the_totals(corpus: Corpus, timezone: str) -> None:
     assert totals.records == len(counted)
 
 
+def record_at(n: int, timestamp_ms: int) -> UsageRecord:
+    """An unkeyed record of one input token at ``timestamp_ms``."""
+    return UsageRecord(
+        "", "", "s", "", "p", "p/s.jsonl", n, n, timestamp_ms, "m", False, "", False,
+        1, 0, 0, 0, 0, None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("timezone", [*TIMEZONES, "Pacific/Chatham", "America/Los_Angeles"])
+def test_every_record_lands_on_its_local_day(timezone: str) -> None:
+    """Records every 7 minutes over four days (DST changes included): the day is the local date."""
+    start = int(datetime(2026, 3, 7, tzinfo=UTC).timestamp() * 1000)  # US DST starts on 8 March
+    records = [record_at(n, start + n * 420_000 + n % 1000) for n in range(4 * 24 * 60 // 7)]
+    zone = ZoneInfo(timezone)
+    want: Counter[str] = Counter(
+        datetime.fromtimestamp(r.timestamp_ms / 1000, zone).date().isoformat() for r in records
+    )
+    days = break_down(records, PRICES, zone).days
+    assert {d: s.input_tokens for d, s in days.items()} == dict(want)
+
+
 # -- the fast path and the careful path -----------------------------------------------------
 
 
@@ -420,19 +442,42 @@ def test_fast_path_equals_careful_path_on_broken_lines(
         assert isinstance(fast, SkippedLine) and fast.reason == want, fast
 
 
+def test_real_usage_lines_never_need_the_careful_path(
+    fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DESIGN §8: real lines, progress lines with usage among them, decode on the fast path."""
+    from context_cleaner.analysis import extract
+
+    def careful(*args: object) -> None:
+        raise AssertionError(f"careful path taken for line {args[1]}")
+
+    monkeypatch.setattr(extract, "_extract_slow", careful)
+    records = scan_files(discover([fixtures_dir / "projects"]).files).collector.records()
+    assert sum(r.total_tokens for r in records) == 15_537_336
+    assert sum(r.from_progress for r in records) == 2
+
+
 # -- the line reader -------------------------------------------------------------------------
 
-line_bodies = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"u")), max_size=12)
+#: Line contents (no newline): random bytes, or pieces that often hold the markers tried below.
+line_body = st.one_of(
+    st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"u")),
+    st.lists(st.sampled_from([b"u", b"a", b"ua", b"x", b"\xff", b'"usage"']), max_size=12).map(
+        b"".join
+    ),
+)
+line_bodies = st.lists(line_body, max_size=12)
 
 
 @given(
     line_bodies,
     st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"a")),
-    st.integers(1, 64),
-    st.integers(0, 50),
+    st.one_of(st.integers(1, 8), st.integers(1, 64)),  # chunk size
+    st.one_of(st.integers(0, 50), st.just(1 << 20)),  # longest line kept
     st.sampled_from([None, b"u", b"ua", b"\xff"]),
     st.data(),
 )
+@settings(max_examples=300)  # cheap: no files
 def test_line_reader_yields_exactly_the_complete_lines(
     bodies: list[bytes],
     tail: bytes,
@@ -474,6 +519,33 @@ def test_line_reader_yields_exactly_the_complete_lines(
     assert reader.end_offset == end
     assert reader.next_line == (complete[-1] + 2 if complete else first + 1)
     assert reader.bytes_read == len(visible) - offsets[first]
+
+    # A reader left while it hands over a line stands at that line: resuming from there
+    # (a killed run) yields it again and then the rest, never skipping one.
+    if got:
+        stop = data.draw(st.integers(1, len(got)), label="lines taken before stopping")
+        partial = LineReader(
+            io.BytesIO(content),
+            start_offset=offsets[first],
+            start_line=first + 1,
+            chunk_bytes=chunk,
+            max_line_bytes=max_line,
+            stop_at=stop_at,
+            marker=marker,
+        )
+        taken = list(itertools.islice(partial, stop))
+        assert taken == got[:stop]
+        assert (partial.next_line, partial.end_offset) == got[stop - 1][:2]
+        resumed = LineReader(
+            io.BytesIO(content),
+            start_offset=partial.end_offset,
+            start_line=partial.next_line,
+            chunk_bytes=chunk,
+            max_line_bytes=max_line,
+            stop_at=stop_at,
+            marker=marker,
+        )
+        assert list(resumed) == got[stop - 1 :]
 
 
 # -- processes ------------------------------------------------------------------------------

@@ -156,6 +156,7 @@ def progress(
     model: str = "claude-sonnet-4-5-20250929",
     session: str = "11111111-aaaa",
     outer_request: bool = False,
+    outer_delay_ms: int = 0,
 ) -> dict[str, Any]:
     """A ``progress`` line embedding a subagent's message at ``data.message.message``."""
     inner: dict[str, Any] = {
@@ -188,7 +189,7 @@ def progress(
         },
         "toolUseID": "agent_msg_017",
         "uuid": "295af996-a4ba-4120-8c2a-ec0ec0faeef9",
-        "timestamp": iso(ts_ms),
+        "timestamp": iso(ts_ms + outer_delay_ms),
     }
     if request_id is not None:
         if outer_request:
@@ -379,6 +380,16 @@ MODELS = (
 )
 TEXTS = ("ok", "Let me check the usage.", "größe 使用量 ✓", 'say "usage" twice: usage')
 
+#: Offsets from BASE_MS over three days, often within a minute of a quarter hour (where days
+#: begin in every timezone).
+timestamps = st.one_of(
+    st.integers(0, 3 * DAY_MS),
+    st.builds(
+        lambda quarter, jitter: max(0, quarter * 900_000 + jitter),
+        st.integers(0, 3 * 96),
+        st.integers(-60_000, 60_000),
+    ),
+)
 small = st.integers(0, 2_000)
 large = st.integers(0, 400_000)  # crosses the 200k tier of Sonnet
 
@@ -438,7 +449,7 @@ def corpora(
         session = draw(st.sampled_from(sorted(SESSIONS)))
         main_file, sub_file = SESSIONS[session]
         sub_file = sub_file or main_file
-        ts = BASE_MS + draw(st.integers(0, 3 * DAY_MS))
+        ts = BASE_MS + draw(timestamps)
         model = draw(st.sampled_from(MODELS))
         msg_id = f"msg_{i:03d}"
         request = draw(st.sampled_from([f"req_{i:03d}", f"req_{i:03d}", None]))
@@ -474,6 +485,7 @@ def corpora(
                 model=model,
                 session=session,
                 outer_request=draw(st.booleans()),
+                outer_delay_ms=draw(st.sampled_from([0, 0, 7])),
             )
             files[main_file].append(_line(draw, obj, key=key, tokens=usage_tokens(u)))
             outputs = _partials(draw, final["output_tokens"], draw(st.integers(1, 3)))
@@ -560,6 +572,7 @@ MUTATIONS: dict[str, str | None] = {
     "drop_output_tokens": "missing_field",
     "negative_output": "negative_value",
     "negative_cache_read": "negative_value",
+    "huge_tokens": "value_out_of_range",
     "string_tokens": "invalid_field_type",
     "float_tokens": "invalid_field_type",
     "drop_timestamp": "missing_field",
@@ -593,6 +606,8 @@ def mutate(obj: dict[str, Any], mutation: str) -> bytes:
             u["output_tokens"] = -5
         case "negative_cache_read":
             u["cache_read_input_tokens"] = -1
+        case "huge_tokens":
+            u["input_tokens"] = 10**30
         case "string_tokens":
             u["input_tokens"] = str(u["input_tokens"])
         case "float_tokens":

@@ -59,7 +59,7 @@ def test_waiter_gets_the_lock_when_another_process_releases(
     with FileLock(path) as lock:
         assert lock.held
         assert time.monotonic() - started >= 0.4
-    assert a.proc.returncode == 0
+    assert a.proc.wait(timeout=30) == 0  # it released, then exits (later on a loaded machine)
 
 
 def test_waiter_times_out_naming_the_other_process(
@@ -109,7 +109,7 @@ def test_session_waits_for_another_process_then_gets_in(
         waited = time.monotonic() - started
         assert client.query("SELECT 42").result_rows == [(42,)]
     assert waited >= 0.6
-    assert a.proc.returncode == 0
+    assert a.proc.wait(timeout=30) == 0  # it released, then exits (later on a loaded machine)
 
 
 def test_session_times_out_naming_the_holding_process(

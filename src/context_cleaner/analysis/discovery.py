@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,11 +128,17 @@ def resolve_roots(
 
 
 def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
-    """Depth-first walk following symlinks, with loops and errors reported."""
+    """Depth-first walk following symlinks, with loops and errors reported.
+
+    Folders reached through a symlink are walked after every real folder, so a
+    link to a folder of the same root (an alias) never claims its files: they keep
+    their real path, and with it their project and session.
+    """
     seen_dirs: set[tuple[int, int]] = set()
     stack: list[tuple[Path, str]] = [(root, "")]
-    while stack:
-        folder, prefix = stack.pop()
+    linked: deque[tuple[Path, str]] = deque()
+    while stack or linked:
+        folder, prefix = stack.pop() if stack else linked.popleft()
         try:
             st = folder.stat()
         except OSError as exc:
@@ -157,7 +164,10 @@ def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
                 discovery.problems.append(DiscoveryProblem(entry.path, _describe(exc)))
                 continue
             if stat.S_ISDIR(entry_stat.st_mode):
-                subdirs.append((Path(entry.path), rel + "/"))
+                if entry.is_symlink():
+                    linked.append((Path(entry.path), rel + "/"))
+                else:
+                    subdirs.append((Path(entry.path), rel + "/"))
             elif stat.S_ISREG(entry_stat.st_mode) and entry.name.endswith(".jsonl"):
                 yield TranscriptFile(
                     root=root,
@@ -179,5 +189,5 @@ def discover(roots: Sequence[Path]) -> Discovery:
     """Every ``*.jsonl`` below each root, recursively; problems recorded, never raised."""
     discovery = Discovery(roots=list(roots))
     for root in roots:
-        discovery.files.extend(_walk(root, discovery))
+        discovery.files.extend(sorted(_walk(root, discovery), key=lambda f: f.relative_path))
     return discovery

@@ -20,7 +20,11 @@ from context_cleaner.analysis.records import SkippedLine, UsageRecord
 
 USAGE_MARKER = b'"usage"'
 
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+#: The largest token count one field of one request may hold: far above any real request
+#: (~10^6), low enough that sums stay inside the database's UInt64 and msgpack's integers.
+MAX_TOKENS = 2**40 - 1
+
+NonNegative = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
 
 
 class _CacheCreation(msgspec.Struct):
@@ -51,7 +55,9 @@ class _Line(msgspec.Struct):
     isSidechain: bool | None = None
     costUSD: float | None = None
     message: _Message | None = None
-    data: msgspec.Raw | None = None
+    data: msgspec.Raw = msgspec.Raw()
+    """Kept undecoded until needed (``progress`` lines); empty when absent. (``Raw | None``
+    would reject every object.)"""
 
 
 class _ProgressMessage(msgspec.Struct):
@@ -67,7 +73,7 @@ class _ProgressData(msgspec.Struct):
 
 
 _line_decoder = msgspec.json.Decoder(_Line)
-_progress_decoder = msgspec.json.Decoder(_ProgressData)
+_progress_decoder = msgspec.json.Decoder(_ProgressData | None)
 _any_decoder = msgspec.json.Decoder()
 
 
@@ -121,12 +127,12 @@ def extract_line(source: Source, line_number: int, offset: int, line: bytes) -> 
             parsed.costUSD,
             from_progress=False,
         )
-    if parsed.type == "progress" and parsed.data is not None and USAGE_MARKER in parsed.data:
+    if parsed.type == "progress" and parsed.data:
         try:
             data = _progress_decoder.decode(parsed.data)
         except msgspec.ValidationError:
             return _extract_slow(source, line_number, offset, line)
-        inner = data.message
+        inner = data.message if data is not None else None
         if inner is not None and inner.message is not None and inner.message.usage is not None:
             return _record(
                 source,
@@ -297,4 +303,6 @@ def _reason(message: str) -> str:
         return "missing_field"
     if ">= 0" in message:
         return "negative_value"
+    if f"<= {MAX_TOKENS}" in message:
+        return "value_out_of_range"
     return "invalid_field_type"

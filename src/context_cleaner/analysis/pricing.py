@@ -102,7 +102,9 @@ BUNDLED: dict[str, ModelPrice] = {
 FREE_MODELS = frozenset({"<synthetic>", ""})
 
 _DATE_SUFFIX = re.compile(r"-(\d{8})$")
-_PROVIDER_PREFIX = re.compile(r"^(?:[a-z]{2}\.)?(?:anthropic[./])")
+#: Bedrock's region or inference-profile prefix (``us.``, ``apac.``, ``us-gov.``, ``global.``)
+#: before ``anthropic.``, or a ``anthropic/`` provider prefix.
+_PROVIDER_PREFIX = re.compile(r"^(?:[a-z]+(?:-[a-z]+)*\.)?anthropic[./]")
 _PROVIDER_SUFFIX = re.compile(r"(?:-v\d+(?::\d+)?|@\d{8}|\[1m\])$")
 _OPUS_VERSION = re.compile(r"^claude-opus-(\d+)-(\d+)$")
 
@@ -122,7 +124,11 @@ class PriceTable:
     """Looks up a model's price: the user file first, then the bundled table."""
 
     def __init__(self, overrides: dict[str, ModelPrice] | None = None) -> None:
-        self._overrides = {normalise_model(k): v for k, v in (overrides or {}).items()}
+        items = list((overrides or {}).items())
+        # A family name ("claude-sonnet-4-5") prices the family, whatever the order of the file;
+        # a dated or prefixed name prices itself exactly, and the family only when not named.
+        items.sort(key=lambda kv: normalise_model(kv[0]) == kv[0].strip().lower())
+        self._overrides = {normalise_model(k): v for k, v in items}
         self._exact = {k.lower(): v for k, v in (overrides or {}).items()}
         self._cache: dict[str, ModelPrice | None] = {}
 
@@ -176,8 +182,18 @@ class PriceTable:
         return cost * price.fast_multiplier if speed == "fast" else cost
 
 
-@lru_cache(maxsize=8)
 def _read_price_file(path: Path) -> PriceFile:
+    """The validated file; re-read whenever it changed (a long-running process sees edits)."""
+    try:
+        st = path.expanduser().stat()
+    except OSError:
+        st = None
+    key = (st.st_mtime_ns, st.st_size, st.st_ino) if st is not None else None
+    return _parse_price_file(path, key)
+
+
+@lru_cache(maxsize=8)
+def _parse_price_file(path: Path, _version: tuple[int, int, int] | None) -> PriceFile:
     try:
         raw = path.expanduser().read_text(encoding="utf-8")
     except OSError as exc:

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import secrets
+import sys
+import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner import __version__
-from context_cleaner.analysis.pricing import PriceTable
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.details import default_host, default_user, insert_details
@@ -34,14 +40,19 @@ from context_cleaner.bridge.summaries import (
     refresh_summaries,
 )
 from context_cleaner.bridge.tracking import FileCommit, TrackedFile, commit_files, current_files
+from context_cleaner.observability.telemetry import db_call
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
+
+    from context_cleaner.analysis.pricing import PriceTable
 
 METADATA = "enhanced_analysis_metadata"
 COUNTED = "counted_token_details"
 """The view of counted records: rule 3 by FINAL, then rule 4 (sql/004)."""
 EXECUTION_LOG = "migration_execution_log"
+ALERTS = "migration_alerts"
+"""Alert transitions recorded by runs (sql/005)."""
 
 #: Dimensions the summaries can be broken down by, and their column.
 DIMENSIONS = {
@@ -97,6 +108,8 @@ class Filters:
     project: str | None = None
     host: str | None = None
     session: str | None = None
+    search: str | None = None
+    """Case-insensitive substring of the session id or the project."""
 
     def where(self) -> tuple[str, dict[str, Any]]:
         clauses, params = [], {}
@@ -114,6 +127,12 @@ class Filters:
         if self.session is not None:
             clauses.append("session_id = {session:String}")
             params["session"] = self.session
+        if self.search:
+            clauses.append(
+                "(positionCaseInsensitiveUTF8(session_id, {search:String}) > 0 "
+                "OR positionCaseInsensitiveUTF8(project, {search:String}) > 0)"
+            )
+            params["search"] = self.search
         return (" AND ".join(clauses) or "1"), params
 
 
@@ -126,6 +145,12 @@ class BridgeWriter:
 
     def insert_records(self, records: Sequence[UsageRecord], migration_id: str) -> int:
         prices = self._bridge.prices
+        with db_call("INSERT", DETAILS, rows=len(records)):
+            return self._insert_details(records, migration_id, prices)
+
+    def _insert_details(
+        self, records: Sequence[UsageRecord], migration_id: str, prices: PriceTable
+    ) -> int:
         return insert_details(
             self.client,
             records,
@@ -144,10 +169,31 @@ class BridgeWriter:
         )
 
     def refresh_summaries(self, sessions: Collection[str], migration_id: str) -> int:
-        return refresh_summaries(self.client, sessions, migration_id)
+        with db_call("REFRESH", SUMMARIES, sessions=len(sessions)):
+            return refresh_summaries(self.client, sessions, migration_id)
 
     def commit_files(self, commits: Sequence[FileCommit], migration_id: str) -> None:
-        commit_files(self.client, commits, migration_id, self._bridge.host)
+        with db_call("INSERT", "migration_file_tracking", rows=len(commits)):
+            commit_files(self.client, commits, migration_id, self._bridge.host)
+
+    def record_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
+        """Append alert transitions to ``migration_alerts`` (keys as its columns, times epoch s)."""
+        if not alerts:
+            return
+        names = (
+            "migration_id",
+            "run_kind",
+            "alert",
+            "state",
+            "raised_at",
+            "metric",
+            "value",
+            "threshold",
+            "window_seconds",
+            "message",
+        )
+        rows = [[utc(a[n]) if n == "raised_at" else a[n] for n in names] for a in alerts]
+        self._insert(ALERTS, [[*r, self._bridge.host] for r in rows], (*names, "host"))
 
     def log(
         self,
@@ -204,7 +250,8 @@ class BridgeWriter:
 
     def _insert(self, table: str, rows: list[list[Any]], names: Sequence[str]) -> None:
         try:
-            self.client.insert(table, rows, column_names=list(names))
+            with db_call("INSERT", table, rows=len(rows)):
+                self.client.insert(table, rows, column_names=list(names))
         except MigrationError:
             raise
         except Exception as exc:
@@ -223,7 +270,11 @@ class EnhancedTokenDatabaseBridge:
         user: str | None = None,
     ) -> None:
         self.database = database if isinstance(database, Database) else Database(database)
-        self.prices = prices if prices is not None else PriceTable.load()
+        if prices is None:  # imported here: pricing pulls in pydantic, which a no-op sync skips
+            from context_cleaner.analysis.pricing import PriceTable
+
+            prices = PriceTable.load()
+        self.prices = prices
         self.host = default_host() if host is None else host
         self.user = default_user() if user is None else user
 
@@ -234,19 +285,51 @@ class EnhancedTokenDatabaseBridge:
 
     def setup_migration_infrastructure(self) -> list[str]:
         """Apply pending schema files; returns the names applied (empty when up to date)."""
-        with self.database.session() as client:
+        with db_call("SCHEMA"), self.database.session() as client:
             return setup_schema(client)
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[BridgeWriter]:
-        """One unit of work: the database held (and locked) until the block ends."""
-        with self.database.session() as client:
+        """One unit of work: the database held (and locked) until the block ends.
+
+        Bumps the database's write generation first (see :func:`read_generation`).
+        """
+        with db_call("WRITE"), self.database.session() as client:
+            bump_generation(self.database)
+            _skip_pandas_probe()
             yield BridgeWriter(self, client)
 
     # -- reads ---------------------------------------------------------------------------
 
-    def _query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Several reads as one unit of work: the reads in the block share one session.
+
+        Opening the embedded engine costs ~50-70 ms, so a caller that reads several
+        things at once (a dashboard request) holds it once. Nested blocks reuse the session.
+        """
+        active = _READ_SESSION.get()
+        if active is not None and active[0] is self:
+            yield
+            return
         with self.database.session() as client:
+            token = _READ_SESSION.set((self, client))
+            try:
+                yield
+            finally:
+                _READ_SESSION.reset(token)
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Client]:
+        active = _READ_SESSION.get()
+        if active is not None and active[0] is self:
+            yield active[1]
+            return
+        with self.database.session() as client:
+            yield client
+
+    def _query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        with db_call("SELECT", _table_of(sql)), self._session() as client:
             return query_rows(client, sql, parameters)
 
     def is_initialised(self) -> bool:
@@ -328,9 +411,62 @@ class EnhancedTokenDatabaseBridge:
         )
         return int(rows[0][0])
 
+    def summary_overview(
+        self,
+        filters: Filters | None = None,
+        dimensions: Sequence[str] = ("day", "model", "project", "host"),
+    ) -> dict[str, Any]:
+        """Totals, distinct sessions and totals by each of ``dimensions``: one scan of the rollup.
+
+        Returns ``{"totals": ..., "sessions": n, "<dimension>": [item, ...]}``; items are
+        shaped as :meth:`totals_by`'s plus ``sessions``, days in date order, the others by
+        total tokens (largest first). Measured with 10M usage rows (67k rollup rows): one
+        GROUPING SETS query ~20 ms against ~115 ms for five separate queries. Sessions are
+        counted by a 64-bit hash of the id (exact unless two ids collide, ~n^2/2^65): 7x
+        faster than ``uniqExact`` on the strings in every grouping set.
+        """
+        columns = []
+        for dimension in dimensions:
+            if dimension not in DIMENSIONS:
+                raise ConfigurationError(
+                    f"Unknown breakdown {dimension!r}; choose one of {', '.join(DIMENSIONS)}."
+                )
+            columns.append(DIMENSIONS[dimension])
+        where, params = (filters or Filters()).where()
+        n = len(columns)
+        sql = (
+            f"SELECT {', '.join(columns)}, {', '.join(f'grouping({c})' for c in columns)}, "
+            f"{_SUMMARY_SUMS}, any(project), min(first_timestamp), max(last_timestamp), "
+            f"uniqExact(cityHash64(session_id)) FROM {SUMMARIES} FINAL WHERE {where} "
+            f"GROUP BY GROUPING SETS ({', '.join(f'({c})' for c in columns)}, ()) "
+            "SETTINGS force_grouping_standard_compatibility = 1"
+        )
+        out: dict[str, Any] = {"totals": totals_dict([0] * 7), "sessions": 0}
+        out.update({d: [] for d in dimensions})
+        for row in self._query(sql, params):
+            flags, rest = row[n : 2 * n], row[2 * n :]
+            if all(flags):  # the () set: everything
+                out["totals"], out["sessions"] = totals_dict(rest[:7]), int(rest[10])
+                continue
+            i = list(flags).index(0)
+            item = {dimensions[i]: _plain(row[i]), **totals_dict(rest[:7])}
+            item.update(
+                project=rest[7],
+                first_timestamp=_plain(rest[8]),
+                last_timestamp=_plain(rest[9]),
+                sessions=int(rest[10]),
+            )
+            out[dimensions[i]].append(item)
+        for d in dimensions:
+            if d == "day":
+                out[d].sort(key=lambda item: item["day"])
+            else:
+                out[d].sort(key=lambda item, d=d: (-item["total_tokens"], str(item[d])))
+        return out
+
     def tracked_files(self) -> list[TrackedFile]:
         """This host's files and how far each is committed."""
-        with self.database.session() as client:
+        with db_call("SELECT", "migration_file_tracking"), self._session() as client:
             return current_files(client, self.host)
 
     def migration_runs(self, limit: int = 20) -> list[dict[str, Any]]:
@@ -338,7 +474,7 @@ class EnhancedTokenDatabaseBridge:
         rows = self._query(
             f"SELECT migration_id, run_kind, status, started_at, finished_at, host, "
             f"files_found, files_processed, files_failed, records_inserted, lines_skipped, "
-            f"total_tokens, cost_usd, details FROM {METADATA} FINAL "
+            f"total_tokens, cost_usd, details, files_skipped FROM {METADATA} FINAL "
             "ORDER BY started_at DESC LIMIT {limit:UInt32}",
             {"limit": limit},
         )
@@ -357,6 +493,7 @@ class EnhancedTokenDatabaseBridge:
             "total_tokens",
             "cost_usd",
             "details",
+            "files_skipped",
         ]
         runs = []
         for row in rows:
@@ -373,6 +510,22 @@ class EnhancedTokenDatabaseBridge:
             return None
         return rows[0][0] / 1000.0
 
+    def newest_summary_time(self) -> float | None:
+        """Epoch seconds of the newest counted record, from the rollup (cheap), or None."""
+        rows = self._query(
+            f"SELECT toUnixTimestamp64Milli(max(last_timestamp)), count() FROM {SUMMARIES} FINAL"
+        )
+        if not rows or not rows[0][1]:
+            return None
+        return rows[0][0] / 1000.0
+
+    def migration_alerts(
+        self, migration_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Alert transitions (newest first), of one run or of all; [] before sql/005 is applied."""
+        with self._session() as client:
+            return read_alerts(client, migration_id, limit)
+
     def table_counts(self, tables: Sequence[str]) -> dict[str, int]:
         """Row counts (physical rows, before ``FINAL``) of ``tables`` that exist."""
         rows = self._query(
@@ -382,6 +535,65 @@ class EnhancedTokenDatabaseBridge:
         )
         return {name: int(count or 0) for name, count in rows}
 
+
+def _skip_pandas_probe() -> None:
+    """Spare the first insert of a process an import of pandas (0.4-1.5 s).
+
+    clickhouse-connect imports pandas (installed with chdb) on the first insert only to
+    ask whether the data is a DataFrame; ours never is. Unless pandas is already loaded,
+    tell it pandas is absent (nothing here uses DataFrames).
+    """
+    if "pandas" in sys.modules:
+        return
+    options = sys.modules.get("clickhouse_connect.driver.options")
+    if options is not None:
+        options.__dict__.setdefault("pd", None)
+        options.__dict__.setdefault("pd_time_test", None)
+
+
+def generation_path(database: Database) -> Path | None:
+    """``<database dir>.generation`` beside an on-disk embedded database; else None."""
+    lock = database.lock_path
+    return None if lock is None else lock.with_name(Path(database.url.path).name + ".generation")
+
+
+def read_generation(database: Database) -> str | None:
+    """The token every :meth:`EnhancedTokenDatabaseBridge.writer` replaces before writing.
+
+    Two equal reads mean no unit of work wrote in between (writers take it under the
+    lock), so a cache of committed state keyed by it (the sync's stat cache) stays
+    valid without opening the engine. ``""`` before the first write; None for servers.
+    """
+    path = generation_path(database)
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return ""
+    except OSError:
+        return None
+
+
+def bump_generation(database: Database) -> None:
+    """Replace the generation token atomically; when that fails, remove it (never leave it
+    stale: an empty or missing token is never trusted by a cache)."""
+    path = generation_path(database)
+    if path is None:
+        return
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(secrets.token_hex(16) + "\n", encoding="ascii")
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+_READ_SESSION: ContextVar[tuple[EnhancedTokenDatabaseBridge, Client] | None] = ContextVar(
+    "context_cleaner_read_session", default=None
+)
+"""The session of the innermost :meth:`EnhancedTokenDatabaseBridge.reading` block, if any."""
 
 _SUMMARY_SUMS = (
     "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
@@ -397,6 +609,51 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
+
+
+_ALERT_KEYS = (
+    "migration_id",
+    "run_kind",
+    "alert",
+    "state",
+    "raised_at",
+    "metric",
+    "value",
+    "threshold",
+    "window_seconds",
+    "message",
+    "host",
+)
+
+
+def read_alerts(
+    client: Client, migration_id: str | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    """Rows of ``migration_alerts`` as dicts (``raised_at`` in epoch seconds), newest first."""
+    if not query_rows(client, f"EXISTS TABLE {ALERTS}")[0][0]:
+        return []
+    where, params = "1", {"limit": limit}
+    if migration_id is not None:
+        where, params["m"] = "migration_id = {m:String}", migration_id
+    with db_call("SELECT", ALERTS):
+        rows = query_rows(
+            client,
+            f"SELECT migration_id, run_kind, alert, toString(state), "
+            f"toUnixTimestamp64Milli(raised_at) / 1000.0, metric, value, threshold, "
+            f"window_seconds, message, host FROM {ALERTS} WHERE {where} "
+            "ORDER BY raised_at DESC, alert LIMIT {limit:UInt32}",
+            params,
+        )
+    return [dict(zip(_ALERT_KEYS, row, strict=True)) for row in rows]
+
+
+_FROM_RE = re.compile(r"\bFROM\s+([A-Za-z_][\w.]*)", re.IGNORECASE)
+
+
+def _table_of(sql: str) -> str:
+    """The first table a query reads (for span names), or ``""``."""
+    match = _FROM_RE.search(sql)
+    return match.group(1) if match else ""
 
 
 def query_rows(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from context_cleaner.analysis.counter import EnhancedTokenCounter
@@ -17,7 +18,7 @@ from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import pipeline, rollback
-from context_cleaner.migration.incremental import SyncRequest, SyncRun, run_sync
+from context_cleaner.migration.incremental import SyncRequest, SyncRun, fast_sync, run_sync
 from context_cleaner.migration.models import (
     BatchProcessingResult,
     FileDiscoveryResult,
@@ -28,12 +29,14 @@ from context_cleaner.migration.models import (
     SetupResult,
     ValidationResult,
 )
+from context_cleaner.migration.monitor import RunMonitor, monitor_details
 from context_cleaner.migration.pipeline import (
     ProgressCallback,
     RunOptions,
     RunState,
     new_migration_id,
 )
+from context_cleaner.migration.status import MigrationStatus, get_migration_status, progress_record
 
 #: Rows per second a fresh embedded database takes (measured; used for dry-run projections).
 PROJECTED_INSERT_ROWS_PER_SECOND = 150_000
@@ -182,8 +185,10 @@ class HistoricalDataMigrator:
         migration_id: str | None = None,
     ) -> HistoricalMigrationResult:
         """The whole migration (synchronous); see :meth:`migrate_all_historical_data`."""
-        with self.bridge.database.held():
-            return self._run(
+        migration_id = migration_id or new_migration_id("dry" if dry_run else kind[:4])
+        monitor = RunMonitor(self.bridge, migration_id, kind, dry_run=dry_run)
+        with self.bridge.database.held(), monitor:
+            result = self._run(
                 source_directory,
                 dry_run,
                 progress_callback,
@@ -193,6 +198,8 @@ class HistoricalDataMigrator:
                 only_paths=only_paths,
                 migration_id=migration_id,
             )
+            monitor.finished(result)
+            return result
 
     def _run(
         self,
@@ -306,15 +313,23 @@ class HistoricalDataMigrator:
             modified_files_only=modified_files_only,
             force_reanalysis=force_reanalysis,
         )
-        return run_sync(
-            self.bridge,
-            request,
-            batch_size=self.batch_size,
-            parallel_workers=self.parallel_workers,
-            run=run,
-            progress=progress_callback,
-            should_stop=should_stop,
-        )
+        run = run or SyncRun()
+        quick, found = fast_sync(self.bridge.database, self.bridge.host, request, run)
+        if quick is not None:  # nothing changed: stat calls only, nothing to monitor
+            return quick
+        with RunMonitor(self.bridge, run.migration_id, "sync") as monitor:
+            result = run_sync(
+                self.bridge,
+                request,
+                batch_size=self.batch_size,
+                parallel_workers=self.parallel_workers,
+                run=run,
+                progress=progress_callback,
+                should_stop=should_stop,
+                found=found,
+            )
+            monitor.finished(_as_run_outcome(result))  # type: ignore[arg-type]
+            return result
 
     async def migrate_incremental_changes(
         self,
@@ -366,6 +381,10 @@ class HistoricalDataMigrator:
         mode: str = "complete",
     ) -> RollbackResult:
         return rollback.rollback_migration(self.bridge, migration_id, mode, rollback_to_checkpoint)
+
+    async def get_migration_status(self, migration_id: str | None = None) -> MigrationStatus | None:
+        """Real-time status of a run (default: the latest) for display; see ``migration.status``."""
+        return get_migration_status(self.bridge, migration_id)
 
     async def create_migration_checkpoint(
         self, migration_id: str, completed_files: list[str], current_state: dict[str, Any]
@@ -442,6 +461,7 @@ class HistoricalDataMigrator:
                     "files_done": state.files_done,
                     "records": state.records_inserted,
                     "snapshot": snapshot,
+                    "progress": progress_record(state),
                 },
             )
         if snapshot:
@@ -460,7 +480,12 @@ class HistoricalDataMigrator:
             with self.bridge.writer() as w:
                 row = self._run_row(state, kind, status)
                 row["finished_at"] = time.time()
-                details = {"errors": state.errors[:50], **(extra or {})}
+                details = {
+                    "errors": state.errors[:50],
+                    "progress": progress_record(state, status),
+                    **monitor_details(),
+                    **(extra or {}),
+                }
                 if result is not None:
                     details["validation_passed"] = result.validation_passed
                     details["integrity_score"] = result.data_integrity_score
@@ -581,6 +606,19 @@ class HistoricalDataMigrator:
             projected_seconds=projected,
             consistency_check_results={"plan": counts},
         )
+
+
+def _as_run_outcome(result: IncrementalMigrationResult) -> SimpleNamespace:
+    """A sync's result in the fields :meth:`RunMonitor.finished` reads of a migration's."""
+    failed = len(result.errors)
+    return SimpleNamespace(
+        dry_run=False,
+        total_tokens_migrated=result.tokens_added,
+        files_processed=max(0, result.files_changed - failed),
+        files_failed=failed,
+        total_records_inserted=result.records_inserted,
+        success=result.success,
+    )
 
 
 def _root_of(path: str) -> str:

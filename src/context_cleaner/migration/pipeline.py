@@ -53,6 +53,7 @@ from context_cleaner.migration.planning import (
     head_hash,
     plan_work,
 )
+from context_cleaner.observability import telemetry
 
 ProgressCallback = Callable[[MigrationProgress], None]
 
@@ -292,6 +293,7 @@ def write_batch(
         except TransientError:
             if attempt == BATCH_RETRIES:
                 raise
+            telemetry.metrics().retry_attempts_counter.add(1, {"operation": "write_batch"})
             sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
@@ -323,6 +325,11 @@ def progress_of(state: RunState, phase: str) -> MigrationProgress:
     )
 
 
+@telemetry.traced(
+    "migration.batch",
+    arguments=("migration_id", "batch_id", "batch", "seconds", "dry_run"),
+    outcome=("files_processed", "files_failed", "records_inserted", "tokens_in_records"),
+)
 def commit_scan(
     bridge: EnhancedTokenDatabaseBridge,
     migration_id: str,
@@ -384,6 +391,12 @@ BatchExecutor = Callable[
 """Reads and commits a run's planned batches, yielding each batch read and its result."""
 
 
+def read_workers(state: RunState, options: RunOptions) -> int:
+    """Reader processes for a run: ``--parallel-workers``, or 1 for a small run (< 8 MB)."""
+    assert state.plan is not None
+    return options.parallel_workers if state.plan.pending_bytes > 8 * 1024 * 1024 else 1
+
+
 def local_batches(
     bridge: EnhancedTokenDatabaseBridge,
     state: RunState,
@@ -392,10 +405,9 @@ def local_batches(
     reader: BatchReader | None,
 ) -> Generator[tuple[Sequence[WorkItem], BatchProcessingResult], None, None]:
     """The plain executor: batches read on worker processes, committed here in order."""
-    assert state.plan is not None
-    workers = options.parallel_workers if state.plan.pending_bytes > 8 * 1024 * 1024 else 1
     own = reader is None
-    with BatchReader(workers) if own else contextlib.nullcontext(reader) as reader:
+    made = BatchReader(read_workers(state, options)) if own else None
+    with made if made is not None else contextlib.nullcontext(reader) as reader:
         for index, scan, seconds in reader.read(plan):
             batch = plan[index]
             batch_id = f"{state.migration_id}-b{index:05d}"
@@ -404,6 +416,12 @@ def local_batches(
             )
             yield batch, result
 
+
+BATCH_OBSERVER: ContextVar[Callable[[RunState, BatchProcessingResult], None] | None] = ContextVar(
+    "batch_observer", default=None
+)
+"""Called after every batch of :func:`run_batches` in this context, before ``on_batch``
+(the run monitor sets it: metrics and alerts, :mod:`context_cleaner.migration.monitor`)."""
 
 BATCH_EXECUTOR: ContextVar[BatchExecutor | None] = ContextVar("batch_executor", default=None)
 """The executor :func:`run_batches` uses in this context (None: :func:`local_batches`).
@@ -435,6 +453,8 @@ def run_batches(
     with contextlib.closing(executor(bridge, state, options, plan, reader)) as results:
         for batch, result in results:
             record_batch(state, batch, result)
+            if (observer := BATCH_OBSERVER.get()) is not None:
+                observer(state, result)
             if on_batch is not None:
                 on_batch(state, result)
             if progress is not None:

@@ -22,11 +22,13 @@ Modes:
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import ConfigurationError
+from context_cleaner.bridge.schema import SCHEMA_TABLE, load_schema_files
 from context_cleaner.bridge.snapshot import drop_table, restore_table, snapshot_table
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows, utc
 from context_cleaner.migration.models import RollbackResult
@@ -164,6 +166,16 @@ def _choose(client: Client, migration_id: str, mode: str, checkpoint: str | None
     if not snaps:
         known = sorted({s.migration_id for s in list_snapshots(client)})
         hint = f" Known: {', '.join(known[-10:])}." if known else ""
+        ran = query_rows(
+            client,
+            f"SELECT count() FROM {HISTORY_TABLES[0]} WHERE migration_id = {{m:String}}",
+            {"m": migration_id},
+        )
+        if not ran[0][0]:
+            raise ConfigurationError(
+                f"Unknown migration id {migration_id!r}: no run with this id is recorded in "
+                f"this database.{hint} See `context-cleaner status` for the ids of recent runs."
+            )
         raise ConfigurationError(
             f"No snapshot of migration {migration_id} is kept (only the last few are);"
             f" nothing to roll back to.{hint} Use --mode data-only to remove all data."
@@ -220,6 +232,7 @@ def rollback_migration(
                 client.command(f"TRUNCATE TABLE IF EXISTS {table}")
                 restored.append(table)
         else:
+            views, tables = owned_objects()
             names = [
                 r[0]
                 for r in query_rows(
@@ -227,10 +240,10 @@ def rollback_migration(
                     "SELECT name FROM system.tables WHERE database = currentDatabase() "
                     "AND NOT is_temporary AND (name IN {owned:Array(String)} "
                     "OR position(name, '__snapshot_') > 0) ORDER BY name",
-                    {"owned": list(OWNED_TABLES)},
+                    {"owned": tables},
                 )
             ]
-            for view in OWNED_VIEWS:
+            for view in views:
                 client.command(f"DROP VIEW IF EXISTS {view}")
                 dropped.append(view)
             for name in names:
@@ -258,10 +271,20 @@ def rollback_migration(
     )
 
 
-OWNED_VIEWS = ("counted_token_details",)
-OWNED_TABLES = (
-    *DATA_TABLES,
-    *HISTORY_TABLES,
-    SNAPSHOTS,
-    "schema_migrations",
+_CREATE_RE = re.compile(
+    r"^\s*CREATE\s+(MATERIALIZED\s+VIEW|VIEW|TABLE)\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)",
+    re.IGNORECASE | re.MULTILINE,
 )
+
+
+def owned_objects() -> tuple[list[str], list[str]]:
+    """(views, tables) the schema files create, plus the schema record: what ``schema`` drops.
+
+    Read from ``sql/NNN_*.sql`` so a table added by a later schema file is dropped too.
+    """
+    views: list[str] = []
+    tables: list[str] = [SCHEMA_TABLE]
+    for schema_file in load_schema_files():
+        for kind, name in _CREATE_RE.findall(schema_file.sql):
+            (tables if kind.upper() == "TABLE" else views).append(name)
+    return views, tables

@@ -1,0 +1,279 @@
+"""The ``direct`` source: the transcripts, read through the analysis layer (no database).
+
+This is the spec's "immediate rollback": while the database is being repaired
+the dashboard shows the same numbers straight from the transcripts. The
+analysis layer discovers, reads and de-duplicates the records (DESIGN §3) and
+prices them (rule 7); here they are summed per (session, UTC day, model), the
+grain of the database's rollup, so every filter and breakdown means exactly
+what it means in ``database`` mode. The scan is kept and redone only when a
+transcript changed (its size or modification time), checked at most every
+``check_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from context_cleaner.analysis.counter import record_cost
+from context_cleaner.analysis.discovery import discover, resolve_roots
+from context_cleaner.analysis.pricing import PriceTable
+from context_cleaner.analysis.scan import scan_files_parallel
+from context_cleaner.bridge.details import default_host
+from context_cleaner.bridge.token_bridge import totals_dict
+from context_cleaner.dashboard import health
+from context_cleaner.dashboard.filters import QueryFilters
+
+BANNER = (
+    "Immediate rollback mode: these numbers are read straight from the transcripts, "
+    "not from the database."
+)
+
+
+@dataclass(slots=True)
+class Group:
+    """Sums of the counted records of one (session, day, model)."""
+
+    session: str
+    day: date
+    model: str
+    project: str
+    host: str
+    sums: list[float] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0.0, 0])
+    """input, output, cache 5m, cache 1h, cache read, cost, records."""
+    first_ms: int = 0
+    last_ms: int = 0
+
+    def add_sums(self, other: Sequence[float]) -> None:
+        for i, v in enumerate(other):
+            self.sums[i] += v
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """One scan of the transcripts, grouped."""
+
+    fingerprint: tuple[tuple[str, int, int], ...]
+    groups: list[Group]
+    files: int
+    roots: list[str]
+    scanned_at: float
+    skipped_lines: int
+
+
+def group_records(records: Iterable[Any], prices: PriceTable, host: str) -> list[Group]:
+    """Sum counted records per (session, UTC day, model), as the database's rollup does."""
+    groups: dict[tuple[str, date, str], Group] = {}
+    for r in records:
+        day = datetime.fromtimestamp(r.timestamp_ms / 1000, UTC).date()
+        key = (r.session_id, day, r.model)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = Group(r.session_id, day, r.model, r.project, host)
+            g.first_ms = g.last_ms = r.timestamp_ms
+        g.add_sums(
+            (
+                r.input_tokens,
+                r.output_tokens,
+                r.cache_creation_5m_tokens,
+                r.cache_creation_1h_tokens,
+                r.cache_read_tokens,
+                record_cost(r, prices),
+                1,
+            )
+        )
+        g.first_ms = min(g.first_ms, r.timestamp_ms)
+        g.last_ms = max(g.last_ms, r.timestamp_ms)
+    return list(groups.values())
+
+
+def _matches(f: QueryFilters) -> Callable[[Group], bool]:
+    needle = f.search.lower() if f.search else None
+
+    def ok(g: Group) -> bool:
+        return (
+            (f.start is None or g.day >= f.start)
+            and (f.end is None or g.day <= f.end)
+            and (f.model is None or g.model == f.model)
+            and (f.project is None or g.project == f.project)
+            and (f.host is None or g.host == f.host)
+            and (needle is None or needle in g.session.lower() or needle in g.project.lower())
+        )
+
+    return ok
+
+
+_KEYS: dict[str, Callable[[Group], Any]] = {
+    "session": lambda g: g.session,
+    "day": lambda g: g.day,
+    "model": lambda g: g.model,
+    "project": lambda g: g.project,
+    "host": lambda g: g.host,
+}
+
+
+class DirectSource:
+    """Dashboard data straight from the transcripts (no database)."""
+
+    kind = "direct"
+
+    def __init__(
+        self,
+        source_dirs: Sequence[str] | None = None,
+        *,
+        prices: PriceTable | None = None,
+        check_interval: float = 5.0,
+        workers: int | None = None,
+    ) -> None:
+        self.source_dirs = list(source_dirs or [])
+        self.prices = prices if prices is not None else PriceTable.load()
+        self.check_interval = check_interval
+        self.workers = workers
+        self.host = default_host()
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._checked = 0.0
+
+    def snapshot(self) -> Snapshot:
+        """The current scan; rescans when a transcript changed since the last one."""
+        with self._lock:
+            now = time.monotonic()
+            if self._snapshot is not None and now - self._checked < self.check_interval:
+                return self._snapshot
+            roots = resolve_roots(self.source_dirs or None)
+            found = discover(roots)
+            fingerprint = tuple((str(f.path), f.size, f.mtime_ns) for f in found.files)
+            if self._snapshot is None or self._snapshot.fingerprint != fingerprint:
+                scan = scan_files_parallel(found.files, workers=self.workers)
+                self._snapshot = Snapshot(
+                    fingerprint=fingerprint,
+                    groups=group_records(scan.collector.records(), self.prices, self.host),
+                    files=len(found.files),
+                    roots=[str(r) for r in roots],
+                    scanned_at=time.time(),
+                    skipped_lines=scan.skips.total,
+                )
+            self._checked = now
+            return self._snapshot
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.kind,
+            "location": ", ".join(self.snapshot().roots),
+            "immediate_rollback": True,
+            "banner": BANNER,
+            "initialised": True,
+        }
+
+    @contextlib.contextmanager
+    def unit(self) -> Iterator[None]:
+        yield
+
+    def _selected(self, filters: QueryFilters) -> list[Group]:
+        ok = _matches(filters)
+        return [g for g in self.snapshot().groups if ok(g)]
+
+    def totals(self, filters: QueryFilters) -> dict[str, Any]:
+        sums = [0, 0, 0, 0, 0, 0.0, 0]
+        for g in self._selected(filters):
+            for i, v in enumerate(g.sums):
+                sums[i] += v
+        return totals_dict(sums)
+
+    def count_sessions(self, filters: QueryFilters) -> int:
+        return len({g.session for g in self._selected(filters)})
+
+    def breakdown(
+        self,
+        dimension: str,
+        filters: QueryFilters,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        order: str = "total_tokens",
+    ) -> list[dict[str, Any]]:
+        key_of = _KEYS[dimension]
+        merged: dict[Any, Group] = {}
+        for g in self._selected(filters):
+            key = key_of(g)
+            m = merged.get(key)
+            if m is None:
+                m = merged[key] = Group(g.session, g.day, g.model, g.project, g.host)
+                m.first_ms, m.last_ms = g.first_ms, g.last_ms
+            m.add_sums(g.sums)
+            m.first_ms = min(m.first_ms, g.first_ms)
+            m.last_ms = max(m.last_ms, g.last_ms)
+        items = []
+        for key, m in merged.items():
+            item = {dimension: key.isoformat() if isinstance(key, date) else key}
+            item.update(totals_dict(m.sums))
+            item.update(
+                project=m.project,
+                first_timestamp=health.iso_utc(m.first_ms / 1000),
+                last_timestamp=health.iso_utc(m.last_ms / 1000),
+            )
+            items.append(item)
+        items.sort(key=lambda i: str(i[dimension]))
+        if order == "total_tokens":
+            items.sort(key=lambda i: -i["total_tokens"])
+        elif order == "cost_usd":
+            items.sort(key=lambda i: -i["cost_usd"])
+        elif order == "last_timestamp":
+            items.sort(key=lambda i: i["last_timestamp"] or "", reverse=True)
+        end = None if limit is None else offset + limit
+        return items[offset:end]
+
+    def overview(self, filters: QueryFilters, limit: int) -> dict[str, Any]:
+        selected = self._selected(filters)
+        out: dict[str, Any] = {
+            "totals": self.totals(filters),
+            "sessions": len({g.session for g in selected}),
+        }
+        for dimension in ("day", "model", "project", "host"):
+            key_of = _KEYS[dimension]
+            sessions: dict[Any, set[str]] = {}
+            for g in selected:
+                sessions.setdefault(key_of(g), set()).add(g.session)
+            order = "key" if dimension == "day" else "total_tokens"
+            items = self.breakdown(dimension, filters, order=order)
+            if dimension != "day":
+                items = items[:limit]
+            for item in items:
+                key = item[dimension]
+                item["sessions"] = len(
+                    sessions.get(date.fromisoformat(key) if dimension == "day" else key, ())
+                )
+            out[dimension + "s"] = items
+        return out
+
+    def options(self) -> dict[str, list[str]]:
+        groups = self.snapshot().groups
+        return {
+            "models": sorted({g.model for g in groups}),
+            "projects": sorted({g.project for g in groups}),
+            "hosts": sorted({g.host for g in groups}),
+        }
+
+    def health(self, runs_limit: int) -> dict[str, Any]:
+        snap = self.snapshot()
+        newest = max((g.last_ms for g in snap.groups), default=None)
+        newest_s = None if newest is None else newest / 1000
+        freshness = {
+            "newest_record_at": health.iso_utc(newest_s),
+            "data_lag_seconds": health.data_lag(newest_s),
+            "last_sync_at": None,
+            "checked_at": health.iso_utc(time.time()),
+            "analysed_at": health.iso_utc(snap.scanned_at),
+            "files_tracked": snap.files,
+            "files_behind": 0,
+            "bytes_behind": 0,
+            "files_missing": 0,
+            "files_with_errors": 0,
+        }
+        alert = {"level": "warning", "message": BANNER, "migration_id": None, "at": None}
+        return {"runs": [], "validation": None, "freshness": freshness, "alerts": [alert]}

@@ -1,0 +1,164 @@
+"""The JSON API of the dashboard (``/api/...``): thin, one unit of work per request.
+
+Every endpoint checks its query string with :func:`parse_filters` (a bad or
+unknown parameter is a 400 naming it), then asks the source inside one
+``source.unit()`` (one database session for the whole request).
+
+==============================  ====================================================
+``GET /api/info``               source, where it reads, banner (direct mode)
+``GET /api/totals``             ``{"totals": {...}, "sessions": n}`` (DESIGN §10 shape)
+``GET /api/overview``           totals, sessions, by day/model/project/host, menus
+``GET /api/breakdown/{dim}``    day, model, project, host or session; limit/offset
+``GET /api/sessions``           top sessions: search, order, limit/offset, total
+``GET /api/runs``               recent migration runs with progress and validation
+``GET /api/validation``         the latest validation result (or null)
+``GET /api/freshness``          data lag, last sync, tracked files behind
+``GET /api/alerts``             alerts from runs and freshness (a list)
+``GET /api/health``             runs, validation, freshness and alerts at once
+==============================  ====================================================
+
+Filters everywhere they apply: ``start``, ``end`` (YYYY-MM-DD, UTC days),
+``model``, ``project``, ``host``, ``search`` (part of a session id or project).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from context_cleaner.dashboard.filters import (
+    FILTER_PARAMS,
+    PAGING_PARAMS,
+    InvalidFilterError,
+    QueryFilters,
+    check_dimension,
+    parse_filters,
+)
+from context_cleaner.dashboard.sources import DashboardSource
+
+router = APIRouter(prefix="/api")
+
+BREAKDOWN_LIMIT = 100
+"""Rows per breakdown on the overview (days are all returned)."""
+RUNS_LIMIT = 10
+
+
+def _source(request: Request) -> DashboardSource:
+    return request.app.state.source  # type: ignore[no-any-return]
+
+
+def _filters(request: Request, allowed: tuple[str, ...]) -> QueryFilters:
+    params = request.query_params
+    repeated = sorted({k for k in params if len(params.getlist(k)) > 1})
+    if repeated:
+        raise InvalidFilterError(f"Give each parameter once; repeated: {', '.join(repeated)}.")
+    return parse_filters(dict(params), allowed=allowed)
+
+
+def _runs_limit(request: Request) -> int:
+    limit = _filters(request, ("limit",)).limit
+    return limit if "limit" in request.query_params else RUNS_LIMIT
+
+
+@router.get("/info")
+def info(request: Request) -> dict[str, Any]:
+    _filters(request, ())
+    source = _source(request)
+    with source.unit():
+        return source.describe()
+
+
+@router.get("/totals")
+def totals(request: Request) -> dict[str, Any]:
+    f = _filters(request, FILTER_PARAMS)
+    source = _source(request)
+    with source.unit():
+        return {
+            "totals": source.totals(f),
+            "sessions": source.count_sessions(f),
+            "filters": f.echo(),
+        }
+
+
+@router.get("/overview")
+def overview(request: Request) -> dict[str, Any]:
+    f = _filters(request, FILTER_PARAMS)
+    source = _source(request)
+    with source.unit():
+        out = source.overview(f, BREAKDOWN_LIMIT)
+        out.update(options=source.options(), filters=f.echo())
+        return out
+
+
+@router.get("/breakdown/{dimension}")
+def breakdown(request: Request, dimension: str) -> dict[str, Any]:
+    check_dimension(dimension)
+    f = _filters(request, FILTER_PARAMS + PAGING_PARAMS)
+    paged = "limit" in request.query_params or "offset" in request.query_params
+    order = f.order if "order" in request.query_params else _default_order(dimension)
+    source = _source(request)
+    with source.unit():
+        items = source.breakdown(
+            dimension, f, limit=f.limit if paged else None, offset=f.offset, order=order
+        )
+        return {"dimension": dimension, "items": items, "filters": f.echo()}
+
+
+def _default_order(dimension: str) -> str:
+    return "key" if dimension == "day" else "total_tokens"
+
+
+@router.get("/sessions")
+def sessions(request: Request) -> dict[str, Any]:
+    f = _filters(request, FILTER_PARAMS + PAGING_PARAMS)
+    source = _source(request)
+    with source.unit():
+        return {
+            "total": source.count_sessions(f),
+            "limit": f.limit,
+            "offset": f.offset,
+            "order": f.order,
+            "items": source.breakdown("session", f, limit=f.limit, offset=f.offset, order=f.order),
+            "filters": f.echo(),
+        }
+
+
+@router.get("/runs")
+def runs(request: Request) -> dict[str, Any]:
+    limit = _runs_limit(request)
+    source = _source(request)
+    with source.unit():
+        return {"runs": source.health(limit)["runs"]}
+
+
+@router.get("/validation")
+def validation(request: Request) -> dict[str, Any]:
+    _filters(request, ())
+    source = _source(request)
+    with source.unit():
+        return {"validation": source.health(1)["validation"]}
+
+
+@router.get("/freshness")
+def freshness(request: Request) -> dict[str, Any]:
+    _filters(request, ())
+    source = _source(request)
+    with source.unit():
+        return {"freshness": source.health(1)["freshness"]}
+
+
+@router.get("/alerts")
+def alerts(request: Request) -> dict[str, Any]:
+    _filters(request, ())
+    source = _source(request)
+    with source.unit():
+        return {"alerts": source.health(1)["alerts"]}
+
+
+@router.get("/health")
+def health(request: Request) -> dict[str, Any]:
+    limit = _runs_limit(request)
+    source = _source(request)
+    with source.unit():
+        return source.health(limit)

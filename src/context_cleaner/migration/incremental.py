@@ -1,0 +1,475 @@
+"""Incremental sync: read only what was appended since each file's last commit (DESIGN §5).
+
+One sync:
+
+1. discover the files (stat only) and keep those asked for (``only_paths``, ``since``);
+2. ask the stat cache (:mod:`~context_cleaner.migration.freshness`) whether any of
+   them changed since the database committed it; if none did, stop here: the
+   database engine is never opened, so a sync with nothing new costs a few stat calls;
+3. otherwise plan from the tracking rows: a file that stats exactly as when it was
+   committed is unchanged (its head is not even read); the others are read from their
+   committed offset, or from 0 when their identity changed (truncated, replaced, rotated);
+4. read and commit the ranges in batches through the migration pipeline (rows, then
+   offsets: a unit of work per batch, the lock released between them when a reader waits);
+5. record the run (one row, rewritten with running totals, and one log row) only when
+   something was read, then rebuild the stat cache and measure the data lag.
+
+``tokens_added`` is the sum of the usage records read (no before/after ``FINAL``
+totals over the whole table): a response whose partial line was synced earlier is
+counted again with its final numbers, the table keeping only the final row.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from context_cleaner.analysis.discovery import (
+    Discovery,
+    DiscoveryProblem,
+    TranscriptFile,
+    discover,
+    resolve_roots,
+)
+from context_cleaner.bridge.database import Database
+from context_cleaner.bridge.token_bridge import (
+    EnhancedTokenDatabaseBridge,
+    bump_generation,
+    read_generation,
+)
+from context_cleaner.bridge.tracking import FileCommit
+from context_cleaner.errors import MigrationError
+from context_cleaner.migration import freshness
+from context_cleaner.migration.models import IncrementalMigrationResult
+from context_cleaner.migration.planning import FileState, Plan, plan_work, state_key
+
+if TYPE_CHECKING:  # the pipeline is imported when there is something to read (see run_sync)
+    from context_cleaner.migration.models import BatchProcessingResult
+    from context_cleaner.migration.pipeline import ProgressCallback, RunOptions, RunState
+
+#: Bytes per batch in a sync: smaller units of work than a migration's, so a reader
+#: waiting for the database waits for less.
+SYNC_MAX_BATCH_BYTES = 16 * 1024 * 1024
+
+
+class SyncInterrupted(MigrationError):
+    """A stop was requested; the batches committed so far stay committed."""
+
+
+@dataclass
+class SyncRequest:
+    """What to sync (the spec's ``migrate_incremental_changes`` arguments)."""
+
+    source_dirs: list[str] | None = None
+    only_paths: set[str] | None = None
+    """Absolute paths to consider (watch mode); None = every file."""
+    since: datetime | None = None
+    """Only files modified at or after this time."""
+    modified_files_only: bool = True
+    """Trust the stat stamps: a file that stats as when committed is not re-checked.
+    False re-checks every file's identity (its head bytes) against its commit."""
+    force_reanalysis: bool = False
+    """Read every selected file again from 0 (the table's key keeps one row per record)."""
+
+
+@dataclass
+class SyncRun:
+    """The run row of one ``sync`` (or of a whole ``sync --watch``): identity and running totals."""
+
+    migration_id: str = field(default_factory=lambda: new_run_id("sync"))
+    started: float = field(default_factory=time.time)
+    syncs: int = 0
+    files: int = 0
+    files_failed: int = 0
+    records: int = 0
+    tokens: int = 0
+    bytes_read: int = 0
+    skipped_lines: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def new_run_id(kind: str) -> str:
+    """``<kind>-YYYYmmdd-HHMMSS-<6 hex>``, as ``pipeline.new_migration_id`` (not imported here)."""
+    return f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def select_files(
+    files: Iterable[TranscriptFile], only_paths: set[str] | None, since: datetime | None
+) -> list[TranscriptFile]:
+    cutoff = None if since is None else int(since.timestamp() * 1e9)
+    return [
+        f
+        for f in files
+        if (only_paths is None or str(f.path) in only_paths)
+        and (cutoff is None or f.mtime_ns >= cutoff)
+    ]
+
+
+def discover_request(request: SyncRequest) -> Discovery:
+    """The files a sync looks at: the whole walk, or only ``only_paths`` (stat calls only)."""
+    roots = resolve_roots(request.source_dirs or None)
+    if request.only_paths is None:
+        return discover(roots)
+    found = Discovery(roots=list(roots))
+    for raw in sorted(request.only_paths):
+        path = Path(raw)
+        root = next((r for r in roots if path.is_relative_to(r)), None)
+        if root is None or not raw.endswith(".jsonl"):
+            continue
+        try:
+            st = path.stat()
+        except OSError as exc:
+            if os.path.lexists(path):  # a dangling link, a folder it cannot enter ...
+                found.problems.append(DiscoveryProblem(raw, exc.strerror or type(exc).__name__))
+            continue  # gone: deleted or renamed away (its rows stay)
+        if stat.S_ISREG(st.st_mode):
+            found.files.append(
+                TranscriptFile(
+                    root=root,
+                    path=path,
+                    relative_path=path.relative_to(root).as_posix(),
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    device=st.st_dev,
+                    inode=st.st_ino,
+                )
+            )
+    return found
+
+
+def same_as_committed(f: TranscriptFile, state: FileState | None) -> bool:
+    """The file stats exactly as when its range was committed, cleanly: nothing to read."""
+    return (
+        state is not None
+        and state.status == "completed"
+        and not state.error
+        and (f.device, f.inode, f.size, f.mtime_ns)
+        == (state.device, state.inode, state.file_size, state.mtime_ns)
+    )
+
+
+def plan_sync(
+    files: Iterable[TranscriptFile], states: dict[tuple[str, str], FileState], request: SyncRequest
+) -> Plan:
+    """Plan from the committed states; files whose stamp equals their commit are skipped."""
+    if request.force_reanalysis:
+        return plan_work(files, states, force=True)
+    unchanged, check = [], []
+    for f in files:
+        state = states.get(state_key(str(f.root), f.relative_path))
+        if request.modified_files_only and same_as_committed(f, state):
+            unchanged.append(f)
+        else:
+            check.append(f)
+    plan = plan_work(check, states)
+    plan.unchanged.extend(unchanged)
+    return plan
+
+
+def restamps(plan: Plan, states: dict[tuple[str, str], FileState]) -> list[FileCommit]:
+    """Commits that only record the current stamp of unchanged files whose stamp moved.
+
+    A write that lands while a file is read is read too, but its commit keeps the
+    modification time seen before reading; the file then stats differently from its
+    commit although every byte is in. Recording the stamp (same offset) lets the next
+    sync skip it again instead of checking it, and keeps the stat cache whole.
+    """
+    out = []
+    for f in plan.unchanged:
+        state = states.get(state_key(str(f.root), f.relative_path))
+        if state is None or state.status != "completed" or state.error:
+            continue
+        if same_as_committed(f, state) or f.size != state.committed_offset:
+            continue
+        out.append(
+            FileCommit(
+                source_root=state.source_root,
+                file_path=state.file_path,
+                device=f.device,
+                inode=f.inode,
+                head_hash=state.head_hash,
+                head_length=state.head_length,
+                file_size=f.size,
+                mtime_ns=f.mtime_ns,
+                range_start=state.committed_offset,
+                committed_offset=state.committed_offset,
+                committed_line=state.committed_line,
+                tokens_found=0,
+                records_inserted=0,
+                lines_skipped=0,
+            )
+        )
+    return out
+
+
+def _file_problems(found: Discovery, only_paths: set[str] | None) -> tuple[list[str], list[str]]:
+    """Discovery problems: transcript paths that cannot be read are file errors (retried
+    on the next sync); folders that cannot be walked are warnings."""
+    errors, warnings = [], []
+    for p in found.problems:
+        if p.path.endswith(".jsonl"):
+            if only_paths is None or p.path in only_paths:
+                errors.append(f"{p.path}: cannot read: {p.reason}; it is retried on the next sync")
+        else:
+            warnings.append(f"{p.path}: {p.reason}")
+    return errors, warnings
+
+
+def fast_sync(
+    database: Database, host: str, request: SyncRequest, run: SyncRun | None = None
+) -> tuple[IncrementalMigrationResult | None, Discovery]:
+    """The sync's result when no file changed since its commit (stat calls only), else None;
+    and what discovery found (for :func:`run_sync`, so it does not walk again).
+
+    Needs neither the engine nor the price table: the CLI calls it first.
+    """
+    started = time.time()
+    found = discover_request(request)
+    return _nothing_new(database, host, request, found, run or SyncRun(), started), found
+
+
+def _nothing_new(
+    database: Database,
+    host: str,
+    request: SyncRequest,
+    found: Discovery,
+    run: SyncRun,
+    started: float,
+) -> IncrementalMigrationResult | None:
+    if not request.modified_files_only or request.force_reanalysis:
+        return None
+    cache = freshness.load_cache(database, host)
+    files = select_files(found.files, request.only_paths, request.since)
+    if cache is None or not cache.covers(files):
+        return None
+    errors, warnings = _file_problems(found, request.only_paths)
+    return _result(
+        run,
+        started,
+        files_checked=len(files),
+        files_deleted=cache.missing(found, request.only_paths),
+        errors=errors,
+        warnings=warnings,
+        data_lag_seconds=0.0,
+    )
+
+
+def run_sync(
+    bridge: EnhancedTokenDatabaseBridge,
+    request: SyncRequest,
+    *,
+    batch_size: int = 100,
+    parallel_workers: int = 2,
+    run: SyncRun | None = None,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    found: Discovery | None = None,
+) -> IncrementalMigrationResult:
+    """One incremental sync (see the module docstring). Raises on database failures.
+
+    ``found``: discovery already done by :func:`fast_sync` (which found work to do).
+    """
+    started = time.time()
+    run = run or SyncRun()
+    if found is None:
+        found = discover_request(request)
+        quick = _nothing_new(bridge.database, bridge.host, request, found, run, started)
+        if quick is not None:
+            return quick
+    from context_cleaner.migration import pipeline
+
+    files = select_files(found.files, request.only_paths, request.since)
+    file_errors, warnings = _file_problems(found, request.only_paths)
+    options = pipeline.RunOptions(
+        source_dirs=request.source_dirs,
+        batch_size=batch_size,
+        parallel_workers=parallel_workers,
+        checkpoint_interval=0,
+        max_batch_bytes=SYNC_MAX_BATCH_BYTES,
+        snapshot_checkpoints=False,
+    )
+    state = pipeline.RunState(run.migration_id)
+    with bridge.database.held():
+        bridge.setup_migration_infrastructure()
+        with bridge.reading():
+            states = pipeline.load_states(bridge)
+        state.discovery, state.plan = found, plan_sync(files, states, request)
+        deleted = freshness.count_missing(
+            (freshness.file_key(*k) for k in states), found, request.only_paths
+        )
+        if state.plan.items:
+            _read_and_commit(bridge, state, options, run, progress, should_stop)
+        restamped = restamps(state.plan, states)
+        if restamped:
+            with bridge.writer() as w:
+                w.commit_files(restamped, run.migration_id)
+        with bridge.reading():
+            generation = read_generation(bridge.database)
+            if generation == "":  # nothing has written since the database was made: start one
+                bump_generation(bridge.database)
+                generation = read_generation(bridge.database)
+            tracked = bridge.tracked_files()
+            newest = bridge.newest_record_time()
+    freshness.save_cache(bridge.database, bridge.host, generation, tracked)
+    fresh = freshness.measure_freshness(found.files, freshness.committed_offsets(tracked), newest)
+    plan = state.plan
+    return _result(
+        run,
+        started,
+        files_checked=len(files),
+        files_changed=len(plan.items),
+        files_new=sum(1 for i in plan.items if i.reason in ("new", "forced")),
+        files_reset=len(plan.reset),
+        files_deleted=deleted,
+        bytes_read=state.bytes_done,
+        records_inserted=state.records_inserted,
+        tokens_added=state.tokens_in_records,
+        skipped_lines=state.skipped_lines,
+        errors=file_errors + state.errors,
+        warnings=warnings
+        + state.warnings
+        + [f"{f.path}: re-read from 0 ({why})" for f, why in plan.reset],
+        data_lag_seconds=fresh.data_lag_seconds,
+    )
+
+
+def _read_and_commit(
+    bridge: EnhancedTokenDatabaseBridge,
+    state: RunState,
+    options: RunOptions,
+    run: SyncRun,
+    progress: ProgressCallback | None,
+    should_stop: Callable[[], bool] | None,
+) -> None:
+    def between_batches(_state: RunState, _batch: BatchProcessingResult) -> None:
+        if should_stop is not None and should_stop():
+            raise SyncInterrupted(
+                f"Sync {state.migration_id} stopped after {state.files_done} file(s); "
+                "what was read is committed. Run `context-cleaner sync` to continue."
+            )
+
+    from context_cleaner.migration import pipeline
+
+    try:
+        pipeline.run_batches(bridge, state, options, progress=progress, on_batch=between_batches)
+    except BaseException as exc:
+        _record_run(bridge, run, state, "failed", str(exc))
+        raise
+    _record_run(bridge, run, state, "completed" if not state.errors else "failed")
+
+
+def _record_run(
+    bridge: EnhancedTokenDatabaseBridge, run: SyncRun, state: RunState, status: str, error: str = ""
+) -> None:
+    """Add this sync to the run's totals and rewrite its row (one row per run) and log it."""
+    run.syncs += 1
+    run.files += state.files_done - state.files_failed
+    run.files_failed += state.files_failed
+    run.records += state.records_inserted
+    run.tokens += state.tokens_in_records
+    run.bytes_read += state.bytes_done
+    run.skipped_lines += state.skipped_lines
+    run.errors = (run.errors + state.errors + ([error] if error else []))[-50:]
+    found = state.discovery
+    row: dict[str, Any] = {
+        "migration_id": run.migration_id,
+        "run_kind": "sync",
+        "status": status,
+        "started_at": run.started,
+        "finished_at": time.time(),
+        "source_roots": [str(r) for r in found.roots] if found else [],
+        "files_found": len(found.files) if found else 0,
+        "files_processed": run.files,
+        "files_failed": run.files_failed,
+        "records_inserted": run.records,
+        "lines_skipped": run.skipped_lines,
+        "details": {
+            "syncs": run.syncs,
+            "tokens_read": run.tokens,
+            "bytes_read": run.bytes_read,
+            "errors": run.errors,
+        },
+    }
+    from context_cleaner.migration.status import progress_record  # heavy; only when writing
+
+    details = {
+        "progress": progress_record(state, status),
+        "files": state.files_done,
+        "bytes": state.bytes_done,
+        "records": state.records_inserted,
+        "tokens_read": state.tokens_in_records,
+        "errors": state.errors[:20] + ([error] if error else []),
+    }
+    try:
+        with bridge.writer() as w:
+            w.save_run(row)
+            w.log(
+                run.migration_id,
+                "sync",
+                f"sync {run.syncs}",
+                "failed" if status == "failed" else "completed",
+                details,
+                (time.time() - state.started) * 1000,
+            )
+    except MigrationError:
+        if error:  # already failing: keep the original error
+            return
+        raise
+
+
+def _result(run: SyncRun, started: float, **fields: Any) -> IncrementalMigrationResult:
+    end = time.time()
+    defaults: dict[str, Any] = {
+        "files_changed": 0,
+        "files_new": 0,
+        "files_reset": 0,
+        "files_deleted": 0,
+        "bytes_read": 0,
+        "records_inserted": 0,
+        "tokens_added": 0,
+        "skipped_lines": 0,
+    }
+    defaults.update(fields)
+    return IncrementalMigrationResult(
+        migration_id=run.migration_id,
+        start_time=datetime.fromtimestamp(started, UTC),
+        end_time=datetime.fromtimestamp(end, UTC),
+        success=not defaults["errors"],
+        duration_seconds=end - started,
+        **defaults,
+    )
+
+
+def source_roots(source_dirs: list[str] | None) -> list[Path]:
+    """The roots a sync reads (for the watcher)."""
+    return resolve_roots(source_dirs or None)
+
+
+def summary_line(result: IncrementalMigrationResult) -> str:
+    """One human line about a sync (the CLI and the watcher print it)."""
+    lag = result.data_lag_seconds
+    text = (
+        f"Synced {result.files_changed} of {result.files_checked} file(s) "
+        f"({result.bytes_read / 1e6:,.2f} MB read, {result.records_inserted:,} records, "
+        f"{result.tokens_added:,} tokens read) in {result.duration_seconds:.2f} s"
+    )
+    extras = [
+        f"{n} {what}"
+        for n, what in (
+            (result.files_new, "new"),
+            (result.files_reset, "re-read from 0"),
+            (result.files_deleted, "deleted (rows kept)"),
+            (len(result.errors), "error(s)"),
+        )
+        if n
+    ]
+    if extras:
+        text += "; " + ", ".join(extras)
+    return text + ("." if lag is None else f"; data lag {lag:,.1f} s.")

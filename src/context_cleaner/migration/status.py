@@ -1,0 +1,371 @@
+"""``get_migration_status``: where a run is, read back from the database (spec "Real-time
+Progress Dashboard").
+
+A run writes its progress where any process can read it: the run's row in
+``enhanced_analysis_metadata``, a ``progress`` record (:func:`progress_record`)
+in the details of its checkpoint and finish rows in ``migration_execution_log``,
+and its alert transitions in ``migration_alerts``. :func:`get_migration_status`
+turns them into a :class:`MigrationStatus` (phase, progress, rates, errors, ETA,
+memory, alerts) for ``context-cleaner status`` and the dashboard, from any
+process, while the run goes on or after it ended, and even after it was killed:
+a run still marked running that stopped updating is reported ``stalled``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from context_cleaner.bridge.exceptions import ConfigurationError
+from context_cleaner.bridge.token_bridge import (
+    EXECUTION_LOG,
+    METADATA,
+    EnhancedTokenDatabaseBridge,
+    query_rows,
+    read_alerts,
+)
+from context_cleaner.migration import pipeline
+from context_cleaner.migration.alerts import AlertRule, alert_rules
+from context_cleaner.migration.models import to_jsonable
+from context_cleaner.observability.telemetry import db_call
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+    from context_cleaner.migration.pipeline import RunState
+
+
+def progress_record(state: RunState, phase: str = "migrating") -> dict[str, Any]:
+    """A run's progress as stored in its log rows (what :func:`get_migration_status` reads)."""
+    p = pipeline.progress_of(state, phase)
+    return {
+        "at": time.time(),
+        "files_completed": p.files_completed,
+        "files_total": p.files_completed + p.files_remaining,
+        "files_failed": state.files_failed,
+        "bytes_completed": p.bytes_completed,
+        "bytes_total": p.bytes_total,
+        "tokens_processed": p.tokens_processed,
+        "records_inserted": p.records_inserted,
+        "lines_skipped": state.skipped_lines,
+        "tokens_per_second": round(p.current_processing_rate, 3),
+        "errors": p.errors_encountered,
+        "peak_memory_mb": round(state.peak_rss / 2**20, 1),
+        "working_memory_mb": round(max(0, state.peak_rss - state.baseline_rss) / 2**20, 1),
+    }
+
+
+@dataclass
+class MigrationStatus:
+    """Real-time status of one run (the spec's ``MigrationStatus``)."""
+
+    migration_id: str
+    run_kind: str
+    phase: str
+    """starting | migrating | syncing | validating | stalled | completed | failed | rolled_back"""
+    status: str
+    """As recorded: running | completed | failed | rolled_back."""
+    host: str
+    started_at: datetime
+    updated_at: datetime | None
+    finished_at: datetime | None
+    files_total: int
+    files_completed: int
+    files_failed: int
+    files_remaining: int
+    bytes_total: int
+    bytes_completed: int
+    progress: float
+    """0..1: bytes (else files) completed of those the run planned to read."""
+    tokens_processed: int
+    records_inserted: int
+    lines_skipped: int
+    tokens_per_second: float
+    files_per_minute: float
+    megabytes_per_second: float
+    errors_count: int
+    estimated_completion_time: datetime | None
+    eta_seconds: float | None
+    peak_memory_mb: float | None
+    working_memory_mb: float | None
+    memory_usage_ratio: float | None
+    """The machine's memory in use now (only for a running run of this host)."""
+    seconds_since_progress: float | None
+    """For a running run: seconds since it last recorded anything."""
+    errors: list[str] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    """Alerts firing at the run's last word (a stalled run's stall included)."""
+    alert_history: list[dict[str, Any]] = field(default_factory=list)
+    """Every transition recorded, oldest first."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(self)  # type: ignore[no-any-return]
+
+
+_RUN_COLUMNS = (
+    "migration_id",
+    "run_kind",
+    "status",
+    "host",
+    "started",
+    "updated",
+    "finished",
+    "files_found",
+    "files_processed",
+    "files_failed",
+    "records_inserted",
+    "lines_skipped",
+    "details",
+)
+_RUN_SQL = (
+    "SELECT migration_id, run_kind, status, host, toUnixTimestamp64Milli(started_at) / 1000.0, "
+    "toUnixTimestamp64Milli(updated_at) / 1000.0, "
+    "toUnixTimestamp64Milli(finished_at) / 1000.0, files_found, files_processed, files_failed, "
+    f"records_inserted, lines_skipped, details FROM {METADATA} FINAL WHERE {{where}} "
+    "ORDER BY started_at DESC LIMIT 1"
+)
+_LOG_SQL = (
+    "SELECT toUnixTimestamp64Milli(execution_timestamp) / 1000.0, phase, operation, "
+    f"toString(status), details FROM {EXECUTION_LOG} WHERE migration_id = {{m:String}} "
+    "ORDER BY execution_timestamp"
+)
+
+
+def database_exists(bridge: EnhancedTokenDatabaseBridge) -> bool:
+    """True when the schema exists; never creates an embedded database's folder to find out."""
+    url = bridge.database.url
+    if url.is_embedded and not url.is_memory and not Path(url.path).exists():
+        return False
+    return bridge.is_initialised()
+
+
+def _json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _read(
+    client: Client, migration_id: str | None
+) -> tuple[dict[str, Any] | None, list[tuple], list[dict[str, Any]]]:
+    where, params = "run_kind IN ('migrate', 'sync')", {}
+    if migration_id is not None:
+        where, params = "migration_id = {m:String}", {"m": migration_id}
+    with db_call("SELECT", METADATA):
+        rows = query_rows(client, _RUN_SQL.format(where=where), params)
+    if not rows:
+        return None, [], []
+    run = dict(zip(_RUN_COLUMNS, rows[0], strict=True))
+    with db_call("SELECT", EXECUTION_LOG):
+        log = query_rows(client, _LOG_SQL, {"m": run["migration_id"]})
+    return run, log, read_alerts(client, run["migration_id"], limit=1000)
+
+
+def _at(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def get_migration_status(
+    bridge: EnhancedTokenDatabaseBridge,
+    migration_id: str | None = None,
+    *,
+    rules: dict[str, AlertRule] | None = None,
+    now: float | None = None,
+) -> MigrationStatus | None:
+    """The status of run ``migration_id`` (default: the latest migrate or sync run).
+
+    None when the database holds no run yet; :class:`ConfigurationError` for an unknown id.
+    """
+    if not database_exists(bridge):
+        if migration_id is None:
+            return None
+        raise ConfigurationError(
+            f"No migration {migration_id} in {bridge.database.url.redacted()}: the database is "
+            "empty. Run `context-cleaner migrate` first."
+        )
+    with bridge.database.session() as client:
+        run, log, alert_rows = _read(client, migration_id)
+    if run is None:
+        if migration_id is None:
+            return None
+        raise ConfigurationError(
+            f"No migration {migration_id} in {bridge.database.url.redacted()}; "
+            "`context-cleaner status` lists the recent runs."
+        )
+    return build_status(run, log, alert_rows, bridge.host, rules or alert_rules(), now)
+
+
+def build_status(
+    run: dict[str, Any],
+    log: list[tuple],
+    alert_rows: list[dict[str, Any]],
+    this_host: str,
+    rules: dict[str, AlertRule],
+    now: float | None = None,
+) -> MigrationStatus:
+    """Combine a run's rows into its :class:`MigrationStatus` (pure: no database)."""
+    now = time.time() if now is None else now
+    details = _json(run["details"])
+    plan: dict[str, Any] = {}
+    progress: dict[str, Any] = {}
+    errors: list[str] = list(details.get("errors") or [])
+    last_write = max(run["updated"] or 0.0, run["started"] or 0.0)
+    for at, _phase, operation, _outcome, text in log:
+        last_write = max(last_write, at)
+        info = _json(text)
+        if operation == "start":
+            plan = info
+        if isinstance(info.get("progress"), dict):
+            progress = info["progress"]
+        if info.get("errors") and not errors:
+            errors = list(info["errors"])
+    status = run["status"]
+    files_total = int(progress.get("files_total", plan.get("pending_files", 0)) or 0)
+    files_done = int(progress.get("files_completed", run["files_processed"] + run["files_failed"]))
+    bytes_total = int(progress.get("bytes_total", plan.get("pending_bytes", 0)) or 0)
+    bytes_done = int(progress.get("bytes_completed", 0) or 0)
+    tokens = int(progress.get("tokens_processed", 0) or 0)
+    end = run["finished"] if run["finished"] else progress.get("at", last_write)
+    elapsed = max(float(end or now) - run["started"], 1e-9)
+
+    stalled_after = rules["migration_stalled"].threshold if "migration_stalled" in rules else 300
+    since = now - last_write if status == "running" else None
+    if status != "running":
+        phase = status
+    elif since is not None and since > stalled_after:
+        phase = "stalled"
+    elif progress and files_total and files_done >= files_total:
+        phase = "validating" if run["run_kind"] == "migrate" else "syncing"
+    elif not progress:
+        phase = "starting"
+    else:
+        phase = "migrating" if run["run_kind"] == "migrate" else "syncing"
+
+    if status == "completed":
+        ratio = 1.0
+    elif bytes_total:
+        ratio = min(1.0, bytes_done / bytes_total)
+    else:
+        ratio = min(1.0, files_done / files_total) if files_total else 0.0
+
+    eta_seconds = eta = None
+    if status == "running" and bytes_done and bytes_total > bytes_done:
+        at = float(progress.get("at", now))
+        remaining = (bytes_total - bytes_done) * (at - run["started"]) / bytes_done
+        eta = _at(at + remaining)
+        eta_seconds = max(0.0, at + remaining - now)
+
+    history = sorted(alert_rows, key=lambda a: (a["raised_at"], a["alert"]))
+    latest: dict[str, dict[str, Any]] = {}
+    for a in history:
+        latest[a["alert"]] = a
+    firing = [a for a in latest.values() if a["state"] == "firing"]
+    if phase == "stalled" and "migration_stalled" not in {a["alert"] for a in firing}:
+        firing.append(_stall_alert(run, since or 0.0, stalled_after, now))
+    memory_ratio = None
+    if status == "running" and run["host"] == this_host:
+        vm = psutil.virtual_memory()
+        memory_ratio = round(1.0 - vm.available / vm.total, 4)
+
+    return MigrationStatus(
+        migration_id=run["migration_id"],
+        run_kind=run["run_kind"],
+        phase=phase,
+        status=status,
+        host=run["host"],
+        started_at=_at(run["started"]),  # type: ignore[arg-type]
+        updated_at=_at(last_write),
+        finished_at=_at(run["finished"]),
+        files_total=files_total,
+        files_completed=files_done,
+        files_failed=int(progress.get("files_failed", run["files_failed"]) or 0),
+        files_remaining=max(0, files_total - files_done),
+        bytes_total=bytes_total,
+        bytes_completed=bytes_done,
+        progress=round(ratio, 6),
+        tokens_processed=tokens,
+        records_inserted=int(progress.get("records_inserted", run["records_inserted"]) or 0),
+        lines_skipped=int(progress.get("lines_skipped", run["lines_skipped"]) or 0),
+        tokens_per_second=round(tokens / elapsed, 3),
+        files_per_minute=round(files_done * 60 / elapsed, 3),
+        megabytes_per_second=round(bytes_done / 1e6 / elapsed, 3),
+        errors_count=int(progress.get("errors", len(errors)) or 0),
+        estimated_completion_time=eta,
+        eta_seconds=eta_seconds,
+        peak_memory_mb=progress.get("peak_memory_mb"),
+        working_memory_mb=progress.get("working_memory_mb"),
+        memory_usage_ratio=memory_ratio,
+        seconds_since_progress=None if since is None else round(since, 3),
+        errors=errors[:50],
+        alerts=firing,
+        alert_history=history,
+    )
+
+
+def _stall_alert(run: dict[str, Any], since: float, threshold: float, now: float) -> dict[str, Any]:
+    mid = run["migration_id"]
+    return {
+        "migration_id": mid,
+        "run_kind": run["run_kind"],
+        "alert": "migration_stalled",
+        "state": "firing",
+        "raised_at": now,
+        "metric": "seconds_without_progress",
+        "value": round(since, 3),
+        "threshold": threshold,
+        "window_seconds": 0,
+        "message": (
+            f"migration {mid} is marked running but has recorded nothing for {since:,.0f} s "
+            f"(threshold {threshold:,.0f} s): its process on {run['host']} was stopped or is "
+            "stuck. Run the same command again to resume it."
+        ),
+        "host": run["host"],
+        "derived": True,
+    }
+
+
+def status_lines(status: dict[str, Any] | None) -> list[str]:
+    """``status`` (a :meth:`MigrationStatus.to_dict`) as plain lines for a terminal."""
+    if status is None:
+        return []
+    s = status
+    lines = [
+        f"Run {s['migration_id']} ({s['run_kind']} on {s['host']}): {s['phase']}; "
+        f"{s['progress']:.1%} done ({s['files_completed']:,}/{s['files_total']:,} files, "
+        f"{s['bytes_completed'] / 1e6:,.1f}/{s['bytes_total'] / 1e6:,.1f} MB); "
+        f"{s['tokens_processed']:,} tokens at {s['tokens_per_second']:,.0f} tokens/s "
+        f"({s['files_per_minute']:,.1f} files/min, {s['megabytes_per_second']:,.1f} MB/s)."
+    ]
+    if s["estimated_completion_time"]:
+        lines.append(
+            f"  ETA {s['estimated_completion_time'][:19]} UTC (in {s['eta_seconds']:,.0f} s)."
+        )
+    memory = []
+    if s["peak_memory_mb"] is not None:
+        memory.append(f"peak {s['peak_memory_mb']:,.0f} MB (working {s['working_memory_mb']:,.0f})")
+    if s["memory_usage_ratio"] is not None:
+        memory.append(f"machine {s['memory_usage_ratio']:.0%} in use")
+    if memory:
+        lines.append("  Memory: " + "; ".join(memory) + ".")
+    if s["errors_count"] or s["errors"]:
+        lines.append(f"  Errors: {s['errors_count']:,}.")
+        lines += [f"    {e}" for e in s["errors"][:5]]
+    if s["alerts"]:
+        lines.append(f"  Alerts firing: {len(s['alerts'])}.")
+        lines += [f"    {a['alert']}: {a['message']}" for a in s["alerts"]]
+    else:
+        fired = sum(1 for a in s["alert_history"] if a["state"] == "firing")
+        lines.append(
+            f"  Alerts: none firing ({fired} raised during the run, all resolved)."
+            if fired
+            else "  Alerts: none."
+        )
+    return lines
