@@ -295,3 +295,14 @@ def test_a_folder_linked_inside_the_root_keeps_its_own_name(tmp_path: Path) -> N
         ("zzz-real/s/subagents/agent-a.jsonl", "zzz-real", "s"),
     ]
     assert {Path(p.path).name for p in found.problems} == {"aaa-alias", "nested-alias"}
+
+
+def test_relative_source_dir_becomes_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What is committed for a file must not depend on the folder a command ran from."""
+    (tmp_path / "cfg" / "projects").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    roots = resolve_roots(["cfg"])
+    assert roots == [tmp_path / "cfg" / "projects"]
+    assert all(r.is_absolute() for r in roots)

@@ -114,6 +114,8 @@ def resolve_roots(
         candidates = default_roots(environ)
     unique: list[Path] = []
     for path in candidates:
+        # Absolute, so that what is committed for a file does not depend on the working folder.
+        path = Path(os.path.abspath(path))
         if path.is_dir() and path not in unique:
             unique.append(path)
     if not unique:

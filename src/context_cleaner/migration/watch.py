@@ -15,12 +15,16 @@ it costs what the new bytes cost. Around that:
   were missed therefore cost at most a minute of lag.
 - **Polling.** ``CONTEXT_CLEANER_WATCH_POLL=1`` forces polling; when file events
   cannot be used (no inotify, watch limit reached) the watcher falls back to it.
+  A poller compares modification times, which miss a write landing in the same
+  clock tick as the previous look, so when polling the full sync (which compares
+  sizes too) runs every :data:`POLLING_FULL_SYNC_SECONDS`.
 - **Errors.** A failed sync is logged and retried with backoff (up to
   :data:`MAX_BACKOFF` seconds); the watcher never dies of one. Only a
   configuration error at start ends it, with a non-zero exit code.
 - **Stopping.** SIGINT or SIGTERM: the current batch is committed, then exit 0.
-- **Output.** ``--json``: one JSON line per sync (the result plus ``trigger``);
-  otherwise one line per sync that read something or failed.
+- **Output.** ``--json``: one JSON line per sync (the result plus ``trigger``:
+  ``initial``, ``change``, ``full``; ``error`` for a failed one), except safety-net
+  syncs that found nothing; otherwise one line per sync that read something or failed.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ STEP_MS = 50
 TICK_MS = 500
 #: The safety-net full sync runs this often (stat calls only when nothing changed).
 FULL_SYNC_SECONDS = 60.0
+POLLING_FULL_SYNC_SECONDS = 5.0
 #: Longest wait before retrying a failed sync.
 MAX_BACKOFF = 60.0
 #: Polling interval when file events are not used.
@@ -150,7 +155,8 @@ class Watcher:
         self.failures = 0
         self.retry_at = 0.0
         if paths is None:
-            self.full_due = started + FULL_SYNC_SECONDS
+            every = POLLING_FULL_SYNC_SECONDS if self.polling else FULL_SYNC_SECONDS
+            self.full_due = started + every
         if result.errors:  # unreadable files: read again after a backoff
             self.full_due = min(self.full_due, started + self._backoff(1))
         self._emit(result, trigger)
@@ -231,8 +237,10 @@ class Watcher:
     # -- output and signals ------------------------------------------------------------------
 
     def _emit(self, result: IncrementalMigrationResult, trigger: str) -> None:
-        if self.as_json:
-            self._line({"trigger": trigger, **result.to_dict()})
+        quiet = trigger == "full" and not (result.files_changed or result.errors)
+        if self.as_json:  # a line per sync, but not per safety-net look that found nothing
+            if not quiet:
+                self._line({"trigger": trigger, **result.to_dict()})
             return
         if result.files_changed or result.errors or trigger == "initial":
             self.out.write(summary_line(result) + "\n")
