@@ -165,9 +165,7 @@ class Database:
 
     def _may_park(self) -> bool:
         lock_path = self.lock_path
-        return (
-            self._hold_depth > 0 and lock_path is not None and not someone_waiting(lock_path)
-        )
+        return self._hold_depth > 0 and lock_path is not None and not someone_waiting(lock_path)
 
 
 def _close_parked(parked: tuple[Client, contextlib.AbstractContextManager[Any]]) -> None:
