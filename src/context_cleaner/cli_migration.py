@@ -27,6 +27,7 @@ from context_cleaner.cli import (
 )
 
 if TYPE_CHECKING:
+    from context_cleaner.analysis.discovery import Discovery
     from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
     from context_cleaner.migration.models import MigrationProgress
 
@@ -84,6 +85,13 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read and count everything, write nothing; project the time",
     )
+    parser.add_argument(
+        "--no-validate",
+        dest="validate",
+        action="store_false",
+        help="migrate: skip the validation against a fresh analysis at the end (it reads "
+        "every transcript a second time); run `context-cleaner validate` later",
+    )
     add_engine_args(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -110,6 +118,7 @@ def _migrator(args: argparse.Namespace) -> HistoricalDataMigrator:
         batch_size=getattr(args, "batch_size", 100),
         parallel_workers=getattr(args, "parallel_workers", None),  # type: ignore[arg-type]
         checkpoint_interval=getattr(args, "checkpoint_interval", 10),
+        validation_enabled=getattr(args, "validate", True),
     )
 
 
@@ -168,7 +177,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
     else:
         render_migration(_out(), result)
-    return EXIT_OK if result.success and (args.dry_run or result.validation_passed) else EXIT_FAILED
+    validated = args.dry_run or not args.validate or result.validation_passed
+    return EXIT_OK if result.success and validated else EXIT_FAILED
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -177,10 +187,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
         return watch_and_sync(_migrator(args), args)
     prefect = _use_prefect(args.engine)
+    discovery = None
     if prefect:
         from context_cleaner.migration.engine import run_with_prefect
     elif not args.dry_run:
-        done = _fast_sync(args)
+        done, discovery = _fast_sync(args)
         if done is not None:
             return done
     if args.dry_run:
@@ -200,7 +211,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         result = run_with_prefect("sync", args)
     else:
         with progress_display(not args.json and sys.stderr.isatty()) as progress:
-            result = _migrator(args).sync(args.source_dir, progress_callback=progress)
+            result = _migrator(args).sync(
+                args.source_dir, progress_callback=progress, discovery=discovery
+            )
     if args.json:
         print_json(result.to_dict())
     else:
@@ -213,17 +226,18 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK if result.success else EXIT_FAILED
 
 
-def _fast_sync(args: argparse.Namespace) -> int | None:
-    """``sync`` when nothing changed: stat calls only, before the heavy imports; else None."""
+def _fast_sync(args: argparse.Namespace) -> tuple[int | None, Discovery]:
+    """``sync`` when nothing changed (stat calls only, before the heavy imports): its exit
+    code, else None; and what discovery found, so the full sync does not walk again."""
     from context_cleaner.bridge.database import Database
     from context_cleaner.bridge.details import default_host
     from context_cleaner.migration.incremental import SyncRequest, fast_sync, summary_line
 
-    result, _ = fast_sync(
+    result, found = fast_sync(
         Database(args.clickhouse_url), default_host(), SyncRequest(args.source_dir)
     )
     if result is None:
-        return None
+        return None, found
     if args.json:
         print_json(result.to_dict())
     else:
@@ -231,7 +245,7 @@ def _fast_sync(args: argparse.Namespace) -> int | None:
         out.print(escape(summary_line(result)))
         for error in result.errors:
             out.print(f"[red]error:[/] {escape(error)}")
-    return EXIT_OK if result.success else EXIT_FAILED
+    return (EXIT_OK if result.success else EXIT_FAILED), found
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -429,13 +443,17 @@ def render_migration(out: Console, result: Any) -> None:
     if result.dry_run:
         out.print(f"Projected time for the real migration: {result.projected_seconds or 0:.1f} s.")
     else:
+        if "source_totals" in result.consistency_check_results:  # validated against a new analysis
+            verdict = "passed" if result.validation_passed else "FAILED"
+            validation = f"Validation: {verdict} (integrity {result.data_integrity_score:.4f})."
+        else:
+            validation = "Validation: not run (`context-cleaner validate`)."
         out.print(
             f"Tokens added: {result.total_tokens_migrated:,}; database now holds "
             f"{result.database_totals.get('total_tokens', 0):,} tokens "
-            f"(${result.database_totals.get('cost_usd', 0):,.2f}). "
-            f"Validation: {'passed' if result.validation_passed else 'FAILED'} "
-            f"(integrity {result.data_integrity_score:.4f}). Peak memory "
-            f"{result.peak_memory_usage_mb:,.0f} MB."
+            f"(${result.database_totals.get('cost_usd', 0):,.2f}). {validation} Peak memory "
+            f"{result.peak_memory_usage_mb:,.0f} MB, working memory "
+            f"{result.working_memory_mb:,.0f} MB."
         )
     for error in result.errors[:20]:
         out.print(f"[red]error:[/] {escape(error)}")
@@ -609,7 +627,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_source_args(run)
     add_database_args(run)
     add_pricing_args(run)
-    run.set_defaults(handler=cmd_run, batch_size=100, parallel_workers=None, checkpoint_interval=10)
+    # The migration's own validation is skipped: `run` validates fully right after.
+    run.set_defaults(
+        handler=cmd_run,
+        batch_size=100,
+        parallel_workers=None,
+        checkpoint_interval=10,
+        validate=False,
+    )
 
     serve = sub.add_parser(
         "serve",

@@ -190,6 +190,7 @@ class EnhancedTokenCounter:
         timezone: str | None = None,
         prices: PriceTable | None = None,
         workers: int | None = None,
+        start_method: str | None = None,
         max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
         self.source_dirs = list(source_dirs or [])
@@ -197,6 +198,9 @@ class EnhancedTokenCounter:
         self.tz = resolve_timezone(timezone)
         self.prices = prices if prices is not None else PriceTable.load()
         self.workers = workers
+        self.start_method = start_method
+        """Process start method for large corpora (``"spawn"`` inside a process that runs
+        threads, such as one holding the embedded database; default: the platform's)."""
         self.max_line_bytes = max_line_bytes
 
     def analyze(self) -> AnalysisReport:
@@ -205,7 +209,10 @@ class EnhancedTokenCounter:
         roots = resolve_roots(self.source_dirs or None)
         found = discover(roots)
         scan = scan_files_parallel(
-            found.files, workers=self.workers, max_line_bytes=self.max_line_bytes
+            found.files,
+            workers=self.workers,
+            max_line_bytes=self.max_line_bytes,
+            start_method=self.start_method,
         )
         records = scan.collector.records()
         parts = break_down(records, self.prices, self.tz)

@@ -7,6 +7,7 @@ latter). ``scan_files_parallel`` spreads files over processes for large corpora.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -232,6 +233,7 @@ def scan_files_parallel(
     *,
     workers: int | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    start_method: str | None = None,
 ) -> ScanResult:
     """Scan on several processes when the corpus is large enough to gain from it.
 
@@ -246,7 +248,8 @@ def scan_files_parallel(
     collector = UsageCollector()
     skips = SkipLog()
     stats: list[FileStats] = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    context = multiprocessing.get_context(start_method) if start_method else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [
             pool.submit(scan_ranges_encoded, [(f, 0, 1) for f in g], max_line_bytes) for g in groups
         ]

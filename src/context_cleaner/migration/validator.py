@@ -15,6 +15,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
@@ -34,9 +35,18 @@ def validate_migration_integrity(
     tolerance: float = 0.001,
     seed: int | None = None,
 ) -> ValidationResult:
-    """Compare a fresh analysis of the transcripts with the database."""
+    """Compare a fresh analysis of the transcripts with the database.
+
+    Without ``source_dirs``, the folders this host migrated from (as the file
+    tracking records them) are analysed, else the default roots.
+    """
     started = time.perf_counter()
-    report = EnhancedTokenCounter(source_dirs or None, prices=bridge.prices).analyze()
+    if not source_dirs:
+        source_dirs = migrated_roots(bridge) or None
+    # spawn, not fork: this process may hold the embedded engine and its threads.
+    report = EnhancedTokenCounter(
+        source_dirs or None, prices=bridge.prices, start_method="spawn"
+    ).analyze()
     db_totals = bridge.get_migration_totals()
     summary_totals = bridge.summary_totals()
     src_totals = report.totals.model_dump()
@@ -92,6 +102,12 @@ def validate_migration_integrity(
         integrity_score=round(score, 6),
         duration_seconds=time.perf_counter() - started,
     )
+
+
+def migrated_roots(bridge: EnhancedTokenDatabaseBridge) -> list[str]:
+    """The transcript folders this host's tracked files came from (those still present)."""
+    roots = sorted({t.source_root for t in bridge.tracked_files()})
+    return [r for r in roots if Path(r).is_dir()]
 
 
 def _explain(
