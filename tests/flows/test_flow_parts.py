@@ -95,7 +95,7 @@ def test_listing_fingerprint_sees_growth_and_replacement() -> None:
 def test_only_transient_errors_are_retried() -> None:
     from prefect.states import Completed, Failed
 
-    from context_cleaner.migration.flows import migrate_batch, retry_transient_only
+    from context_cleaner.migration.flow_tasks import migrate_batch, retry_transient_only
 
     locked = Failed(data=DatabaseLockedError("the database is in use"))
     broken = Failed(data=SchemaError("a schema file failed"))

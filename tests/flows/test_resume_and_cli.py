@@ -2,8 +2,9 @@
 
 Real processes: ``context-cleaner migrate --engine prefect`` runs in a subprocess
 against the session's Prefect API and is SIGKILLed part-way. To stop it at a known
-point the test holds the database itself (the bridge's lock) while it counts the
-committed files, and kills the run only between two of its batches.
+point the test holds the database itself (the bridge's lock) and lets the run have it
+for one unit of work at a time, counting the committed files in between; it kills
+the run, between two of its batches, once two files are committed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from context_cleaner.bridge.database import Database
+from context_cleaner.bridge.lock import someone_waiting
 from context_cleaner.bridge.token_bridge import query_rows
 
 from .helpers import batch_states, database_totals, exact, task_runs
@@ -84,17 +86,23 @@ def test_a_run_after_a_crash_shows_finished_batches_cached(
         run, env=prefect_harness.env(), stdout=log, stderr=log, start_new_session=True
     )
     database = Database(url, lock_timeout=60)
+    assert database.lock_path is not None
     committed = 0
     deadline = time.monotonic() + 120
     try:
         while proc.poll() is None and time.monotonic() < deadline:
             with database.session():  # the run waits for the database while this block runs
                 committed = _committed_files(database)
-                if 2 <= committed <= files - 2:
+                assert committed <= files - 2, "the run was not stopped part-way"
+                if committed >= 2:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=30)
                     break
-            time.sleep(0.3)
+            # Released: the run takes the database for one unit of work (it gives it back at
+            # the end of the unit because this test then waits for it again).
+            let_go = time.monotonic()
+            while someone_waiting(database.lock_path) and time.monotonic() - let_go < 5:
+                time.sleep(0.002)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -81,3 +81,46 @@ def test_more_batches_than_the_task_budget_are_grouped(
     assert tasks <= budget < files
     assert MAX_BATCH_TASKS == 200  # what the flows use unless told otherwise
     assert database_totals(url) == analysed_totals(tmp_path / "projects")
+
+
+def test_a_retried_batch_task_reuses_its_reads_and_skips_what_it_committed(
+    fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a retry of ``migrate-batch`` does: the feed is called again after a transient error."""
+    from context_cleaner.analysis.discovery import discover
+    from context_cleaner.bridge.exceptions import DatabaseLockedError
+    from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+    from context_cleaner.migration.flow_tasks import BatchFeed
+    from context_cleaner.migration.pipeline import BatchReader
+    from context_cleaner.migration.planning import batches, plan_work
+
+    source = fixtures_dir / "projects"
+    url = f"chdb://{tmp_path}/db"
+    monkeypatch.setenv("CONTEXT_CLEANER_LOCK_TIMEOUT", "0.3")
+    bridge = EnhancedTokenDatabaseBridge(url)
+    bridge.setup_migration_infrastructure()
+    plan = batches(plan_work(discover([source]).files, {}).items, 3)
+    assert len(plan) == 2
+    consumed = []
+
+    def counted(reads: Any) -> Any:
+        for read in reads:
+            consumed.append(read[0])
+            yield read
+
+    with BatchReader(1) as reader:
+        feed = BatchFeed(bridge, "migr-retry", counted(reader.read(plan)), plan, 0, False)
+        with subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(Database(url).lock_path), "3"],
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as holder:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            with pytest.raises(DatabaseLockedError):  # after write_batch's own retries (2.4 s)
+                feed.run()  # transient: Prefect retries the task, i.e. calls run() again
+        assert consumed == [0] and not feed.done and 0 in feed.scans
+        results = feed.run()  # the retry
+        assert consumed == [0, 1]  # the first batch's scan was kept, not read again
+        assert feed.run() == results and consumed == [0, 1]  # committed batches are skipped
+    assert [r.batch_id for r in results] == ["migr-retry-b00000", "migr-retry-b00001"]
+    assert database_totals(url) == analysed_totals(source)

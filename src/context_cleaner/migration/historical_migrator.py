@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from context_cleaner.analysis.counter import EnhancedTokenCounter
+from context_cleaner.analysis.discovery import Discovery
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
@@ -299,11 +300,13 @@ class HistoricalDataMigrator:
         progress_callback: ProgressCallback | None = None,
         run: SyncRun | None = None,
         should_stop: Callable[[], bool] | None = None,
+        discovery: Discovery | None = None,
     ) -> IncrementalMigrationResult:
         """Read only what was appended since the last commit of each file.
 
         See :mod:`context_cleaner.migration.incremental`: with nothing new it only stats
-        files; ``run`` carries the run row's identity across syncs (watch mode).
+        files; ``run`` carries the run row's identity across syncs (watch mode);
+        ``discovery`` is what a caller's own :func:`fast_sync` found (it is not repeated).
         """
         dirs = [source_directory] if isinstance(source_directory, str) else source_directory
         request = SyncRequest(
@@ -314,9 +317,11 @@ class HistoricalDataMigrator:
             force_reanalysis=force_reanalysis,
         )
         run = run or SyncRun()
-        quick, found = fast_sync(self.bridge.database, self.bridge.host, request, run)
-        if quick is not None:  # nothing changed: stat calls only, nothing to monitor
-            return quick
+        found = discovery
+        if found is None:
+            quick, found = fast_sync(self.bridge.database, self.bridge.host, request, run)
+            if quick is not None:  # nothing changed: stat calls only, nothing to monitor
+                return quick
         with RunMonitor(self.bridge, run.migration_id, "sync") as monitor:
             result = run_sync(
                 self.bridge,
