@@ -180,20 +180,9 @@ class BridgeWriter:
         """Append alert transitions to ``migration_alerts`` (keys as its columns, times epoch s)."""
         if not alerts:
             return
-        names = (
-            "migration_id",
-            "run_kind",
-            "alert",
-            "state",
-            "raised_at",
-            "metric",
-            "value",
-            "threshold",
-            "window_seconds",
-            "message",
-        )
+        names = _ALERT_KEYS[:-1]  # all but host, which is this bridge's
         rows = [[utc(a[n]) if n == "raised_at" else a[n] for n in names] for a in alerts]
-        self._insert(ALERTS, [[*r, self._bridge.host] for r in rows], (*names, "host"))
+        self._insert(ALERTS, [[*r, self._bridge.host] for r in rows], _ALERT_KEYS)
 
     def log(
         self,

@@ -149,7 +149,7 @@ def same_as_committed(f: TranscriptFile, state: FileState | None) -> bool:
     return (
         state is not None
         and state.status == "completed"
-        and not state.error
+        and not state.error_message
         and (f.device, f.inode, f.size, f.mtime_ns)
         == (state.device, state.inode, state.file_size, state.mtime_ns)
     )
@@ -184,7 +184,7 @@ def restamps(plan: Plan, states: dict[tuple[str, str], FileState]) -> list[FileC
     out = []
     for f in plan.unchanged:
         state = states.get(state_key(str(f.root), f.relative_path))
-        if state is None or state.status != "completed" or state.error:
+        if state is None or state.status != "completed" or state.error_message:
             continue
         if same_as_committed(f, state) or f.size != state.committed_offset:
             continue

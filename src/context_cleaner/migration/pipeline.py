@@ -133,24 +133,7 @@ def load_states(bridge: EnhancedTokenDatabaseBridge) -> dict[tuple[str, str], Fi
     """This host's committed file states, keyed by (root, relative path)."""
     if not bridge.is_initialised():
         return {}
-    return {
-        (t.source_root, t.file_path): FileState(
-            source_root=t.source_root,
-            file_path=t.file_path,
-            device=t.device,
-            inode=t.inode,
-            head_hash=t.head_hash,
-            head_length=t.head_length,
-            committed_offset=t.committed_offset,
-            committed_line=t.committed_line,
-            file_size=t.file_size,
-            mtime_ns=t.mtime_ns,
-            status=t.status,
-            error=t.error_message,
-            migration_id=t.migration_id,
-        )
-        for t in bridge.tracked_files()
-    }
+    return {(t.source_root, t.file_path): t for t in bridge.tracked_files()}
 
 
 def discover_and_plan(

@@ -12,30 +12,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from context_cleaner.analysis.discovery import TranscriptFile
+from context_cleaner.bridge.tracking import TrackedFile
 
 HEAD_BYTES = 4096
 #: Bounds on one batch: files and source bytes (memory stays flat whatever the corpus).
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class FileState:
-    """A file's committed state, as the tracking table holds it."""
-
-    source_root: str
-    file_path: str
-    device: int
-    inode: int
-    head_hash: str
-    head_length: int
-    committed_offset: int
-    committed_line: int
-    """The 1-based number of the first line after ``committed_offset``."""
-    file_size: int
-    mtime_ns: int
-    status: str = "completed"
-    error: str = ""
-    migration_id: str = ""
+#: A file's committed state: the tracking table's current row for it.
+FileState = TrackedFile
 
 
 def head_hash(path: str, length: int) -> str:

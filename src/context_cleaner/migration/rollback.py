@@ -73,34 +73,47 @@ def take_snapshot(client: Client, host: str, migration_id: str, checkpoint: str 
     snapshot_id = f"{migration_id}_{checkpoint or 'pre'}"
     tables = {t: snapshot_table(client, t, snapshot_id) for t in DATA_TABLES}
     counts = _row_counts(client, DATA_TABLES)
-    client.insert(
-        SNAPSHOTS,
-        [
-            [
-                snapshot_id,
-                migration_id,
-                checkpoint,
-                utc(time.time()),
-                host,
-                tables,
-                counts,
-                time.time_ns(),
-                0,
-            ]
-        ],
-        column_names=[
-            "snapshot_id",
-            "migration_id",
-            "checkpoint",
-            "created_at",
-            "host",
-            "tables",
-            "row_counts",
-            "ver",
-            "is_deleted",
-        ],
-    )
+    _record(client, snapshot_id, migration_id, checkpoint, host, tables, counts)
     return Snapshot(snapshot_id, migration_id, checkpoint, None, tables, counts)
+
+
+_SNAPSHOT_COLUMNS = (
+    "snapshot_id",
+    "migration_id",
+    "checkpoint",
+    "created_at",
+    "host",
+    "tables",
+    "row_counts",
+    "ver",
+    "is_deleted",
+)
+
+
+def _record(
+    client: Client,
+    snapshot_id: str,
+    migration_id: str,
+    checkpoint: str,
+    host: str,
+    tables: dict[str, str],
+    counts: dict[str, int],
+    *,
+    deleted: bool = False,
+) -> None:
+    """Write a snapshot's registry row (``deleted`` writes its tombstone)."""
+    row = [
+        snapshot_id,
+        migration_id,
+        checkpoint,
+        utc(time.time()),
+        host,
+        tables,
+        counts,
+        time.time_ns(),
+        1 if deleted else 0,
+    ]
+    client.insert(SNAPSHOTS, [row], column_names=list(_SNAPSHOT_COLUMNS))
 
 
 def list_snapshots(client: Client, migration_id: str | None = None) -> list[Snapshot]:
@@ -132,33 +145,7 @@ def prune_snapshots(client: Client, keep: int = DEFAULT_KEEP) -> list[str]:
 def _drop_snapshot(client: Client, snap: Snapshot) -> None:
     for table in snap.tables.values():
         drop_table(client, table)
-    client.insert(
-        SNAPSHOTS,
-        [
-            [
-                snap.snapshot_id,
-                snap.migration_id,
-                snap.checkpoint,
-                utc(time.time()),
-                "",
-                {},
-                {},
-                time.time_ns(),
-                1,
-            ]
-        ],
-        column_names=[
-            "snapshot_id",
-            "migration_id",
-            "checkpoint",
-            "created_at",
-            "host",
-            "tables",
-            "row_counts",
-            "ver",
-            "is_deleted",
-        ],
-    )
+    _record(client, snap.snapshot_id, snap.migration_id, snap.checkpoint, "", {}, {}, deleted=True)
 
 
 def _choose(client: Client, migration_id: str, mode: str, checkpoint: str | None) -> Snapshot:
