@@ -524,6 +524,21 @@ class EnhancedTokenDatabaseBridge:
         )
         return {name: int(count or 0) for name, count in rows}
 
+    def exact_counts(self, tables: Sequence[str]) -> dict[str, int]:
+        """Row counts of ``tables`` that exist, as queries see them (``FINAL`` where the
+        engine replaces rows), so background merges do not change them."""
+        with self.reading():
+            engines = self._query(
+                "SELECT name, engine FROM system.tables WHERE database = currentDatabase() "
+                "AND name IN {names:Array(String)}",
+                {"names": list(tables)},
+            )
+            counts = {}
+            for name, engine in engines:
+                final = " FINAL" if "Replacing" in engine else ""
+                counts[name] = int(self._query(f"SELECT count() FROM `{name}`{final}")[0][0])
+            return counts
+
 
 def _skip_pandas_probe() -> None:
     """Spare the first insert of a process an import of pandas (0.4-1.5 s).

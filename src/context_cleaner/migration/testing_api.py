@@ -125,7 +125,7 @@ def dry_run_migration(
     report = TestReport("dry_run_migration")
     bridge = migrator.bridge
     owned = [*DATA_TABLES, *HISTORY_TABLES]
-    before = bridge.table_counts(owned) if database_exists(bridge) else None
+    before = bridge.exact_counts(owned) if database_exists(bridge) else None
     found = migrator.discover_jsonl_files(source_directory)
     report.check(
         "discovery",
@@ -183,7 +183,7 @@ def dry_run_migration(
     if dry.bytes_processed:  # the sample's projection, scaled by bytes
         per_byte = (dry.projected_seconds or 0.0) / dry.bytes_processed
         projected, full = per_byte * found.pending_bytes, per_byte * found.total_bytes
-    after = bridge.table_counts(owned) if before is not None else None
+    after = bridge.exact_counts(owned) if before is not None else None
     report.check("database unchanged", after == before, f"row counts {after}")
     report.measurements.update(
         files_found=found.total_files,
