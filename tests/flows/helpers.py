@@ -8,18 +8,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from benchmarks.corpus_manifest import TOKEN_KEYS
+
 from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 
-EXACT_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_tokens",
-    "cache_creation_5m_tokens",
-    "cache_creation_1h_tokens",
-    "cache_read_tokens",
-    "total_tokens",
-)
+EXACT_KEYS = TOKEN_KEYS
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmarks.corpus_manifest import TOKEN_KEYS as MANIFEST_KEYS
 
 from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.analysis.report import AnalysisReport
@@ -19,16 +20,7 @@ from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, que
 
 REPO = Path(__file__).resolve().parents[2]
 URL_ENV = "CONTEXT_CLEANER_CLICKHOUSE_URL"
-TOKEN_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_tokens",
-    "cache_creation_5m_tokens",
-    "cache_creation_1h_tokens",
-    "cache_read_tokens",
-    "total_tokens",
-    "records",
-)
+TOKEN_KEYS = (*MANIFEST_KEYS, "records")
 #: The tables a migration writes and a rollback restores (compared row for row).
 DATA_TABLES = ("enhanced_token_details", "enhanced_token_summaries", "migration_file_tracking")
 

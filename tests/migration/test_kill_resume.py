@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmarks.corpus_manifest import TOKEN_KEYS
 
 from context_cleaner.bridge import Database
 from context_cleaner.bridge.token_bridge import query_rows
@@ -41,15 +42,6 @@ from .helpers import (
 SEED = 20261128
 KILLS = 5
 PROGRESS = re.compile(rb"(\d+)/(\d+) files")
-TOKEN_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_tokens",
-    "cache_creation_5m_tokens",
-    "cache_creation_1h_tokens",
-    "cache_read_tokens",
-    "total_tokens",
-)
 
 
 def migrate_args(source: Path) -> tuple[str, ...]:
