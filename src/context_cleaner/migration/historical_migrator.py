@@ -16,7 +16,7 @@ from typing import Any
 from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.analysis.discovery import Discovery
 from context_cleaner.bridge.database import Database
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+from context_cleaner.bridge.token_bridge import TOKEN_KEYS, EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import pipeline, rollback
 from context_cleaner.migration.incremental import SyncRequest, SyncRun, fast_sync, run_sync
@@ -498,14 +498,8 @@ class HistoricalDataMigrator:
                     row.update(
                         {
                             k: totals.get(k, 0)
-                            for k in (
-                                "input_tokens",
-                                "output_tokens",
-                                "cache_creation_5m_tokens",
-                                "cache_creation_1h_tokens",
-                                "cache_read_tokens",
-                                "cost_usd",
-                            )
+                            for k in TOKEN_KEYS
+                            if k != "record_count"  # the run row counts records itself
                         }
                     )
                 row["details"] = details

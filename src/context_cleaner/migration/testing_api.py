@@ -44,11 +44,11 @@ from context_cleaner.migration.models import HistoricalMigrationResult, to_jsona
 from context_cleaner.migration.rollback import DATA_TABLES, HISTORY_TABLES, rollback_migration
 from context_cleaner.migration.sample_corpus import generate_transcripts
 from context_cleaner.migration.status import database_exists, get_migration_status
-from context_cleaner.migration.validator import validate_migration_integrity
+from context_cleaner.migration.validator import TOKEN_FIELDS, validate_migration_integrity
 
 #: Corpus bytes per ``test_scale``.
 SCALES = {"small": 2_000_000, "medium": 20_000_000, "large": 200_000_000}
-TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
+TOKEN_KEYS = TOKEN_FIELDS
 
 
 @dataclass
