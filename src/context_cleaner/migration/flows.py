@@ -183,7 +183,11 @@ def historical_migration_flow(
         _tasks_note(batches),
     )
     if not ok:
-        why = "; ".join(result.errors[:3]) or "validation failed"
+        report = result.consistency_check_results
+        notes = [str(note) for note in report.get("explanations", [])][:3]
+        why = "; ".join(result.errors[:3]) or "validation failed: " + "; ".join(
+            [f"variance {report.get('token_variance')} tokens", *notes]
+        )
         raise FlowRunFailed(f"Migration {result.migration_id} failed: {why}", result)
     return result
 
