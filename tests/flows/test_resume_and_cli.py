@@ -9,6 +9,7 @@ the run, between two of its batches, once two files are committed.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from context_cleaner.bridge.database import Database
-from context_cleaner.bridge.lock import someone_waiting
+from context_cleaner.bridge.lock import read_holder
 from context_cleaner.bridge.token_bridge import query_rows
 
 from .helpers import batch_states, database_totals, exact, task_runs
@@ -87,6 +88,10 @@ def test_a_run_after_a_crash_shows_finished_batches_cached(
     )
     database = Database(url, lock_timeout=60)
     assert database.lock_path is not None
+    # Stay announced as a waiter the whole time, so the run hands the database back after
+    # every unit of work instead of keeping it between units (Database.held()).
+    waiting = os.open(f"{database.lock_path}.wait", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(waiting, fcntl.LOCK_SH)
     committed = 0
     deadline = time.monotonic() + 120
     try:
@@ -98,12 +103,17 @@ def test_a_run_after_a_crash_shows_finished_batches_cached(
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=30)
                     break
-            # Released: the run takes the database for one unit of work (it gives it back at
-            # the end of the unit because this test then waits for it again).
+            # Released: wait until the run has taken the database (its note names it); it
+            # gives it back at the end of that unit, since this test stays announced.
             let_go = time.monotonic()
-            while someone_waiting(database.lock_path) and time.monotonic() - let_go < 5:
+            while (
+                read_holder(database.lock_path).pid != proc.pid
+                and proc.poll() is None
+                and time.monotonic() - let_go < 5
+            ):
                 time.sleep(0.002)
     finally:
+        os.close(waiting)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
