@@ -25,6 +25,7 @@ from context_cleaner.cli import (
     add_source_args,
     print_json,
 )
+from context_cleaner.migration.defaults import COMMIT_EVERY, MAX_BATCH_BYTES
 
 if TYPE_CHECKING:
     from context_cleaner.analysis.discovery import Discovery
@@ -64,7 +65,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=100,
         metavar="N",
-        help="files per batch (default 100; batches are also capped at 64 MB)",
+        help="files per batch (default 100; batches are also capped at "
+        f"{MAX_BATCH_BYTES // 2**20} MB)",
     )
     parser.add_argument(
         "--parallel-workers",
@@ -79,6 +81,15 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         default=10,
         metavar="N",
         help="files between checkpoints (rollback points; default 10; 0 = none)",
+    )
+    parser.add_argument(
+        "--commit-every",
+        type=float,
+        default=COMMIT_EVERY,
+        metavar="SECONDS",
+        help=f"gather the batches read over this many seconds into one commit (default "
+        f"{COMMIT_EVERY:g}; sooner when another process waits for the database; 0 = commit "
+        "every batch on its own)",
     )
     parser.add_argument(
         "--dry-run",
@@ -119,6 +130,7 @@ def _migrator(args: argparse.Namespace) -> HistoricalDataMigrator:
         parallel_workers=getattr(args, "parallel_workers", None),  # type: ignore[arg-type]
         checkpoint_interval=getattr(args, "checkpoint_interval", 10),
         validation_enabled=getattr(args, "validate", True),
+        commit_every=getattr(args, "commit_every", COMMIT_EVERY),
     )
 
 

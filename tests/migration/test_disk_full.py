@@ -45,8 +45,16 @@ def test_disk_full_is_reported_and_the_next_run_completes(
     source = str(tmp_path / "corpus" / "projects")
     url = f"chdb://{small_volume}/db"
 
-    full = run_cli(
-        "migrate", "--source-dir", source, "--batch-size", "20", "--no-validate", url=url
+    full = run_cli(  # a commit per batch: the disk fills after some have landed
+        "migrate",
+        "--source-dir",
+        source,
+        "--batch-size",
+        "20",
+        "--commit-every",
+        "0",
+        "--no-validate",
+        url=url,
     )
     assert full.returncode == 1, full.stdout[-2000:]
     message = full.stderr.strip().splitlines()[-1]

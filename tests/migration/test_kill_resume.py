@@ -55,6 +55,8 @@ def migrate_args(source: Path) -> tuple[str, ...]:
         "2",
         "--parallel-workers",
         "2",
+        "--commit-every",
+        "0",
     )
 
 

@@ -120,7 +120,11 @@ def test_in_process_migrator_equals_the_analyser(
 ) -> None:
     url = target.new_url()
     migrator = HistoricalDataMigrator(
-        bridge_service=bridge(url), batch_size=2, parallel_workers=2, min_snapshot_interval=0.0
+        bridge_service=bridge(url),
+        batch_size=2,
+        parallel_workers=2,
+        min_snapshot_interval=0.0,
+        commit_every=0.0,
     )
     seen: list[MigrationProgress] = []
     result = asyncio.run(

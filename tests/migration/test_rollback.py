@@ -92,6 +92,7 @@ def two_migrations(
         parallel_workers=1,
         checkpoint_interval=options.pop("checkpoint_interval", 2),
         min_snapshot_interval=0.0,
+        commit_every=0.0,
         **options,
     )
     write_part(source, dest, files, 0.5)

@@ -155,7 +155,7 @@ def test_a_stall_is_seen_by_the_watchdog_while_a_batch_hangs(
             stalled.clear()  # the batch just resolved any earlier stall (setup is slow too)
             assert stalled.wait(30), "the watchdog never reported the stall"
 
-    migrator = HistoricalDataMigrator(db_url, parallel_workers=1, batch_size=1)
+    migrator = HistoricalDataMigrator(db_url, parallel_workers=1, batch_size=1, commit_every=0.0)
     with monitor.listening(listen):
         result = migrator.run(str(fixtures_dir), progress_callback=hang_once)
     states = [e.state for e in heard if e.alert == "migration_stalled"]

@@ -38,7 +38,7 @@ def test_a_finished_run_reads_back_as_it_ran(fixtures_run: FixturesRun) -> None:
 
 
 def test_status_during_a_run(db_url: str, fixtures_dir: Path) -> None:
-    migrator = HistoricalDataMigrator(db_url, parallel_workers=1, batch_size=1)
+    migrator = HistoricalDataMigrator(db_url, parallel_workers=1, batch_size=1, commit_every=0.0)
     seen: list[tuple[Any, MigrationStatus | None]] = []
 
     def look(progress: Any) -> None:  # another reader of the same database, mid-run

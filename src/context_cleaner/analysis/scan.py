@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -245,19 +245,24 @@ def scan_files_parallel(
         return scan_files(files, max_line_bytes=max_line_bytes)
     # More groups than workers so a slow group does not leave a core idle.
     groups = split_by_size(files, min(len(files), workers * 4))
-    collector = UsageCollector()
-    skips = SkipLog()
-    stats: list[FileStats] = []
     context = multiprocessing.get_context(start_method) if start_method else None
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [
             pool.submit(scan_ranges_encoded, [(f, 0, 1) for f in g], max_line_bytes) for g in groups
         ]
-        for future in futures:
-            part = decode_scan(future.result())
-            collector.merge(part.collector)
-            stats.extend(part.files)
-            skips.merge(part.skips)
+        merged = merge_scans(decode_scan(future.result()) for future in futures)
     order = {f.relative_path + "\0" + str(f.path): i for i, f in enumerate(files)}
-    stats.sort(key=lambda s: order.get(s.relative_path + "\0" + s.path, 0))
+    merged.files.sort(key=lambda s: order.get(s.relative_path + "\0" + s.path, 0))
+    return merged
+
+
+def merge_scans(parts: Iterable[ScanResult]) -> ScanResult:
+    """One result for several scans of different byte ranges (collectors merge by rule 3)."""
+    collector = UsageCollector()
+    skips = SkipLog()
+    stats: list[FileStats] = []
+    for part in parts:
+        collector.merge(part.collector)
+        stats.extend(part.files)
+        skips.merge(part.skips)
     return ScanResult(collector, stats, skips)

@@ -20,6 +20,7 @@ import fcntl
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ def open_client(
     (use :meth:`Database.session`). Raises :class:`MigrationError` subclasses only.
     """
     target = resolve_url(url)
+    skip_pandas_probe()
     if target.is_embedded:
         return _open_embedded(target, settings)
     return _open_server(
@@ -120,6 +122,21 @@ def open_client(
         settings=settings,
         sleep=sleep,
     )
+
+
+def skip_pandas_probe() -> None:
+    """Spare a process's first insert an import of pandas (0.4-1.5 s).
+
+    clickhouse-connect imports pandas (installed with chdb) on the first insert only to
+    ask whether the data is a DataFrame; ours never is. Unless pandas is already loaded,
+    tell it pandas is absent (nothing here uses DataFrames).
+    """
+    if "pandas" in sys.modules:
+        return
+    from clickhouse_connect.driver import options
+
+    options.__dict__.setdefault("pd", None)
+    options.__dict__.setdefault("pd_time_test", None)
 
 
 def close_client(client: Client | None) -> None:

@@ -163,9 +163,13 @@ class Database:
             if client is not None:
                 _close_parked((client, hold))
 
-    def _may_park(self) -> bool:
+    def someone_waiting(self) -> bool:
+        """True when another process waits for this embedded database's lock."""
         lock_path = self.lock_path
-        return self._hold_depth > 0 and lock_path is not None and not someone_waiting(lock_path)
+        return lock_path is not None and someone_waiting(lock_path)
+
+    def _may_park(self) -> bool:
+        return self._hold_depth > 0 and self.lock_path is not None and not self.someone_waiting()
 
 
 def _close_parked(parked: tuple[Client, contextlib.AbstractContextManager[Any]]) -> None:

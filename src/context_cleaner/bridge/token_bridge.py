@@ -13,7 +13,6 @@ import json
 import os
 import re
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -285,7 +284,6 @@ class EnhancedTokenDatabaseBridge:
         """
         with db_call("WRITE"), self.database.session() as client:
             bump_generation(self.database)
-            _skip_pandas_probe()
             yield BridgeWriter(self, client)
 
     # -- reads ---------------------------------------------------------------------------
@@ -538,21 +536,6 @@ class EnhancedTokenDatabaseBridge:
                 final = " FINAL" if "Replacing" in engine else ""
                 counts[name] = int(self._query(f"SELECT count() FROM `{name}`{final}")[0][0])
             return counts
-
-
-def _skip_pandas_probe() -> None:
-    """Spare the first insert of a process an import of pandas (0.4-1.5 s).
-
-    clickhouse-connect imports pandas (installed with chdb) on the first insert only to
-    ask whether the data is a DataFrame; ours never is. Unless pandas is already loaded,
-    tell it pandas is absent (nothing here uses DataFrames).
-    """
-    if "pandas" in sys.modules:
-        return
-    options = sys.modules.get("clickhouse_connect.driver.options")
-    if options is not None:
-        options.__dict__.setdefault("pd", None)
-        options.__dict__.setdefault("pd_time_test", None)
 
 
 def generation_path(database: Database) -> Path | None:

@@ -118,7 +118,8 @@ def _recovery(
         raise _Interrupted
 
     with scratch_database(like) as db:
-        twin = twin_migrator(migrator, db, batch_size=max(1, corpus.files // 5))
+        # A commit per batch, so the run is stopped after its first fifth.
+        twin = twin_migrator(migrator, db, batch_size=max(1, corpus.files // 5), commit_every=0.0)
         with contextlib.suppress(_Interrupted):
             twin.run(str(corpus.projects_dir), progress_callback=stop_after_first_batch)
         resume_started = time.perf_counter()

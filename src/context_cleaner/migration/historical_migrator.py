@@ -19,6 +19,7 @@ from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.token_bridge import TOKEN_KEYS, EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import pipeline, rollback
+from context_cleaner.migration.defaults import COMMIT_EVERY
 from context_cleaner.migration.incremental import SyncRequest, SyncRun, fast_sync, run_sync
 from context_cleaner.migration.models import (
     BatchProcessingResult,
@@ -63,9 +64,12 @@ class HistoricalDataMigrator:
         keep_snapshots: int = rollback.DEFAULT_KEEP,
         snapshot_checkpoints: bool = True,
         min_snapshot_interval: float = 10.0,
+        commit_every: float = COMMIT_EVERY,
     ) -> None:
         if batch_size < 1:
             raise MigrationError(f"--batch-size must be at least 1 (got {batch_size}).")
+        if commit_every < 0:
+            raise MigrationError(f"--commit-every must be 0 or more seconds (got {commit_every}).")
         self.bridge = bridge_service or EnhancedTokenDatabaseBridge(clickhouse_client)
         self.token_counter = token_counter
         self.batch_size = batch_size
@@ -77,6 +81,8 @@ class HistoricalDataMigrator:
         self.min_snapshot_interval = min_snapshot_interval
         """Seconds between checkpoint snapshots: checkpoints closer than this are logged
         (progress is committed at every batch anyway) but not snapshotted."""
+        self.commit_every = commit_every
+        """Seconds of read batches gathered into one commit (0: every batch on its own)."""
         self._last_snapshot = 0.0
 
     # -- phase 1 ---------------------------------------------------------------------------
@@ -109,6 +115,7 @@ class HistoricalDataMigrator:
             checkpoint_interval=checkpoint,
             dry_run=dry_run,
             snapshot_checkpoints=self.snapshot_checkpoints,
+            commit_every=self.commit_every,
         )
 
     def discover_jsonl_files(
@@ -236,12 +243,29 @@ class HistoricalDataMigrator:
     ) -> HistoricalMigrationResult:
         bridge = self.bridge
         exists = self._database_exists()
+        prefetched = False
+        if not exists and not dry_run and reader is not None:
+            # Nothing is committed in a database that does not exist yet: plan and start
+            # reading now, while this process starts the engine and applies the schema.
+            state.discovery, state.plan = pipeline.discover_and_plan(None, options)
+            reader.prefetch(pipeline.planned_batches(state, options))
+            prefetched = True
         if not dry_run:
             bridge.setup_migration_infrastructure()
-        state.baseline_rss = pipeline.tree_rss()
-        state.discovery, state.plan = pipeline.discover_and_plan(
-            bridge if (exists or not dry_run) else None, options
-        )
+        if prefetched:
+            # Working memory is measured from here: this process after connecting, the
+            # workers as they were when ready, before they read anything.
+            state.baseline_rss = pipeline.own_rss() + reader.idle_rss()
+            if pipeline.load_states(bridge):  # another process migrated in the meantime
+                reader.discard_prefetch()
+                state.batched = None
+                prefetched = False
+        else:
+            state.baseline_rss = pipeline.tree_rss()
+        if not prefetched:
+            state.discovery, state.plan = pipeline.discover_and_plan(
+                bridge if (exists or not dry_run) else None, options
+            )
         before = bridge.get_migration_totals() if not dry_run else {}
         sessions_before = bridge.count_sessions() if not dry_run else 0
         if not dry_run:

@@ -7,9 +7,11 @@ wrapped by the Prefect flows; no logic lives anywhere else. One run:
 2. plan: each file from its committed offset (or from 0 when it changed identity);
 3. read batches of files in worker processes (both cores), at most a few in
    flight so memory stays flat whatever the corpus;
-4. per batch, in one hold of the database: insert the usage rows, recompute the
-   touched sessions' summaries, then commit the files' offsets (rows first, so a
-   crash in between only replays the range, which the table's key makes harmless);
+4. gather the batches read over about ``commit_every`` seconds into one commit (each
+   commit costs ~0.1 s of fixed database work whatever its size), then, in one hold
+   of the database: insert the usage rows, recompute the touched sessions'
+   summaries, then commit the files' offsets (rows first, so a crash in between
+   only replays the range, which the table's key makes harmless);
 5. every ``checkpoint_interval`` files: a checkpoint (logged, optionally snapshotted).
 """
 
@@ -36,16 +38,17 @@ from context_cleaner.analysis.scan import (
     FileStats,
     ScanResult,
     decode_scan,
+    merge_scans,
     scan_ranges,
     scan_ranges_encoded,
 )
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.bridge.tracking import FileCommit
 from context_cleaner.errors import MigrationError, TransientError
+from context_cleaner.migration.defaults import COMMIT_EVERY, COMMIT_MAX_RECORDS, MAX_BATCH_BYTES
 from context_cleaner.migration.models import BatchProcessingResult, MigrationProgress
 from context_cleaner.migration.planning import (
     HEAD_BYTES,
-    MAX_BATCH_BYTES,
     FileState,
     Plan,
     WorkItem,
@@ -79,6 +82,10 @@ class RunOptions:
     snapshot_checkpoints: bool = True
     only_paths: set[str] | None = None
     """Restrict the run to these absolute paths (watch mode)."""
+    commit_every: float = COMMIT_EVERY
+    """Gather the batches read over this many seconds into one commit: fewer, larger
+    units of work. A commit is made sooner when another process waits for the
+    database, and 0 commits every batch on its own."""
 
 
 @dataclass(slots=True)
@@ -106,12 +113,22 @@ class RunState:
     failed_files: list[str] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
     batches: list[BatchProcessingResult] = field(default_factory=list)
+    batched: list[list[WorkItem]] | None = None
+    """``plan`` in batches, as :func:`planned_batches` made them."""
     last_progress: float = field(default_factory=time.time)
 
     def note_memory(self) -> None:
         rss = tree_rss()
         if rss > self.peak_rss:
             self.peak_rss = rss
+
+
+def own_rss() -> int:
+    """Resident memory of this process alone, in bytes."""
+    try:
+        return int(psutil.Process().memory_info().rss)
+    except psutil.Error:
+        return 0
 
 
 def tree_rss() -> int:
@@ -155,8 +172,12 @@ def _ranges(batch: Sequence[WorkItem]) -> list[tuple[TranscriptFile, int, int]]:
     return [(i.file, i.start_offset, i.start_line) for i in batch]
 
 
-def _warm_up() -> None:
-    """Runs in a fresh worker: importing the reader is what makes the first batch slow."""
+def _warm_up() -> tuple[int, int]:
+    """Runs in a fresh worker (importing the reader is what makes a first batch slow).
+
+    Returns the worker's pid and resident memory once it is ready to read.
+    """
+    return os.getpid(), own_rss()
 
 
 class BatchReader:
@@ -169,6 +190,10 @@ class BatchReader:
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._warming: list[Future[tuple[int, int]]] = []
+        self._plan: Sequence[Sequence[WorkItem]] | None = None
+        self._pending: deque[tuple[int, Future[bytes], float]] = deque()
+        self._next = 0
 
     def __enter__(self) -> BatchReader:
         if self.workers > 1:
@@ -180,12 +205,51 @@ class BatchReader:
     def warm(self) -> None:
         """Start the worker processes now (they import while the parent connects)."""
         if self._pool is not None:
-            for _ in range(self.workers):
-                self._pool.submit(_warm_up)
+            self._warming = [self._pool.submit(_warm_up) for _ in range(self.workers)]
+
+    def idle_rss(self) -> int:
+        """The workers' resident memory when ready, before reading (0 without workers).
+
+        Waits for :meth:`warm`'s start-up; a worker that did not report (another ran
+        both warm-ups) is counted like the largest one that did.
+        """
+        if not self._warming:
+            return 0
+        reported: dict[int, int] = {}
+        for future in self._warming:
+            with contextlib.suppress(Exception):
+                pid, rss = future.result(timeout=60)
+                reported[pid] = max(rss, reported.get(pid, 0))
+        if not reported:
+            return 0
+        return sum(reported.values()) + (self.workers - len(reported)) * max(reported.values())
 
     def __exit__(self, *exc: object) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def prefetch(self, plan: Sequence[Sequence[WorkItem]]) -> None:
+        """Start reading ``plan``'s first batches now; :meth:`read` of the same plan goes on."""
+        if self._pool is None:
+            return
+        self._plan, self._pending, self._next = plan, deque(), 0
+        self._submit()
+
+    def discard_prefetch(self) -> None:
+        """Forget a prefetched plan (its results are not wanted after all)."""
+        for _, future, _ in self._pending:
+            future.cancel()
+        self._plan, self._pending, self._next = None, deque(), 0
+
+    def _submit(self) -> bool:
+        """Keep ``workers + 1`` batches in flight; True when any is."""
+        assert self._pool is not None and self._plan is not None
+        plan = self._plan
+        while self._next < len(plan) and len(self._pending) <= self.workers:
+            future = self._pool.submit(scan_ranges_encoded, _ranges(plan[self._next]))
+            self._pending.append((self._next, future, time.perf_counter()))
+            self._next += 1
+        return bool(self._pending)
 
     def read(self, plan: Sequence[Sequence[WorkItem]]) -> Iterator[tuple[int, ScanResult, float]]:
         if self._pool is None:
@@ -193,16 +257,14 @@ class BatchReader:
                 started = time.perf_counter()
                 yield index, scan_ranges(_ranges(batch)), time.perf_counter() - started
             return
-        pending: deque[tuple[int, Future[bytes], float]] = deque()
-        next_index = 0
-        while next_index < len(plan) or pending:
-            while next_index < len(plan) and len(pending) <= self.workers:
-                future = self._pool.submit(scan_ranges_encoded, _ranges(plan[next_index]))
-                pending.append((next_index, future, time.perf_counter()))
-                next_index += 1
-            index, future, started = pending.popleft()
+        if self._plan is not plan:
+            self.discard_prefetch()
+            self._plan = plan
+        while self._submit():
+            index, future, started = self._pending.popleft()
             data = future.result()
             yield index, decode_scan(data), time.perf_counter() - started
+        self._plan = None
 
 
 # -- committing one batch ------------------------------------------------------------------
@@ -387,17 +449,46 @@ def local_batches(
     plan: list[list[WorkItem]],
     reader: BatchReader | None,
 ) -> Generator[tuple[Sequence[WorkItem], BatchProcessingResult], None, None]:
-    """The plain executor: batches read on worker processes, committed here in order."""
+    """The plain executor: batches read on worker processes, committed here in order.
+
+    Consecutive batches read within ``options.commit_every`` seconds are committed
+    together and yielded as one batch (the run counts and checkpoints what is committed).
+    """
     own = reader is None
     made = BatchReader(read_workers(state, options)) if own else None
+    gathered: list[tuple[int, ScanResult, float]] = []
+    records = 0
+    first_at = 0.0
+
+    def commit() -> tuple[Sequence[WorkItem], BatchProcessingResult]:
+        nonlocal records
+        first = gathered[0][0]
+        items = [item for index, _, _ in gathered for item in plan[index]]
+        scan = gathered[0][1] if len(gathered) == 1 else merge_scans(s for _, s, _ in gathered)
+        seconds = sum(s for _, _, s in gathered)
+        batch_id = f"{state.migration_id}-b{first:05d}"
+        gathered.clear()
+        records = 0
+        result = commit_scan(
+            bridge, state.migration_id, batch_id, items, scan, seconds, dry_run=options.dry_run
+        )
+        return items, result
+
     with made if made is not None else contextlib.nullcontext(reader) as reader:
         for index, scan, seconds in reader.read(plan):
-            batch = plan[index]
-            batch_id = f"{state.migration_id}-b{index:05d}"
-            result = commit_scan(
-                bridge, state.migration_id, batch_id, batch, scan, seconds, dry_run=options.dry_run
-            )
-            yield batch, result
+            if not gathered:
+                first_at = time.monotonic()
+            gathered.append((index, scan, seconds))
+            records += len(scan.collector)
+            if (
+                time.monotonic() - first_at >= options.commit_every
+                or records >= COMMIT_MAX_RECORDS
+                or index == len(plan) - 1
+                or bridge.database.someone_waiting()
+            ):
+                yield commit()
+        if gathered:
+            yield commit()
 
 
 BATCH_OBSERVER: ContextVar[Callable[[RunState, BatchProcessingResult], None] | None] = ContextVar(
@@ -412,6 +503,14 @@ BATCH_EXECUTOR: ContextVar[BatchExecutor | None] = ContextVar("batch_executor", 
 An orchestrator sets it to run each batch its own way (the Prefect flows make each
 a retryable, cached task); counting, callbacks and checkpoints stay in run_batches.
 """
+
+
+def planned_batches(state: RunState, options: RunOptions) -> list[list[WorkItem]]:
+    """``state.plan`` grouped into read batches (made once, so a prefetch and the run agree)."""
+    assert state.plan is not None
+    if state.batched is None:
+        state.batched = batches(state.plan.items, options.batch_size, options.max_batch_bytes)
+    return state.batched
 
 
 def run_batches(
@@ -429,7 +528,7 @@ def run_batches(
     ``reader`` is an entered :class:`BatchReader` to use (one is made otherwise).
     """
     assert state.plan is not None
-    plan = batches(state.plan.items, options.batch_size, options.max_batch_bytes)
+    plan = planned_batches(state, options)
     since_checkpoint = 0
     checkpoint_no = 0
     executor = BATCH_EXECUTOR.get() or local_batches

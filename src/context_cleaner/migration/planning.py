@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.bridge.tracking import TrackedFile
+from context_cleaner.migration.defaults import MAX_BATCH_BYTES
 
 HEAD_BYTES = 4096
-#: Bounds on one batch: files and source bytes (memory stays flat whatever the corpus).
-MAX_BATCH_BYTES = 64 * 1024 * 1024
 
 
 #: A file's committed state: the tracking table's current row for it.

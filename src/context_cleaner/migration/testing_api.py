@@ -92,7 +92,11 @@ def workspace(migrator: HistoricalDataMigrator, database: Database | None) -> It
 
 
 def twin_migrator(
-    migrator: HistoricalDataMigrator, db: Database, *, batch_size: int | None = None
+    migrator: HistoricalDataMigrator,
+    db: Database,
+    *,
+    batch_size: int | None = None,
+    commit_every: float | None = None,
 ) -> HistoricalDataMigrator:
     """A migrator like ``migrator`` on database ``db``."""
     bridge = EnhancedTokenDatabaseBridge(
@@ -104,6 +108,7 @@ def twin_migrator(
         parallel_workers=migrator.parallel_workers,
         checkpoint_interval=migrator.checkpoint_interval,
         min_snapshot_interval=0.0,
+        commit_every=migrator.commit_every if commit_every is None else commit_every,
     )
 
 
