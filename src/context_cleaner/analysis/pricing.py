@@ -12,13 +12,13 @@ reported, never guessed.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import msgspec
 
 from context_cleaner.errors import ConfigurationError
 
@@ -26,20 +26,26 @@ PRICES_ENV = "CONTEXT_CLEANER_PRICES"
 TIER_THRESHOLD = 200_000
 PER_TOKEN = 1e-6
 
+#: A price in USD per million tokens, or a cost factor: never negative.
+Price = Annotated[float, msgspec.Meta(ge=0)]
 
-class ModelPrice(BaseModel):
-    """Prices for one model, USD per million tokens."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class ModelPrice(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Prices for one model, USD per million tokens (msgspec: validated on decode, cheap to
+    import, which a one-shot ``sync`` notices)."""
 
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-    cache_write_5m: float | None = Field(default=None, ge=0, description="default 1.25x input")
-    cache_write_1h: float | None = Field(default=None, ge=0, description="default 2x input")
-    cache_read: float | None = Field(default=None, ge=0, description="default 0.1x input")
-    input_above_200k: float | None = Field(default=None, ge=0)
-    output_above_200k: float | None = Field(default=None, ge=0)
-    fast_multiplier: float = Field(default=1.0, ge=0, description="cost factor for speed=fast")
+    input: Price
+    output: Price
+    cache_write_5m: Price | None = None
+    """Default 1.25x input."""
+    cache_write_1h: Price | None = None
+    """Default 2x input."""
+    cache_read: Price | None = None
+    """Default 0.1x input."""
+    input_above_200k: Price | None = None
+    output_above_200k: Price | None = None
+    fast_multiplier: Price = 1.0
+    """Cost factor for ``speed == "fast"``."""
 
     def cost(
         self, input_tokens: int, output_tokens: int, cache_5m: int, cache_1h: int, cache_read: int
@@ -66,10 +72,8 @@ def _tiered(tokens: int, base: float, above: float | None) -> float:
     return TIER_THRESHOLD * base + (tokens - TIER_THRESHOLD) * above
 
 
-class PriceFile(BaseModel):
+class PriceFile(msgspec.Struct, forbid_unknown_fields=True):
     """The user override file: ``{"models": {"<model name>": {"input": 3, "output": 15}}}``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     models: dict[str, ModelPrice]
 
@@ -202,8 +206,8 @@ def _parse_price_file(path: Path, _version: tuple[int, int, int] | None) -> Pric
             f"--prices or ${PRICES_ENV}."
         ) from exc
     try:
-        return PriceFile.model_validate(json.loads(raw))
-    except (json.JSONDecodeError, ValidationError) as exc:
+        return msgspec.json.decode(raw, type=PriceFile)
+    except msgspec.DecodeError as exc:
         first = str(exc).splitlines()
         raise ConfigurationError(
             f"Price file {path} is not valid: {' '.join(first[:3])}. Expected "

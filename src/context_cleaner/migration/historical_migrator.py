@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.analysis.discovery import Discovery
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.token_bridge import TOKEN_KEYS, EnhancedTokenDatabaseBridge
@@ -39,6 +38,9 @@ from context_cleaner.migration.pipeline import (
     new_migration_id,
 )
 from context_cleaner.migration.status import MigrationStatus, get_migration_status, progress_record
+
+if TYPE_CHECKING:  # the analyser (pydantic reports) is imported only when validating
+    from context_cleaner.analysis.counter import EnhancedTokenCounter
 
 #: Rows per second a fresh embedded database takes (measured; used for dry-run projections).
 PROJECTED_INSERT_ROWS_PER_SECOND = 150_000
