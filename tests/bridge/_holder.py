@@ -4,8 +4,9 @@ usage: _holder.py MODE TARGET READY_FILE HOLD_SECONDS
 
 MODE ``session``: hold ``Database(TARGET).session()``; ``direct``: open TARGET with
 clickhouse-connect directly (no context-cleaner lock); ``flock``: hold a FileLock on
-TARGET (a lock file path). Writes READY_FILE once it holds, then holds until
-``READY_FILE`` with suffix ``.stop`` appears or HOLD_SECONDS pass.
+TARGET (a lock file path); ``loop``: take and release a FileLock on TARGET over and
+over (50 ms each) like a busy writer. Writes READY_FILE once it holds, then holds
+(or loops) until ``READY_FILE`` with suffix ``.stop`` appears or HOLD_SECONDS pass.
 """
 
 from __future__ import annotations
@@ -43,6 +44,20 @@ def main() -> None:
 
         with FileLock(target):
             hold(ready, seconds)
+    elif mode == "loop":  # a busy writer: hold 50 ms, release, take it again at once
+        from context_cleaner.bridge import FileLock
+
+        lock = FileLock(target)
+        deadline = time.monotonic() + seconds
+        rounds = 0
+        while time.monotonic() < deadline and not ready.with_suffix(".stop").exists():
+            lock.acquire(timeout=60)
+            rounds += 1
+            if rounds == 1:
+                ready.write_text("ready")
+            time.sleep(0.05)
+            lock.release()
+        print(rounds)
     else:
         raise SystemExit(f"unknown mode {mode}")
 

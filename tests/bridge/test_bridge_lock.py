@@ -62,6 +62,24 @@ def test_waiter_gets_the_lock_when_another_process_releases(
     assert a.proc.wait(timeout=30) == 0  # it released, then exits (later on a loaded machine)
 
 
+def test_a_busy_holder_hands_the_lock_to_a_waiter(
+    tmp_path: Path, holder: Callable[..., Holder]
+) -> None:
+    """A holder that releases and retakes the lock in a loop must not starve a waiter:
+    waiters poll, so the holder lets an announced waiter in before taking it again."""
+    path = tmp_path / "x.lock"
+    busy = holder("loop", str(path), hold=60.0)
+    busy.wait_ready()
+    for _ in range(3):  # again and again, while the other process keeps looping
+        with FileLock(path) as lock:
+            assert lock.held
+            assert busy.proc.poll() is None  # not the end of its loop: it handed over
+            time.sleep(0.1)
+    busy.ready.with_suffix(".stop").touch()
+    out, _err = busy.proc.communicate(timeout=30)
+    assert busy.proc.returncode == 0 and int(out) > 3  # and it went on working in between
+
+
 def test_waiter_times_out_naming_the_other_process(
     tmp_path: Path, holder: Callable[..., Holder]
 ) -> None:

@@ -40,6 +40,15 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 _POLL_START = 0.01
 _POLL_MAX = 0.25
 
+_HANDOFF = 2 * _POLL_MAX
+"""A holder that released the lock while another process waited lets that waiter take
+it before taking it again, for up to this long. Waiters poll (at most every
+``_POLL_MAX``), so without this a holder working in a loop wins every race for the
+lock and a reader could wait for its whole run."""
+
+_handed_off: dict[Path, float] = {}
+"""When this process last released each lock while another process waited for it."""
+
 
 def lock_path_for(database_dir: str | os.PathLike[str]) -> Path:
     """Where the lock for ``database_dir`` lives: ``<database_dir>.lock`` beside it."""
@@ -125,6 +134,7 @@ class FileLock:
                 "Check that its folder is writable or choose another database path."
             ) from exc
         deadline = time.monotonic() + max(0.0, timeout)
+        self._let_the_waiter_in(deadline)
         delay = _POLL_START
         waiting: int | None = None  # a shared lock on the wait file says "someone waits"
         try:
@@ -152,6 +162,15 @@ class FileLock:
                 os.close(waiting)  # closing drops the shared lock
         self._fd = fd
         self._write_note()
+
+    def _let_the_waiter_in(self, deadline: float) -> None:
+        """After handing the lock to a waiter, give it time to take it (see ``_HANDOFF``)."""
+        handed = _handed_off.pop(self.path, None)
+        if handed is None:
+            return
+        until = min(handed + _HANDOFF, deadline)
+        while time.monotonic() < until and someone_waiting(self.path):
+            time.sleep(0.005)
 
     def _write_note(self) -> None:
         assert self._fd is not None
@@ -189,6 +208,8 @@ class FileLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+        if someone_waiting(self.path):
+            _handed_off[self.path] = time.monotonic()
 
     def __enter__(self) -> FileLock:
         self.acquire()

@@ -172,6 +172,10 @@ def _ranges(batch: Sequence[WorkItem]) -> list[tuple[TranscriptFile, int, int]]:
     return [(i.file, i.start_offset, i.start_line) for i in batch]
 
 
+#: Batches in flight per worker process (see :class:`BatchReader`).
+IN_FLIGHT_PER_WORKER = 3
+
+
 def _warm_up() -> tuple[int, int]:
     """Runs in a fresh worker (importing the reader is what makes a first batch slow).
 
@@ -183,8 +187,11 @@ def _warm_up() -> tuple[int, int]:
 class BatchReader:
     """Reads batches on worker processes (spawned: the parent holds an embedded engine).
 
-    At most ``workers + 1`` batches are in flight, so memory does not grow with
-    the corpus. Yields results in batch order.
+    At most ``IN_FLIGHT_PER_WORKER * workers`` batches are in flight (queued, being
+    read, or read and not yet taken), so memory does not grow with the corpus: a read
+    batch is its records only, about 1% of its bytes. The queue is deep enough to keep
+    the workers reading while this process starts the engine or commits. Yields results
+    in batch order.
     """
 
     def __init__(self, workers: int) -> None:
@@ -242,10 +249,10 @@ class BatchReader:
         self._plan, self._pending, self._next = None, deque(), 0
 
     def _submit(self) -> bool:
-        """Keep ``workers + 1`` batches in flight; True when any is."""
+        """Keep the queue of batches full; True when any batch is in flight."""
         assert self._pool is not None and self._plan is not None
         plan = self._plan
-        while self._next < len(plan) and len(self._pending) <= self.workers:
+        while self._next < len(plan) and len(self._pending) < IN_FLIGHT_PER_WORKER * self.workers:
             future = self._pool.submit(scan_ranges_encoded, _ranges(plan[self._next]))
             self._pending.append((self._next, future, time.perf_counter()))
             self._next += 1
