@@ -9,6 +9,7 @@ import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -267,6 +268,19 @@ def test_new_session_and_subagent_files_are_picked_up(tmp_path: Path, db_url: st
     assert_matches_analyser(m, tmp_path / "projects")
 
 
+def _dashboard_freshness(url: str) -> dict[str, Any]:
+    from fastapi.testclient import TestClient
+
+    from context_cleaner.dashboard.app import create_app
+    from context_cleaner.dashboard.database_source import DatabaseSource
+
+    with TestClient(create_app(DatabaseSource(url, keep_warm=0))) as client:
+        response = client.get("/api/freshness")
+    assert response.status_code == 200, response.text
+    freshness: dict[str, Any] = response.json()["freshness"]
+    return freshness
+
+
 def test_status_tracks_files_against_the_disk_and_the_lag(tmp_path: Path, db_url: str) -> None:
     folder = _project(tmp_path)
     f = folder / "s1.jsonl"
@@ -282,12 +296,17 @@ def test_status_tracks_files_against_the_disk_and_the_lag(tmp_path: Path, db_url
     assert row["pending_bytes"] == len(newer) + 20 and row["size"] > row["size_at_sync"]
     assert payload["data_lag_seconds"] == pytest.approx(42.5)
     assert payload["file_counts"]["changed"] == 1
+    dashboard = _dashboard_freshness(db_url)  # the dashboard measures the lag the same way
+    assert dashboard["data_lag_seconds"] == pytest.approx(42.5)
+    assert dashboard["files_behind"] == 1 and dashboard["bytes_behind"] == len(newer) + 20
+    assert dashboard["newest_record_age_seconds"] > 0  # now minus 2026-01-05T10:00:00Z
     result = m.sync(str(tmp_path / "projects"))
     assert result.data_lag_seconds == 0
     payload = status_payload(m)
     [row] = payload["files"]
     assert row["state"] == "synced" and row["pending_bytes"] == 20  # the torn line waits
     assert payload["data_lag_seconds"] == 0
+    assert _dashboard_freshness(db_url)["data_lag_seconds"] == 0
     assert exact(payload["totals"])["records"] == 2
 
 
@@ -381,3 +400,44 @@ def test_only_paths_stats_and_reads_only_those(source: Path, db_url: str) -> Non
     after, _ = database_state(m)  # the deleted file's rows stay; two new records of 115 tokens
     assert after["total_tokens"] == before["total_tokens"] + 2 * 115
     assert after["records"] == before["records"] + 2
+
+
+def test_a_long_watch_run_keeps_one_tracking_row_per_file(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Syncs of one run (as ``sync --watch`` makes them) commit a file again and again;
+    every few syncs the superseded rows go, and nothing a reader sees changes."""
+    from context_cleaner.bridge.token_bridge import query_rows
+    from context_cleaner.migration import incremental
+
+    monkeypatch.setattr(incremental, "COMPACT_EVERY", 3)
+    folder = _project(tmp_path)
+    f, other = folder / "s1.jsonl", folder / "s2.jsonl"
+    other.write_bytes(assistant_line("o", 1, session_id="s2"))
+    m = migrator(db_url)
+    first = m.sync(str(tmp_path / "projects"))  # its own run: s2 is committed by it
+    run = incremental.SyncRun()
+
+    def rows() -> dict[tuple[str, str], int]:
+        with m.bridge.database.session() as client:
+            found = query_rows(
+                client,
+                "SELECT migration_id, file_path, count() FROM migration_file_tracking "
+                "GROUP BY migration_id, file_path",
+            )
+        return {(mid, path): n for mid, path, n in found}
+
+    for n in range(1, 8):
+        with f.open("ab") as out:
+            out.write(assistant_line(f"m{n}", n))
+        result = incremental.run_sync(
+            m.bridge, incremental.SyncRequest([str(tmp_path / "projects")]), run=run
+        )
+        assert result.records_inserted == 1
+        kept = rows()[(run.migration_id, "-home-u-proj/s1.jsonl")]
+        assert kept == (1 if n % 3 == 0 else n % 3 + (n > 3)), (n, kept)
+    assert rows()[(first.migration_id, "-home-u-proj/s2.jsonl")] == 1
+    [state] = [t for t in m.bridge.tracked_files() if t.file_path.endswith("s1.jsonl")]
+    assert state.committed_offset == f.stat().st_size
+    assert_matches_analyser(m, tmp_path / "projects")
+    assert m.sync(str(tmp_path / "projects")).files_changed == 0  # nothing re-read

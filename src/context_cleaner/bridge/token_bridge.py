@@ -38,7 +38,13 @@ from context_cleaner.bridge.summaries import (
     TOKEN_SUMS,
     refresh_summaries,
 )
-from context_cleaner.bridge.tracking import FileCommit, TrackedFile, commit_files, current_files
+from context_cleaner.bridge.tracking import (
+    FileCommit,
+    TrackedFile,
+    commit_files,
+    compact_files,
+    current_files,
+)
 from context_cleaner.observability.telemetry import db_call
 
 if TYPE_CHECKING:
@@ -174,6 +180,11 @@ class BridgeWriter:
     def commit_files(self, commits: Sequence[FileCommit], migration_id: str) -> None:
         with db_call("INSERT", "migration_file_tracking", rows=len(commits)):
             commit_files(self.client, commits, migration_id, self._bridge.host)
+
+    def compact_tracking(self, migration_id: str) -> None:
+        """Drop this host's superseded tracking rows of ``migration_id`` (see compact_files)."""
+        with db_call("DELETE", "migration_file_tracking"):
+            compact_files(self.client, self._bridge.host, migration_id)
 
     def record_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
         """Append alert transitions to ``migration_alerts`` (keys as its columns, times epoch s)."""

@@ -147,6 +147,32 @@ ORDER BY source_root, file_path
 """
 
 
+_COMPACT = f"""
+DELETE FROM {TRACKING}
+WHERE host = {{host:String}} AND migration_id = {{migration:String}}
+  AND (source_root, file_path, processed_at) NOT IN (
+      SELECT source_root, file_path, max(processed_at) FROM {TRACKING}
+      WHERE host = {{host:String}} AND migration_id = {{migration:String}}
+      GROUP BY source_root, file_path)
+"""
+
+
+def compact_files(client: Client, host: str, migration_id: str) -> None:
+    """Keep only the newest row of each file among ``migration_id``'s rows.
+
+    A long run (``sync --watch``) commits the same file again and again; its older
+    rows are superseded by its newer ones and nothing reads them (a file's state is
+    its newest row; rollbacks restore snapshots). The newest row of each file per run
+    stays, as the record of what that run did to the file.
+    """
+    try:
+        client.command(_COMPACT, parameters={"host": host, "migration": migration_id})
+    except Exception as exc:
+        raise translate_clickhouse_error(
+            exc, action=f"compacting the file tracking of {migration_id}"
+        ) from exc
+
+
 def current_files(client: Client, host: str) -> list[TrackedFile]:
     """Every tracked file of ``host`` in its latest committed state."""
     try:

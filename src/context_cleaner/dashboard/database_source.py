@@ -145,6 +145,7 @@ class DatabaseSource:
         if not self._ready():
             freshness = {
                 "newest_record_at": None,
+                "newest_record_age_seconds": None,
                 "data_lag_seconds": None,
                 "last_sync_at": None,
                 "checked_at": health.iso_utc(time.time()),
@@ -160,12 +161,14 @@ class DatabaseSource:
             return {"runs": [], "validation": None, "freshness": freshness, "alerts": [alert]}
         runs = self.bridge.migration_runs(limit=max(runs_limit, 20))
         newest = self.bridge.newest_summary_time()
+        stats = health.on_disk(self.bridge.tracked_files())
         freshness = {
             "newest_record_at": health.iso_utc(newest),
-            "data_lag_seconds": health.data_lag(newest),
+            "newest_record_age_seconds": health.record_age(newest),
+            "data_lag_seconds": health.data_lag(stats, newest),
             "last_sync_at": health.last_sync(runs),
             "checked_at": health.iso_utc(time.time()),
-            **health.file_freshness(self.bridge.tracked_files()),
+            **health.file_freshness(stats),
         }
         validation = health.validation_state(runs)
         recorded = health.firing_alerts(self.bridge.migration_alerts(limit=200))

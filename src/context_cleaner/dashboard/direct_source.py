@@ -265,7 +265,8 @@ class DirectSource:
         newest_s = None if newest is None else newest / 1000
         freshness = {
             "newest_record_at": health.iso_utc(newest_s),
-            "data_lag_seconds": health.data_lag(newest_s),
+            "newest_record_age_seconds": health.record_age(newest_s),
+            "data_lag_seconds": None,  # nothing is synced: the transcripts are read directly
             "last_sync_at": None,
             "checked_at": health.iso_utc(time.time()),
             "analysed_at": health.iso_utc(snap.scanned_at),

@@ -1,9 +1,10 @@
 """Migration health for the dashboard: run progress, validation state, freshness, alerts.
 
 Pure functions over what the bridge returns (runs, tracked files), so both
-sources and the tests can use them. Nothing here reads transcript content:
-freshness only compares the size of each tracked file on disk with the
-offset committed to the database.
+sources and the tests can use them. Freshness compares the size of each tracked
+file on disk with the offset committed to the database, and measures the data
+lag as ``status`` does: from the last usage line of the most recently modified
+tracked files (only its time is read; no transcript content leaves this module).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from context_cleaner.bridge.tracking import TrackedFile
@@ -117,19 +119,29 @@ def validation_state(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
-def file_freshness(tracked: Iterable[TrackedFile]) -> dict[str, int]:
+def on_disk(tracked: Iterable[TrackedFile]) -> list[tuple[TrackedFile, os.stat_result | None]]:
+    """Each tracked file with its ``stat`` now (None when it is gone or unreadable)."""
+    out: list[tuple[TrackedFile, os.stat_result | None]] = []
+    for t in tracked:
+        try:
+            out.append((t, os.stat(os.path.join(t.source_root, t.file_path))))
+        except OSError:
+            out.append((t, None))
+    return out
+
+
+def file_freshness(stats: Iterable[tuple[TrackedFile, os.stat_result | None]]) -> dict[str, int]:
     """How many tracked files have bytes on disk that are not in the database yet."""
     files = behind = missing = errors = 0
     bytes_behind = 0
-    for t in tracked:
+    for t, st in stats:
         files += 1
         if t.error_message or t.status == "failed":
             errors += 1
-        try:
-            size = os.stat(os.path.join(t.source_root, t.file_path)).st_size
-        except OSError:
+        if st is None:
             missing += 1
             continue
+        size = st.st_size
         if size != t.committed_offset:
             behind += 1
             bytes_behind += max(0, size - t.committed_offset)
@@ -150,11 +162,40 @@ def last_sync(runs: Sequence[dict[str, Any]]) -> str | None:
     return None
 
 
-def data_lag(newest: float | None, now: float | None = None) -> float | None:
+def record_age(newest: float | None, now: float | None = None) -> float | None:
     """Seconds between now and the newest counted record (None without records)."""
     if newest is None:
         return None
     return max(0.0, (time.time() if now is None else now) - newest)
+
+
+def data_lag(
+    stats: Sequence[tuple[TrackedFile, os.stat_result | None]], newest: float | None
+) -> float | None:
+    """The data lag as ``status`` reports it: the newest usage line on disk that is not in
+    the database yet, minus the newest record in it (0 when all is in). Measured on the
+    most recently modified tracked files found on this machine; None when none is here
+    (a dashboard on another machine than the transcripts) or the database is empty."""
+    from context_cleaner.analysis.discovery import TranscriptFile
+    from context_cleaner.migration.freshness import committed_offsets, measure_freshness
+
+    here = [
+        TranscriptFile(
+            root=Path(t.source_root),
+            path=Path(t.source_root, t.file_path),
+            relative_path=t.file_path,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            device=st.st_dev,
+            inode=st.st_ino,
+        )
+        for t, st in stats
+        if st is not None
+    ]
+    if not here or newest is None:
+        return None
+    lag = measure_freshness(here, committed_offsets(t for t, _ in stats), newest)
+    return lag.data_lag_seconds
 
 
 def alerts(

@@ -54,6 +54,10 @@ if TYPE_CHECKING:  # the pipeline is imported when there is something to read (s
     from context_cleaner.migration.models import BatchProcessingResult
     from context_cleaner.migration.pipeline import ProgressCallback, RunOptions, RunState
 
+#: Every this many syncs of one run (``sync --watch``), the run's superseded file
+#: tracking rows are dropped, so the table grows with files, not with syncs.
+COMPACT_EVERY = 50
+
 #: Bytes per batch in a sync: smaller units of work than a migration's, so a reader
 #: waiting for the database waits for less.
 SYNC_MAX_BATCH_BYTES = 16 * 1024 * 1024
@@ -306,6 +310,9 @@ def run_sync(
         )
         if state.plan.items:
             _read_and_commit(bridge, state, options, run, progress, should_stop)
+            if run.syncs % COMPACT_EVERY == 0:  # a long watch: one tracking row per file
+                with bridge.writer() as w:
+                    w.compact_tracking(run.migration_id)
         restamped = restamps(state.plan, states)
         if restamped:
             with bridge.writer() as w:

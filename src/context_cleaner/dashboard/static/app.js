@@ -248,14 +248,14 @@
       dl.appendChild(text(document.createElement("dd"), v));
     };
     fact("Newest record", when(f.newest_record_at));
-    fact("Data lag", ago(f.data_lag_seconds));
+    fact("Data lag", ago(f.data_lag_seconds));  // newest line on disk not in the database yet
     if (f.analysed_at) fact("Transcripts read", when(f.analysed_at));
     else fact("Last sync", when(f.last_sync_at));
     fact("Files tracked", nf.format(f.files_tracked || 0));
     fact("Files behind", nf.format(f.files_behind || 0) + (f.bytes_behind ? " (" + nf.format(f.bytes_behind) + " bytes)" : ""));
     const v = h.validation;
     fact("Validation", v ? (v.passed ? "passed" : "FAILED") + " · " + (v.migration_id || "") + " · " + when(v.at) : "not run yet");
-    text($("fresh-short"), "Newest record " + ago(f.data_lag_seconds) + " ago · checked " + when(f.checked_at));
+    text($("fresh-short"), "Newest record " + ago(f.newest_record_age_seconds) + " ago · checked " + when(f.checked_at));
     const ul = $("alerts");
     ul.replaceChildren();
     const list = h.alerts || [];
