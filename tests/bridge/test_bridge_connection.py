@@ -114,3 +114,37 @@ def test_second_directory_in_one_process_is_a_clear_error(tmp_path: Path) -> Non
     )
     with Database(f"chdb://{tmp_path}/two").session() as client:  # fine once the first is closed
         assert client.query("SELECT 1").result_rows == [(1,)]
+
+
+_ALLOCATOR_PROBE = """
+import os, sys
+from context_cleaner.bridge.connection import RETURN_FREED_MEMORY, return_freed_memory_promptly
+before = os.environ.get("JE_MALLOC_CONF")
+applies = return_freed_memory_promptly()
+after = os.environ.get("JE_MALLOC_CONF")
+import chdb  # the engine's allocator reads the setting as it loads
+late = return_freed_memory_promptly()
+print(applies, after == (before or RETURN_FREED_MEMORY), late)
+"""
+
+
+@pytest.mark.parametrize(
+    ("user_setting", "expected"),
+    [(None, "True True False"), ("narenas:2", "False True False")],
+)
+def test_a_migration_asks_the_engine_to_return_freed_memory(
+    user_setting: str | None, expected: str
+) -> None:
+    """Set before chDB loads (later it cannot apply), never over the user's own setting."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JE_MALLOC_CONF"}
+    if user_setting is not None:
+        env["JE_MALLOC_CONF"] = user_setting
+    out = subprocess.run(
+        [sys.executable, "-c", _ALLOCATOR_PROBE], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected

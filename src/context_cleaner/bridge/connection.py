@@ -70,6 +70,27 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(attempts=1)
 
 
+#: The embedded engine's allocator (jemalloc inside chDB) reads its options from here.
+ENGINE_ALLOCATOR_ENV = "JE_MALLOC_CONF"
+#: Freed pages go back to the system at once instead of after ~10 s: a bulk write keeps
+#: a flat footprint (1 GB migrated: 140-160 -> 75-90 MiB of working memory) for ~4% of its
+#: time; a one-shot sync would pay ~0.07 s, so only migrations ask for it.
+RETURN_FREED_MEMORY = "dirty_decay_ms:0,muzzy_decay_ms:0"
+
+
+def return_freed_memory_promptly() -> bool:
+    """Ask the embedded engine to give freed memory back at once (for long writers).
+
+    Takes effect only before chDB is first loaded in this process (its allocator reads
+    the setting then) and never overrides the user's own ``JE_MALLOC_CONF``. Returns
+    whether the setting will apply.
+    """
+    if "chdb" in sys.modules:
+        return False
+    os.environ.setdefault(ENGINE_ALLOCATOR_ENV, RETURN_FREED_MEMORY)
+    return os.environ[ENGINE_ALLOCATOR_ENV] == RETURN_FREED_MEMORY
+
+
 def chdb_supported() -> bool:
     """True when the installed clickhouse-connect can open ``chdb://`` URLs."""
     try:
