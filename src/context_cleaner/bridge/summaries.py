@@ -25,10 +25,16 @@ if TYPE_CHECKING:
 DETAILS = "enhanced_token_details"
 SUMMARIES = "enhanced_token_summaries"
 
-#: Rule 4 over a set of rows ``d``: drop sidechain rows whose message id has a main-chain row.
+_SESSION_IDS = f"(SELECT message_id FROM {DETAILS} WHERE session_id IN {{sessions:Array(String)}})"
+"""The message ids of the sessions being recomputed."""
+
+#: Rule 4 over those sessions' rows: drop sidechain rows whose message id has a main-chain
+#: row. Only those ids can matter, so the set of main-chain ids is restricted to them (a
+#: lookup by the sorting key): 0.4 s instead of 2.1-3.0 s for one session among 10M rows,
+#: where the set of every main-chain id in the table was built for each refresh.
 NOT_A_REPLAY = (
     "NOT (is_sidechain AND message_id IN "
-    f"(SELECT message_id FROM {DETAILS} WHERE NOT is_sidechain))"
+    f"(SELECT message_id FROM {DETAILS} WHERE NOT is_sidechain AND message_id IN {_SESSION_IDS}))"
 )
 
 TOKEN_SUMS = (
@@ -39,18 +45,14 @@ TOKEN_SUMS = (
     "count() AS record_count"
 )
 
-_WIDEN = (
-    f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN "
-    f"(SELECT message_id FROM {DETAILS} WHERE session_id IN {{sessions:Array(String)}})"
-)
+_WIDEN = f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN {_SESSION_IDS}"
 
 _RECOMPUTE = f"""
 SELECT session_id, toDate(timestamp) AS day, model, any(project) AS project, any(host) AS host,
        {TOKEN_SUMS}, min(timestamp) AS first_timestamp, max(timestamp) AS last_timestamp
 FROM (
     SELECT * FROM {DETAILS} FINAL
-    WHERE message_id IN
-        (SELECT message_id FROM {DETAILS} WHERE session_id IN {{sessions:Array(String)}})
+    WHERE message_id IN {_SESSION_IDS}
 )
 WHERE session_id IN {{sessions:Array(String)}} AND {NOT_A_REPLAY}
 GROUP BY session_id, day, model
