@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ccusage: {shlex.join(options.ccusage) if options.ccusage else 'not found (skipped)'}")
 
     results: list[Result] = []
+    args.data_dir = args.data_dir.resolve()  # database URLs below it must be absolute
     for label, target in sizes:
         manifest = ensure_corpus(args.data_dir, label, target, args.seed)
         ctx = BenchContext(label, args.data_dir / label, manifest, options)

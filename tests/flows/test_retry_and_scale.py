@@ -83,15 +83,23 @@ def test_more_batches_than_the_task_budget_are_grouped(
     assert database_totals(url) == analysed_totals(tmp_path / "projects")
 
 
+@pytest.mark.parametrize(
+    ("commit_every", "units"),
+    [(0.0, [[0], [1]]), (600.0, [[0, 1]])],  # a commit per batch; both batches in one
+)
 def test_a_retried_batch_task_reuses_its_reads_and_skips_what_it_committed(
-    fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fixtures_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    commit_every: float,
+    units: list[list[int]],
 ) -> None:
     """What a retry of ``migrate-batch`` does: the feed is called again after a transient error."""
     from context_cleaner.analysis.discovery import discover
     from context_cleaner.bridge.exceptions import DatabaseLockedError
     from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
     from context_cleaner.migration.flow_tasks import BatchFeed
-    from context_cleaner.migration.pipeline import BatchReader
+    from context_cleaner.migration.pipeline import BatchReader, RunOptions
     from context_cleaner.migration.planning import batches, plan_work
 
     source = fixtures_dir / "projects"
@@ -109,7 +117,8 @@ def test_a_retried_batch_task_reuses_its_reads_and_skips_what_it_committed(
             yield read
 
     with BatchReader(1) as reader:
-        feed = BatchFeed(bridge, "migr-retry", counted(reader.read(plan)), plan, 0, False)
+        options = RunOptions(commit_every=commit_every)
+        feed = BatchFeed(bridge, "migr-retry", counted(reader.read(plan)), plan, 0, options)
         with subprocess.Popen(
             [sys.executable, "-c", HOLDER, str(Database(url).lock_path), "3"],
             stdout=subprocess.PIPE,
@@ -118,9 +127,11 @@ def test_a_retried_batch_task_reuses_its_reads_and_skips_what_it_committed(
             assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
             with pytest.raises(DatabaseLockedError):  # after write_batch's own retries (2.4 s)
                 feed.run()  # transient: Prefect retries the task, i.e. calls run() again
-        assert consumed == [0] and not feed.done and 0 in feed.scans
+        read_first = units[0]  # the reads of the unit whose commit failed
+        assert consumed == read_first and not feed.units and set(feed.scans) == set(read_first)
         results = feed.run()  # the retry
-        assert consumed == [0, 1]  # the first batch's scan was kept, not read again
-        assert feed.run() == results and consumed == [0, 1]  # committed batches are skipped
-    assert [r.batch_id for r in results] == ["migr-retry-b00000", "migr-retry-b00001"]
+        assert consumed == [0, 1]  # the failed unit's scans were kept, not read again
+        assert feed.run() == results and consumed == [0, 1]  # committed units are skipped
+    assert feed.units == units
+    assert [r.batch_id for r in results] == [f"migr-retry-b{u[0]:05d}" for u in units]
     assert database_totals(url) == analysed_totals(source)

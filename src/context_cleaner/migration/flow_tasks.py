@@ -67,8 +67,11 @@ RETRYING: dict[str, Any] = {
 class BatchFeed:
     """What a batch task works with besides its cache key: database, read-ahead, pending work.
 
-    Kept across the task's retries: batches already committed are skipped and scans
-    already read are reused (a replayed range is harmless, DESIGN §5).
+    The task's batches are committed in units as the local engine commits them
+    (:class:`~context_cleaner.migration.pipeline.Gatherer`); ``units`` says which
+    batches each result covers. Kept across the task's retries: units already
+    committed are skipped and scans already read are reused (a replayed range is
+    harmless, DESIGN §5).
     """
 
     def __init__(
@@ -78,22 +81,26 @@ class BatchFeed:
         reads: Iterator[tuple[int, ScanResult, float]],
         work: Sequence[Sequence[WorkItem]],
         first_index: int,
-        dry_run: bool,
+        options: RunOptions,
     ) -> None:
         self.bridge = bridge
         self.migration_id = migration_id
         self.reads = reads
         self.work = [list(b) for b in work if b]
         self.first_index = first_index
-        self.dry_run = dry_run
+        self.options = options
         self.ran = False
         self.scans: dict[int, tuple[ScanResult, float]] = {}
-        self.done: dict[int, BatchProcessingResult] = {}
+        self.units: list[list[int]] = []
+        self.results: list[BatchProcessingResult] = []
 
     def run(self) -> list[BatchProcessingResult]:
         self.ran = True
+        committed = {n for unit in self.units for n in unit}
+        gather = pipeline.Gatherer(self.options, self.bridge)
+        last = len(self.work) - 1
         for n, batch in enumerate(self.work):
-            if n in self.done:
+            if n in committed:
                 continue
             if n not in self.scans:
                 read = next(self.reads, None)
@@ -101,18 +108,20 @@ class BatchFeed:
                     raise RuntimeError("the read-ahead ended before the batches did")
                 self.scans[n] = (read[1], read[2])
             scan, seconds = self.scans[n]
-            batch_id = f"{self.migration_id}-b{self.first_index + n:05d}"
-            self.done[n] = pipeline.commit_scan(
-                self.bridge,
-                self.migration_id,
-                batch_id,
-                batch,
-                scan,
-                seconds,
-                dry_run=self.dry_run,
-            )
+            unit = gather.add(n, batch, scan, seconds, last=n == last)
+            if unit is not None:
+                self._commit(unit)
+        if (unit := gather.take()) is not None:
+            self._commit(unit)
+        return self.results
+
+    def _commit(self, unit: pipeline.CommitUnit) -> None:
+        batch_id = f"{self.migration_id}-b{self.first_index + unit.indices[0]:05d}"
+        result = unit.commit(self.bridge, self.migration_id, batch_id, self.options.dry_run)
+        self.units.append(unit.indices)
+        self.results.append(result)
+        for n in unit.indices:
             del self.scans[n]
-        return [self.done[n] for n in range(len(self.work))]
 
 
 @task(
@@ -124,7 +133,8 @@ class BatchFeed:
 def migrate_batch(
     epoch: str, spec: list[list[ItemSpec]], feed: BatchFeed
 ) -> list[BatchProcessingResult]:
-    """Commit the pending bytes of these batches (``spec``: the files and ranges planned)."""
+    """Commit the pending bytes of these batches (``spec``: the files and ranges planned);
+    one result per unit committed (``feed.units``)."""
     return feed.run()
 
 
@@ -212,9 +222,7 @@ class PrefectBatches:
             reads = active.read([b for c in chunks for b in c.work if b])
             index = 0
             for number, chunk in enumerate(chunks, 1):
-                feed = BatchFeed(
-                    bridge, state.migration_id, reads, chunk.work, index, options.dry_run
-                )
+                feed = BatchFeed(bridge, state.migration_id, reads, chunk.work, index, options)
                 index += len(feed.work)
                 options_ = {
                     "task_run_name": f"batch-{number:03d}-of-{len(chunks):03d}",
@@ -229,7 +237,7 @@ class PrefectBatches:
                     self.batches_cached += len(results)
                     continue
                 self.tasks_run += 1
-                for batch, result in zip(feed.work, results, strict=True):
-                    yield batch, result
+                for unit, result in zip(feed.units, results, strict=True):
+                    yield [item for n in unit for item in feed.work[n]], result
                     progress.update()
         progress.update(final=True)

@@ -449,6 +449,64 @@ def read_workers(state: RunState, options: RunOptions) -> int:
     return options.parallel_workers if state.plan.pending_bytes > 8 * 1024 * 1024 else 1
 
 
+@dataclass(slots=True)
+class CommitUnit:
+    """Consecutive read batches committed together (see ``RunOptions.commit_every``)."""
+
+    indices: list[int] = field(default_factory=list)
+    """The read batches' positions (in the plan, or in a task's share of it)."""
+    items: list[WorkItem] = field(default_factory=list)
+    scans: list[ScanResult] = field(default_factory=list)
+    seconds: float = 0.0
+    records: int = 0
+    started: float = 0.0
+
+    def commit(
+        self, bridge: EnhancedTokenDatabaseBridge, migration_id: str, batch_id: str, dry_run: bool
+    ) -> BatchProcessingResult:
+        scan = self.scans[0] if len(self.scans) == 1 else merge_scans(self.scans)
+        return commit_scan(
+            bridge, migration_id, batch_id, self.items, scan, self.seconds, dry_run=dry_run
+        )
+
+
+class Gatherer:
+    """Gathers read batches into :class:`CommitUnit` s: a unit is full after
+    ``commit_every`` seconds, :data:`COMMIT_MAX_RECORDS` records, its last batch, or as
+    soon as another process waits for the database."""
+
+    def __init__(self, options: RunOptions, bridge: EnhancedTokenDatabaseBridge) -> None:
+        self.every = options.commit_every
+        self.database = bridge.database
+        self.unit = CommitUnit()
+
+    def add(
+        self, index: int, batch: Sequence[WorkItem], scan: ScanResult, seconds: float, last: bool
+    ) -> CommitUnit | None:
+        """Add a read batch; returns the unit when it is to be committed now."""
+        unit = self.unit
+        if not unit.indices:
+            unit.started = time.monotonic()
+        unit.indices.append(index)
+        unit.items.extend(batch)
+        unit.scans.append(scan)
+        unit.seconds += seconds
+        unit.records += len(scan.collector)
+        if (
+            last
+            or time.monotonic() - unit.started >= self.every
+            or unit.records >= COMMIT_MAX_RECORDS
+            or self.database.someone_waiting()
+        ):
+            return self.take()
+        return None
+
+    def take(self) -> CommitUnit | None:
+        """The unit gathered so far (None when empty); the next one starts empty."""
+        unit, self.unit = self.unit, CommitUnit()
+        return unit if unit.indices else None
+
+
 def local_batches(
     bridge: EnhancedTokenDatabaseBridge,
     state: RunState,
@@ -458,44 +516,24 @@ def local_batches(
 ) -> Generator[tuple[Sequence[WorkItem], BatchProcessingResult], None, None]:
     """The plain executor: batches read on worker processes, committed here in order.
 
-    Consecutive batches read within ``options.commit_every`` seconds are committed
-    together and yielded as one batch (the run counts and checkpoints what is committed).
+    Consecutive batches are committed together (:class:`Gatherer`) and yielded as one
+    batch: the run counts and checkpoints what is committed.
     """
     own = reader is None
     made = BatchReader(read_workers(state, options)) if own else None
-    gathered: list[tuple[int, ScanResult, float]] = []
-    records = 0
-    first_at = 0.0
+    gather = Gatherer(options, bridge)
 
-    def commit() -> tuple[Sequence[WorkItem], BatchProcessingResult]:
-        nonlocal records
-        first = gathered[0][0]
-        items = [item for index, _, _ in gathered for item in plan[index]]
-        scan = gathered[0][1] if len(gathered) == 1 else merge_scans(s for _, s, _ in gathered)
-        seconds = sum(s for _, _, s in gathered)
-        batch_id = f"{state.migration_id}-b{first:05d}"
-        gathered.clear()
-        records = 0
-        result = commit_scan(
-            bridge, state.migration_id, batch_id, items, scan, seconds, dry_run=options.dry_run
-        )
-        return items, result
+    def commit(unit: CommitUnit) -> tuple[Sequence[WorkItem], BatchProcessingResult]:
+        batch_id = f"{state.migration_id}-b{unit.indices[0]:05d}"
+        return unit.items, unit.commit(bridge, state.migration_id, batch_id, options.dry_run)
 
     with made if made is not None else contextlib.nullcontext(reader) as reader:
         for index, scan, seconds in reader.read(plan):
-            if not gathered:
-                first_at = time.monotonic()
-            gathered.append((index, scan, seconds))
-            records += len(scan.collector)
-            if (
-                time.monotonic() - first_at >= options.commit_every
-                or records >= COMMIT_MAX_RECORDS
-                or index == len(plan) - 1
-                or bridge.database.someone_waiting()
-            ):
-                yield commit()
-        if gathered:
-            yield commit()
+            unit = gather.add(index, plan[index], scan, seconds, last=index == len(plan) - 1)
+            if unit is not None:
+                yield commit(unit)
+        if (unit := gather.take()) is not None:
+            yield commit(unit)
 
 
 BATCH_OBSERVER: ContextVar[Callable[[RunState, BatchProcessingResult], None] | None] = ContextVar(
