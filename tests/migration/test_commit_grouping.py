@@ -89,3 +89,27 @@ def test_a_waiting_process_gets_a_commit_at_once(target: Target, fixtures_dir: P
 def test_a_negative_commit_interval_is_refused() -> None:
     with pytest.raises(MigrationError, match="--commit-every"):
         HistoricalDataMigrator("chdb:///nonexistent-never-opened", commit_every=-1)
+
+
+def test_a_fresh_database_filled_meanwhile_is_planned_again(
+    tmp_path: Path, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database that does not exist yet is read before the engine starts (nothing can
+    be committed in it); if another run fills it in the meantime, the plan is made again
+    from what that run committed and the early reads are dropped."""
+    url = f"chdb://{tmp_path}/db"
+    first = HistoricalDataMigrator(bridge_service=bridge(url), parallel_workers=2)
+    other = HistoricalDataMigrator(bridge_service=bridge(url), parallel_workers=1)
+    setup = first.bridge.setup_migration_infrastructure
+    done: list[int] = []
+
+    def another_run_first() -> list[str]:
+        done.append(other.run(str(fixtures_dir)).total_records_inserted)
+        return setup()
+
+    monkeypatch.setattr(first.bridge, "setup_migration_infrastructure", another_run_first)
+    result = first.run(str(fixtures_dir))
+    assert done and done[0] > 0  # the other run migrated everything ...
+    assert result.success and result.validation_passed
+    assert result.files_processed == 0 and result.total_records_inserted == 0  # ... so: nothing
+    assert_database_equals(first.bridge, analyse(fixtures_dir))
