@@ -116,8 +116,9 @@ class BatchFeed:
         return self.results
 
     def _commit(self, unit: pipeline.CommitUnit) -> None:
-        batch_id = f"{self.migration_id}-b{self.first_index + unit.indices[0]:05d}"
-        result = unit.commit(self.bridge, self.migration_id, batch_id, self.options.dry_run)
+        result = unit.commit(
+            self.bridge, self.migration_id, self.options.dry_run, first_index=self.first_index
+        )
         self.units.append(unit.indices)
         self.results.append(result)
         for n in unit.indices:

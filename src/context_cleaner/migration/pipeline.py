@@ -462,8 +462,16 @@ class CommitUnit:
     started: float = 0.0
 
     def commit(
-        self, bridge: EnhancedTokenDatabaseBridge, migration_id: str, batch_id: str, dry_run: bool
+        self,
+        bridge: EnhancedTokenDatabaseBridge,
+        migration_id: str,
+        dry_run: bool,
+        *,
+        first_index: int = 0,
     ) -> BatchProcessingResult:
+        """Commit the unit; its id is ``<migration>-b<n>``, ``n`` its first batch's position
+        in the run's plan (``first_index``: where ``indices`` start in it)."""
+        batch_id = f"{migration_id}-b{first_index + self.indices[0]:05d}"
         scan = self.scans[0] if len(self.scans) == 1 else merge_scans(self.scans)
         return commit_scan(
             bridge, migration_id, batch_id, self.items, scan, self.seconds, dry_run=dry_run
@@ -524,8 +532,7 @@ def local_batches(
     gather = Gatherer(options, bridge)
 
     def commit(unit: CommitUnit) -> tuple[Sequence[WorkItem], BatchProcessingResult]:
-        batch_id = f"{state.migration_id}-b{unit.indices[0]:05d}"
-        return unit.items, unit.commit(bridge, state.migration_id, batch_id, options.dry_run)
+        return unit.items, unit.commit(bridge, state.migration_id, options.dry_run)
 
     with made if made is not None else contextlib.nullcontext(reader) as reader:
         for index, scan, seconds in reader.read(plan):
