@@ -148,3 +148,30 @@ def test_a_migration_asks_the_engine_to_return_freed_memory(
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == expected
+
+
+_LIBRARY_PROBE = """
+import sys
+from context_cleaner.bridge import close_client, open_client
+client = open_client("chdb://:memory:")
+client.command("CREATE TABLE t (a UInt8) ENGINE = Memory")
+client.insert("t", [[1]], column_names=["a"])
+rows = client.query("SELECT sum(a) FROM t").result_rows
+close_client(client)
+print(rows[0][0], sorted(m for m in ("pyarrow", "numpy", "pandas") if m in sys.modules))
+import pyarrow  # hidden only while the libraries loaded
+print(pyarrow.__name__)
+"""
+
+
+def test_the_embedded_engine_loads_without_arrow_numpy_or_pandas() -> None:
+    """chDB would import pyarrow (and numpy, whose BLAS threads spin) and clickhouse-connect
+    pandas and numpy on a first insert; nothing here uses them, so none is loaded."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _LIBRARY_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["1 []", "pyarrow"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib
 import logging
 import os
 import re
@@ -91,8 +92,52 @@ def return_freed_memory_promptly() -> bool:
     return os.environ[ENGINE_ALLOCATOR_ENV] == RETURN_FREED_MEMORY
 
 
+#: Optional imports of chDB that nothing here uses: on loading, ``chdb.state`` imports
+#: pyarrow when installed (~0.08 s, and numpy with it).
+ENGINE_OPTIONAL_IMPORTS = ("pyarrow",)
+
+#: clickhouse-connect's probes for data-frame libraries, each imported on a process's
+#: first insert only to ask whether the rows are a DataFrame or an array; ours never are.
+#: pandas costs 0.4-1.5 s; numpy ~0.06 s and OpenBLAS threads that spin on a core
+#: (~2% of a migration's CPU).
+CLIENT_PROBES = {"pandas": ("pd", "pd_time_test"), "numpy": ("np",)}
+
+
+def import_client_library(*, embedded: bool = False) -> None:
+    """Import clickhouse-connect (with ``embedded``, chDB too) without what it never needs.
+
+    The optional imports are hidden only while the libraries load, so a later
+    ``import pyarrow`` anywhere still works (chDB's own Arrow output stays off in this
+    process); the data-frame probes answer "not installed" unless the library is
+    already loaded (nothing here passes DataFrames or arrays).
+    """
+    wanted = ["clickhouse_connect.driver"]
+    if embedded:
+        wanted += ["clickhouse_connect.driver._chdbclient", "chdb.state.sqlitelike"]
+    wanted = [name for name in wanted if name not in sys.modules]
+    if wanted:
+        hidden = [name for name in ENGINE_OPTIONAL_IMPORTS if name not in sys.modules]
+        for name in hidden:
+            sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail
+        try:
+            for name in wanted:
+                with contextlib.suppress(ImportError):  # no chDB: chdb_supported() says so
+                    importlib.import_module(name)
+        finally:
+            for name in hidden:
+                if name in sys.modules and sys.modules[name] is None:
+                    del sys.modules[name]
+    from clickhouse_connect.driver import options
+
+    for library, probes in CLIENT_PROBES.items():
+        if library not in sys.modules:
+            for probe in probes:
+                options.__dict__.setdefault(probe, None)
+
+
 def chdb_supported() -> bool:
     """True when the installed clickhouse-connect can open ``chdb://`` URLs."""
+    import_client_library(embedded=True)
     try:
         import clickhouse_connect.driver._chdbclient  # noqa: F401
     except ImportError:
@@ -132,7 +177,7 @@ def open_client(
     (use :meth:`Database.session`). Raises :class:`MigrationError` subclasses only.
     """
     target = resolve_url(url)
-    skip_pandas_probe()
+    import_client_library(embedded=target.is_embedded)
     if target.is_embedded:
         return _open_embedded(target, settings)
     return _open_server(
@@ -143,21 +188,6 @@ def open_client(
         settings=settings,
         sleep=sleep,
     )
-
-
-def skip_pandas_probe() -> None:
-    """Spare a process's first insert an import of pandas (0.4-1.5 s).
-
-    clickhouse-connect imports pandas (installed with chdb) on the first insert only to
-    ask whether the data is a DataFrame; ours never is. Unless pandas is already loaded,
-    tell it pandas is absent (nothing here uses DataFrames).
-    """
-    if "pandas" in sys.modules:
-        return
-    from clickhouse_connect.driver import options
-
-    options.__dict__.setdefault("pd", None)
-    options.__dict__.setdefault("pd_time_test", None)
 
 
 def close_client(client: Client | None) -> None:
