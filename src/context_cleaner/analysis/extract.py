@@ -91,7 +91,8 @@ Extracted = UsageRecord | SkippedLine | None
 def _epoch_ms(ts: datetime) -> int:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    return int(ts.timestamp() * 1000 + (0.5 if ts.timestamp() >= 0 else -0.5))
+    seconds = ts.timestamp()
+    return int(seconds * 1000 + (0.5 if seconds >= 0 else -0.5))
 
 
 def extract_line(source: Source, line_number: int, offset: int, line: bytes) -> Extracted:
@@ -102,6 +103,11 @@ def extract_line(source: Source, line_number: int, offset: int, line: bytes) -> 
     """
     if USAGE_MARKER not in line:
         return None
+    return extract_marked_line(source, line_number, offset, line)
+
+
+def extract_marked_line(source: Source, line_number: int, offset: int, line: bytes) -> Extracted:
+    """:func:`extract_line` for a line already known to hold :data:`USAGE_MARKER`."""
     if not line.isascii():
         try:
             line.decode("utf-8")

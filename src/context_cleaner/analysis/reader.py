@@ -11,6 +11,7 @@ not held, it is passed over and reported (``on_oversized``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
@@ -49,6 +50,9 @@ class LineReader:
         self._on_oversized = on_oversized
         self._stop_at = stop_at
         self._marker = marker
+        # A compiled literal finds the marker ~1.5x faster than bytes.find, which falls
+        # back to its two-way search on JSON (the marker's quotes match everywhere).
+        self._marker_search = re.compile(re.escape(marker)).search if marker else None
         self.end_offset = start_offset
         """Offset just after the last complete line read so far."""
         self.next_line = start_line
@@ -108,10 +112,12 @@ class LineReader:
                 # Only lines holding the marker are wanted: find them with C-speed
                 # searches instead of building every line (no line here can be oversized).
                 pos = counted = 0
+                search = self._marker_search
                 while True:
-                    hit = body.find(marker, pos)
-                    if hit < 0:
+                    found = search(body, pos)
+                    if found is None:
                         break
+                    hit = found.start()
                     start = body.rfind(b"\n", 0, hit) + 1
                     end = body.find(b"\n", hit)
                     if end < 0:

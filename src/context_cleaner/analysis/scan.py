@@ -17,7 +17,7 @@ import msgspec
 
 from context_cleaner.analysis.dedup import UsageCollector
 from context_cleaner.analysis.discovery import TranscriptFile
-from context_cleaner.analysis.extract import USAGE_MARKER, Source, extract_line
+from context_cleaner.analysis.extract import USAGE_MARKER, Source, extract_marked_line
 from context_cleaner.analysis.reader import MAX_LINE_BYTES, LineReader
 from context_cleaner.analysis.records import SkippedLine, UsageRecord
 
@@ -123,8 +123,8 @@ def scan_file(
                 marker=USAGE_MARKER,
             )
             try:
-                for number, offset, line in reader:
-                    result = extract_line(source, number, offset, line)
+                for number, offset, line in reader:  # only lines holding the marker
+                    result = extract_marked_line(source, number, offset, line)
                     if result is None:
                         continue
                     if type(result) is UsageRecord:
