@@ -136,7 +136,12 @@ def _migrator(args: argparse.Namespace) -> HistoricalDataMigrator:
 
 @contextmanager
 def progress_display(enabled: bool) -> Iterator[Callable[[MigrationProgress], None] | None]:
-    """A rich progress bar on a terminal (files, MB, tokens, rate, ETA); nothing otherwise."""
+    """A rich progress bar on a terminal (files, MB, tokens, rate, ETA); nothing otherwise.
+
+    The bar is redrawn on each progress report (a committed unit, about every second)
+    rather than by a refresh thread: a process with one thread can fork its reader
+    processes, which saves their start-up (``pipeline.worker_start_method``).
+    """
     if not enabled:
         yield None
         return
@@ -152,6 +157,7 @@ def progress_display(enabled: bool) -> Iterator[Callable[[MigrationProgress], No
         TimeRemainingColumn(),
         console=_err(),
         transient=False,
+        auto_refresh=False,
     ) as bar:
         task = bar.add_task("migrating", total=None, files="", mb="", tokens="", rate="")
 
@@ -165,6 +171,7 @@ def progress_display(enabled: bool) -> Iterator[Callable[[MigrationProgress], No
                 mb=f"{p.bytes_completed / 1e6:,.0f}/{p.bytes_total / 1e6:,.0f} MB",
                 tokens=f"{p.tokens_processed:,} tokens",
                 rate=f"{p.current_processing_rate:,.0f} tok/s",
+                refresh=True,
             )
 
         yield update

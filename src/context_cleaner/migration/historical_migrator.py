@@ -6,6 +6,7 @@ spec's flags (= ``context-cleaner migrate``).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -202,7 +203,10 @@ class HistoricalDataMigrator:
             # syncs keep the allocator's default).
             return_freed_memory_promptly()
         monitor = RunMonitor(self.bridge, migration_id, kind, dry_run=dry_run)
-        with self.bridge.database.held(), monitor:
+        # A migration's reader processes start first, before the monitor's thread (so they
+        # can be forked, pipeline.worker_start_method); a sync's pool is sized by its plan.
+        reader = pipeline.BatchReader(self.parallel_workers) if kind == "migrate" else None
+        with reader or contextlib.nullcontext(), self.bridge.database.held(), monitor:
             result = self._run(
                 source_directory,
                 dry_run,
@@ -212,6 +216,7 @@ class HistoricalDataMigrator:
                 force=force,
                 only_paths=only_paths,
                 migration_id=migration_id,
+                reader=reader,
             )
             monitor.finished(result)
             return result
@@ -227,17 +232,14 @@ class HistoricalDataMigrator:
         force: bool,
         only_paths: set[str] | None,
         migration_id: str | None,
+        reader: pipeline.BatchReader | None = None,
     ) -> HistoricalMigrationResult:
         interval = self.checkpoint_interval if checkpoint_interval is None else checkpoint_interval
         options = self._options(source_directory, dry_run, interval)
         options.force = force
         options.only_paths = only_paths
         state = RunState(migration_id or new_migration_id("dry" if dry_run else kind[:4]))
-        if kind != "migrate":  # syncs are mostly small: run_batches sizes its own pool
-            return self._run_with(None, state, options, dry_run, progress_callback, kind)
-        with pipeline.BatchReader(self.parallel_workers) as reader:
-            reader.warm()  # workers start importing while this process connects
-            return self._run_with(reader, state, options, dry_run, progress_callback, kind)
+        return self._run_with(reader, state, options, dry_run, progress_callback, kind)
 
     def _run_with(
         self,

@@ -1,0 +1,103 @@
+"""The reader processes of a migration: how they start, and that they end with their run."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from benchmarks.generate_corpus import generate_corpus
+
+from context_cleaner.bridge.lock import FileLock, lock_path_for
+
+from .helpers import REPO, cli_command, cli_env
+
+_START_METHOD_PROBE = """
+import threading
+from context_cleaner.migration.pipeline import worker_start_method
+seen = [worker_start_method()]
+stop = threading.Event()
+thread = threading.Thread(target=stop.wait)
+thread.start()
+seen.append(worker_start_method())
+stop.set()
+thread.join()
+from context_cleaner.bridge.connection import import_client_library
+import_client_library(embedded=True)
+seen.append(worker_start_method())
+print(" ".join(seen))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="readers are forked on Linux only")
+def test_readers_are_forked_only_while_this_process_is_single_threaded_without_engine() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _START_METHOD_PROBE],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    # Alone: fork. With another thread running: spawn. With the engine loaded: spawn.
+    assert out.stdout.split() == ["fork", "spawn", "spawn"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forked readers and PDEATHSIG are Linux's")
+def test_a_sigkilled_migration_leaves_no_reader_behind_and_the_database_free(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "corpus"
+    generate_corpus(source, 12_000_000, seed=5)  # above the 8 MB that starts several readers
+    database = tmp_path / "db"
+    proc = subprocess.Popen(
+        cli_command(
+            "migrate",
+            "--source-dir",
+            str(source),
+            "--parallel-workers",
+            "2",
+            "--batch-size",
+            "2",
+            "--commit-every",
+            "0",
+        ),
+        env=cli_env(f"chdb://{database}"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    try:
+        run = psutil.Process(proc.pid)
+        readers: list[psutil.Process] = []
+        deadline = time.monotonic() + 60
+        while len(readers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            readers = run.children()
+            time.sleep(0.005)
+        assert len(readers) == 2, "the migration did not start two reader processes"
+        # Forked, not spawned: a spawned reader runs `python -c "from multiprocessing..."`.
+        assert all(r.cmdline() == run.cmdline() for r in readers), [r.cmdline() for r in readers]
+
+        os.kill(proc.pid, signal.SIGKILL)  # the run alone, as the OOM killer would
+        proc.wait(timeout=60)
+        _, alive = psutil.wait_procs(readers, timeout=10)
+        assert not alive, f"readers outlived their run: {[r.pid for r in alive]}"
+
+        # Nothing holds the database: another process takes its lock at once.
+        lock = FileLock(lock_path_for(database))
+        lock.acquire(timeout=5)
+        lock.release()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
