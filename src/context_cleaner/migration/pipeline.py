@@ -18,6 +18,7 @@ wrapped by the Prefect flows; no logic lives anywhere else. One run:
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import secrets
@@ -234,6 +235,7 @@ class BatchReader:
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._frozen = False
         self._warming: list[Future[tuple[int, int]]] = []
         self._plan: Sequence[Sequence[WorkItem]] | None = None
         self._pending: deque[tuple[int, Future[bytes], float]] = deque()
@@ -243,6 +245,11 @@ class BatchReader:
         """Start the worker processes (several only when ``workers`` > 1)."""
         if self.workers > 1:
             method = worker_start_method()
+            if method == "fork":
+                # What exists now lives as long as the run: keep collections in this
+                # process and the forked ones from walking it (and copying its pages).
+                gc.freeze()
+                self._frozen = True
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context(method),
@@ -274,6 +281,9 @@ class BatchReader:
     def __exit__(self, *exc: object) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
 
     def prefetch(self, plan: Sequence[Sequence[WorkItem]]) -> None:
         """Start reading ``plan``'s first batches now; :meth:`read` of the same plan goes on."""
