@@ -180,26 +180,27 @@ def _record(
     split = usage.cache_creation
     cache_1h = min(split.ephemeral_1h_input_tokens, cache_total) if split is not None else 0
     cache_5m = cache_total - cache_1h
+    # Positional (in field order): ~2x cheaper than keywords for 19 fields on the hot path.
     return UsageRecord(
-        message_id=message.id or "",
-        request_id=request_id or "",
-        session_id=source.session_id,
-        line_session_id=intern(session_id) if session_id else "",
-        project=source.project,
-        file_path=source.file_path,
-        line_number=line_number,
-        byte_offset=offset,
-        timestamp_ms=_epoch_ms(timestamp),
-        model=intern(message.model) if message.model else "",
-        is_sidechain=is_sidechain,
-        speed=usage.speed or "",
-        from_progress=from_progress,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_creation_5m_tokens=cache_5m,
-        cache_creation_1h_tokens=cache_1h,
-        cache_read_tokens=usage.cache_read_input_tokens,
-        cost_usd=cost_usd,
+        message.id or "",  # message_id
+        request_id or "",  # request_id
+        source.session_id,  # session_id
+        intern(session_id) if session_id else "",  # line_session_id
+        source.project,  # project
+        source.file_path,  # file_path
+        line_number,  # line_number
+        offset,  # byte_offset
+        _epoch_ms(timestamp),  # timestamp_ms
+        intern(message.model) if message.model else "",  # model
+        is_sidechain,  # is_sidechain
+        usage.speed or "",  # speed
+        from_progress,  # from_progress
+        usage.input_tokens,  # input_tokens
+        usage.output_tokens,  # output_tokens
+        cache_5m,  # cache_creation_5m_tokens
+        cache_1h,  # cache_creation_1h_tokens
+        usage.cache_read_input_tokens,  # cache_read_tokens
+        cost_usd,  # cost_usd
     )
 
 
