@@ -5,6 +5,10 @@ Per corpus: ``context-cleaner migrate --json`` into a new ``chdb://`` directory
 working memory = peak minus the memory after connecting), a second run that
 must insert nothing, and ccusage's ``daily --json --offline`` for the ratio.
 The database totals must equal the manifest's.
+
+The fresh migration and ccusage run ``--repeat`` times each, alternately (so a
+noisy stretch of the machine falls on both); the fastest of each counts, and the
+memory figures are the largest seen.
 """
 
 from __future__ import annotations
@@ -45,8 +49,27 @@ def run(ctx: BenchContext) -> list[Result]:
     want = ctx.manifest["totals"]
     assert isinstance(want, dict)
     workdir = Path(tempfile.mkdtemp(prefix="cc-bench-db-"))
+    cc_cmd = (
+        [*ctx.options.ccusage, "claude", "daily", "--json", "--offline"]
+        if ctx.options.ccusage
+        else None
+    )
+    cc_env = {k: v for k, v in os.environ.items() if k != "CLAUDE_CONFIG_DIR"}
+    cc_env.update(TZ="UTC", CLAUDE_CONFIG_DIR=str(ctx.corpus_dir))
     try:
-        first, doc = _migrate(ctx, workdir / "db", "--engine", "local", "--no-validate")
+        fresh: list[tuple[RunResult, dict[str, object] | None]] = []
+        cc_runs: list[RunResult] = []
+        for i in range(max(1, ctx.options.repeat)):
+            if i:
+                shutil.rmtree(workdir / "db", ignore_errors=True)
+            fresh.append(_migrate(ctx, workdir / "db", "--engine", "local", "--no-validate"))
+            if fresh[-1][1] is None:
+                break
+            if cc_cmd is not None:
+                cc_runs.append(measure_command(cc_cmd, env=cc_env))
+        failed = [f for f in fresh if f[1] is None]
+        first, doc = failed[0] if failed else min(fresh, key=lambda f: f[0].wall_s)
+        first.peak_tree_rss = max(f[0].peak_tree_rss for f in fresh)
         row = Result(
             benchmark="migrate",
             corpus=ctx.size_label,
@@ -64,8 +87,9 @@ def run(ctx: BenchContext) -> list[Result]:
         bad = [k for k in (*TOKEN_KEYS, "total_tokens") if totals.get(k) != want.get(k)]
         row.check = "= manifest" if not bad else "MISMATCH"
         row.failed = bool(bad)
+        memory = max(float(f[1]["working_memory_mb"]) for f in fresh if f[1] is not None)  # type: ignore[arg-type]
         row.notes = (
-            f"working memory {doc['working_memory_mb']:,.0f} MiB; insert "
+            f"working memory {memory:,.0f} MiB; insert "
             f"{doc['database_insertion_time']:.1f} s; {doc['total_records_inserted']:,} records"
         )
         if bad:
@@ -98,12 +122,9 @@ def run(ctx: BenchContext) -> list[Result]:
         again.failed = inserted != 0
         results.append(again)
 
-        if ctx.options.ccusage:
-            env = {k: v for k, v in os.environ.items() if k != "CLAUDE_CONFIG_DIR"}
-            env.update(TZ="UTC", CLAUDE_CONFIG_DIR=str(ctx.corpus_dir))
-            cc = measure_command(
-                [*ctx.options.ccusage, "claude", "daily", "--json", "--offline"], env=env
-            )
+        if cc_runs:
+            cc = min(cc_runs, key=lambda r: r.wall_s if r.returncode == 0 else float("inf"))
+            cc.peak_tree_rss = max(r.peak_tree_rss for r in cc_runs)
             results.append(
                 Result(
                     benchmark="migrate",
