@@ -104,34 +104,38 @@ class LineReader:
                 offset += length + 1
                 number += 1
                 self.end_offset, self.next_line = offset, number
-                body = chunk[first_nl + 1 : last_nl] if first_nl < last_nl else None
+                has_body = first_nl < last_nl
+                begin = first_nl + 1
             else:
-                body = chunk[:last_nl]
+                has_body, begin = True, 0
+            end = last_nl  # the body: chunk[begin:end], whole lines (none when not has_body)
             pieces, pending, skipping = [], 0, False
-            if body is not None and marker is not None and self._chunk <= self._max_line:
+            if has_body and marker is not None and self._chunk <= self._max_line:
                 # Only lines holding the marker are wanted: find them with C-speed
-                # searches instead of building every line (no line here can be oversized).
-                pos = counted = 0
+                # searches instead of building every line (no line here can be oversized),
+                # within the chunk's bounds rather than in a copy of the body.
+                pos = counted = begin
+                before = begin - 1 if begin else 0  # a line start is after a newline here
                 search = self._marker_search
                 while True:
-                    found = search(body, pos)
+                    found = search(chunk, pos, end)
                     if found is None:
                         break
                     hit = found.start()
-                    start = body.rfind(b"\n", 0, hit) + 1
-                    end = body.find(b"\n", hit)
-                    if end < 0:
-                        end = len(body)
-                    number += body.count(b"\n", counted, start)
+                    start = chunk.rfind(b"\n", before, hit) + 1
+                    stop = chunk.find(b"\n", hit, end)
+                    if stop < 0:
+                        stop = end
+                    number += chunk.count(b"\n", counted, start)
                     counted = start
-                    self.end_offset, self.next_line = offset + start, number
-                    yield number, offset + start, body[start:end]
-                    pos = end + 1
-                number += body.count(b"\n", counted) + 1
-                offset += len(body) + 1
+                    self.end_offset, self.next_line = offset + start - begin, number
+                    yield number, offset + start - begin, chunk[start:stop]
+                    pos = stop + 1
+                number += chunk.count(b"\n", counted, end) + 1
+                offset += end - begin + 1
                 self.end_offset, self.next_line = offset, number
-            elif body is not None:
-                for line in body.split(b"\n"):
+            elif has_body:
+                for line in chunk[begin:end].split(b"\n"):
                     length = len(line)
                     if length > self._max_line:
                         self._oversized(number, offset, length)
