@@ -275,8 +275,10 @@ class HistoricalDataMigrator:
             state.discovery, state.plan = pipeline.discover_and_plan(
                 bridge if (exists or not dry_run) else None, options
             )
-        before = bridge.get_migration_totals() if not dry_run else {}
-        sessions_before = bridge.count_sessions() if not dry_run else 0
+        # A database this run created holds nothing yet (prefetched: no other run filled it).
+        counted = not dry_run and not prefetched
+        before = bridge.get_migration_totals() if counted else {}
+        sessions_before = bridge.count_sessions() if counted else 0
         if not dry_run:
             self._begin(state, kind, options)
         try:

@@ -327,15 +327,29 @@ class BatchReader:
 # -- committing one batch ------------------------------------------------------------------
 
 
-def file_commits(
-    batch: Sequence[WorkItem], scan: ScanResult, records: Sequence[UsageRecord]
-) -> list[FileCommit]:
+@dataclass(slots=True)
+class RecordSums:
+    """A batch's records summed in one pass: by file, in all, and the sessions touched."""
+
+    tokens: dict[str, int] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)
+    sessions: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, records: Sequence[UsageRecord]) -> RecordSums:
+        sums = cls()
+        tokens, counts, sessions = sums.tokens, sums.records, sums.sessions
+        for r in records:
+            path = r.file_path
+            tokens[path] = tokens.get(path, 0) + r.total_tokens
+            counts[path] = counts.get(path, 0) + 1
+            sessions.add(r.session_id)
+        return sums
+
+
+def file_commits(batch: Sequence[WorkItem], scan: ScanResult, sums: RecordSums) -> list[FileCommit]:
     """Tracking rows for a batch: where each file's committed range now ends."""
-    tokens: dict[str, int] = {}
-    counts: dict[str, int] = {}
-    for r in records:
-        tokens[r.file_path] = tokens.get(r.file_path, 0) + r.total_tokens
-        counts[r.file_path] = counts.get(r.file_path, 0) + 1
+    tokens, counts = sums.tokens, sums.records
     by_rel = {(s.path, s.relative_path): s for s in scan.files}
     commits = []
     for item in batch:
@@ -375,13 +389,16 @@ def write_batch(
     records: Sequence[UsageRecord],
     commits: Sequence[FileCommit],
     *,
+    sessions: set[str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> float:
     """Insert, refresh summaries, commit offsets: one unit of work, retried when transient.
 
-    Returns the seconds spent. Raises the last error when retries run out.
+    ``sessions`` are the records' sessions (found here when not given). Returns the
+    seconds spent. Raises the last error when retries run out.
     """
-    sessions = {r.session_id for r in records}
+    if sessions is None:
+        sessions = {r.session_id for r in records}
     delay = 0.5
     for attempt in range(1, BATCH_RETRIES + 1):
         started = time.perf_counter()
@@ -459,12 +476,15 @@ def commit_scan(
             result.errors.append(f"{s.path}: {s.error}")
         else:
             result.files_processed += 1
+    sums = RecordSums.of(records)
     result.records_inserted = len(records)
-    result.tokens_in_records = sum(r.total_tokens for r in records)
-    result.sessions_touched = len({r.session_id for r in records})
+    result.tokens_in_records = sum(sums.tokens.values())
+    result.sessions_touched = len(sums.sessions)
     if not dry_run:
-        commits = file_commits(batch, scan, records)
-        result.insert_seconds = write_batch(bridge, migration_id, records, commits)
+        commits = file_commits(batch, scan, sums)
+        result.insert_seconds = write_batch(
+            bridge, migration_id, records, commits, sessions=sums.sessions
+        )
     return result
 
 
