@@ -1,4 +1,5 @@
-"""The reader processes of a migration: how they start, and that they end with their run."""
+"""The reader processes of a migration: how they start, their priority, and that they end
+with their run."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from benchmarks.generate_corpus import generate_corpus
 
 from context_cleaner.bridge.lock import FileLock, lock_path_for
+from context_cleaner.migration.pipeline import READER_NICENESS
 
 from .helpers import REPO, cli_command, cli_env
 
@@ -85,6 +87,11 @@ def test_a_sigkilled_migration_leaves_no_reader_behind_and_the_database_free(
         assert len(readers) == 2, "the migration did not start two reader processes"
         # Forked, not spawned: a spawned reader runs `python -c "from multiprocessing..."`.
         assert all(r.cmdline() == run.cmdline() for r in readers), [r.cmdline() for r in readers]
+        # Nicer than the run, whose commits are the critical path (as soon as they start).
+        wanted = min(run.nice() + READER_NICENESS, 19)
+        while time.monotonic() < deadline and any(r.nice() != wanted for r in readers):
+            time.sleep(0.005)
+        assert [r.nice() for r in readers] == [wanted, wanted]
 
         os.kill(proc.pid, signal.SIGKILL)  # the run alone, as the OOM killer would
         proc.wait(timeout=60)
