@@ -10,12 +10,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING
 
 from context_cleaner import __version__
 from context_cleaner.errors import ContextCleanerError
+
+if TYPE_CHECKING:  # rich is imported when output is drawn (--json runs never draw)
+    from rich.console import Console
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -25,14 +26,26 @@ EXIT_INTERRUPTED = 130
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _stdout() -> Console:
+def escape(text: str) -> str:
+    """rich's markup escape for ``text`` (imports rich only when output is drawn)."""
+    from rich.markup import escape as markup_escape
+
+    return markup_escape(text)
+
+
+def stdout_console() -> Console:
+    """A console on stdout (wide when it is not a terminal: pipes and files get whole tables)."""
+    from rich.console import Console
+
     console = Console(highlight=False)
     if not console.is_terminal:
-        console.width = max(console.width, 120)  # pipes and files get whole tables
+        console.width = max(console.width, 120)
     return console
 
 
-def _stderr() -> Console:
+def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
@@ -75,7 +88,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.model_dump(mode="json"))
     else:
-        render_analysis(_stdout(), report, top_sessions=args.top)
+        render_analysis(stdout_console(), report, top_sessions=args.top)
     return EXIT_OK
 
 
@@ -126,10 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ContextCleanerError as exc:
-        _stderr().print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        stderr_console().print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        _stderr().print("interrupted; run the command again to resume.")
+        stderr_console().print("interrupted; run the command again to resume.")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK

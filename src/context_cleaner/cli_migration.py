@@ -14,37 +14,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from context_cleaner.cli import (
     EXIT_FAILED,
     EXIT_OK,
     add_pricing_args,
     add_source_args,
+    escape,
     print_json,
+    stderr_console,
+    stdout_console,
 )
 from context_cleaner.migration.defaults import COMMIT_EVERY, MAX_BATCH_BYTES
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from context_cleaner.analysis.discovery import Discovery
     from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
     from context_cleaner.migration.models import MigrationProgress
 
 URL_ENV = "CONTEXT_CLEANER_CLICKHOUSE_URL"
 SAMPLE_DIR = Path(__file__).parent / "sample"
-
-
-def _err() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def _out() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 120)
-    return console
 
 
 def add_database_args(parser: argparse.ArgumentParser) -> None:
@@ -155,7 +145,7 @@ def progress_display(enabled: bool) -> Iterator[Callable[[MigrationProgress], No
         TextColumn("{task.fields[tokens]}"),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
-        console=_err(),
+        console=stderr_console(),
         transient=False,
         auto_refresh=False,
     ) as bar:
@@ -195,7 +185,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_dict())
     else:
-        render_migration(_out(), result)
+        render_migration(stdout_console(), result)
     validated = args.dry_run or not args.validate or result.validation_passed
     return EXIT_OK if result.success and validated else EXIT_FAILED
 
@@ -222,7 +212,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if args.json:
             print_json(planned.to_dict())
         else:
-            render_migration(_out(), planned)
+            render_migration(stdout_console(), planned)
         return EXIT_OK if planned.success else EXIT_FAILED
     from context_cleaner.migration.incremental import summary_line
 
@@ -236,7 +226,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_dict())
     else:
-        out = _out()
+        out = stdout_console()
         out.print(escape(summary_line(result)))
         for error in result.errors:
             out.print(f"[red]error:[/] {escape(error)}")
@@ -260,7 +250,7 @@ def _fast_sync(args: argparse.Namespace) -> tuple[int | None, Discovery]:
     if args.json:
         print_json(result.to_dict())
     else:
-        out = _out()
+        out = stdout_console()
         out.print(escape(summary_line(result)))
         for error in result.errors:
             out.print(f"[red]error:[/] {escape(error)}")
@@ -285,7 +275,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
     else:
-        out = _out()
+        out = stdout_console()
         verdict = "[green]PASSED[/]" if report.passed else "[red]FAILED[/]"
         out.print(
             f"Validation {verdict}: database {report.database_totals['total_tokens']:,} vs "
@@ -310,7 +300,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     migrator = _migrator(args)
     if not args.yes:
         if not sys.stdin.isatty():
-            _err().print(
+            stderr_console().print(
                 "error: rollback changes the database; pass --yes to confirm "
                 "when not on a terminal."
             )
@@ -326,7 +316,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             "Type 'yes' to continue: "
         )
         if answer.strip().lower() != "yes":
-            _err().print("Rollback cancelled; nothing changed.")
+            stderr_console().print("Rollback cancelled; nothing changed.")
             return EXIT_FAILED
     if _use_prefect(args.engine):
         from context_cleaner.migration.engine import run_with_prefect
@@ -339,7 +329,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_dict())
     else:
-        _out().print(
+        stdout_console().print(
             f"Rolled back ({result.mode}) in {result.duration_seconds:.2f} s"
             + (f" to snapshot {result.snapshot}" if result.snapshot else "")
             + f"; rows now: {result.rows_after}."
@@ -405,7 +395,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(payload)
         return EXIT_OK
-    out = _out()
+    out = stdout_console()
     if not payload["initialised"]:
         out.print(f"No migration yet in {payload['database']}; run `context-cleaner migrate`.")
         return EXIT_OK
@@ -413,6 +403,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from context_cleaner.render import render_totals
 
     render_totals(out, TokenTotals(**payload["totals"]), title=f"Database {payload['database']}")
+    from rich.table import Table
+
     table = Table(title="Recent runs", title_justify="left")
     for col in ("Run", "Kind", "Status", "Started", "Files", "Records", "Skipped lines"):
         table.add_column(col)
@@ -485,7 +477,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from context_cleaner.analysis.discovery import resolve_roots
     from context_cleaner.errors import SourceNotFoundError
 
-    out = _out()
+    out = stdout_console()
     try:
         resolve_roots(args.source_dir or None)
     except SourceNotFoundError:
