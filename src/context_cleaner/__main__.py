@@ -1,7 +1,5 @@
 """``python -m context_cleaner`` = ``context-cleaner``."""
 
-import sys
+from context_cleaner.cli import run
 
-from context_cleaner.cli import main
-
-sys.exit(main())
+run()
