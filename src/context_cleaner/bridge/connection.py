@@ -73,12 +73,12 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 #: The embedded engine's allocator (jemalloc inside chDB) reads its options from here.
 ENGINE_ALLOCATOR_ENV = "JE_MALLOC_CONF"
-#: Freed pages go back to the system after 0.3 s instead of ~10 s, so a bulk write keeps
-#: a flat footprint. Working memory at 100 MB / 500 MB / 1 GB migrated: 47 / 60-63 /
-#: 78-86 MiB (default: up to 103 MiB at 1 GB). Returning them at once (``0``) holds
-#: 40 / 44-51 / 63 MiB but costs ~10% more CPU (pages faulted in again for every
-#: insert); a one-shot sync would pay ~0.07 s either way, so only migrations ask for it.
-RETURN_FREED_MEMORY = "dirty_decay_ms:300,muzzy_decay_ms:0"
+#: Freed pages go back to the system at once instead of after ~10 s, so a bulk write keeps
+#: a flat footprint. 1 GB migrated, 3 runs each: 63-65 MiB of working memory at once;
+#: 83-101 MiB after 0.3 s; 86-94 MiB after 0.1 s (one arena or two: no better); up to
+#: 103 MiB by default. It costs ~5-10% more CPU (pages faulted in again for every
+#: insert); a one-shot sync would pay ~0.07 s, so only migrations ask for it.
+RETURN_FREED_MEMORY = "dirty_decay_ms:0,muzzy_decay_ms:0"
 
 
 def return_freed_memory_promptly() -> bool:
