@@ -71,29 +71,6 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(attempts=1)
 
 
-#: The embedded engine's allocator (jemalloc inside chDB) reads its options from here.
-ENGINE_ALLOCATOR_ENV = "JE_MALLOC_CONF"
-#: Freed pages go back to the system at once instead of after ~10 s, so a bulk write keeps
-#: a flat footprint. 1 GB migrated, 3 runs each: 63-65 MiB of working memory at once;
-#: 83-101 MiB after 0.3 s; 86-94 MiB after 0.1 s (one arena or two: no better); up to
-#: 103 MiB by default. It costs ~5-10% more CPU (pages faulted in again for every
-#: insert); a one-shot sync would pay ~0.07 s, so only migrations ask for it.
-RETURN_FREED_MEMORY = "dirty_decay_ms:0,muzzy_decay_ms:0"
-
-
-def return_freed_memory_promptly() -> bool:
-    """Ask the embedded engine to give freed memory back at once (for long writers).
-
-    Takes effect only before chDB is first loaded in this process (its allocator reads
-    the setting then) and never overrides the user's own ``JE_MALLOC_CONF``. Returns
-    whether the setting will apply.
-    """
-    if "chdb" in sys.modules:
-        return False
-    os.environ.setdefault(ENGINE_ALLOCATOR_ENV, RETURN_FREED_MEMORY)
-    return os.environ[ENGINE_ALLOCATOR_ENV] == RETURN_FREED_MEMORY
-
-
 #: Optional imports of chDB that nothing here uses: on loading, ``chdb.state`` imports
 #: pyarrow when installed (~0.08 s, and numpy with it).
 ENGINE_OPTIONAL_IMPORTS = ("pyarrow",)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
     from context_cleaner.analysis.pricing import PriceTable
+
+log = logging.getLogger(__name__)
 
 METADATA = "enhanced_analysis_metadata"
 COUNTED = "counted_token_details"
@@ -180,6 +183,22 @@ class BridgeWriter:
     def commit_files(self, commits: Sequence[FileCommit], migration_id: str) -> None:
         with db_call("INSERT", "migration_file_tracking", rows=len(commits)):
             commit_files(self.client, commits, migration_id, self._bridge.host)
+
+    def release_memory(self) -> None:
+        """Give the embedded engine's freed memory back to the system (servers: nothing).
+
+        chDB's allocator keeps freed pages for ~10 s, so a run of many units would carry
+        each unit's peak into the next: a 1 GB migration reached 83-103 MiB of working
+        memory. Released after each unit it stays at 64-66 MiB, for no measurable time
+        (returning them at every free instead cost 5-10% of a migration's time).
+        """
+        if not self._bridge.database.url.is_embedded:
+            return
+        try:
+            with db_call("SYSTEM"):
+                self.client.command("SYSTEM JEMALLOC PURGE")
+        except Exception as exc:  # harmless: memory stays with the engine a little longer
+            log.debug("could not release the engine's freed memory: %s", exc)
 
     def compact_tracking(self, migration_id: str) -> None:
         """Drop this host's superseded tracking rows of ``migration_id`` (see compact_files)."""

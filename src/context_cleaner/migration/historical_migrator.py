@@ -15,7 +15,6 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.discovery import Discovery
-from context_cleaner.bridge.connection import return_freed_memory_promptly
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.token_bridge import TOKEN_KEYS, EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
@@ -198,10 +197,6 @@ class HistoricalDataMigrator:
     ) -> HistoricalMigrationResult:
         """The whole migration (synchronous); see :meth:`migrate_all_historical_data`."""
         migration_id = migration_id or new_migration_id("dry" if dry_run else kind[:4])
-        if kind == "migrate" and not dry_run and self.bridge.database.url.is_embedded:
-            # A bulk write: keep the engine's footprint flat (costs a sync ~0.07 s, so
-            # syncs keep the allocator's default).
-            return_freed_memory_promptly()
         monitor = RunMonitor(self.bridge, migration_id, kind, dry_run=dry_run)
         # A migration's reader processes start first, before the monitor's thread (so they
         # can be forked, pipeline.worker_start_method); a sync's pool is sized by its plan.

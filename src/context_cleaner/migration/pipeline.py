@@ -418,6 +418,7 @@ def write_batch(
                     w.insert_records(records, migration_id)
                     w.refresh_summaries(sessions, migration_id)
                 w.commit_files(commits, migration_id)
+                w.release_memory()
             return time.perf_counter() - started
         except TransientError:
             if attempt == BATCH_RETRIES:
