@@ -474,13 +474,18 @@ def render_migration(out: Console, result: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``make run``: migrate (the user's transcripts, else the sample), validate, summarise."""
-    from context_cleaner.analysis.discovery import resolve_roots
+    from context_cleaner.analysis.discovery import discover, resolve_roots
     from context_cleaner.errors import SourceNotFoundError
 
     out = stdout_console()
     try:
-        resolve_roots(args.source_dir or None)
+        roots = resolve_roots(args.source_dir or None)
+        # Default folders that exist but hold no transcript (Claude Code installed, never
+        # used) count as none; folders the user named are taken as they are.
+        found = bool(args.source_dir) or bool(discover(roots).files)
     except SourceNotFoundError:
+        found = False
+    if not found:
         out.print(
             f"No Claude Code transcripts found on this machine; using the bundled sample "
             f"({SAMPLE_DIR / 'projects'})."
