@@ -223,13 +223,21 @@ def worker_start_method() -> str:
 
     A forked worker is ready at once; a spawned one starts Python and imports the
     reader (~0.13 s, ~0.13 CPU-s each, on cores that are about to read). Forking is
-    safe on Linux while this process runs one thread and has not loaded the embedded
-    engine (its threads and state must not be copied); a database lock held here is
-    dropped in the child (``PROCESS_LOCKS.forget_after_fork``). Otherwise: spawn.
+    safe on Linux while this process runs one thread (counted by the kernel, so threads
+    that libraries start outside Python count too) and has not loaded the embedded
+    engine (its state must not be copied); a database lock held here is dropped in the
+    child (``PROCESS_LOCKS.forget_after_fork``). Otherwise: spawn.
     """
-    if sys.platform != "linux" or "chdb" in sys.modules or threading.active_count() > 1:
+    if sys.platform != "linux" or "chdb" in sys.modules or _os_threads() > 1:
         return "spawn"
     return "fork"
+
+
+def _os_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 class BatchReader:
