@@ -268,15 +268,19 @@ class BatchReader:
                 # process and the forked ones from walking it (and copying its pages).
                 gc.freeze()
                 self._frozen = True
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context(method),
-                initializer=_start_reader,
-                initargs=(os.getpid(),),
-            )
-            # Forked workers start now, before the pool's own thread does; spawned ones
-            # import the reader meanwhile, while this process goes on (connecting).
-            self._warming = [self._pool.submit(_warm_up) for _ in range(self.workers)]
+            try:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context(method),
+                    initializer=_start_reader,
+                    initargs=(os.getpid(),),
+                )
+                # Forked workers start now, before the pool's own thread does; spawned
+                # ones import the reader meanwhile, while this process goes on.
+                self._warming = [self._pool.submit(_warm_up) for _ in range(self.workers)]
+            except BaseException:
+                self.__exit__()
+                raise
         return self
 
     def idle_rss(self) -> int:
