@@ -180,7 +180,7 @@ IN_FLIGHT_PER_WORKER = 3
 
 
 def _warm_up() -> tuple[int, int]:
-    """Runs in a fresh worker (importing the reader is what makes a first batch slow).
+    """Runs first in each new worker (a spawned one has imported the reader by then).
 
     Returns the worker's pid and resident memory once it is ready to read.
     """
