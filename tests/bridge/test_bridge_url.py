@@ -120,3 +120,45 @@ def test_any_password_round_trips_and_never_shows(user: str, password: str, db: 
     assert str(url) == url.redacted() == redact(url.dsn) == expected
     assert "password" not in repr(url)
     assert repr(url).count(repr(user)) == 1  # the username, nothing else
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://alice:pass w0rdTAIL@127.0.0.1:notaport/db",  # a space in the password
+        "http://alice:p@ssTAIL@127.0.0.1:notaport/db",  # a raw "@" in the password
+        "http://alice:pwTAIL@[::1/usage",  # a URL that urlsplit refuses
+        "https://alice:a b@cTAIL@[::1",
+    ],
+)
+def test_unparseable_urls_never_show_their_password(text: str) -> None:
+    """The message of a URL that does not parse is as redacted as one that does."""
+    with pytest.raises(ConfigurationError) as info:
+        parse_url(text)
+    assert "TAIL" not in str(info.value) and "alice:***@" in str(info.value)
+    assert "TAIL" not in redact(text)
+
+
+raw_passwords = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=20
+)
+
+
+@given(
+    user=users,
+    password=raw_passwords,
+    rest=st.sampled_from(["h:8123/db", "h:port/db", "[::1/usage", "h/a/b", "h:8123/db?x=1", ""]),
+)
+def test_any_raw_password_is_hidden_whether_the_url_parses_or_not(
+    user: str, password: str, rest: str
+) -> None:
+    """Written into a URL unescaped (spaces, "@", "/"), the password shows in no message."""
+    secret = f"SECRET{password}TAIL"
+    text = f"http://{user}:{secret}@{rest}"
+    shown = [redact(text)]
+    try:
+        shown.append(str(parse_url(text)))
+    except ConfigurationError as exc:
+        shown.append(str(exc))
+    for out in shown:
+        assert "SECRET" not in out and "TAIL" not in out, out

@@ -157,7 +157,11 @@ _SCHEMA_CODES = frozenset(
 )  # UNKNOWN_TABLE, NO_SUCH_COLUMN, UNKNOWN_IDENTIFIER
 
 _CODE_RE = re.compile(r"\bCode:\s*(\d+)")
-_CREDENTIALS_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@")
+# scheme://user:<password>@ where the password may hold spaces, slashes or a raw "@": it runs to
+# the last "@" on the line before another scheme, so more may be hidden, never less.
+_CREDENTIALS_RE = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?:(?!://)[^\n])*@"
+)
 _VERSION_TRAILER_RE = re.compile(r"\s*\(version\s+[^()]*(?:\([^()]*\)[^()]*)*\)\s*$")
 _ENOSPC_RE = re.compile(r"No space left on device|errno:? 28\b|ENOSPC", re.IGNORECASE)
 _LOCKED_RE = re.compile(r"Cannot lock file|Another server instance in same directory")

@@ -128,7 +128,10 @@ def parse_url(text: str) -> DatabaseURL:
         )
     if "://" not in raw:
         return _embedded(raw, text)
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 host
+        raise _bad(text, f"it cannot be read as a URL ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme == "chdb":
         location = parts.netloc + parts.path
