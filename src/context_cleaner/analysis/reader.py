@@ -11,12 +11,52 @@ not held, it is passed over and reported (``on_oversized``).
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 CHUNK_BYTES = 4 * 1024 * 1024
 MAX_LINE_BYTES = 256 * 1024 * 1024
+
+
+class NotRegularFileError(OSError):
+    """A transcript path that names something other than a regular file (a FIFO, a device,
+    a directory): it is skipped, never waited on."""
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file.
+
+    The file is opened non-blocking, so a FIFO put in a transcript's place (between
+    discovery and reading) does not block the open waiting for a writer, and the
+    opened descriptor itself is checked, so nothing swapped in after the check is read.
+    Raises :class:`NotRegularFileError` (naming what it is) for anything else.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(f"not a regular file ({_kind(mode)}): skipped, not read")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
+
 
 OversizedCallback = Callable[[int, int, int], None]
 """Called as ``(line_number, byte_offset, length)`` for each line longer than the limit."""

@@ -18,7 +18,13 @@ import msgspec
 from context_cleaner.analysis.dedup import UsageCollector
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.analysis.extract import USAGE_MARKER, Source, extract_marked_line
-from context_cleaner.analysis.reader import MAX_LINE_BYTES, LineReader
+from context_cleaner.analysis.processes import die_with_parent
+from context_cleaner.analysis.reader import (
+    MAX_LINE_BYTES,
+    LineReader,
+    NotRegularFileError,
+    open_regular,
+)
 from context_cleaner.analysis.records import SkippedLine, UsageRecord
 
 #: Keep at most this many skipped lines in detail (counts by reason are always complete).
@@ -112,7 +118,7 @@ def scan_file(
         )
 
     try:
-        with open(transcript.path, "rb") as stream:
+        with open_regular(transcript.path) as stream:
             reader = LineReader(
                 stream,
                 start_offset=start_offset,
@@ -140,6 +146,8 @@ def scan_file(
                 stats.torn_tail_bytes = start_offset + reader.bytes_read - reader.end_offset
     except FileNotFoundError:
         stats.error = "file vanished before it could be read"
+    except NotRegularFileError as exc:
+        stats.error = str(exc)
     except OSError as exc:
         stats.error = f"cannot read: {exc.strerror or exc}"
     return stats
@@ -246,7 +254,12 @@ def scan_files_parallel(
     # More groups than workers so a slow group does not leave a core idle.
     groups = split_by_size(files, min(len(files), workers * 4))
     context = multiprocessing.get_context(start_method) if start_method else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         futures = [
             pool.submit(scan_ranges_encoded, [(f, 0, 1) for f in g], max_line_bytes) for g in groups
         ]

@@ -31,6 +31,7 @@ import msgspec
 
 from context_cleaner.analysis.discovery import Discovery, TranscriptFile, discover
 from context_cleaner.analysis.extract import USAGE_MARKER, Source, extract_line
+from context_cleaner.analysis.reader import open_regular
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.token_bridge import read_generation
@@ -192,7 +193,7 @@ def last_usage_line(f: TranscriptFile) -> tuple[int, int] | None:
     source = Source(f.relative_path, f.project, f.session_id)
     window = TAIL_WINDOW
     try:
-        with open(f.path, "rb") as stream:
+        with open_regular(f.path) as stream:
             end = stream.seek(0, os.SEEK_END)
             while True:
                 start = max(0, end - window)

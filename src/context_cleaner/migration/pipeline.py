@@ -36,6 +36,7 @@ from pathlib import Path
 import psutil
 
 from context_cleaner.analysis.discovery import Discovery, TranscriptFile, discover, resolve_roots
+from context_cleaner.analysis.processes import die_with_parent
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.scan import (
     FileStats,
@@ -187,35 +188,19 @@ def _warm_up() -> tuple[int, int]:
     return os.getpid(), own_rss()
 
 
-_PR_SET_PDEATHSIG = 1
-
 #: Reader processes run this much nicer than the run's own process. That process
 #: (the engine, the commits) is the run's critical path and the readers work ahead of
-#: it into a queue, so it should get a core whenever it wants one: 500 MB migrated,
-#: 8 runs each, fastest 1.56 -> 1.39 s, median 1.80 -> 1.66 s (+19 was no faster).
+#: it into a queue, so it should get a core whenever it wants one (docs/benchmarks.md).
 #: On a machine busy with other work, the readers also yield to it.
 READER_NICENESS = 10
 
 
 def _start_reader(parent: int) -> None:
     """Runs first in each reader process: lower its priority (:data:`READER_NICENESS`),
-    and end it when the run's process dies.
-
-    A reader blocks on its queue of batches, which never closes if the run is
-    SIGKILLed (the reader holds both ends), so it would wait forever. On Linux the
-    kernel sends it SIGKILL when its parent dies; elsewhere readers end with the pool.
-    """
+    and end it when the run's process dies (:func:`die_with_parent`)."""
     with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
         os.nice(READER_NICENESS)
-    if sys.platform != "linux":
-        return
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
+    die_with_parent(parent)
 
 
 def worker_start_method() -> str:

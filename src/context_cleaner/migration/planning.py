@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from context_cleaner.analysis.discovery import TranscriptFile
+from context_cleaner.analysis.reader import open_regular
 from context_cleaner.bridge.tracking import TrackedFile
 from context_cleaner.migration.defaults import MAX_BATCH_BYTES
 
@@ -27,7 +28,7 @@ def head_hash(path: str, length: int) -> str:
     if length <= 0:
         return ""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             data = f.read(length)
     except OSError:
         return ""
