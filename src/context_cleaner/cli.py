@@ -13,10 +13,12 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from context_cleaner import __version__
+from context_cleaner.cli_types import integer
 from context_cleaner.errors import ContextCleanerError
 
 if TYPE_CHECKING:  # rich is imported when output is drawn (--json runs never draw)
@@ -26,6 +28,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+DEBUG_ENV = "CONTEXT_CLEANER_DEBUG"
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -54,8 +57,9 @@ def stderr_console() -> Console:
 
 
 def print_json(payload: object) -> None:
-    """Machine output: one JSON document on stdout."""
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    """Machine output: one JSON document on stdout (strict JSON: ``NaN`` or ``Infinity``
+    anywhere is an error, never printed)."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str, allow_nan=False) + "\n")
 
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
@@ -104,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 on success, non-zero on any failure.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of an error (also ${DEBUG_ENV}=1); give it before the command",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     analyze = sub.add_parser(
@@ -120,10 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--timezone", metavar="TZ", help="IANA timezone for days (default UTC), e.g. Europe/Berlin"
     )
     analyze.add_argument(
-        "--workers", type=int, metavar="N", help="processes for large corpora (default: cores)"
+        "--workers",
+        type=integer(1, 64),
+        metavar="N",
+        help="processes for large corpora (default: cores)",
     )
     analyze.add_argument(
-        "--top", type=int, default=10, metavar="N", help="sessions shown in the table (default 10)"
+        "--top",
+        type=integer(0),
+        default=10,
+        metavar="N",
+        help="sessions shown in the table (default 10)",
     )
     analyze.set_defaults(handler=cmd_analyze)
 
@@ -136,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def debugging(args: argparse.Namespace) -> bool:
+    """True when tracebacks are wanted: ``--debug`` or ``$CONTEXT_CLEANER_DEBUG``."""
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -143,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ContextCleanerError as exc:
+        if debugging(args):
+            traceback.print_exc()
         stderr_console().print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -150,6 +173,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a defect: one line, the traceback on request
+        if debugging(args):
+            raise
+        from context_cleaner.bridge.exceptions import redact_text
+
+        message = redact_text(str(exc)).strip().splitlines()
+        stderr_console().print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__}: "
+            f"{escape(message[0] if message else '')} (run `context-cleaner --debug ...` or set "
+            f"{DEBUG_ENV}=1 for the traceback, and report it)",
+            soft_wrap=True,
+        )
+        return EXIT_FAILED
 
 
 def run() -> None:

@@ -24,6 +24,7 @@ from context_cleaner.cli import (
     stderr_console,
     stdout_console,
 )
+from context_cleaner.cli_types import database_url, integer, number
 from context_cleaner.migration.defaults import COMMIT_EVERY, MAX_BATCH_BYTES
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ SAMPLE_DIR = Path(__file__).parent / "sample"
 def add_database_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--clickhouse-url",
+        type=database_url,
         metavar="URL",
         help=f"chdb:///path (embedded, default ~/.context_cleaner/clickhouse) or "
         f"http(s)://user:pass@host:8123/db; default ${URL_ENV}",
@@ -52,7 +54,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     add_pricing_args(parser)
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=integer(1),
         default=100,
         metavar="N",
         help="files per batch (default 100; batches are also capped at "
@@ -60,21 +62,21 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--parallel-workers",
-        type=int,
+        type=integer(1, 64),
         default=None,
         metavar="N",
         help="processes reading transcripts (default: the number of cores)",
     )
     parser.add_argument(
         "--checkpoint-interval",
-        type=int,
+        type=integer(0),
         default=10,
         metavar="N",
         help="files between checkpoints (rollback points; default 10; 0 = none)",
     )
     parser.add_argument(
         "--commit-every",
-        type=float,
+        type=number(0, 3600),
         default=COMMIT_EVERY,
         metavar="SECONDS",
         help=f"gather the batches read over this many seconds into one commit (default "
@@ -557,7 +559,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     sync.add_argument(
         "--debounce",
-        type=float,
+        type=number(0.05, 3600),
         default=1.0,
         metavar="S",
         help="watch mode: group changes over at most S seconds and sync at most once every S "
@@ -579,14 +581,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     validate.add_argument(
         "--sample-size",
-        type=int,
+        type=integer(1),
         default=100,
         metavar="N",
         help="sessions compared without --full-validation (default 100)",
     )
     validate.add_argument(
         "--tolerance",
-        type=float,
+        type=number(0, 1),
         default=0.001,
         metavar="R",
         help="accepted token variance as a ratio (default 0.001 = 0.1%%)",
@@ -664,11 +666,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_database_args(serve)
     add_pricing_args(serve)
     serve.add_argument(
-        "--batch-size", type=int, default=100, metavar="N", help="files per batch (default 100)"
+        "--batch-size",
+        type=integer(1),
+        default=100,
+        metavar="N",
+        help="files per batch (default 100)",
     )
     serve.add_argument(
         "--parallel-workers",
-        type=int,
+        type=integer(1, 64),
         default=None,
         metavar="N",
         help="processes reading transcripts (default: the number of cores)",

@@ -10,6 +10,7 @@ import argparse
 import socket
 import sys
 
+from context_cleaner.cli_types import database_url, integer
 from context_cleaner.dashboard.settings import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -29,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "requires a token",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})"
+        "--port",
+        type=integer(0, 65535),
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT})",
     )
     parser.add_argument(
         "--source",
@@ -40,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--clickhouse-url",
+        type=database_url,
         metavar="URL",
         help="chdb:///path or http(s)://user:pass@host:8123/db "
         "(default $CONTEXT_CLEANER_CLICKHOUSE_URL, else ~/.context_cleaner/clickhouse)",
