@@ -26,6 +26,13 @@ MAX_TOKENS = 2**40 - 1
 
 NonNegative = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
 
+#: The instants the database can put on a day, in epoch milliseconds (UTC, both ends included):
+#: the rollups' ``Date`` holds 1970-01-01 .. 2149-06-06, and ``toDate`` of a time outside it
+#: wraps around (1969 lands on 2149-06-06, 9999 on 2105-01-05). A usage line timed outside is
+#: skipped as ``timestamp_out_of_range`` everywhere: analysis, details rows, rollups, data lag.
+MIN_TIMESTAMP_MS = 0
+MAX_TIMESTAMP_MS = int(datetime(2149, 6, 7, tzinfo=UTC).timestamp() * 1000) - 1
+
 
 class _CacheCreation(msgspec.Struct):
     ephemeral_5m_input_tokens: NonNegative = 0
@@ -174,6 +181,16 @@ def _record(
         return SkippedLine(
             source.file_path, line_number, offset, "missing_field", "timestamp is missing"
         )
+    timestamp_ms = _epoch_ms(timestamp)
+    if not MIN_TIMESTAMP_MS <= timestamp_ms <= MAX_TIMESTAMP_MS:
+        return SkippedLine(
+            source.file_path,
+            line_number,
+            offset,
+            "timestamp_out_of_range",
+            f"timestamp {timestamp.isoformat()} is outside 1970-01-01T00:00:00Z .. "
+            "2149-06-06T23:59:59.999Z, the days the database can hold",
+        )
     # Rule 5: cache_creation_input_tokens is the total; usage.cache_creation, when
     # present, says how much of it was written for 1 hour (the rest is 5 minutes).
     cache_total = usage.cache_creation_input_tokens
@@ -190,7 +207,7 @@ def _record(
         source.file_path,  # file_path
         line_number,  # line_number
         offset,  # byte_offset
-        _epoch_ms(timestamp),  # timestamp_ms
+        timestamp_ms,  # timestamp_ms
         intern(message.model) if message.model else "",  # model
         is_sidechain,  # is_sidechain
         usage.speed or "",  # speed

@@ -23,8 +23,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from context_cleaner.analysis.extract import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 from context_cleaner.analysis.records import UsageRecord, path_hash, record_version
-from context_cleaner.bridge.exceptions import MigrationError, translate_clickhouse_error
+from context_cleaner.bridge.exceptions import (
+    DatabaseQueryError,
+    MigrationError,
+    translate_clickhouse_error,
+)
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -104,6 +109,14 @@ def detail_columns(
     costs: list[float] = []
     from_line: list[bool] = []
     for r in records:
+        if not MIN_TIMESTAMP_MS <= r.timestamp_ms <= MAX_TIMESTAMP_MS:
+            # The analysis skips such lines (``timestamp_out_of_range``); a record that got
+            # here anyway would land on a wrapped-around day in the rollups.
+            raise DatabaseQueryError(
+                f"{r.file_path} line {r.line_number}: timestamp {r.timestamp_ms} ms is outside "
+                "the days the database can hold (1970-01-01 .. 2149-06-06 UTC); the line "
+                "should have been skipped as timestamp_out_of_range: report this as a bug"
+            )
         h = hashes.get(r.file_path)
         if h is None:
             h = hashes[r.file_path] = path_hash(r.file_path)

@@ -47,6 +47,9 @@ TOKEN_SUMS = (
 
 _WIDEN = f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN {_SESSION_IDS}"
 
+#: ``toDate(timestamp)`` is the UTC day (the column's zone). It is exact only for times inside
+#: ``Date``'s range, 1970-01-01 .. 2149-06-06 (outside it wraps around): the analysis skips
+#: other lines (``timestamp_out_of_range``) and :func:`~.details.detail_columns` refuses them.
 _RECOMPUTE = f"""
 SELECT session_id, toDate(timestamp) AS day, model, any(project) AS project, any(host) AS host,
        {TOKEN_SUMS}, min(timestamp) AS first_timestamp, max(timestamp) AS last_timestamp
