@@ -24,6 +24,10 @@ USAGE_MARKER = b'"usage"'
 #: (~10^6), low enough that sums stay inside the database's UInt64 and msgpack's integers.
 MAX_TOKENS = 2**40 - 1
 
+#: The largest ``costUSD`` one response may carry. A larger, infinite or NaN cost is not a
+#: cost (``1e308`` twice would make every total infinite): the line is skipped, named.
+MAX_COST_USD = 1_000_000.0
+
 NonNegative = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
 
 #: The instants the database can put on a day, in epoch milliseconds (UTC, both ends included):
@@ -190,6 +194,14 @@ def _record(
             "timestamp_out_of_range",
             f"timestamp {timestamp.isoformat()} is outside 1970-01-01T00:00:00Z .. "
             "2149-06-06T23:59:59.999Z, the days the database can hold",
+        )
+    if cost_usd is not None and not 0 <= cost_usd <= MAX_COST_USD:  # NaN fails both
+        return SkippedLine(
+            source.file_path,
+            line_number,
+            offset,
+            "negative_value" if cost_usd < 0 else "value_out_of_range",
+            f"costUSD {cost_usd!r} is not a cost from 0 to {MAX_COST_USD:g} USD",
         )
     # Rule 5: cache_creation_input_tokens is the total; usage.cache_creation, when
     # present, says how much of it was written for 1 hour (the rest is 5 minutes).

@@ -26,8 +26,9 @@ PRICES_ENV = "CONTEXT_CLEANER_PRICES"
 TIER_THRESHOLD = 200_000
 PER_TOKEN = 1e-6
 
-#: A price in USD per million tokens, or a cost factor: never negative.
-Price = Annotated[float, msgspec.Meta(ge=0)]
+#: A price in USD per million tokens, or a cost factor: never negative, at most 1,000,000
+#: (a larger one, 1e308 say, could make every total infinite).
+Price = Annotated[float, msgspec.Meta(ge=0, le=1_000_000)]
 
 
 class ModelPrice(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
