@@ -18,6 +18,15 @@ times) over HTTP. The headline (``/api/totals``) must equal the generated
 total. Target (issue 6): every call p95 <= 100 ms. ``--only dashboard`` runs
 it; it runs once per ``run.py`` invocation, whatever the corpus sizes
 (``CONTEXT_CLEANER_BENCH_DASHBOARD_ROWS`` changes the row count).
+
+``--only dashboard_writers`` (:func:`run_writers`, per corpus): writers while the
+dashboard is polled. Each round, on a hard-linked copy of the corpus and a fresh
+database: ``migrate`` then 1 MB appended and ``sync``, once alone and once while
+a real dashboard serves ``CLIENTS`` client processes that request the page's
+endpoints back-to-back (each its next request as soon as the last answered).
+Both must end with the exact totals (the manifest's, plus the analyser's count
+of the appended bytes). Target: with the clients, each within 3x its time alone.
+The clients' requests, stale answers and errors are counted.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.harness import REPO_ROOT, BenchContext, Result
+from benchmarks.harness import REPO_ROOT, BenchContext, Result, measure_command
 
 ROWS = int(os.environ.get("CONTEXT_CLEANER_BENCH_DASHBOARD_ROWS", "10000000"))
 RECORDS_PER_SESSION = 500
@@ -287,7 +296,207 @@ def run(ctx: BenchContext) -> list[Result]:
     return results
 
 
-if __name__ == "__main__":  # quick look without run.py: python -m benchmarks.dashboard_bench
+# -- writers while the dashboard is polled ------------------------------------------------
+
+CLIENTS = 4
+WRITERS_TARGET = 3.0
+"""With the clients polling, ``migrate`` and ``sync`` each within this many times their
+time alone."""
+PAGE_REQUESTS = ("/api/info", "/api/overview", "/api/health", "/api/sessions?limit=10&offset=0")
+"""What the page requests on each load (``static/app.js``)."""
+TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
+
+
+def poll(base: str, stop: Path, out: Path) -> None:
+    """A client: request the page's endpoints back-to-back until ``stop`` exists; then
+    write ``{"requests", "stale", "errors", "totals"}`` (every headline total seen) to ``out``."""
+    counts = {"requests": 0, "stale": 0, "errors": 0}
+    seen: list[int] = []
+    while not stop.exists():
+        for path in PAGE_REQUESTS:
+            try:
+                status, body = _get(base + path)
+            except OSError:
+                status, body = 0, b""
+            counts["requests"] += 1
+            if status != 200:
+                counts["errors"] += 1
+                continue
+            doc = json.loads(body)
+            counts["stale"] += bool(doc.get("stale"))
+            if path == "/api/overview":
+                seen.append(int(doc["totals"]["total_tokens"]))
+    out.write_text(json.dumps({**counts, "totals": seen}))
+
+
+def _status_totals(cc: list[str], env: dict[str, str]) -> dict[str, int]:
+    done = subprocess.run([*cc, "status", "--json"], env=env, capture_output=True, check=True)
+    totals = json.loads(done.stdout)["totals"]
+    return {k: int(totals[k]) for k in (*TOKEN_KEYS, "total_tokens")}
+
+
+def _writers_round(
+    ctx: BenchContext, scratch: Path, appender: object, clients: int
+) -> dict[str, object]:
+    """``migrate`` then 1 MB appended and ``sync``, on a fresh copy and database, with
+    ``clients`` polling a dashboard (none: alone). Times, totals and the clients' counts."""
+    from benchmarks.sync_bench import Appender, _link_tree, _unlink_copy
+
+    assert isinstance(appender, Appender)
+    cc = ctx.options.context_cleaner
+    projects = scratch / "projects"
+    _link_tree(ctx.projects_dir, projects)
+    target = max(projects.glob("*/*.jsonl"), key=lambda p: p.stat().st_size)
+    _unlink_copy(target)
+    db = scratch / "db"
+    env = {k: v for k, v in os.environ.items() if k not in ("CLAUDE_CONFIG_DIR", "PREFECT_API_URL")}
+    env.pop("CONTEXT_CLEANER_DASHBOARD_TOKEN", None)
+    env["CONTEXT_CLEANER_CLICKHOUSE_URL"] = f"chdb://{db}"
+    want = {k: int(ctx.manifest["totals"][k]) for k in (*TOKEN_KEYS, "total_tokens")}  # type: ignore[index]
+    chunk = appender.chunk()
+    added = appender.tokens(chunk, cc)
+    server: subprocess.Popen[bytes] | None = None
+    pollers: list[subprocess.Popen[bytes]] = []
+    stop = scratch / "stop"
+    try:
+        if clients:
+            port = _free_port()
+            server = _start_server(db, port)
+            for i in range(clients):
+                pollers.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "benchmarks.dashboard_bench",
+                            "poll",
+                            f"http://127.0.0.1:{port}",
+                            str(stop),
+                            str(scratch / f"client{i}.json"),
+                        ],
+                        cwd=REPO_ROOT,
+                    )
+                )
+            time.sleep(2.0)  # the clients are polling
+        migrate = measure_command(
+            [*cc, "migrate", "--source-dir", str(projects), "--engine", "local"],
+            env=env,
+            timeout=ctx.options.timeout,
+        )
+        migrated = _status_totals(cc, env) if migrate.returncode == 0 else {}
+        with target.open("ab") as out:
+            out.write(chunk)
+        sync = measure_command(
+            [*cc, "sync", "--source-dir", str(projects), "--engine", "local"],
+            env=env,
+            timeout=ctx.options.timeout,
+        )
+        synced = _status_totals(cc, env) if sync.returncode == 0 else {}
+    finally:
+        stop.touch()
+        for proc in pollers:
+            proc.wait(timeout=120)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+    polled = {"requests": 0, "stale": 0, "errors": 0}
+    totals_seen: list[int] = []
+    for i in range(clients):
+        doc = json.loads((scratch / f"client{i}.json").read_text())
+        for k in polled:
+            polled[k] += doc[k]
+        totals_seen += doc["totals"]
+    final = {k: want[k] + added[k] for k in want}
+    return {
+        "migrate_s": migrate.wall_s,
+        "sync_s": sync.wall_s,
+        "migrate_ok": migrate.returncode == 0 and migrated == want,
+        "sync_ok": sync.returncode == 0 and synced == final,
+        "errors": (migrate.stderr + sync.stderr).decode(errors="replace")[-400:],
+        "polled": polled,
+        "totals_in_range": all(0 <= t <= final["total_tokens"] for t in totals_seen),
+        "headlines": len(totals_seen),
+    }
+
+
+def run_writers(ctx: BenchContext) -> list[Result]:
+    """``migrate`` and ``sync`` alone and with ``CLIENTS`` polling the dashboard."""
+    import tempfile
+
+    from benchmarks.sync_bench import Appender
+
+    scratch_root = Path(tempfile.mkdtemp(prefix="cc-writers-bench-", dir=ctx.corpus_dir.parent))
+    label = ctx.size_label
+    results: list[Result] = []
+    try:
+        appender = Appender(scratch_root)
+        rounds: dict[int, list[dict[str, object]]] = {0: [], CLIENTS: []}
+        for r in range(max(1, ctx.options.repeat)):
+            for clients in (0, CLIENTS):
+                scratch = scratch_root / f"round{r}-{clients}"
+                scratch.mkdir()
+                rounds[clients].append(_writers_round(ctx, scratch, appender, clients))
+                shutil.rmtree(scratch, ignore_errors=True)
+        best: dict[tuple[int, str], float] = {}
+        for clients, done in rounds.items():
+            for step in ("migrate", "sync"):
+                ok = all(d[f"{step}_ok"] for d in done)
+                wall = min(float(d[f"{step}_s"]) for d in done)  # type: ignore[arg-type]
+                best[clients, step] = wall
+                who = f"{step}, {clients} clients polling" if clients else f"{step}, alone"
+                notes = "runs " + ", ".join(f"{float(d[f'{step}_s']):.2f}" for d in done) + " s"  # type: ignore[arg-type]
+                if clients and step == "sync":
+                    polled = [d["polled"] for d in done]
+                    notes += "; client requests " + ", ".join(
+                        f"{p['requests']} ({p['stale']} stale, {p['errors']} errors)"  # type: ignore[index]
+                        for p in polled
+                    )
+                failed = not ok or (
+                    clients > 0
+                    and (
+                        not all(d["totals_in_range"] for d in done)
+                        or any(d["polled"]["errors"] for d in done)  # type: ignore[index]
+                    )
+                )
+                check = (
+                    ("= manifest" if step == "migrate" else "= manifest + appended")
+                    if ok
+                    else "MISMATCH"
+                )
+                if clients and not failed:
+                    ratio = wall / best[0, step]
+                    within = "<=" if ratio <= WRITERS_TARGET else ">"
+                    check += f"; {ratio:.1f}x alone ({within} {WRITERS_TARGET:g}x)"
+                res = Result(
+                    "dashboard_writers",
+                    label,
+                    who,
+                    wall_s=wall,
+                    check=check,
+                    failed=failed,
+                    notes=notes,
+                )
+                if not ok:
+                    res.comparisons.append(
+                        f"{who}: "
+                        + "; ".join(str(d["errors"]) for d in done if not d[f"{step}_ok"])
+                    )
+                results.append(res)
+        results[-1].comparisons.append(
+            f"writers with {CLIENTS} clients polling the dashboard ({label}): migrate "
+            f"{best[CLIENTS, 'migrate']:.2f} s vs {best[0, 'migrate']:.2f} s alone "
+            f"({best[CLIENTS, 'migrate'] / best[0, 'migrate']:.1f}x), sync 1 MB "
+            f"{best[CLIENTS, 'sync']:.2f} s vs {best[0, 'sync']:.2f} s alone "
+            f"({best[CLIENTS, 'sync'] / best[0, 'sync']:.1f}x); target <= {WRITERS_TARGET:g}x"
+        )
+    finally:
+        shutil.rmtree(scratch_root, ignore_errors=True)
+    return results
+
+
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "poll":
+    poll(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+elif __name__ == "__main__":  # quick look without run.py: python -m benchmarks.dashboard_bench
     from benchmarks.harness import BenchOptions, markdown_table
 
     ctx = BenchContext(

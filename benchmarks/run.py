@@ -53,6 +53,7 @@ BENCHMARKS: dict[str, str] = {
     "analyze": "benchmarks.analyze_bench:run",
     "migrate": "benchmarks.migrate_bench:run",
     "dashboard": "benchmarks.dashboard_bench:run",
+    "dashboard_writers": "benchmarks.dashboard_bench:run_writers",
     "testing_api": "benchmarks.testing_api_bench:run",
     "sync": "benchmarks.sync_bench:run",
     "prefect": "benchmarks.prefect_bench:run",

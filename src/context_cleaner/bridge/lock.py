@@ -16,6 +16,16 @@ that others have open races with them).
 Within one process the lock is shared: :class:`ProcessLocks` hands nested or
 concurrent users of the same path the one flock (chDB lets any number of
 handles in the process that opened the engine use it).
+
+Writers come first. A process that waits announces it with a shared ``flock`` on
+``<lock>.wait`` (a holder that sees it lets go after its unit of work and hands
+the lock over, see ``_HANDOFF``). A process that *yields to writers* (the
+dashboard, whose requests never end while pages poll) takes the lock only while
+no other kind of process waits: those also announce themselves on
+``<lock>.writer``, and a yielding process neither takes the free lock nor lets a
+new request join its own hold while one does. So a ``sync`` or ``migrate``
+waits for about one read request however many clients poll the dashboard, and
+the dashboard gets its turn between their units of work.
 """
 
 from __future__ import annotations
@@ -37,14 +47,19 @@ from context_cleaner.bridge.exceptions import DatabaseLockedError, FileAccessErr
 DEFAULT_LOCK_TIMEOUT = 30.0
 """Seconds a process waits for another to release the database before giving up."""
 
-_POLL_START = 0.01
-_POLL_MAX = 0.25
+_POLL_START = 0.005
+_POLL_MAX = 0.05
+"""Waiters poll the lock at most this far apart: a free lock is taken within ~50 ms
+(a poll is one system call; 20 a second cost nothing measurable)."""
 
-_HANDOFF = 2 * _POLL_MAX
+_HANDOFF = 0.5
 """A holder that released the lock while another process waited lets that waiter take
 it before taking it again, for up to this long. Waiters poll (at most every
-``_POLL_MAX``), so without this a holder working in a loop wins every race for the
-lock and a reader could wait for its whole run."""
+``_POLL_MAX``, later on a loaded machine), so without this a holder working in a loop
+wins every race for the lock and a reader could wait for its whole run."""
+
+_GATE_POLL = 0.005
+"""How often a yielding user re-checks whether a waiting writer got its turn."""
 
 _handed_off: dict[Path, float] = {}
 """When this process last released each lock while another process waited for it."""
@@ -113,15 +128,21 @@ class FileLock:
         self.path = Path(path)
         self.description = description or str(self.path)
         self._fd: int | None = None
+        self.taken_at: float | None = None
+        """``time.monotonic()`` when this object took the lock (None while not held)."""
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self, timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+    def acquire(
+        self, timeout: float = DEFAULT_LOCK_TIMEOUT, *, yield_to_writers: bool = False
+    ) -> None:
         """Take the lock, waiting at most ``timeout`` seconds (0 = try once).
 
-        Raises :class:`DatabaseLockedError` naming the holder when the wait runs out.
+        With ``yield_to_writers`` the free lock is left alone while a process that does
+        not yield waits for it (see the module docstring). Raises
+        :class:`DatabaseLockedError` naming the holder when the wait runs out.
         """
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already locked by this object")
@@ -136,15 +157,17 @@ class FileLock:
         deadline = time.monotonic() + max(0.0, timeout)
         self._let_the_waiter_in(deadline)
         delay = _POLL_START
-        waiting: int | None = None  # a shared lock on the wait file says "someone waits"
+        announced: list[int] = []  # shared locks on the wait files say "someone waits"
         try:
             while True:
                 try:
+                    if yield_to_writers and writer_waiting(self.path):
+                        raise BlockingIOError
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if waiting is None:
-                        waiting = _announce_waiting(self.path)
+                    if not announced:
+                        announced = _announce_waiting(self.path, writer=not yield_to_writers)
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         os.close(fd)
@@ -158,9 +181,10 @@ class FileLock:
                         "Put the database on a local filesystem that supports flock."
                     ) from exc
         finally:
-            if waiting is not None:
+            for waiting in announced:
                 os.close(waiting)  # closing drops the shared lock
         self._fd = fd
+        self.taken_at = time.monotonic()
         self._write_note()
 
     def _let_the_waiter_in(self, deadline: float) -> None:
@@ -188,8 +212,11 @@ class FileLock:
     def locked_error(self, timeout: float) -> DatabaseLockedError:
         """The error a waiter raises after ``timeout`` seconds, naming the current holder."""
         holder = read_holder(self.path)
+        who = holder.describe()
+        if holder.pid is None and writer_waiting(self.path):
+            who = "another process that is about to write (it waits for its turn)"
         return DatabaseLockedError(
-            f"The database {self.description} is in use by {holder.describe()}; "
+            f"The database {self.description} is in use by {who}; "
             f"waited {timeout:g} s. Wait for it to finish (or stop it), then run again, "
             "or allow a longer wait with CONTEXT_CLEANER_LOCK_TIMEOUT=<seconds>.",
             path=self.description,
@@ -202,6 +229,7 @@ class FileLock:
         fd, self._fd = self._fd, None
         if fd is None:
             return
+        self.taken_at = None
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
         try:
@@ -219,22 +247,26 @@ class FileLock:
         self.release()
 
 
-def _wait_path(path: Path) -> Path:
-    return path.with_name(path.name + ".wait")
+def _wait_path(path: Path, suffix: str = ".wait") -> Path:
+    return path.with_name(path.name + suffix)
 
 
-def _announce_waiting(path: Path) -> int | None:
-    """Take a shared lock on ``<lock>.wait`` while waiting (None if that cannot be done)."""
-    try:
-        fd = os.open(_wait_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
+def _announce_waiting(path: Path, *, writer: bool) -> list[int]:
+    """Take shared locks on ``<lock>.wait`` (and ``<lock>.writer`` for a ``writer``) while
+    waiting; the descriptors to close when done (fewer if a file cannot be locked)."""
+    held: list[int] = []
+    for suffix in (".wait", ".writer") if writer else (".wait",):
+        try:
+            fd = os.open(_wait_path(path, suffix), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        held.append(fd)
+    return held
 
 
 def someone_waiting(path: str | os.PathLike[str]) -> bool:
@@ -242,8 +274,17 @@ def someone_waiting(path: str | os.PathLike[str]) -> bool:
 
     Waiters hold a shared lock on ``<lock>.wait``; an exclusive try fails while any does.
     """
+    return _announced(_wait_path(Path(path)))
+
+
+def writer_waiting(path: str | os.PathLike[str]) -> bool:
+    """True when a process that does not yield to writers waits for the lock at ``path``."""
+    return _announced(_wait_path(Path(path), ".writer"))
+
+
+def _announced(wait_file: Path) -> bool:
     try:
-        fd = os.open(_wait_path(Path(path)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(wait_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError:
         return False
     try:
@@ -294,6 +335,12 @@ class ProcessLocks:
         entry = self._entries.get(Path(os.path.abspath(path)))
         return entry.users if entry else 0
 
+    def held_for(self, path: str | os.PathLike[str]) -> float | None:
+        """Seconds since this process took the lock at ``path`` (None when it does not hold it)."""
+        entry = self._entries.get(Path(os.path.abspath(path)))
+        taken = entry.flock.taken_at if entry is not None else None
+        return None if taken is None else time.monotonic() - taken
+
     @contextlib.contextmanager
     def hold(
         self,
@@ -301,18 +348,37 @@ class ProcessLocks:
         *,
         timeout: float = DEFAULT_LOCK_TIMEOUT,
         description: str = "",
+        yield_to_writers: bool = False,
+        step_aside: bool = False,
     ) -> Iterator[None]:
-        """Hold the lock at ``path`` for the block, waiting at most ``timeout`` seconds."""
-        entry = self._entry(Path(os.path.abspath(path)), description)
+        """Hold the lock at ``path`` for the block, waiting at most ``timeout`` seconds.
+
+        ``yield_to_writers``: when this process has to take the flock, it leaves it to a
+        waiting writer first (:meth:`FileLock.acquire`). ``step_aside`` (for a fresh unit
+        of work of a yielding process, never for a nested one): while a writer waits, do
+        not join this process's hold either; wait until it is released and the writer has
+        had its turn.
+        """
+        path = Path(os.path.abspath(path))
+        entry = self._entry(path, description)
         started = time.monotonic()
+        if step_aside:
+            while entry.users > 0 and writer_waiting(path):
+                if time.monotonic() - started >= timeout:
+                    raise entry.flock.locked_error(timeout)
+                time.sleep(_GATE_POLL)
+        remaining = max(0.0, timeout - (time.monotonic() - started))
         acquired = (
-            entry.mutex.acquire(timeout=timeout) if timeout > 0 else entry.mutex.acquire(False)
+            entry.mutex.acquire(timeout=remaining) if remaining > 0 else entry.mutex.acquire(False)
         )
         if not acquired:
             raise entry.flock.locked_error(timeout)
         try:
             if entry.users == 0:
-                entry.flock.acquire(max(0.0, timeout - (time.monotonic() - started)))
+                entry.flock.acquire(
+                    max(0.0, timeout - (time.monotonic() - started)),
+                    yield_to_writers=yield_to_writers,
+                )
             entry.users += 1
         finally:
             entry.mutex.release()

@@ -4,7 +4,8 @@
 check input, ask the :class:`~context_cleaner.dashboard.sources.DashboardSource`,
 and turn the package's errors into JSON ``{"error": message}`` with a status:
 400 for a bad filter, 503 when the database is busy or unreachable (try
-again), 500 otherwise.
+again), 500 otherwise. While a writer has the embedded database, a question
+answered before gets that answer marked stale (``dashboard/answers.py``).
 
 Access: with a token, every request (page, files, API) must carry it, as
 ``Authorization: Bearer <token>``, as ``?token=<token>`` (how the page is first
@@ -26,6 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from context_cleaner import __version__
+from context_cleaner.dashboard.answers import Answers
 from context_cleaner.dashboard.filters import InvalidFilterError
 from context_cleaner.dashboard.routes import router
 from context_cleaner.dashboard.sources import DashboardSource
@@ -88,6 +90,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.source = source
+    app.state.answers = Answers()
     allowed = {h.lower() for h in allowed_hosts} if allowed_hosts is not None else None
 
     @app.middleware("http")

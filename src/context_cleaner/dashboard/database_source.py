@@ -2,10 +2,12 @@
 
 Read-only twice over: the dashboard only calls the bridge's read methods, and
 its sessions run with ClickHouse's ``readonly = 2`` (no writes, no DDL). Each
-request is one unit of work (:meth:`EnhancedTokenDatabaseBridge.reading`):
-the embedded database is opened once for the request and closed after it, so
-a sync running in another process gets its turn between requests. A database
-that does not exist yet is reported as empty, never created.
+request is one unit of work (:meth:`Database.reserve` and
+:meth:`EnhancedTokenDatabaseBridge.reading`). The database yields to writers:
+while a ``sync`` or ``migrate`` waits, new requests wait (or are answered from
+:mod:`~context_cleaner.dashboard.answers`) until it has had its turn, so it
+waits for the requests already running only. A database that does not exist
+yet is reported as empty, never created.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class DatabaseSource:
     ) -> None:
         """``keep_warm``: seconds the embedded engine stays open after the last request
         while no other process waits for it (0 = open and close it every request)."""
-        self.database = Database(url, settings=READ_ONLY)
+        self.database = Database(url, settings=READ_ONLY, yield_to_writers=True)
         self.bridge = EnhancedTokenDatabaseBridge(self.database, prices=prices, host=host)
         self.keeper = EngineKeeper(self.database, idle=keep_warm)
         self._options: tuple[float, dict[str, list[str]]] | None = None
@@ -66,13 +68,13 @@ class DatabaseSource:
         }
 
     @contextlib.contextmanager
-    def unit(self) -> Iterator[None]:
+    def unit(self, wait: float | None = None) -> Iterator[None]:
         if not self._exists():
             yield
             return
         self.keeper.touch()
         try:
-            with self.bridge.reading():
+            with self.database.reserve(wait), self.bridge.reading():
                 yield
         finally:
             self.keeper.touch()  # idle time counts from the end of the request

@@ -171,7 +171,7 @@ class DirectSource:
         }
 
     @contextlib.contextmanager
-    def unit(self) -> Iterator[None]:
+    def unit(self, wait: float | None = None) -> Iterator[None]:
         yield
 
     def _selected(self, filters: QueryFilters) -> list[Group]:

@@ -2,7 +2,10 @@
 
 Every endpoint checks its query string with :func:`parse_filters` (a bad or
 unknown parameter is a 400 naming it), then asks the source inside one
-``source.unit()`` (one database session for the whole request).
+``source.unit()`` (one database session for the whole request), through
+:class:`~context_cleaner.dashboard.answers.Answers`: equal concurrent requests
+share one read, and while a writer has the database the last answer is served,
+marked stale. Every answer has ``stale`` and ``as_of`` (and ``busy`` when stale).
 
 ==============================  ====================================================
 ``GET /api/info``               source, where it reads, banner (direct mode)
@@ -23,10 +26,12 @@ Filters everywhere they apply: ``start``, ``end`` (YYYY-MM-DD, UTC days),
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 
+from context_cleaner.dashboard.answers import Answers
 from context_cleaner.dashboard.filters import (
     FILTER_PARAMS,
     PAGING_PARAMS,
@@ -48,6 +53,20 @@ def _source(request: Request) -> DashboardSource:
     return request.app.state.source  # type: ignore[no-any-return]
 
 
+def _answer(request: Request, read: Callable[[DashboardSource], dict[str, Any]]) -> dict[str, Any]:
+    """``read(source)`` inside one unit of work, shared and kept by the app's answers."""
+    source = _source(request)
+    answers: Answers = request.app.state.answers
+    params = sorted((k, v) for k, v in request.query_params.items() if k != "token")
+    question = request.url.path + "?" + "&".join(f"{k}={v}" for k, v in params)
+
+    def read_now(wait: float | None) -> dict[str, Any]:
+        with source.unit(wait):
+            return read(source)
+
+    return answers.get(question, read_now)
+
+
 def _filters(request: Request, allowed: tuple[str, ...]) -> QueryFilters:
     params = request.query_params
     repeated = sorted({k for k in params if len(params.getlist(k)) > 1})
@@ -64,31 +83,32 @@ def _runs_limit(request: Request) -> int:
 @router.get("/info")
 def info(request: Request) -> dict[str, Any]:
     _filters(request, ())
-    source = _source(request)
-    with source.unit():
-        return source.describe()
+    return _answer(request, lambda source: source.describe())
 
 
 @router.get("/totals")
 def totals(request: Request) -> dict[str, Any]:
     f = _filters(request, FILTER_PARAMS)
-    source = _source(request)
-    with source.unit():
-        return {
+    return _answer(
+        request,
+        lambda source: {
             "totals": source.totals(f),
             "sessions": source.count_sessions(f),
             "filters": f.echo(),
-        }
+        },
+    )
 
 
 @router.get("/overview")
 def overview(request: Request) -> dict[str, Any]:
     f = _filters(request, FILTER_PARAMS)
-    source = _source(request)
-    with source.unit():
+
+    def read(source: DashboardSource) -> dict[str, Any]:
         out = source.overview(f, BREAKDOWN_LIMIT)
         out.update(options=source.options(), filters=f.echo())
         return out
+
+    return _answer(request, read)
 
 
 @router.get("/breakdown/{dimension}")
@@ -97,12 +117,14 @@ def breakdown(request: Request, dimension: str) -> dict[str, Any]:
     f = _filters(request, FILTER_PARAMS + PAGING_PARAMS)
     paged = "limit" in request.query_params or "offset" in request.query_params
     order = f.order if "order" in request.query_params else _default_order(dimension)
-    source = _source(request)
-    with source.unit():
+
+    def read(source: DashboardSource) -> dict[str, Any]:
         items = source.breakdown(
             dimension, f, limit=f.limit if paged else None, offset=f.offset, order=order
         )
         return {"dimension": dimension, "items": items, "filters": f.echo()}
+
+    return _answer(request, read)
 
 
 def _default_order(dimension: str) -> str:
@@ -112,53 +134,44 @@ def _default_order(dimension: str) -> str:
 @router.get("/sessions")
 def sessions(request: Request) -> dict[str, Any]:
     f = _filters(request, FILTER_PARAMS + PAGING_PARAMS)
-    source = _source(request)
-    with source.unit():
-        return {
+    return _answer(
+        request,
+        lambda source: {
             "total": source.count_sessions(f),
             "limit": f.limit,
             "offset": f.offset,
             "order": f.order,
             "items": source.breakdown("session", f, limit=f.limit, offset=f.offset, order=f.order),
             "filters": f.echo(),
-        }
+        },
+    )
 
 
 @router.get("/runs")
 def runs(request: Request) -> dict[str, Any]:
     limit = _runs_limit(request)
-    source = _source(request)
-    with source.unit():
-        return {"runs": source.health(limit)["runs"]}
+    return _answer(request, lambda source: {"runs": source.health(limit)["runs"]})
 
 
 @router.get("/validation")
 def validation(request: Request) -> dict[str, Any]:
     _filters(request, ())
-    source = _source(request)
-    with source.unit():
-        return {"validation": source.health(1)["validation"]}
+    return _answer(request, lambda source: {"validation": source.health(1)["validation"]})
 
 
 @router.get("/freshness")
 def freshness(request: Request) -> dict[str, Any]:
     _filters(request, ())
-    source = _source(request)
-    with source.unit():
-        return {"freshness": source.health(1)["freshness"]}
+    return _answer(request, lambda source: {"freshness": source.health(1)["freshness"]})
 
 
 @router.get("/alerts")
 def alerts(request: Request) -> dict[str, Any]:
     _filters(request, ())
-    source = _source(request)
-    with source.unit():
-        return {"alerts": source.health(1)["alerts"]}
+    return _answer(request, lambda source: {"alerts": source.health(1)["alerts"]})
 
 
 @router.get("/health")
 def health(request: Request) -> dict[str, Any]:
     limit = _runs_limit(request)
-    source = _source(request)
-    with source.unit():
-        return source.health(limit)
+    return _answer(request, lambda source: source.health(limit))

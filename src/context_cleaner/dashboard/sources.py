@@ -25,8 +25,11 @@ class DashboardSource(Protocol):
     def describe(self) -> dict[str, Any]:
         """Which source, where it reads, and the banner to show (or None)."""
 
-    def unit(self) -> AbstractContextManager[None]:
-        """One unit of work: the reads of one request share it (one database session)."""
+    def unit(self, wait: float | None = None) -> AbstractContextManager[None]:
+        """One unit of work: the reads of one request share it (one database session).
+
+        ``wait``: seconds to wait at most for the database (None: the lock timeout);
+        then :class:`~context_cleaner.bridge.exceptions.DatabaseLockedError`."""
 
     def totals(self, filters: QueryFilters) -> dict[str, Any]:
         """The DESIGN §10 totals of everything matching ``filters``."""
