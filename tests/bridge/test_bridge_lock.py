@@ -1,7 +1,9 @@
-"""The inter-process lock: bounded waits, holders named, sessions shared in a process."""
+"""The inter-process lock: bounded waits, holders named, sessions shared in a process,
+writers before readers that yield (the dashboard)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -13,7 +15,12 @@ import pytest
 from bridge_helpers import Holder
 
 from context_cleaner.bridge import Database, DatabaseLockedError, FileLock, lock_path_for
-from context_cleaner.bridge.lock import PROCESS_LOCKS, read_holder
+from context_cleaner.bridge.lock import (
+    PROCESS_LOCKS,
+    read_holder,
+    someone_waiting,
+    writer_waiting,
+)
 
 
 def test_lock_file_sits_beside_the_database(tmp_path: Path) -> None:
@@ -169,3 +176,115 @@ def test_forked_child_does_not_release_the_parents_lock(tmp_path: Path) -> None:
         with pytest.raises(DatabaseLockedError):
             FileLock(path).acquire(timeout=0)
     FileLock(path).acquire(timeout=0)
+
+
+def test_overlapping_readers_do_not_starve_a_writer(
+    tmp_path: Path, holder: Callable[..., Holder]
+) -> None:
+    """A dashboard polled by several clients always has a request in progress; its shared
+    hold used to be passed from request to request and never released, so a sync waited
+    its whole timeout. Yielding readers let a waiting writer in between their requests."""
+    path = tmp_path / "x.lock"
+    readers = holder("readers", str(path), hold=120.0)
+    readers.wait_ready()
+    for _ in range(3):  # again and again, while the readers keep reading
+        with FileLock(path) as lock:
+            assert lock.held
+            assert readers.proc.poll() is None
+            time.sleep(0.1)
+    readers.ready.with_suffix(".stop").touch()
+    out, err = readers.proc.communicate(timeout=60)
+    assert readers.proc.returncode == 0, err
+    assert int(out) > 4  # and they went on reading in between
+
+
+def test_a_yielding_process_leaves_the_free_lock_to_a_waiting_writer(
+    tmp_path: Path, holder: Callable[..., Holder]
+) -> None:
+    path = tmp_path / "x.lock"
+    first = holder("flock", str(path), name="first")
+    first.wait_ready()
+    writer = holder("flock", str(path), name="writer", hold=0.5)
+    deadline = time.monotonic() + 30
+    while not writer_waiting(path):  # the writer has announced itself
+        assert time.monotonic() < deadline, "the writer never waited"
+        time.sleep(0.01)
+    assert someone_waiting(path)
+    got: list[bool] = []
+
+    def reader() -> None:
+        lock = FileLock(path)
+        lock.acquire(timeout=60, yield_to_writers=True)
+        got.append(writer.ready.exists())  # the writer had its turn first
+        lock.release()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.2)  # the reader is waiting too (announced, but not as a writer)
+    assert writer_waiting(path) and not got
+    first.release()
+    t.join(60)
+    assert got == [True]
+    writer.proc.communicate(timeout=30)
+    assert writer.proc.returncode == 0
+
+
+def test_a_writer_keeps_its_turn_against_yielding_readers_only(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within a run (Database.held) a writer hands the database over after a unit of work
+    when another writer waits, and after WRITER_TURN seconds when only yielding readers do."""
+    from context_cleaner.bridge import database as database_module
+
+    writer = Database(db_url, lock_timeout=5)
+    dashboard = Database(db_url, lock_timeout=5, yield_to_writers=True)
+    assert writer.lock_path is not None
+    announce = [
+        os.open(f"{writer.lock_path}.{suffix}", os.O_RDWR | os.O_CREAT)
+        for suffix in ("wait", "writer")
+    ]
+    try:
+        with writer.session():
+            assert not writer.someone_waiting() and not dashboard.someone_waiting()
+            fcntl.flock(announce[0], fcntl.LOCK_SH)  # a yielding reader waits
+            monkeypatch.setattr(database_module, "WRITER_TURN", 3600.0)
+            assert not writer.someone_waiting()  # within its turn
+            assert dashboard.someone_waiting()  # a yielding process lets go at once
+            monkeypatch.setattr(database_module, "WRITER_TURN", 0.0)
+            assert writer.someone_waiting()  # its turn is over
+            monkeypatch.setattr(database_module, "WRITER_TURN", 3600.0)
+            fcntl.flock(announce[1], fcntl.LOCK_SH)  # a writer waits: no turn
+            assert writer.someone_waiting() and writer.writer_waiting()
+    finally:
+        for fd in announce:
+            os.close(fd)
+
+
+def test_a_reader_unit_steps_aside_while_a_writer_waits(
+    db_url: str, holder: Callable[..., Holder]
+) -> None:
+    """Database.reserve of a yielding database: with its own hold in use and a writer
+    waiting, a new unit does not join; it waits until the writer has had the database."""
+    dashboard = Database(db_url, lock_timeout=60, yield_to_writers=True)
+    assert dashboard.lock_path is not None
+    order: list[str] = []
+    with dashboard.reserve():  # a request in progress
+        writer = holder("session", db_url, name="writer", hold=0.3)
+        deadline = time.monotonic() + 30
+        while not writer_waiting(dashboard.lock_path):
+            assert time.monotonic() < deadline, "the writer never waited"
+            time.sleep(0.01)
+
+        def new_request() -> None:
+            with dashboard.reserve(), dashboard.session() as client:
+                order.append("writer first" if writer.ready.exists() else "joined")
+                client.query("SELECT 1")
+
+        t = threading.Thread(target=new_request)
+        t.start()
+        time.sleep(0.3)
+        assert order == []  # not joined while the writer waits
+    t.join(60)
+    assert order == ["writer first"]
+    writer.proc.communicate(timeout=30)
+    assert writer.proc.returncode == 0

@@ -278,10 +278,29 @@
     banner.hidden = !info.banner;
   }
 
+  /* Answers kept from an earlier read while another process writes (``stale``). */
+  function drawStale(answers) {
+    const old = answers.filter((a) => a && a.stale);
+    const el = $("stale");
+    if (!old.length) {
+      el.hidden = true;
+      el.textContent = "";
+      delete document.body.dataset.stale;
+      return;
+    }
+    const asOf = old.map((a) => a.as_of).sort()[0];
+    const at = new Date(asOf).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+    el.textContent = "The database is busy: " + old[0].busy + " is using it. Showing the numbers " +
+      "as read at " + at + "; they refresh once it has finished.";
+    el.hidden = false;
+    document.body.dataset.stale = asOf;
+  }
+
   /* ---- loading ---- */
   async function loadSessions() {
     const page = await api("sessions", { search: state.search, limit: PAGE, offset: state.offset });
     drawSessions(page);
+    return page;
   }
 
   async function load() {
@@ -298,7 +317,8 @@
       fillSelect("f-host", overview.options.hosts, state.filters.host);
       drawHealth(health);
       drawRuns(health.runs || []);
-      await loadSessions();
+      const page = await loadSessions();
+      drawStale([info, overview, health, page]);
       showError("");
       state.loads += 1;
       document.body.dataset.loads = String(state.loads);
