@@ -46,12 +46,12 @@ def free_port() -> int:
 class Server:
     """``context-cleaner dashboard`` as a real uvicorn server in a subprocess."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "context_cleaner", "dashboard", "--port", str(self.port), *args],
-            env=cli_env(),
+            env=cli_env(**(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
