@@ -282,3 +282,63 @@ def test_page_while_a_sync_writes(browser: Any, projects_dir: Path, tmp_path: Pa
         tab.close()
         err = server.stop()
     assert "Traceback" not in err, err
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from context_cleaner.bridge import Database
+with Database(sys.argv[1], lock_timeout=120).session() as client:
+    client.query("SELECT 1")
+    Path(sys.argv[2]).write_text("held")
+    while not Path(sys.argv[3]).exists():
+        time.sleep(0.02)
+"""
+
+
+def test_page_says_when_its_numbers_are_kept_from_an_earlier_read(
+    browser: Any, projects_dir: Path, tmp_path: Path
+) -> None:
+    """While another process holds the database (a long migration), the page still loads,
+    from the answers kept from its last load, and says so and since when."""
+    _copy, url = migrate_copy(projects_dir, tmp_path)
+    server = Server("--clickhouse-url", url).wait_ready()
+    held, release = tmp_path / "held", tmp_path / "release"
+    tab = Page(browser).open(server.base + "/")
+    holder = None
+    try:
+        assert tab.page.is_hidden("#stale")
+        total = tab.headline()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD, url, str(held), str(release)],
+            env=cli_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not held.exists():
+            assert holder.poll() is None, holder.communicate()[1]
+            assert time.monotonic() < deadline, "the writer never got the database"
+            time.sleep(0.05)
+        tab.page.reload()
+        tab.wait_loaded(1)
+        assert tab.headline() == total
+        assert tab.page.is_visible("#stale")
+        note = tab.page.text_content("#stale") or ""
+        assert "The database is busy" in note and f"process {holder.pid}" in note
+        assert tab.page.get_attribute("body", "data-stale")
+        release.touch()
+        assert holder.wait(timeout=60) == 0
+        tab.page.reload()
+        tab.wait_loaded(1)
+        assert tab.page.is_hidden("#stale") and tab.headline() == total
+        assert tab.errors == []
+    finally:
+        release.touch()
+        if holder is not None:
+            if holder.poll() is None:
+                holder.kill()
+            holder.communicate(timeout=30)
+        tab.close()
+        err = server.stop()
+    assert "Traceback" not in err, err
