@@ -77,12 +77,17 @@ def test_a_waiting_process_gets_a_commit_at_once(target: Target, fixtures_dir: P
     lock = bridge(url).database.lock_path
     assert lock is not None
     lock.parent.mkdir(parents=True, exist_ok=True)
-    waiting = os.open(f"{lock}.wait", os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(waiting, fcntl.LOCK_SH)  # announced as a waiter for the whole run
+    # announced as a waiting command (not a dashboard, which yields) for the whole run
+    waiting = [
+        os.open(f"{lock}.{end}", os.O_RDWR | os.O_CREAT, 0o644) for end in ("wait", "writer")
+    ]
+    for fd in waiting:
+        fcntl.flock(fd, fcntl.LOCK_SH)
     try:
         progress, _ = _migrate(url, fixtures_dir, 600.0)
     finally:
-        os.close(waiting)
+        for fd in waiting:
+            os.close(fd)
     assert progress == [1, 2, 3, 4, 5]  # no gathering while someone waits
 
 

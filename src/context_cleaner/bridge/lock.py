@@ -209,12 +209,15 @@ class FileLock:
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, payload, 0)
 
-    def locked_error(self, timeout: float) -> DatabaseLockedError:
-        """The error a waiter raises after ``timeout`` seconds, naming the current holder."""
+    def locked_error(self, timeout: float, *, giving_way: bool = False) -> DatabaseLockedError:
+        """The error a waiter raises after ``timeout`` seconds, naming the current holder
+        (``giving_way``: this process holds it but lets a waiting writer go first)."""
         holder = read_holder(self.path)
-        who = holder.describe()
-        if holder.pid is None and writer_waiting(self.path):
+        if (giving_way or holder.pid is None) and writer_waiting(self.path):
+            holder = LockHolder(pid=None)
             who = "another process that is about to write (it waits for its turn)"
+        else:
+            who = holder.describe()
         return DatabaseLockedError(
             f"The database {self.description} is in use by {who}; "
             f"waited {timeout:g} s. Wait for it to finish (or stop it), then run again, "
@@ -365,7 +368,7 @@ class ProcessLocks:
         if step_aside:
             while entry.users > 0 and writer_waiting(path):
                 if time.monotonic() - started >= timeout:
-                    raise entry.flock.locked_error(timeout)
+                    raise entry.flock.locked_error(timeout, giving_way=True)
                 time.sleep(_GATE_POLL)
         remaining = max(0.0, timeout - (time.monotonic() - started))
         acquired = (
