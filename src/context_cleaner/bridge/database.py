@@ -57,9 +57,10 @@ WRITER_TURN = 2.0
 """Seconds a process that does not yield (a migration, a sync) keeps the embedded
 database across its units of work while only yielding readers (the dashboard) wait.
 Each hand-over costs both sides an engine open (0.1-0.3 s) and the reader's
-requests, so handing over after every unit made a migration 4-5x slower with 4
-clients polling; the dashboard answers from its kept answers meanwhile. Any other
-waiter gets the database after the current unit, as before."""
+requests, so handing over after every unit made a migration 3.8x slower with 4
+clients polling (20 MB corpus; 2.3x with this turn, docs/benchmarks.md); the
+dashboard answers from its kept answers meanwhile. Any other waiter gets the
+database after the current unit, as before."""
 
 
 def _lock_timeout(explicit: float | None, environ: Mapping[str, str]) -> float:
