@@ -65,6 +65,19 @@ def _append_responses(folder: Path, count: int) -> None:
             f.write(json.dumps(doc) + "\n")
 
 
+def _until_fresh(base: str, total: int | None) -> int:
+    """Ask for the overview until it is read afresh (and shows ``total`` when given)."""
+    deadline = time.monotonic() + 120
+    while True:
+        status, doc = _get(base + "/api/overview")
+        assert status == 200, doc
+        got = int(doc["totals"]["total_tokens"])
+        if not doc["stale"] and (total is None or got == total):
+            return got
+        assert time.monotonic() < deadline, f"no fresh answer showing {total}: {doc}"
+        time.sleep(0.05)
+
+
 class Clients:
     """``CLIENTS`` poller processes against one dashboard."""
 
@@ -136,16 +149,14 @@ def test_migrate_and_sync_finish_exactly_while_four_clients_poll(
         migrated = _totals(json.loads(migrate.stdout)["database_totals"])
         assert {k: migrated[k] for k in expected_totals} == expected_totals  # ccusage's
 
-        # the clients read the migrated database before the sync starts
-        deadline = time.monotonic() + 120
-        while _get(server.base + "/api/overview")[1]["totals"]["total_tokens"] == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        # between the two writers the dashboard reads the migrated database afresh
+        _until_fresh(server.base, migrated["total_tokens"])
         _append_responses(copy, 3)
         sync = run_cli("sync", "--source-dir", str(copy), "--clickhouse-url", url, "--json")
         assert sync.returncode == 0, sync.stderr
         assert "in use" not in sync.stderr
         assert json.loads(sync.stdout)["records_inserted"] == 3
+        synced = _until_fresh(server.base, None)
         seen = polling.stop()
     finally:
         err = server.stop()
@@ -157,14 +168,13 @@ def test_migrate_and_sync_finish_exactly_while_four_clients_poll(
     final = _totals(json.loads(analysed.stdout)["totals"])
     assert _totals(json.loads(status.stdout)["totals"]) == final  # every byte counted once
     assert final["total_tokens"] > migrated["total_tokens"]
+    assert synced == final["total_tokens"]  # and the dashboard shows it once the sync is done
 
     for client in seen:
         assert client["errors"] == []  # every request answered (fresh or kept)
         assert client["requests"] > len(client["totals"]) > 0
         # never a number that was not the database's at some point
         assert all(0 <= total <= final["total_tokens"] for total, _stale in client["totals"])
-    fresh = {total for client in seen for total, stale in client["totals"] if not stale}
-    assert migrated["total_tokens"] in fresh  # the dashboard read between the two writers
 
 
 HOLD = """
