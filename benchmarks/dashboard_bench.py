@@ -335,6 +335,27 @@ def _status_totals(cc: list[str], env: dict[str, str]) -> dict[str, int]:
     return {k: int(totals[k]) for k in (*TOKEN_KEYS, "total_tokens")}
 
 
+WAIT_PROBES = 20
+
+
+def _writer_waits(db: Path) -> list[float]:
+    """Seconds a writer waits for the database while the clients poll: ``WAIT_PROBES``
+    times take the lock as a command does, hold it 0.1 s (a unit of work), let go, and
+    leave the dashboard 0.3 s before the next."""
+    from context_cleaner.bridge.lock import FileLock, lock_path_for
+
+    waits = []
+    for _ in range(WAIT_PROBES):
+        lock = FileLock(lock_path_for(db))
+        started = time.perf_counter()
+        lock.acquire(timeout=60)
+        waits.append(time.perf_counter() - started)
+        time.sleep(0.1)
+        lock.release()
+        time.sleep(0.3)
+    return waits
+
+
 def _writers_round(
     ctx: BenchContext, scratch: Path, appender: object, clients: int
 ) -> dict[str, object]:
@@ -392,6 +413,7 @@ def _writers_round(
             timeout=ctx.options.timeout,
         )
         synced = _status_totals(cc, env) if sync.returncode == 0 else {}
+        waits = _writer_waits(db) if clients else []
     finally:
         stop.touch()
         for proc in pollers:
@@ -416,6 +438,7 @@ def _writers_round(
         "polled": polled,
         "totals_in_range": all(0 <= t <= final["total_tokens"] for t in totals_seen),
         "headlines": len(totals_seen),
+        "waits": waits,
     }
 
 
@@ -482,6 +505,19 @@ def run_writers(ctx: BenchContext) -> list[Result]:
                         + "; ".join(str(d["errors"]) for d in done if not d[f"{step}_ok"])
                     )
                 results.append(res)
+        waits = sorted(w for d in rounds[CLIENTS] for w in d["waits"])  # type: ignore[attr-defined]
+        results.append(
+            Result(
+                "dashboard_writers",
+                label,
+                f"lock wait of a writer, {CLIENTS} clients polling",
+                wall_s=_percentile(waits, 0.5),
+                check="ok",
+                notes=f"p50 {_percentile(waits, 0.5) * 1000:.0f} ms, "
+                f"p95 {_percentile(waits, 0.95) * 1000:.0f} ms, "
+                f"max {waits[-1] * 1000:.0f} ms (n={len(waits)})",
+            )
+        )
         results[-1].comparisons.append(
             f"writers with {CLIENTS} clients polling the dashboard ({label}): migrate "
             f"{best[CLIENTS, 'migrate']:.2f} s vs {best[0, 'migrate']:.2f} s alone "
