@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     from context_cleaner.dashboard import command as dashboard_command
 
     dashboard_command.register(sub)
+    from context_cleaner import cli_doctor, cli_report
+
+    cli_report.register(sub)
+    cli_doctor.register(sub)
     return parser
 
 

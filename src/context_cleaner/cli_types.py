@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from datetime import date
 
 
 def integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
@@ -63,3 +64,64 @@ def database_url(text: str) -> str:
     except ContextCleanerError as exc:
         raise argparse.ArgumentTypeError(redact_text(str(exc))) from None
     return text
+
+
+def day(text: str) -> date:
+    """A calendar date, ``YYYY-MM-DD`` or ``YYYYMMDD``."""
+    raw = text.strip()
+    try:
+        if len(raw) == 8 and raw.isdigit():
+            return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))
+        if len(raw) == 10:
+            return date.fromisoformat(raw)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a date (allowed: YYYY-MM-DD or YYYYMMDD, e.g. 2026-02-10)"
+    )
+
+
+def timezone(text: str) -> str:
+    """An IANA timezone name (``UTC``, ``Europe/Berlin``); kept as written."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = text.strip()
+    if name.upper() == "UTC":
+        return "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a known timezone (allowed: an IANA name such as UTC, "
+            "Europe/Berlin or America/New_York)"
+        ) from None
+    return name
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def weekday(text: str) -> int:
+    """A day of the week by name (``sunday``, ``Mon``...): its ``date.weekday()`` number."""
+    name = text.strip().lower()
+    matches = [i for i, d in enumerate(WEEKDAYS) if len(name) >= 3 and d.startswith(name)]
+    if len(matches) != 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a day of the week (allowed: {', '.join(WEEKDAYS)})"
+        )
+    return matches[0]
+
+
+def token_limit(text: str) -> int | str:
+    """A token count (1 or more) or ``max`` (the largest finished block)."""
+    if text.strip().lower() == "max":
+        return "max"
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a token limit (allowed: a whole number 1 or more, or max)"
+        )
+    return value

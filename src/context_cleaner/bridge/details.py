@@ -18,6 +18,7 @@ driver writes them as raw ``DateTime64(3)`` ticks): measured ~2x faster than
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
@@ -82,8 +83,12 @@ def storage_message_id(record: UsageRecord) -> str:
     return record.message_id or synthetic_message_id(record.file_path, record.byte_offset)
 
 
+HOST_ENV = "CONTEXT_CLEANER_HOST"
+
+
 def default_host() -> str:
-    return socket.gethostname()
+    """This machine's name on its rows: ``$CONTEXT_CLEANER_HOST`` when set, else the hostname."""
+    return os.environ.get(HOST_ENV, "").strip() or socket.gethostname()
 
 
 def default_user() -> str:

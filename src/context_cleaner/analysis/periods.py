@@ -1,0 +1,323 @@
+"""Usage reports by day, week, month, session and 5-hour block: the period rules as pure functions.
+
+A report is computed in two steps, whatever the source:
+
+1. **cells**: counted usage summed per (group, model), where the group is the
+   record's day in the report's timezone (daily, weekly, monthly), its session
+   (session) or its UTC hour (blocks). The transcripts give cells through
+   :func:`cells_from_records`; the database gives the same cells from one SQL query
+   (``bridge/reports.py``).
+2. :func:`build_report` turns cells into the report's JSON-ready structure:
+   ``{"report", "source", "timezone", "rows", "totals"}``.
+
+Filters (since/until in the report's timezone, project, model, host) apply to the
+records before grouping, so every report over one filter adds up to the same totals.
+Weeks and months are sums of days; blocks follow ccusage's 5-hour windows
+(:mod:`context_cleaner.analysis.blocks`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+
+from context_cleaner.analysis.counter import iso_ms, record_cost, resolve_timezone
+from context_cleaner.analysis.pricing import PriceTable
+from context_cleaner.analysis.records import UsageRecord
+
+REPORTS = ("daily", "weekly", "monthly", "session", "blocks")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+"""Index = ``date.weekday()``."""
+HOUR_MS = 3_600_000
+_QUARTER_HOUR_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
+TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
+COST_DIGITS = 9
+"""Costs are rounded to this many decimals: sums taken in another order (the database's)
+give the same JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportQuery:
+    """What a report asks for; the same for the CLI, the dashboard and both sources."""
+
+    kind: str = "daily"
+    timezone: str = "UTC"
+    since: date | None = None
+    until: date | None = None
+    start_of_week: int = 6
+    """``date.weekday()`` of the first day of a week (Monday = 0; default Sunday, as ccusage)."""
+    project: str | None = None
+    model: str | None = None
+    host: str | None = None
+    breakdown: bool = False
+    order: str = "asc"
+    last: int | None = None
+    """Keep only the N most recent rows."""
+    token_limit: int | str | None = None
+    """Blocks: a token count or ``"max"`` (the largest finished block)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in REPORTS:
+            raise ValueError(f"unknown report {self.kind!r}; choose one of {', '.join(REPORTS)}")
+        if self.order not in ("asc", "desc"):
+            raise ValueError(f"unknown order {self.order!r}; choose asc or desc")
+
+    @property
+    def grouping(self) -> str:
+        """What a cell groups by: ``day``, ``session`` or ``hour``."""
+        return {"session": "session", "blocks": "hour"}.get(self.kind, "day")
+
+    @property
+    def tz(self) -> tzinfo:
+        return resolve_timezone(self.timezone)
+
+
+@dataclass(slots=True)
+class Cell:
+    """Counted usage of one (group, model): the unit both sources hand to :func:`build_report`.
+
+    ``key`` is a day (``YYYY-MM-DD`` in the report's timezone), a session id, or an hour
+    bucket (``(timestamp_ms - 1) // HOUR_MS``: hours closed at their end, so a 5-hour
+    block's boundary never splits a bucket).
+    """
+
+    key: str | int
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = 0.0
+    entries: int = 0
+    first_ms: int = 0
+    last_ms: int = 0
+    project: str = ""
+
+    def add(self, r: UsageRecord, cost: float) -> None:
+        if not self.entries or r.timestamp_ms < self.first_ms:
+            self.first_ms = r.timestamp_ms
+        if not self.entries or r.timestamp_ms > self.last_ms:
+            self.last_ms = r.timestamp_ms
+        if not self.entries or r.project < self.project:
+            self.project = r.project
+        self.entries += 1
+        self.input_tokens += r.input_tokens
+        self.output_tokens += r.output_tokens
+        self.cache_creation_tokens += r.cache_creation_5m_tokens + r.cache_creation_1h_tokens
+        self.cache_read_tokens += r.cache_read_tokens
+        self.cost_usd += cost
+
+
+@dataclass(slots=True)
+class Usage:
+    """A running sum of cells (a row, a breakdown line, the totals)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_tokens: int = 0
+    cache_read_tokens: int = 0
+    costs: list[float] = field(default_factory=list)
+    entries: int = 0
+    first_ms: int = 0
+    last_ms: int = 0
+    models: set[str] = field(default_factory=set)
+
+    def add(self, c: Cell | Usage) -> None:
+        if c.entries:
+            if not self.entries or c.first_ms < self.first_ms:
+                self.first_ms = c.first_ms
+            if not self.entries or c.last_ms > self.last_ms:
+                self.last_ms = c.last_ms
+        self.entries += c.entries
+        self.input_tokens += c.input_tokens
+        self.output_tokens += c.output_tokens
+        self.cache_creation_tokens += c.cache_creation_tokens
+        self.cache_read_tokens += c.cache_read_tokens
+        if isinstance(c, Cell):
+            self.costs.append(c.cost_usd)
+            if c.model:
+                self.models.add(c.model)
+        else:
+            self.costs.extend(c.costs)
+            self.models |= c.models
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens + self.output_tokens + self.cache_creation_tokens
+        ) + self.cache_read_tokens
+
+    @property
+    def cost_usd(self) -> float:
+        return round(math.fsum(sorted(self.costs)), COST_DIGITS)
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_creation_tokens": self.cache_creation_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": self.cost_usd,
+            "models": sorted(self.models),
+        }
+
+
+def day_of(timestamp_ms: int, tz: tzinfo, cache: dict[int, str] | None = None) -> str:
+    """The record's date (``YYYY-MM-DD``) in ``tz``."""
+    bucket = timestamp_ms // _QUARTER_HOUR_MS
+    if cache is not None:
+        hit = cache.get(bucket)
+        if hit is not None:
+            return hit
+    day = datetime.fromtimestamp(bucket * 900, tz).date().isoformat()
+    if cache is not None:
+        cache[bucket] = day
+    return day
+
+
+def week_of(day: str, start_of_week: int) -> str:
+    """The first day (``YYYY-MM-DD``) of the week holding ``day``."""
+    d = date.fromisoformat(day)
+    return (d - timedelta(days=(d.weekday() - start_of_week) % 7)).isoformat()
+
+
+def month_of(day: str) -> str:
+    return day[:7]
+
+
+def hour_bucket(timestamp_ms: int) -> int:
+    """Hours closed at their end: ``(h*H, (h+1)*H]`` is bucket ``h``."""
+    return (timestamp_ms - 1) // HOUR_MS
+
+
+def cells_from_records(
+    records: Iterable[UsageRecord],
+    query: ReportQuery,
+    prices: PriceTable,
+    *,
+    host: str,
+) -> list[Cell]:
+    """Counted records (one per response, DESIGN §3) into the cells of ``query``.
+
+    ``host`` is the machine the transcripts are on: a ``--host`` filter naming another
+    machine leaves nothing.
+    """
+    if query.host is not None and query.host != host:
+        return []
+    tz = query.tz
+    since = query.since.isoformat() if query.since else None
+    until = query.until.isoformat() if query.until else None
+    grouping = query.grouping
+    days: dict[int, str] = {}
+    cells: dict[tuple[str | int, str], Cell] = {}
+    for r in records:
+        if query.project is not None and r.project != query.project:
+            continue
+        if query.model is not None and r.model != query.model:
+            continue
+        day = day_of(r.timestamp_ms, tz, days)
+        if (since is not None and day < since) or (until is not None and day > until):
+            continue
+        key: str | int
+        if grouping == "day":
+            key = day
+        elif grouping == "session":
+            key = r.session_id
+        else:
+            key = hour_bucket(r.timestamp_ms)
+        cell = cells.get((key, r.model))
+        if cell is None:
+            cell = cells[(key, r.model)] = Cell(key, r.model)
+        cost = r.cost_usd if r.cost_usd is not None else record_cost(r, prices)
+        cell.add(r, cost)
+    return list(cells.values())
+
+
+def _breakdown(cells: Sequence[Cell]) -> list[dict[str, object]]:
+    by_model: dict[str, Usage] = {}
+    for c in cells:
+        by_model.setdefault(c.model, Usage()).add(c)
+    rows = [{"model": m, **u.fields()} for m, u in by_model.items()]
+    rows.sort(key=lambda r: (-float(r["cost_usd"]), str(r["model"])))  # type: ignore[arg-type]
+    return rows
+
+
+def _period_rows(
+    query: ReportQuery, cells: Sequence[Cell]
+) -> list[tuple[object, dict[str, object], list[Cell], Usage]]:
+    """(sort key, period fields, cells, sum) per period of a day-based or session report."""
+    groups: dict[str, list[Cell]] = {}
+    for c in cells:
+        key = str(c.key)
+        if query.kind == "weekly":
+            key = week_of(key, query.start_of_week)
+        elif query.kind == "monthly":
+            key = month_of(key)
+        groups.setdefault(key, []).append(c)
+    out = []
+    period_name = {"daily": "date", "weekly": "week", "monthly": "month"}.get(query.kind)
+    for key, members in groups.items():
+        usage = Usage()
+        for c in members:
+            usage.add(c)
+        if period_name is not None:
+            out.append((key, {period_name: key}, members, usage))
+        else:
+            project = min(c.project for c in members)
+            head = {
+                "session_id": key,
+                "project": project,
+                "first_timestamp": iso_ms(usage.first_ms),
+                "last_timestamp": iso_ms(usage.last_ms),
+            }
+            out.append(((head["last_timestamp"], key), head, members, usage))
+    return out
+
+
+def build_report(
+    query: ReportQuery,
+    cells: Sequence[Cell],
+    *,
+    source: str,
+    now_ms: int | None = None,
+) -> dict[str, object]:
+    """The report's JSON-ready structure from its cells (the same for both sources).
+
+    ``now_ms`` (default: now) decides which 5-hour block is active.
+    """
+    from context_cleaner.analysis.blocks import block_rows
+
+    if now_ms is None:
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    parts: list[tuple[object, dict[str, object], list[Cell], Usage]]
+    extra: dict[str, object] = {}
+    if query.kind == "blocks":
+        parts, extra = block_rows(query, cells, now_ms)
+    else:
+        parts = _period_rows(query, cells)
+    parts.sort(key=lambda p: p[0])  # type: ignore[arg-type, return-value]
+    if query.last is not None:
+        parts = parts[-query.last :] if query.last else []
+    if query.order == "desc":
+        parts.reverse()
+    totals = Usage()
+    rows: list[dict[str, object]] = []
+    for _sort, head, members, usage in parts:
+        totals.add(usage)
+        row = {**head, **usage.fields()}
+        if query.breakdown:
+            row["breakdown"] = _breakdown(members)
+        rows.append(row)
+    total_fields = totals.fields()
+    total_fields["entries"] = totals.entries
+    return {
+        "report": query.kind,
+        "source": source,
+        "timezone": query.timezone,
+        **extra,
+        "rows": rows,
+        "totals": total_fields,
+    }

@@ -1,0 +1,115 @@
+"""Reports from the database: one SQL query per report, over the counted records.
+
+Reads the view ``counted_token_details`` (rule 3 by ``FINAL``, then rule 4: the exact,
+de-duplicated usage that validation compares), never the transcripts, so reports hold
+the rows of transcripts Claude Code has deleted. The query returns the report's cells
+(usage per group and model: day in the report's timezone, session, or UTC hour); the
+analysis layer's :func:`~context_cleaner.analysis.periods.build_report` turns them into
+the same JSON as the transcripts source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from context_cleaner.analysis.periods import HOUR_MS, Cell, ReportQuery, build_report
+from context_cleaner.bridge.database import Database
+from context_cleaner.bridge.details import COUNTED_VIEW
+from context_cleaner.bridge.exceptions import ConfigurationError
+from context_cleaner.bridge.token_bridge import query_rows
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+_TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-/]+$")
+
+
+def _day_expr(timezone: str) -> str:
+    # ClickHouse needs the zone as a constant; the name was resolved by zoneinfo first and
+    # holds only IANA name characters, so quoting it is safe.
+    if not _TZ_NAME.match(timezone):
+        raise ValueError(f"not a timezone name: {timezone!r}")
+    return f"toDate(timestamp, '{timezone}')"
+
+
+def cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
+    """The SQL (and its parameters) returning ``query``'s cells."""
+    query.tz  # noqa: B018 - raises the package's error for an unknown zone
+    day = _day_expr(query.timezone)
+    where = ["1"]
+    params: dict[str, Any] = {}
+    if query.since is not None:
+        where.append(f"{day} >= {{since:Date}}")
+        params["since"] = query.since
+    if query.until is not None:
+        where.append(f"{day} <= {{until:Date}}")
+        params["until"] = query.until
+    for column in ("project", "model", "host"):
+        value = getattr(query, column)
+        if value is not None:
+            where.append(f"{column} = {{{column}:String}}")
+            params[column] = value
+    key = {
+        "day": f"toString({day})",
+        "session": "session_id",
+        "hour": f"toString(intDiv(toUnixTimestamp64Milli(timestamp) - 1, {HOUR_MS}))",
+    }[query.grouping]
+    sql = (
+        f"SELECT {key} AS k, toString(model) AS m, "
+        "sum(input_tokens), sum(output_tokens), sum(cache_creation_tokens), "
+        "sum(cache_read_tokens), sum(cost_usd), count(), "
+        "toUnixTimestamp64Milli(min(timestamp)), toUnixTimestamp64Milli(max(timestamp)), "
+        f"toString(min(project)) FROM {COUNTED_VIEW} WHERE {' AND '.join(where)} GROUP BY k, m"
+    )
+    return sql, params
+
+
+def report_cells(client: Client, query: ReportQuery) -> list[Cell]:
+    sql, params = cells_sql(query)
+    hourly = query.grouping == "hour"
+    return [
+        Cell(
+            int(r[0]) if hourly else str(r[0]),
+            str(r[1]),
+            int(r[2]),
+            int(r[3]),
+            int(r[4]),
+            int(r[5]),
+            float(r[6]),
+            int(r[7]),
+            int(r[8]),
+            int(r[9]),
+            str(r[10]),
+        )
+        for r in query_rows(client, sql, params)
+    ]
+
+
+def report_from_database(
+    client: Client, query: ReportQuery, *, now_ms: int | None = None
+) -> dict[str, object]:
+    """``query``'s report from the database (a client of one session: see ``Database``)."""
+    return build_report(query, report_cells(client, query), source="database", now_ms=now_ms)
+
+
+def database_report(
+    database: Database, query: ReportQuery, *, now_ms: int | None = None
+) -> dict[str, object]:
+    """``query``'s report from ``database``, in one unit of work.
+
+    Never creates an embedded database's folder; a database without the schema is a
+    :class:`ConfigurationError` naming the next step.
+    """
+    url = database.url
+    missing = url.is_embedded and not url.is_memory and not Path(url.path).exists()
+    with contextlib.ExitStack() as stack:
+        client = None if missing else stack.enter_context(database.session())
+        if client is None or not query_rows(client, f"EXISTS TABLE {COUNTED_VIEW}")[0][0]:
+            raise ConfigurationError(
+                f"No usage in {url.redacted()} yet: run `context-cleaner migrate` first, "
+                "or report straight from the transcripts with `--source transcripts`."
+            )
+        return report_from_database(client, query, now_ms=now_ms)

@@ -1,0 +1,5 @@
+"""Fixtures for the report tests."""
+
+from .helpers import ccusage
+
+__all__ = ["ccusage"]
