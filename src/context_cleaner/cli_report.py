@@ -9,6 +9,7 @@ rules, so they give the same JSON for the same data.
 from __future__ import annotations
 
 import argparse
+import re
 from typing import TYPE_CHECKING
 
 from context_cleaner.cli_types import day, integer, timezone, token_limit, weekday
@@ -142,7 +143,8 @@ def _short(n: int) -> str:
 
 
 def _model(name: str) -> str:
-    return name.removeprefix("claude-")
+    """``claude-sonnet-4-5-20250929`` -> ``sonnet-4-5`` (the exact name is in ``--json``)."""
+    return re.sub(r"-\d{8}$", "", name.removeprefix("claude-"))
 
 
 def _period(report: str, row: dict[str, object]) -> str:
@@ -169,8 +171,8 @@ def render_report(console: Console, payload: dict[str, object]) -> None:
     totals = payload["totals"]
     assert isinstance(totals, dict)
     heads = {"daily": "Date", "weekly": "Week", "monthly": "Month", "session": "Session"}
-    table.add_column(heads.get(report, "Block (UTC)"), footer="Total")
-    table.add_column("Models", overflow="fold", max_width=16)
+    table.add_column(heads.get(report, "Block"), footer="Total")
+    table.add_column("Models", overflow="fold", max_width=12)
     for label, key in (
         ("Input", "input_tokens"),
         ("Output", "output_tokens"),
@@ -184,7 +186,7 @@ def render_report(console: Console, payload: dict[str, object]) -> None:
     def line(first: str, models: list[str], item: dict[str, object], style: str = "") -> None:
         table.add_row(
             first,
-            escape(", ".join(_model(m) for m in models)),
+            escape("\n".join(_model(m) for m in models)),
             *(
                 _short(int(item[k]))  # type: ignore[call-overload]
                 for k in (

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from tests.analysis.transcripts import Corpus, corpora
 
 from context_cleaner.analysis.periods import REPORTS, ReportQuery
 from context_cleaner.analysis.transcript_report import report_from_transcripts
@@ -20,7 +21,6 @@ from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.reports import database_report
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
-from tests.analysis.transcripts import Corpus, corpora
 
 from .helpers import cli_env, run_cli, sums, tokens
 
@@ -170,9 +170,10 @@ def test_two_hosts_in_one_database_never_double_count(
     bob_tokens = bob_own["totals"]["total_tokens"]  # the copied session counts once
     assert bob_tokens > 0
     assert whole["totals"]["total_tokens"] == a_only["totals"]["total_tokens"] + bob_tokens
-    assert sum(r["totals"]["total_tokens"] for r in by_host.values()) == whole["totals"][
-        "total_tokens"
-    ]
+    assert (
+        sum(r["totals"]["total_tokens"] for r in by_host.values())
+        == whole["totals"]["total_tokens"]
+    )
     assert all(r["totals"]["total_tokens"] > 0 for r in by_host.values())
     for kind in REPORTS:
         per_kind = database_report(Database(url), ReportQuery(kind=kind))
