@@ -1,4 +1,4 @@
-"""``report`` flags: checked where parsed (one error line, exit 2), and the table fits 80 columns."""
+"""``report`` flags: checked where parsed (one error line, exit 2); a table of 80 columns."""
 
 from __future__ import annotations
 

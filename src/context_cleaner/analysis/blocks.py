@@ -30,12 +30,10 @@ def _burn_rate(usage: Usage) -> dict[str, float] | None:
         return None
     cost = usage.cost_usd
     return {
-        "tokens_per_minute": round(usage.total_tokens / minutes, 3),
-        "non_cache_tokens_per_minute": round(
-            (usage.input_tokens + usage.output_tokens) / minutes, 3
-        ),
-        "cost_per_minute": round(cost / minutes, 9),
-        "cost_per_hour": round(cost / minutes * 60, 9),
+        "tokens_per_minute": usage.total_tokens / minutes,
+        "non_cache_tokens_per_minute": (usage.input_tokens + usage.output_tokens) / minutes,
+        "cost_per_minute": cost / minutes,
+        "cost_per_hour": cost / minutes * 60,
     }
 
 
