@@ -228,6 +228,7 @@ def find_ccusage() -> list[str] | None:
     candidates: list[str | None] = [
         os.environ.get("CCUSAGE_BIN"),
         "/work/tools/node_modules/.bin/ccusage",
+        str(REPO_ROOT / ".tools" / "node_modules" / ".bin" / "ccusage"),  # the tests' install
         shutil.which("ccusage"),
         str(REPO_ROOT / "node_modules" / ".bin" / "ccusage"),
         "./node_modules/.bin/ccusage",

@@ -57,6 +57,7 @@ BENCHMARKS: dict[str, str] = {
     "testing_api": "benchmarks.testing_api_bench:run",
     "sync": "benchmarks.sync_bench:run",
     "prefect": "benchmarks.prefect_bench:run",
+    "report": "benchmarks.report_bench:run",
 }
 DEFAULT_SIZES = ("100MB", "1GB")
 DEFAULT_DATA_DIR = REPO_ROOT / "bench-data"
