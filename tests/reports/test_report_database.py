@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from tests.analysis.transcripts import Corpus, corpora
 
-from context_cleaner.analysis.periods import REPORTS, ReportQuery
+from context_cleaner.analysis.periods import REPORTS, ReportQuery, build_report
 from context_cleaner.analysis.transcript_report import report_from_transcripts
 from context_cleaner.bridge.database import Database
-from context_cleaner.bridge.reports import database_report
+from context_cleaner.bridge.reports import database_report, report_cells
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 
@@ -37,6 +37,11 @@ def migrate(source: Path, url: str, host: str, monkeypatch: pytest.MonkeyPatch) 
 def both(source: Path, url: str, query: ReportQuery) -> tuple[dict[str, Any], dict[str, Any]]:
     mine = report_from_transcripts(query, [source], host=HOST, workers=1, now_ms=NOW_MS)
     stored = database_report(Database(url), query, now_ms=NOW_MS)
+    with Database(url).session() as client:  # the usage rows, never the rollup
+        rows = build_report(
+            query, report_cells(client, query, rollup=False), source="database", now_ms=NOW_MS
+        )
+    assert rows == stored
     return mine, stored
 
 
