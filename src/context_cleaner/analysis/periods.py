@@ -151,7 +151,7 @@ class Usage:
 
     @property
     def cost_usd(self) -> float:
-        return round(math.fsum(sorted(self.costs)), COST_DIGITS)
+        return round(math.fsum(self.costs), COST_DIGITS)  # exact: any order, same sum
 
     def fields(self) -> dict[str, object]:
         return {
