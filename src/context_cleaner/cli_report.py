@@ -38,7 +38,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog="Exit status: 0 on success, 1 on an error (no database yet, locked, "
         "unreachable), 2 on a bad flag.",
     )
-    kinds = report.add_subparsers(dest="report", metavar="REPORT", required=True)
+    kinds = report.add_subparsers(
+        dest="report",
+        metavar="REPORT",
+        required=True,
+        help="daily, weekly, monthly, session or blocks (each has its own --help)",
+    )
     for name, text in KINDS.items():
         p = kinds.add_parser(name, help=text, description=f"Claude Code {text}.")
         _add_options(p, name)
