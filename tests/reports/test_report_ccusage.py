@@ -145,7 +145,7 @@ def assert_daily_equal(
 
 
 @st.composite
-def realistic_corpora(draw: st.DrawFn) -> Corpus:
+def realistic_corpora(draw: st.DrawFn, with_progress: bool = True) -> Corpus:
     """Responses written the way Claude Code writes them (one line per content block, the
     output growing to its final value) and progress lines embedding a subagent's final
     usage, over ten days at any hour (the adversarial cases of ``corpora`` are where our
@@ -153,7 +153,8 @@ def realistic_corpora(draw: st.DrawFn) -> Corpus:
     files: dict[str, list[Line]] = {}
     for i in range(draw(st.integers(1, 30))):
         session = draw(st.sampled_from(["11111111-aaaa", "22222222-bbbb"]))
-        path = f"-home-u-{draw(st.sampled_from(['alpha', 'beta']))}/{session}.jsonl"
+        project = "alpha" if session.startswith("1") else "beta"  # a session is in one project
+        path = f"-home-u-{project}/{session}.jsonl"
         ts = BASE_MS + draw(st.integers(0, 10 * DAY_MS))
         model = draw(st.sampled_from(["claude-opus-4-6", "claude-sonnet-4-5-20250929"]))
         u = usage(
@@ -162,7 +163,7 @@ def realistic_corpora(draw: st.DrawFn) -> Corpus:
             draw(st.integers(0, 5000)),
             cache_read=draw(st.integers(0, 50000)),
         )
-        if draw(st.booleans()):
+        if with_progress and draw(st.booleans()):
             obj = progress(
                 msg_id=f"msg_{i:03d}",
                 request_id=f"req_{i:03d}",
@@ -217,3 +218,31 @@ def test_prices_in_the_table_match_ccusage_costs(fixtures_dir: Path) -> None:
     report = ours(fixtures_dir, "daily")
     assert report["totals"]["cost_usd"] == pytest.approx(12.59682419999999, rel=COST_TOLERANCE)
     assert PriceTable.load().price("claude-opus-4-6") is not None
+
+
+@settings(
+    max_examples=3,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(corpus=realistic_corpora(with_progress=False))
+def test_every_kind_equals_live_ccusage_without_progress_usage(
+    ccusage: Path, tmp_path_factory: pytest.TempPathFactory, corpus: Corpus
+) -> None:
+    """Without usage embedded in progress lines (which only ccusage's daily counts), every
+    report of ccusage equals ours row by row: weeks, months, sessions and 5-hour blocks."""
+    root = tmp_path_factory.mktemp("corpus")
+    corpus.write(root / "projects")
+    src = ["--source", "transcripts", "--source-dir", str(root)]
+    for kind in ("weekly", "monthly", "session", "blocks"):
+        theirs = run_ccusage(ccusage, root, kind)[THEIR_LIST[kind]]
+        theirs = [r for r in theirs if not r.get("isGap")]
+        mine = report_json(kind, *src)["rows"]
+        got = {our_key(kind, r): tokens(r) for r in mine}
+        want = {their_key(kind, r): their_tokens(r) for r in theirs}
+        assert got == want, kind
+        if kind == "blocks":
+            assert [(r["end"], r["actual_end"], r["entries"]) for r in mine] == [
+                (r["endTime"], r["actualEndTime"], r["entries"]) for r in theirs
+            ]
