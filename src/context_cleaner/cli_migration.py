@@ -92,8 +92,15 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         "--no-validate",
         dest="validate",
         action="store_false",
-        help="migrate: skip the validation against a fresh analysis at the end (it reads "
-        "every transcript a second time); run `context-cleaner validate` later",
+        help="migrate: skip the check, at the end, of the records this run read against the "
+        "database rows (no transcript is read twice for it); `context-cleaner validate` "
+        "checks everything later",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="migrate: read every file from its start again, whatever was committed (repairs "
+        "rows changed outside context-cleaner; retained history is kept)",
     )
     add_engine_args(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -183,7 +190,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     else:
         migrator = _migrator(args)
         with progress_display(not args.json and sys.stderr.isatty()) as progress:
-            result = migrator.run(args.source_dir, args.dry_run, progress)
+            result = migrator.run(
+                args.source_dir, args.dry_run, progress, force=getattr(args, "force", False)
+            )
     if args.json:
         print_json(result.to_dict())
     else:
@@ -278,22 +287,51 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print_json(report.to_dict())
     else:
         out = stdout_console()
-        verdict = "[green]PASSED[/]" if report.passed else "[red]FAILED[/]"
-        out.print(
-            f"Validation {verdict}: database {report.database_totals['total_tokens']:,} vs "
-            f"transcripts {report.source_totals['total_tokens']:,} tokens "
-            f"(variance {report.variance_ratio:.6%}, tolerance {report.tolerance:.4%}); "
-            f"{report.sessions_checked} session(s) checked, "
-            f"{len(report.session_mismatches)} differ; integrity {report.integrity_score:.4f}."
-        )
-        for m in report.session_mismatches[:10]:
-            out.print(
-                f"  session {m.session_id}: transcripts {m.source_tokens:,}, "
-                f"database {m.database_tokens:,}"
-            )
-        for note in report.explanations:
-            out.print(f"  - {escape(note)}")
+        for line in validation_lines(report):
+            out.print(line)
     return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def validation_lines(report: Any) -> list[str]:
+    """The ``validate`` report for a terminal (rich markup; values escaped)."""
+    verdict = "[green]PASSED[/]" if report.passed else "[red]FAILED[/]"
+    compared = report.compared.get("totals", {}).get("total_tokens", 0)
+    retained = (report.retained or {}).get("totals", {}).get("total_tokens", 0)
+    differing = sum(report.difference_counts.values())
+    lines = [
+        f"Validation {verdict}: database {report.database_totals['total_tokens']:,} tokens = "
+        f"{compared:,} compared with the transcripts on disk + {retained:,} retained history"
+        + (
+            f" {'+' if report.token_variance >= 0 else '-'} {abs(report.token_variance):,} "
+            "differing"
+            if differing
+            else ""
+        )
+        + f"; transcripts {report.source_totals['total_tokens']:,} tokens "
+        f"({report.compared.get('bytes', 0):,} bytes of {report.source_files:,} file(s) "
+        f"compared); {differing:,} record(s) differ; integrity {report.integrity_score:.4f}."
+    ]
+    r = report.retained
+    if r and r.get("records"):
+        origins = ", ".join(
+            f"{name.replace('_', ' ')} {v['totals']['total_tokens']:,}"
+            for name, v in r.get("by_origin", {}).items()
+        )
+        lines.append(
+            f"  Retained history: {r['totals']['total_tokens']:,} tokens, {r['records']:,} "
+            f"record(s), {r['files']:,} file(s), {r['sessions']:,} session(s), "
+            f"{r['oldest_day']} to {r['newest_day']} ({escape(origins)}): kept on purpose, "
+            "not a variance."
+        )
+    for d in report.differences[:10]:
+        lines.append(
+            f"  {d['kind']}: {escape(d['file_path'])} line {d['line_number']} "
+            f"(message {escape(d['message_id'])}): transcripts {d['source_tokens']:,}, "
+            f"database {d['database_tokens']:,} tokens; {escape(d['detail'])}"
+        )
+    for note in report.explanations:
+        lines.append(f"  - {escape(note)}")
+    return lines
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -345,7 +383,7 @@ def status_payload(
     """What ``status --json`` prints: totals, runs, per-file tracking against the disk, lag,
     and ``migration``: the :class:`MigrationStatus` of one run (default the latest) with its
     ``alerts``."""
-    from context_cleaner.migration import freshness
+    from context_cleaner.migration import file_state, freshness
     from context_cleaner.migration.status import get_migration_status
 
     bridge = migrator.bridge
@@ -377,7 +415,7 @@ def status_payload(
         "runs": runs,
         "files": files,
         "file_counts": {
-            **{s: states.count(s) for s in ("synced", "changed", "replaced", "missing", "error")},
+            **{s: states.count(s) for s in file_state.STATES},
             "untracked": sum(
                 1
                 for f in on_disk
@@ -432,8 +470,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for f in behind[:20]:
         size = "gone" if f["size"] is None else f"{f['size']:,}"
         out.print(
-            f"  {escape(f['path'])}: {f['state']}, {f['committed_offset']:,} of {size} bytes "
-            f"committed{': ' + escape(f['error']) if f['error'] else ''}"
+            f"  {escape(f['path'])}: {f['committed_offset']:,} of {size} bytes committed; "
+            f"{escape(f['message'])}"
         )
     if counts["untracked"]:
         out.print(

@@ -191,7 +191,7 @@ def test_deleted_file_keeps_its_rows_and_status_says_missing(source: Path, db_ur
     assert database_state(m) == before
     rows, _ = freshness.file_states(m.bridge.tracked_files())
     states = {r["path"]: r["state"] for r in rows}
-    assert states.pop(str(victim.relative_to(source))) == "missing"
+    assert states.pop(str(victim.relative_to(source))) == "deleted"
     assert set(states.values()) == {"synced"}
     quick = migrator(db_url).sync(str(source))  # stat-only now, and still says so
     assert quick.files_deleted == 1 and quick.files_changed == 0
@@ -292,19 +292,22 @@ def test_status_tracks_files_against_the_disk_and_the_lag(tmp_path: Path, db_url
         out.write(newer + assistant_line("c", 7)[:20])  # one complete line, one torn
     payload = status_payload(m)
     [row] = payload["files"]
-    assert row["state"] == "changed" and row["size"] == f.stat().st_size
-    assert row["pending_bytes"] == len(newer) + 20 and row["size"] > row["size_at_sync"]
+    assert row["state"] == "behind" and row["size"] == f.stat().st_size
+    assert row["pending_bytes"] == len(newer) and row["unfinished_bytes"] == 20
+    assert row["size"] > row["size_at_sync"]
     assert payload["data_lag_seconds"] == pytest.approx(42.5)
-    assert payload["file_counts"]["changed"] == 1
+    assert payload["file_counts"]["behind"] == 1
     dashboard = _dashboard_freshness(db_url)  # the dashboard measures the lag the same way
     assert dashboard["data_lag_seconds"] == pytest.approx(42.5)
-    assert dashboard["files_behind"] == 1 and dashboard["bytes_behind"] == len(newer) + 20
+    assert dashboard["files_behind"] == 1 and dashboard["bytes_behind"] == len(newer)
+    assert dashboard["bytes_unfinished"] == 20
     assert dashboard["newest_record_age_seconds"] > 0  # now minus 2026-01-05T10:00:00Z
     result = m.sync(str(tmp_path / "projects"))
     assert result.data_lag_seconds == 0
     payload = status_payload(m)
     [row] = payload["files"]
-    assert row["state"] == "synced" and row["pending_bytes"] == 20  # the torn line waits
+    assert row["state"] == "unfinished" and row["unfinished_bytes"] == 20  # the torn line waits
+    assert row["pending_bytes"] == 0
     assert payload["data_lag_seconds"] == 0
     assert _dashboard_freshness(db_url)["data_lag_seconds"] == 0
     assert exact(payload["totals"])["records"] == 2
@@ -322,7 +325,7 @@ def test_a_file_that_stats_differently_with_nothing_new_is_restamped(
     st = touched.stat()
     os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
     rows, _ = freshness.file_states(m.bridge.tracked_files())
-    assert sorted(r["state"] for r in rows).count("changed") == 1
+    assert {r["state"] for r in rows} == {"synced"}  # every byte is in: nothing to do
     result = migrator(db_url).sync(str(source))
     assert result.success and result.files_changed == 0 and result.records_inserted == 0
     rows, _ = freshness.file_states(m.bridge.tracked_files())
@@ -395,7 +398,7 @@ def test_only_paths_stats_and_reads_only_those(source: Path, db_url: str) -> Non
     assert result.files_deleted == 1 and result.records_inserted == 1
     rows, _ = freshness.file_states(m.bridge.tracked_files())
     states = {r["path"]: r["state"] for r in rows}
-    assert states[str(untouched.relative_to(source))] == "changed"  # not asked for
+    assert states[str(untouched.relative_to(source))] == "behind"  # not asked for
     assert migrator(db_url).sync(str(source)).records_inserted == 1
     after, _ = database_state(m)  # the deleted file's rows stay; two new records of 115 tokens
     assert after["total_tokens"] == before["total_tokens"] + 2 * 115

@@ -1,8 +1,9 @@
 """Migration health for the dashboard: run progress, validation state, freshness, alerts.
 
 Pure functions over what the bridge returns (runs, tracked files), so both
-sources and the tests can use them. Freshness compares the size of each tracked
-file on disk with the offset committed to the database, and measures the data
+sources and the tests can use them. Freshness classifies each tracked file with
+the file classifier ``status`` uses (:mod:`context_cleaner.migration.file_state`:
+a last line still being written is not work for ``sync``), and measures the data
 lag as ``status`` does: from the last usage line of the most recently modified
 tracked files (only its time is read; no transcript content leaves this module).
 """
@@ -131,27 +132,29 @@ def on_disk(tracked: Iterable[TrackedFile]) -> list[tuple[TrackedFile, os.stat_r
 
 
 def file_freshness(stats: Iterable[tuple[TrackedFile, os.stat_result | None]]) -> dict[str, int]:
-    """How many tracked files have bytes on disk that are not in the database yet."""
-    files = behind = missing = errors = 0
-    bytes_behind = 0
-    for t, st in stats:
-        files += 1
-        if t.error_message or t.status == "failed":
-            errors += 1
-        if st is None:
-            missing += 1
-            continue
-        size = st.st_size
-        if size != t.committed_offset:
-            behind += 1
-            bytes_behind += max(0, size - t.committed_offset)
+    """Tracked files by the file classifier's state (the one ``status`` uses).
+
+    ``files_behind``/``bytes_behind``: complete lines not yet in the database (``sync``
+    reads them); ``files_unfinished``/``bytes_unfinished``: a last line without its
+    newline yet (counted once it ends); ``files_missing``: deleted (rows kept).
+    """
+    from context_cleaner.migration.file_state import classify_stats, counts
+
+    n = counts(classify_stats(stats))
     return {
-        "files_tracked": files,
-        "files_behind": behind,
-        "bytes_behind": bytes_behind,
-        "files_missing": missing,
-        "files_with_errors": errors,
+        "files_tracked": sum(n[s] for s in _STATES),
+        "files_synced": n["synced"],
+        "files_behind": n["behind"],
+        "bytes_behind": n["pending_bytes"],
+        "files_unfinished": n["unfinished"],
+        "bytes_unfinished": n["unfinished_bytes"],
+        "files_replaced": n["replaced"] + n["truncated"],
+        "files_missing": n["deleted"],
+        "files_with_errors": n["error"],
     }
+
+
+_STATES = ("synced", "behind", "unfinished", "replaced", "truncated", "deleted", "error")
 
 
 def last_sync(runs: Sequence[dict[str, Any]]) -> str | None:
@@ -246,7 +249,15 @@ def alerts(
             _alert(
                 "info",
                 f"{freshness['files_behind']} file(s) have {freshness['bytes_behind']:,} byte(s) "
-                "not yet in the database; run `context-cleaner sync`.",
+                "of complete lines not yet in the database; run `context-cleaner sync`.",
+            )
+        )
+    if freshness.get("files_replaced"):
+        out.append(
+            _alert(
+                "info",
+                f"{freshness['files_replaced']} file(s) were replaced or rewritten: the earlier "
+                "content stays as retained history; `context-cleaner sync` reads the new one.",
             )
         )
     return out

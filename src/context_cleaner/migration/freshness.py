@@ -286,44 +286,14 @@ def file_states(
 ) -> tuple[list[dict[str, object]], list[TranscriptFile]]:
     """Each tracked file's commit beside what is on disk now, and the files on disk.
 
-    ``state`` is ``synced`` (stats as when committed: ``pending_bytes`` is then a line
-    still being written), ``changed`` (written since: ``pending_bytes`` wait for the next
-    sync), ``replaced`` (another file or shorter now: re-read from 0 by the next sync),
-    ``missing`` (deleted: its rows stay) or ``error`` (the last read failed; retried).
+    ``state`` is the file classifier's (:mod:`~context_cleaner.migration.file_state`):
+    synced, behind, unfinished (a last line without its newline yet), replaced,
+    truncated, deleted or error; ``message`` says what it means for a person.
     """
+    from context_cleaner.migration.file_state import classify_all
+
     roots = sorted({t.source_root for t in tracked})
     found = discover([Path(r) for r in roots if os.path.isdir(r)])
-    on_disk = {file_key(str(f.root), f.relative_path): f for f in found.files}
-    problems = {p.path: p.reason for p in found.problems}
-    rows: list[dict[str, object]] = []
-    for t in tracked:
-        f = on_disk.get(file_key(t.source_root, t.file_path))
-        if f is None:
-            state, size, pending = "missing", None, None
-        else:
-            size, pending = f.size, max(0, f.size - t.committed_offset)
-            if (f.device, f.inode) != (t.device, t.inode) or f.size < t.committed_offset:
-                state = "replaced"
-            elif t.status != "completed" or t.error_message:
-                state = "error"
-            elif stamp_of(f) == FileStamp(t.device, t.inode, t.file_size, t.mtime_ns):
-                state = "synced"
-            else:
-                state = "changed"
-        rows.append(
-            {
-                "source_root": t.source_root,
-                "path": t.file_path,
-                "state": state,
-                "committed_offset": t.committed_offset,
-                "size": size,
-                "pending_bytes": pending,
-                "size_at_sync": t.file_size,
-                "status": t.status,
-                "last_sync": t.processed_at,
-                "error": t.error_message
-                or problems.get(str(Path(t.source_root) / t.file_path), ""),
-                "lines_skipped": t.lines_skipped,
-            }
-        )
-    return rows, found.files
+    found.roots = [Path(r) for r in roots]  # a vanished root's files are deleted, not elsewhere
+    classified = classify_all(tracked, found, include_untracked=False)
+    return [c.to_row() for c in classified], found.files

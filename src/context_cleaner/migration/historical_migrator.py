@@ -21,6 +21,7 @@ from context_cleaner.errors import MigrationError
 from context_cleaner.migration import pipeline, rollback
 from context_cleaner.migration.defaults import COMMIT_EVERY
 from context_cleaner.migration.incremental import SyncRequest, SyncRun, fast_sync, run_sync
+from context_cleaner.migration.ledger import RUN_LEDGER, Ledger
 from context_cleaner.migration.models import (
     BatchProcessingResult,
     FileDiscoveryResult,
@@ -276,6 +277,9 @@ class HistoricalDataMigrator:
         sessions_before = bridge.count_sessions() if counted else 0
         if not dry_run:
             self._begin(state, kind, options)
+        validating = not dry_run and self.validation_enabled and kind == "migrate"
+        read = Ledger() if validating else None
+        token = RUN_LEDGER.set(read)
         try:
             pipeline.run_batches(
                 bridge,
@@ -289,14 +293,18 @@ class HistoricalDataMigrator:
             if not dry_run:
                 self._finish(state, kind, "failed", extra={"error": str(exc)})
             raise
+        finally:
+            RUN_LEDGER.reset(token)
         result = self._result(state, dry_run, before, sessions_before)
         if not dry_run:
-            if self.validation_enabled and kind == "migrate" and state.plan.items:
-                from context_cleaner.migration.validator import validate_migration_integrity
+            if validating and read is not None and state.plan.items:
+                from context_cleaner.migration import validator
 
-                report = validate_migration_integrity(
-                    bridge, options.source_dirs, sample_size=100, tolerance=0.001
-                )
+                if read.ranges or not state.records_inserted:
+                    # What this run read, against the rows: no transcript read twice.
+                    report = validator.validate_run(bridge, read, options.source_dirs)
+                else:  # the batches ran where this process could not see what they read
+                    report = validator.validate_migration_integrity(bridge, options.source_dirs)
                 result.validation_passed = report.passed
                 result.data_integrity_score = report.integrity_score
                 result.consistency_check_results = report.to_dict()

@@ -202,6 +202,30 @@ class ValidationResult(_Jsonable):
     explanations: list[str] = field(default_factory=list)
     integrity_score: float = 1.0
     duration_seconds: float = 0.0
+    mode: str = "sampled"
+    """``full`` or ``sampled`` (``validate``: the committed ranges read again), ``this_run``
+    (a migration's own check of what it read)."""
+    roots: list[str] = field(default_factory=list)
+    """The transcript roots compared."""
+    compared: dict[str, Any] = field(default_factory=dict)
+    """Records on disk whose rows are the same records: ``totals``, ``records``, ``files``,
+    ``sessions``, ``ranges`` and ``bytes`` compared."""
+    retained: dict[str, Any] | None = None
+    """Retained history (rows not backed by the bytes compared: deleted files, earlier
+    generations, other roots, other hosts): ``totals``, ``records``, ``files``,
+    ``sessions``, ``oldest_day``, ``newest_day`` and ``by_origin``; never a variance.
+    None when not measured (a migration's own check)."""
+    superseded: dict[str, Any] = field(default_factory=dict)
+    """Records on disk stored from another copy rule 3 prefers (kept from retained history)."""
+    pending: dict[str, int] = field(default_factory=dict)
+    """Bytes on disk not in the database yet (behind, new, replaced), unfinished last lines."""
+    file_states: dict[str, int] = field(default_factory=dict)
+    """Files per state of the file classifier (``migration/file_state.py``)."""
+    differences: list[dict[str, Any]] = field(default_factory=list)
+    """The first records that differ: kind (missing, stale, altered), key, file, line."""
+    difference_counts: dict[str, int] = field(default_factory=dict)
+    summaries_agree: bool = True
+    summary_totals: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

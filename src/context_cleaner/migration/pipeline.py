@@ -49,6 +49,7 @@ from context_cleaner.analysis.scan import (
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.bridge.tracking import FileCommit
 from context_cleaner.errors import MigrationError, TransientError
+from context_cleaner.migration import ledger
 from context_cleaner.migration.defaults import COMMIT_EVERY, COMMIT_MAX_RECORDS, MAX_BATCH_BYTES
 from context_cleaner.migration.models import BatchProcessingResult, MigrationProgress
 from context_cleaner.migration.planning import (
@@ -493,6 +494,7 @@ def commit_scan(
         result.insert_seconds = write_batch(
             bridge, migration_id, records, commits, sessions=sums.sessions
         )
+        ledger.note_committed(scan)  # what the run's own validation compares
     return result
 
 

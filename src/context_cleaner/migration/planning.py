@@ -2,39 +2,25 @@
 
 The unit of work is (file, byte range ending at the last newline). A file is
 read from its committed offset when it is the same file that was committed
-(same device and inode, same head bytes, not shorter); otherwise from 0.
+(same device and inode, same head bytes, not shorter, a line still ending at the
+committed offset: :func:`~context_cleaner.migration.file_state.identity_change`);
+otherwise from 0.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from context_cleaner.analysis.discovery import TranscriptFile
-from context_cleaner.analysis.reader import open_regular
 from context_cleaner.bridge.tracking import TrackedFile
 from context_cleaner.migration.defaults import MAX_BATCH_BYTES
+from context_cleaner.migration.file_state import HEAD_BYTES, head_hash, identity_change
 
-HEAD_BYTES = 4096
-
+__all__ = ["HEAD_BYTES", "FileState", "Plan", "WorkItem", "batches", "head_hash", "plan_work"]
 
 #: A file's committed state: the tracking table's current row for it.
 FileState = TrackedFile
-
-
-def head_hash(path: str, length: int) -> str:
-    """BLAKE2b of the first ``length`` bytes (``""`` when the file has fewer)."""
-    if length <= 0:
-        return ""
-    try:
-        with open_regular(path) as f:
-            data = f.read(length)
-    except OSError:
-        return ""
-    if len(data) < length:
-        return ""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +78,8 @@ def plan_work(
 
 
 def _identity_change(f: TranscriptFile, state: FileState) -> str:
-    if (f.device, f.inode) != (state.device, state.inode):
-        return "replaced (device/inode changed)"
-    if f.size < state.committed_offset:
-        return f"truncated ({f.size} < {state.committed_offset} bytes committed)"
-    if state.head_length and head_hash(str(f.path), state.head_length) != state.head_hash:
-        return "rewritten (first bytes changed)"
-    return ""
+    """Why ``f`` must be read from 0 (the file classifier's replaced or truncated), or ``""``."""
+    return identity_change(f, state)[1]
 
 
 def batches(

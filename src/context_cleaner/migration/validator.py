@@ -1,9 +1,28 @@
-"""Validation: the analyser (source) against the database, explained (spec Phase 3).
+"""Validation: the database against a fresh analysis of the bytes still on disk (spec Phase 3).
 
-Tokens, sessions and files are reconciled; sessions are compared one by one
-(a sample, or all with ``full_validation``). Any variance comes with the reasons
-the database can legitimately differ: bytes appended since the last sync,
-files deleted from disk (their rows are kept), lines that could not be counted.
+The database is the durable record; the transcripts are a window (DESIGN §5).
+So validation compares, record by record, the rows that came from the files and
+byte ranges still on disk (each tracked file's committed range, under the roots
+asked for: ``--source-dir``, else every root this database tracks) with a fresh
+analysis of the same bytes. Rows of deleted files, of earlier generations of
+replaced or truncated files, of other roots and of other hosts are *retained
+history*: counted and reported, never a variance. What fails: a record on disk
+whose row is missing, older or altered in the database, and summaries that
+disagree with the rows.
+
+De-duplication (rules 3-4) crosses files, so a response on disk may be stored
+from another copy: one in a deleted file, say, that rule 3 prefers. Then:
+
+- the stored copy has the same token counts and is counted on both sides: the
+  record is compared as on disk (its provenance does not matter);
+- otherwise the stored copy is retained history and the copy on disk is
+  ``superseded``: reported beside the retained history, not a variance. This is
+  only allowed when the stored copy is *preferred* by rule 3 (a larger ``ver``)
+  and does not claim the disk copy's place (same file and offset): a row that
+  rule 3 would have replaced by the disk copy is a difference.
+
+``migrate`` validates what it read itself (:func:`validate_run`, no file read
+twice); ``validate`` reads the committed ranges again (:func:`validate_migration_integrity`).
 
 ``python -m context_cleaner.migration.validator --full-validation --tolerance 0.001``
 exits non-zero when validation fails.
@@ -11,19 +30,423 @@ exits non-zero when validation fails.
 
 from __future__ import annotations
 
-import random
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from context_cleaner.analysis.counter import EnhancedTokenCounter
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
-from context_cleaner.migration import pipeline
+from context_cleaner.analysis.discovery import discover, resolve_roots
+from context_cleaner.analysis.records import UsageRecord, path_hash, record_version
+from context_cleaner.bridge.details import DETAILS_TABLE, storage_message_id
+from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows
+from context_cleaner.bridge.tracking import TrackedFile
+from context_cleaner.errors import SourceNotFoundError
+from context_cleaner.migration import file_state
+from context_cleaner.migration.ledger import Ledger, scan_committed
 from context_cleaner.migration.models import SessionVariance, ValidationResult
-from context_cleaner.migration.pipeline import RunOptions
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
+_FIVE = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_5m_tokens",
+    "cache_creation_1h_tokens",
+    "cache_read_tokens",
+)
+#: How many differences are listed in a result (all are counted).
+MAX_LISTED = 100
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One counted-or-not row of ``enhanced_token_details`` under ``FINAL``."""
+
+    ver: int
+    file_path: str
+    byte_offset: int
+    session_id: str
+    host: str
+    timestamp_ms: int
+    tokens: tuple[int, int, int, int, int]
+    cost_usd: float
+    is_sidechain: bool
+    counted: bool
+
+    @property
+    def total(self) -> int:
+        return sum(self.tokens)
+
+
+_ROW_COLUMNS = (
+    "message_id, request_id, ver, file_path, byte_offset, session_id, host, "
+    "toUnixTimestamp64Milli(timestamp), input_tokens, output_tokens, cache_creation_5m_tokens, "
+    "cache_creation_1h_tokens, cache_read_tokens, cost_usd, is_sidechain"
+)
+_REPLAY_IDS = (
+    f"(SELECT message_id FROM {DETAILS_TABLE} WHERE NOT is_sidechain AND message_id IN "
+    f"(SELECT message_id FROM {DETAILS_TABLE} WHERE is_sidechain))"
+)
+#: Every stored row (FINAL) and whether rule 4 counts it.
+_ALL_ROWS = (
+    f"SELECT {_ROW_COLUMNS}, NOT (is_sidechain AND message_id IN {_REPLAY_IDS}) "
+    f"FROM {DETAILS_TABLE} FINAL"
+)
+#: The rows whose keys have a copy in some files (selected by the sorting key, so that
+#: FINAL sees every version of a key before it picks one; see bridge/summaries.py).
+_ROWS_OF_FILES = (
+    f"SELECT {_ROW_COLUMNS}, NOT (is_sidechain AND message_id IN {_REPLAY_IDS}) "
+    f"FROM {DETAILS_TABLE} FINAL WHERE message_id IN (SELECT message_id FROM {DETAILS_TABLE} "
+    "WHERE file_path IN {paths:Array(String)})"
+)
+_ROWS_OF_IDS = (
+    f"SELECT {_ROW_COLUMNS}, NOT (is_sidechain AND message_id IN {_REPLAY_IDS}) "
+    f"FROM {DETAILS_TABLE} FINAL WHERE message_id IN {{ids:Array(String)}}"
+)
+
+
+def _stored(rows: Iterable[Sequence[Any]]) -> dict[Key, StoredRow]:
+    out: dict[Key, StoredRow] = {}
+    for r in rows:
+        out[(r[0], r[1])] = StoredRow(
+            ver=int(r[2]),
+            file_path=r[3],
+            byte_offset=int(r[4]),
+            session_id=r[5],
+            host=r[6],
+            timestamp_ms=int(r[7]),
+            tokens=(int(r[8]), int(r[9]), int(r[10]), int(r[11]), int(r[12])),
+            cost_usd=float(r[13]),
+            is_sidechain=bool(r[14]),
+            counted=bool(r[15]),
+        )
+    return out
+
+
+# -- the comparison -----------------------------------------------------------------------
+
+
+def _tokens(r: UsageRecord) -> tuple[int, int, int, int, int]:
+    return (
+        r.input_tokens,
+        r.output_tokens,
+        r.cache_creation_5m_tokens,
+        r.cache_creation_1h_tokens,
+        r.cache_read_tokens,
+    )
+
+
+@dataclass(slots=True)
+class Sums:
+    """Token sums of a set of records, with what they span."""
+
+    tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+    cost_usd: float = 0.0
+    records: int = 0
+    files: set[tuple[str, str]] = field(default_factory=set)
+    sessions: set[str] = field(default_factory=set)
+    oldest_ms: int | None = None
+    newest_ms: int | None = None
+
+    def add(
+        self,
+        tokens: Sequence[int],
+        *,
+        cost: float = 0.0,
+        file: tuple[str, str] | None = None,
+        session: str | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        for i in range(5):
+            self.tokens[i] += tokens[i]
+        self.cost_usd += cost
+        self.records += 1
+        if file is not None:
+            self.files.add(file)
+        if session is not None:
+            self.sessions.add(session)
+        if timestamp_ms is not None:
+            if self.oldest_ms is None or timestamp_ms < self.oldest_ms:
+                self.oldest_ms = timestamp_ms
+            if self.newest_ms is None or timestamp_ms > self.newest_ms:
+                self.newest_ms = timestamp_ms
+
+    @property
+    def total(self) -> int:
+        return sum(self.tokens)
+
+    def totals(self) -> dict[str, Any]:
+        inp, out, c5, c1, read = self.tokens
+        return {
+            "input_tokens": inp,
+            "output_tokens": out,
+            "cache_creation_tokens": c5 + c1,
+            "cache_read_tokens": read,
+            "total_tokens": inp + out + c5 + c1 + read,
+            "cost_usd": round(self.cost_usd, 10),
+            "cache_creation_5m_tokens": c5,
+            "cache_creation_1h_tokens": c1,
+            "records": self.records,
+        }
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "totals": self.totals(),
+            "records": self.records,
+            "files": len(self.files),
+            "sessions": len(self.sessions),
+            "oldest_day": _day(self.oldest_ms),
+            "newest_day": _day(self.newest_ms),
+        }
+
+
+def _day(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+@dataclass(slots=True)
+class Comparison:
+    """The outcome of comparing disk records with stored rows, key by key."""
+
+    compared: Sums = field(default_factory=Sums)
+    """Records on disk whose stored row is the same record (same tokens, counted alike)."""
+    superseded: Sums = field(default_factory=Sums)
+    """Records on disk stored from another, preferred copy kept from retained history."""
+    retained: dict[str, Sums] = field(default_factory=dict)
+    """Stored rows not backed by the bytes compared, by why (see :func:`_origin`)."""
+    source: Sums = field(default_factory=Sums)
+    """Every counted record on disk (the fresh analysis' totals)."""
+    differences: list[dict[str, Any]] = field(default_factory=list)
+    difference_counts: dict[str, int] = field(default_factory=dict)
+    variance_tokens: int = 0
+    """Sum of |database - disk| tokens over the differing records."""
+    signed_variance: int = 0
+    source_sessions: dict[str, list[int]] = field(default_factory=dict)
+    """Per session: [disk tokens, database tokens] of the compared and differing records."""
+
+    def differ(
+        self,
+        kind: str,
+        key: Key,
+        record: UsageRecord,
+        stored: StoredRow | None,
+        disk_counted: bool,
+        why: str,
+    ) -> None:
+        src = record.total_tokens if disk_counted else 0
+        dbv = stored.total if stored is not None and stored.counted else 0
+        self.difference_counts[kind] = self.difference_counts.get(kind, 0) + 1
+        self.variance_tokens += abs(dbv - src)
+        self.signed_variance += dbv - src
+        session = self.source_sessions.setdefault(record.session_id, [0, 0])
+        session[0] += src
+        session[1] += dbv
+        if len(self.differences) < MAX_LISTED:
+            self.differences.append(
+                {
+                    "kind": kind,
+                    "message_id": key[0],
+                    "request_id": key[1],
+                    "file_path": record.file_path,
+                    "line_number": record.line_number,
+                    "byte_offset": record.byte_offset,
+                    "session_id": record.session_id,
+                    "source_tokens": src,
+                    "database_tokens": dbv,
+                    "detail": why,
+                }
+            )
+
+    def retain(self, origin: str, row: StoredRow) -> None:
+        sums = self.retained.setdefault(origin, Sums())
+        sums.add(
+            row.tokens,
+            cost=row.cost_usd,
+            file=(row.host, row.file_path),
+            session=row.session_id,
+            timestamp_ms=row.timestamp_ms,
+        )
+
+    def retained_total(self) -> Sums:
+        out = Sums()
+        for sums in self.retained.values():
+            for i in range(5):
+                out.tokens[i] += sums.tokens[i]
+            out.cost_usd += sums.cost_usd
+            out.records += sums.records
+            out.files |= sums.files
+            out.sessions |= sums.sessions
+            for ms in (sums.oldest_ms, sums.newest_ms):
+                if ms is not None:
+                    out.oldest_ms = ms if out.oldest_ms is None else min(out.oldest_ms, ms)
+                    out.newest_ms = ms if out.newest_ms is None else max(out.newest_ms, ms)
+        return out
+
+
+OriginOf = Any  # Callable[[StoredRow], str]
+
+
+def compare(
+    disk: Ledger,
+    stored: dict[Key, StoredRow],
+    origin_of: OriginOf,
+    *,
+    all_rows: bool,
+) -> Comparison:
+    """Compare ``disk``'s records with the ``stored`` rows, key by key.
+
+    With ``all_rows``, ``stored`` is the whole table and every row not backed by the
+    compared bytes is counted as retained (by ``origin_of(row)``); otherwise only the
+    disk's keys are looked at.
+    """
+    out = Comparison()
+    records = list(disk.collector.candidates())
+    main_ids = {r.message_id for r in records if r.message_id and not r.is_sidechain}
+    seen: set[Key] = set()
+    hashes: dict[str, int] = {}
+    for r in records:
+        key = (storage_message_id(r), r.request_id)
+        seen.add(key)
+        disk_counted = not (r.is_sidechain and r.message_id in main_ids)
+        tokens = _tokens(r)
+        if disk_counted:
+            out.source.add(tokens, file=("", r.file_path), session=r.session_id)
+        row = stored.get(key)
+        if row is None:
+            out.differ(
+                "missing", key, r, None, disk_counted, "no row in the database for this record"
+            )
+            continue
+        h = hashes.get(r.file_path)
+        if h is None:
+            h = hashes[r.file_path] = path_hash(r.file_path)
+        ver = record_version(
+            r.is_sidechain, r.total_tokens, bool(r.speed), r.timestamp_ms, h, r.byte_offset
+        )
+        same_place = (row.file_path, row.byte_offset) == (r.file_path, r.byte_offset)
+        if row.ver < ver:
+            out.differ(
+                "stale",
+                key,
+                r,
+                row,
+                disk_counted,
+                f"the database keeps a copy rule 3 ranks below this line "
+                f"(stored from {row.file_path} at byte {row.byte_offset})",
+            )
+            continue
+        if (row.ver == ver or same_place) and (
+            row.ver != ver or row.tokens != tokens or row.is_sidechain != r.is_sidechain
+        ):
+            out.differ(
+                "altered",
+                key,
+                r,
+                row,
+                disk_counted,
+                f"the row's tokens {list(row.tokens)} differ from the line's {list(tokens)}"
+                if row.tokens != tokens
+                else "the row's rule-3 version differs from the line's",
+            )
+            continue
+        if row.counted and not disk_counted and row.ver == ver:
+            out.differ(
+                "altered",
+                key,
+                r,
+                row,
+                disk_counted,
+                "counted in the database, but the transcripts hold its main-chain copy (rule 4)",
+            )
+            continue
+        if row.tokens == tokens and row.counted == disk_counted:
+            if disk_counted:
+                out.compared.add(
+                    tokens, cost=row.cost_usd, file=("", r.file_path), session=r.session_id
+                )
+                session = out.source_sessions.setdefault(r.session_id, [0, 0])
+                session[0] += r.total_tokens
+                session[1] += r.total_tokens
+            continue
+        # Stored from a preferred copy elsewhere (or dropped by rule 4 because of one).
+        if disk_counted:
+            out.superseded.add(tokens, file=("", r.file_path), session=r.session_id)
+        if row.counted and all_rows:
+            out.retain(origin_of(row), row)
+    if all_rows:
+        for key, row in stored.items():
+            if key not in seen and row.counted:
+                out.retain(origin_of(row), row)
+    return out
+
+
+# -- scope: roots, files, origins of rows ----------------------------------------------------
+
+
+@dataclass(slots=True)
+class Scope:
+    """The roots compared and the state of each of their files."""
+
+    roots: list[str]
+    files: list[file_state.ClassifiedFile]
+    tracked: list[TrackedFile]
+    host: str
+
+    def origin_function(self) -> OriginOf:
+        """Why a stored row is not backed by compared bytes: ``deleted`` (its file is gone),
+        ``earlier_generation`` (its file was replaced, truncated or rewritten: an earlier
+        content of a path still on disk), ``other_root``, ``other_host``, ``untracked``."""
+        in_scope = {f.file_path: f.state for f in self.files if f.tracked is not None}
+        elsewhere = {t.file_path for t in self.tracked if t.source_root not in self.roots}
+        host = self.host
+
+        def origin(row: StoredRow) -> str:
+            if row.host != host:
+                return "other_host"
+            state = in_scope.get(row.file_path)
+            if state is not None:
+                return "deleted" if state == file_state.DELETED else "earlier_generation"
+            if row.file_path in elsewhere:
+                return "other_root"
+            return "untracked"
+
+        return origin
+
+
+def scope_of(bridge: EnhancedTokenDatabaseBridge, source_dirs: Sequence[str] | None) -> Scope:
+    """The roots asked for (``source_dirs``, else every root this host's tracking names)
+    and each of their tracked and new files, classified."""
+    tracked = bridge.tracked_files() if bridge.is_initialised() else []
+    if source_dirs:
+        try:
+            roots = [str(r) for r in resolve_roots(source_dirs)]
+        except SourceNotFoundError:
+            roots = [os.path.abspath(os.path.expanduser(d)) for d in source_dirs]
+    else:
+        roots = sorted({t.source_root for t in tracked})
+        if not roots:
+            try:
+                roots = [str(r) for r in resolve_roots(None)]
+            except SourceNotFoundError:
+                roots = []
+    present = [Path(r) for r in roots if os.path.isdir(r)]
+    found = discover(present) if present else discover([])
+    found.roots = [Path(r) for r in roots]
+    files = file_state.classify_all(tracked, found)
+    return Scope(roots=roots, files=files, tracked=tracked, host=bridge.host)
+
+
+# -- the two validations ---------------------------------------------------------------------
 
 
 def validate_migration_integrity(
@@ -34,123 +457,307 @@ def validate_migration_integrity(
     full_validation: bool = False,
     tolerance: float = 0.001,
     seed: int | None = None,
+    workers: int | None = None,
 ) -> ValidationResult:
-    """Compare a fresh analysis of the transcripts with the database.
+    """Compare the rows of the bytes on disk with a fresh analysis of the same bytes.
 
-    Without ``source_dirs``, the folders this host migrated from (as the file
-    tracking records them) are analysed, else the default roots.
+    Every record of the committed ranges is compared, with or without ``full_validation``
+    (``sample_size`` and ``seed`` are accepted for compatibility: comparing every record
+    costs little once the bytes are read).
     """
     started = time.perf_counter()
-    if not source_dirs:
-        source_dirs = migrated_roots(bridge) or None
-    # spawn, not fork: this process may hold the embedded engine and its threads.
-    report = EnhancedTokenCounter(
-        source_dirs or None, prices=bridge.prices, start_method="spawn"
-    ).analyze()
-    db_totals = bridge.get_migration_totals()
-    summary_totals = bridge.summary_totals()
-    src_totals = report.totals.model_dump()
-    src_total = report.totals.total_tokens
-    variance = abs(db_totals["total_tokens"] - src_total)
-    ratio = variance / src_total if src_total else (0.0 if not variance else 1.0)
-
-    source_sessions = {s.session_id: s for s in report.sessions}
-    db_sessions = bridge.detail_totals_by_session()
-    chosen = sorted(source_sessions)
-    if not full_validation and len(chosen) > sample_size:
-        chosen = sorted(random.Random(seed).sample(chosen, sample_size))
-    mismatches = []
-    for sid in chosen:
-        src = source_sessions[sid].total_tokens
-        dbv = db_sessions.get(sid, {}).get("total_tokens", 0)
-        if src != dbv:
-            mismatches.append(SessionVariance(sid, src, dbv))
-    if full_validation:
-        for sid in sorted(set(db_sessions) - set(source_sessions)):
-            mismatches.append(SessionVariance(sid, 0, db_sessions[sid]["total_tokens"]))
-
-    tracked = bridge.tracked_files()
-    explanations = _explain(bridge, source_dirs, report, db_totals, summary_totals, tracked)
-    field_mismatch = [
-        f for f in TOKEN_FIELDS if abs(db_totals[f] - src_totals[f]) > tolerance * max(src_total, 1)
+    scope = scope_of(bridge, source_dirs)
+    prefixes = [
+        (f.file, f.compared_bytes) for f in scope.files if f.file is not None and f.compared_bytes
     ]
-    summaries_agree = all(db_totals[f] == summary_totals[f] for f in TOKEN_FIELDS)
-    session_variance = sum(abs(m.difference) for m in mismatches)
-    passed = (
-        ratio <= tolerance
-        and not field_mismatch
-        and summaries_agree
-        and session_variance <= tolerance * max(src_total, 1)
+    disk = scan_committed(prefixes, workers=workers or min(2, os.cpu_count() or 1))
+    with bridge.reading():
+        stored = _query_stored(bridge, _ALL_ROWS, {}) if bridge.is_initialised() else {}
+        db_totals = bridge.get_migration_totals() if stored else _empty_totals()
+        summary_totals = bridge.summary_totals() if stored else _empty_totals()
+    comparison = compare(disk, stored, scope.origin_function(), all_rows=True)
+    db_sessions = {row.session_id for row in stored.values() if row.counted}
+    return _result(
+        comparison,
+        scope,
+        disk,
+        db_totals,
+        summary_totals,
+        db_sessions=len(db_sessions),
+        mode="full" if full_validation else "sampled",
+        full_validation=full_validation,
+        sample_size=sample_size,
+        tolerance=tolerance,
+        seed=seed,
+        started=started,
     )
-    checked = max(len(chosen), 1)
+
+
+def validate_run(
+    bridge: EnhancedTokenDatabaseBridge,
+    read: Ledger,
+    source_dirs: Sequence[str] | None = None,
+    *,
+    tolerance: float = 0.001,
+) -> ValidationResult:
+    """A migration's built-in validation: the records its readers read (``read``) against the
+    rows of the database, key by key; no transcript is read again.
+
+    Only the ranges the run read are compared (earlier runs' ranges were validated when
+    they were read); retained history is not measured (``validate`` measures it).
+    """
+    started = time.perf_counter()
+    paths = sorted({rel for _, rel in read.ranges})
+    with bridge.reading():
+        stored = _query_stored(bridge, _ROWS_OF_FILES, {"paths": paths}) if paths else {}
+        left = sorted({mid for mid, rid in _keys(read) if (mid, rid) not in stored})
+        for i in range(0, len(left), 10_000):
+            stored.update(_query_stored(bridge, _ROWS_OF_IDS, {"ids": left[i : i + 10_000]}))
+        db_totals = bridge.get_migration_totals()
+        summary_totals = bridge.summary_totals()
+    comparison = compare(read, stored, lambda row: "unknown", all_rows=False)
+    scope = Scope(roots=list(source_dirs or []), files=[], tracked=[], host=bridge.host)
+    return _result(
+        comparison,
+        scope,
+        read,
+        db_totals,
+        summary_totals,
+        db_sessions=None,
+        mode="this_run",
+        full_validation=False,
+        sample_size=0,
+        tolerance=tolerance,
+        seed=None,
+        started=started,
+    )
+
+
+def _keys(ledger: Ledger) -> Iterable[Key]:
+    for r in ledger.collector.candidates():
+        yield (storage_message_id(r), r.request_id)
+
+
+def _query_stored(
+    bridge: EnhancedTokenDatabaseBridge, sql: str, params: dict[str, Any]
+) -> dict[Key, StoredRow]:
+    with bridge.database.session() as client:
+        return _stored(query_rows(client, sql, params))
+
+
+def _empty_totals() -> dict[str, Any]:
+    return Sums().totals()
+
+
+# -- the result --------------------------------------------------------------------------------
+
+
+def _result(
+    c: Comparison,
+    scope: Scope,
+    disk: Ledger,
+    db_totals: dict[str, Any],
+    summary_totals: dict[str, Any],
+    *,
+    db_sessions: int | None,
+    mode: str,
+    full_validation: bool,
+    sample_size: int,
+    tolerance: float,
+    seed: int | None,
+    started: float,
+) -> ValidationResult:
+    src_total = c.source.total
+    ratio = c.variance_tokens / src_total if src_total else (0.0 if not c.variance_tokens else 1.0)
+    summaries_agree = all(db_totals[f] == summary_totals[f] for f in TOKEN_FIELDS)
+    n_differences = sum(c.difference_counts.values())
+    sessions = sorted(c.source_sessions)
+    mismatched = {d["session_id"] for d in c.differences} | {
+        s for s, (a, b) in c.source_sessions.items() if a != b
+    }
+    mismatches = [
+        SessionVariance(s, c.source_sessions[s][0], c.source_sessions[s][1])
+        for s in sorted(mismatched)
+        if s in c.source_sessions
+    ]
+    passed = n_differences == 0 and ratio <= tolerance and summaries_agree
+    retained_sums = c.retained_total()
+    retained = None
+    if mode != "this_run":
+        retained = {
+            **retained_sums.report(),
+            "by_origin": {k: v.report() for k, v in sorted(c.retained.items())},
+        }
+    pending = _pending(scope.files)
+    compared = {
+        **c.compared.report(),
+        "ranges": len(disk.ranges),
+        "bytes": disk.bytes,
+    }
+    superseded = c.superseded.report()
+    checked = max(len(sessions), 1)
     score = max(0.0, 1.0 - ratio) * (1.0 - len(mismatches) / max(checked, len(mismatches), 1))
+    if n_differences and score == 1.0:
+        score = max(0.0, 1.0 - n_differences / max(c.source.records, 1))
+    explanations = _explain(
+        c, scope, disk, pending, retained, superseded, summaries_agree, mode, n_differences
+    )
     return ValidationResult(
         passed=bool(passed),
         tolerance=tolerance,
         full_validation=full_validation,
-        source_totals=src_totals,
+        source_totals=c.source.totals(),
         database_totals=db_totals,
-        token_variance=db_totals["total_tokens"] - src_total,
+        token_variance=c.signed_variance,
         variance_ratio=ratio,
-        source_sessions=len(source_sessions),
-        database_sessions=len(db_sessions),
-        source_files=len(report.files),
-        tracked_files=len(tracked),
-        sessions_checked=len(chosen),
-        session_mismatches=mismatches[:100],
+        source_sessions=len(c.source.sessions),
+        database_sessions=db_sessions if db_sessions is not None else len(c.source.sessions),
+        source_files=len(disk.ranges),
+        tracked_files=sum(1 for f in scope.files if f.tracked is not None),
+        sessions_checked=len(sessions),
+        session_mismatches=mismatches[:MAX_LISTED],
         explanations=explanations,
         integrity_score=round(score, 6),
         duration_seconds=time.perf_counter() - started,
+        mode=mode,
+        roots=list(scope.roots),
+        compared=compared,
+        retained=retained,
+        superseded=superseded,
+        pending=pending,
+        file_states={k: v for k, v in file_state.counts(scope.files).items() if v},
+        differences=c.differences,
+        difference_counts=dict(c.difference_counts),
+        summaries_agree=summaries_agree,
+        summary_totals=summary_totals,
     )
 
 
-def migrated_roots(bridge: EnhancedTokenDatabaseBridge) -> list[str]:
-    """The transcript folders this host's tracked files came from (those still present)."""
-    roots = sorted({t.source_root for t in bridge.tracked_files()})
-    return [r for r in roots if Path(r).is_dir()]
+def _pending(files: Sequence[file_state.ClassifiedFile]) -> dict[str, int]:
+    out = {
+        "files_behind": 0,
+        "bytes_behind": 0,
+        "files_new": 0,
+        "files_unfinished": 0,
+        "bytes_unfinished": 0,
+        "files_replaced": 0,
+        "files_error": 0,
+        "files_deleted": 0,
+    }
+    for f in files:
+        if f.state == file_state.BEHIND:
+            out["files_behind"] += 1
+            out["files_new"] += f.is_new
+            out["bytes_behind"] += f.pending_bytes
+        elif f.state in (file_state.REPLACED, file_state.TRUNCATED):
+            out["files_replaced"] += 1
+            out["bytes_behind"] += f.pending_bytes
+        elif f.state == file_state.ERROR:
+            out["files_error"] += 1
+        elif f.state == file_state.DELETED:
+            out["files_deleted"] += 1
+        if f.unfinished_bytes:
+            out["files_unfinished"] += 1
+            out["bytes_unfinished"] += f.unfinished_bytes
+    return out
+
+
+_ORIGIN_TEXT = {
+    "deleted": "deleted files",
+    "earlier_generation": "earlier contents of replaced, truncated or rewritten files",
+    "other_root": "folders not validated now",
+    "other_host": "other hosts",
+    "untracked": "files this host's tracking does not list",
+}
 
 
 def _explain(
-    bridge: EnhancedTokenDatabaseBridge,
-    source_dirs: Sequence[str] | None,
-    report: object,
-    db_totals: dict[str, int],
-    summary_totals: dict[str, int],
-    tracked: list,
+    c: Comparison,
+    scope: Scope,
+    disk: Ledger,
+    pending: dict[str, int],
+    retained: dict[str, Any] | None,
+    superseded: dict[str, Any],
+    summaries_agree: bool,
+    mode: str,
+    n_differences: int,
 ) -> list[str]:
     notes: list[str] = []
-    src_total = report.totals.total_tokens  # type: ignore[attr-defined]
-    diff = db_totals["total_tokens"] - src_total
-    if diff == 0:
-        notes.append("Database totals equal the transcripts' to the token.")
-    options = RunOptions(source_dirs=list(source_dirs) if source_dirs else None)
-    found, plan = pipeline.discover_and_plan(bridge, options)
-    if plan.items:
+    what = "read by this run" if mode == "this_run" else "on disk"
+    if not n_differences:
         notes.append(
-            f"{len(plan.items)} file(s) have {plan.pending_bytes:,} byte(s) not yet in the "
-            "database (new or appended since the last run); run `context-cleaner sync`."
+            f"The {c.compared.records + c.superseded.records:,} record(s) of the "
+            f"{len(disk.ranges):,} file range(s) {what} ({disk.bytes:,} bytes) equal a fresh "
+            "analysis of the same bytes, to the token."
         )
-    on_disk = {(str(f.root), f.relative_path) for f in found.files}
-    gone = [t for t in tracked if (t.source_root, t.file_path) not in on_disk]
-    if gone:
+    else:
+        kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(c.difference_counts.items()))
+        first = c.differences[0]
         notes.append(
-            f"{len(gone)} migrated file(s) are no longer on disk; their rows are kept, so the "
-            "database can hold more than the transcripts."
+            f"{n_differences:,} record(s) {what} differ from the database ({kinds}): first "
+            f"{first['file_path']} line {first['line_number']} (byte {first['byte_offset']}, "
+            f"message {first['message_id']}): {first['detail']}. The database was changed "
+            "outside context-cleaner or a write was lost. Repair: `context-cleaner migrate "
+            f"--force{_source_args(scope.roots)}` reads every file on disk again and restores "
+            "their rows (retained history is kept); `validate --json` lists the records."
         )
-    skipped = report.skipped_lines_total  # type: ignore[attr-defined]
-    if skipped:
-        notes.append(f"{skipped} line(s) could not be counted on either side (see analyze).")
-    if any(db_totals[f] != summary_totals[f] for f in TOKEN_FIELDS):
+    if retained and retained["records"]:
+        parts = ", ".join(
+            f"{_ORIGIN_TEXT.get(k, k)}: {v['totals']['total_tokens']:,} tokens in "
+            f"{v['files']:,} file(s)"
+            for k, v in retained["by_origin"].items()
+        )
         notes.append(
-            "The summary table disagrees with the usage rows: run `context-cleaner sync` to "
-            "recompute it (a run may have been interrupted between the two)."
+            f"Retained history: {retained['totals']['total_tokens']:,} tokens in "
+            f"{retained['records']:,} record(s) from {retained['files']:,} file(s) "
+            f"({retained['sessions']:,} session(s), {retained['oldest_day']} to "
+            f"{retained['newest_day']}) that are not on disk as they were ({parts}). The "
+            "database keeps them on purpose; they are not a variance."
         )
-    if diff and not plan.items and not gone:
+    if superseded["records"]:
         notes.append(
-            f"Unexplained difference of {diff:+,} tokens: roll back (`context-cleaner rollback`) "
-            "and migrate again, or report it with the output of `validate --json`."
+            f"{superseded['records']:,} record(s) on disk ({superseded['totals']['total_tokens']:,}"
+            " tokens) are stored from another copy of the same response that rule 3 prefers "
+            "(kept from retained history): each response is counted once."
         )
+    if pending["files_behind"]:
+        notes.append(
+            f"{pending['files_behind']:,} file(s) ({pending['files_new']:,} new) have "
+            f"{pending['bytes_behind']:,} byte(s) of complete lines not yet in the database; "
+            "run `context-cleaner sync`."
+        )
+    if pending["files_replaced"]:
+        notes.append(
+            f"{pending['files_replaced']:,} file(s) were replaced, truncated or rewritten since "
+            "their last sync: their earlier rows are retained history; `context-cleaner sync` "
+            "reads the new content."
+        )
+    if pending["files_unfinished"]:
+        notes.append(
+            f"{pending['files_unfinished']:,} file(s) end with a last line not finished yet "
+            f"({pending['bytes_unfinished']:,} bytes); counted once it ends."
+        )
+    if pending["files_error"]:
+        notes.append(
+            f"{pending['files_error']:,} file(s) could not be read or failed their last sync "
+            "(`context-cleaner status` says why); `context-cleaner sync` retries them."
+        )
+    if disk.skipped_lines:
+        notes.append(f"{disk.skipped_lines} line(s) could not be counted on either side.")
+    if not summaries_agree:
+        notes.append(
+            "The summary table disagrees with the usage rows (a write or rollback was "
+            "interrupted between the two); the usage rows are the record."
+        )
+    if mode == "this_run" and disk.errors:
+        notes.append(f"{len(disk.errors)} file(s) could not be read by this run.")
     return notes
+
+
+def _source_args(roots: Sequence[str]) -> str:
+    import shlex
+
+    return "".join(f" --source-dir {shlex.quote(r)}" for r in roots)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

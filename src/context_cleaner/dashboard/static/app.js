@@ -253,6 +253,7 @@
     else fact("Last sync", when(f.last_sync_at));
     fact("Files tracked", nf.format(f.files_tracked || 0));
     fact("Files behind", nf.format(f.files_behind || 0) + (f.bytes_behind ? " (" + nf.format(f.bytes_behind) + " bytes)" : ""));
+    if (f.files_unfinished) fact("Last line being written", nf.format(f.files_unfinished) + " file(s), " + nf.format(f.bytes_unfinished || 0) + " bytes; counted once it ends");
     const v = h.validation;
     fact("Validation", v ? (v.passed ? "passed" : "FAILED") + " · " + (v.migration_id || "") + " · " + when(v.at) : "not run yet");
     text($("fresh-short"), "Newest record " + ago(f.newest_record_age_seconds) + " ago · checked " + when(f.checked_at));
