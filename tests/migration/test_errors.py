@@ -202,7 +202,8 @@ def test_the_validator_fails_on_a_tampered_database_and_explains(
     assert out.returncode != 0
     text = " ".join(out.stdout.split())
     assert "FAILED" in text
-    assert "session tampered-session: transcripts 0, database 1,000,000" in text
+    assert "unaccounted: -home-u-x/tampered-session.jsonl" in text
+    assert "transcripts 0, database 1,000,000 tokens" in text
     assert f"Unexplained difference of +{extra:,} tokens" in text
     assert "summary table disagrees" in text
 

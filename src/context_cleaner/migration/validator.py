@@ -43,7 +43,7 @@ from context_cleaner.analysis.discovery import discover, resolve_roots
 from context_cleaner.analysis.records import UsageRecord, path_hash, record_version
 from context_cleaner.bridge.details import DETAILS_TABLE, storage_message_id
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows
-from context_cleaner.bridge.tracking import TrackedFile
+from context_cleaner.bridge.tracking import TRACKING, TrackedFile
 from context_cleaner.errors import SourceNotFoundError
 from context_cleaner.migration import file_state
 from context_cleaner.migration.ledger import Ledger, scan_committed
@@ -231,6 +231,7 @@ class Comparison:
     variance_tokens: int = 0
     """Sum of |database - disk| tokens over the differing records."""
     signed_variance: int = 0
+    unaccounted_tokens: int = 0
     source_sessions: dict[str, list[int]] = field(default_factory=dict)
     """Per session: [disk tokens, database tokens] of the compared and differing records."""
 
@@ -264,6 +265,33 @@ class Comparison:
                     "source_tokens": src,
                     "database_tokens": dbv,
                     "detail": why,
+                }
+            )
+
+    def unaccounted(self, key: Key, row: StoredRow) -> None:
+        """A stored row no file tracking accounts for: not retained history, a difference."""
+        kind = "unaccounted"
+        self.difference_counts[kind] = self.difference_counts.get(kind, 0) + 1
+        self.variance_tokens += row.total
+        self.signed_variance += row.total
+        self.unaccounted_tokens += row.total
+        session = self.source_sessions.setdefault(row.session_id, [0, 0])
+        session[1] += row.total
+        if len(self.differences) < MAX_LISTED:
+            self.differences.append(
+                {
+                    "kind": kind,
+                    "message_id": key[0],
+                    "request_id": key[1],
+                    "file_path": row.file_path,
+                    "line_number": None,
+                    "byte_offset": row.byte_offset,
+                    "session_id": row.session_id,
+                    "source_tokens": 0,
+                    "database_tokens": row.total,
+                    "detail": f"no file tracking of host {row.host!r} lists {row.file_path}: "
+                    "the row was written outside context-cleaner, or a run stopped between "
+                    "its rows and its commit (then `context-cleaner sync` replays it)",
                 }
             )
 
@@ -382,12 +410,19 @@ def compare(
         if disk_counted:
             out.superseded.add(tokens, file=("", r.file_path), session=r.session_id)
         if row.counted and all_rows:
-            out.retain(origin_of(row), row)
+            _keep(out, key, row, origin_of(row))
     if all_rows:
         for key, row in stored.items():
             if key not in seen and row.counted:
-                out.retain(origin_of(row), row)
+                _keep(out, key, row, origin_of(row))
     return out
+
+
+def _keep(out: Comparison, key: Key, row: StoredRow, origin: str) -> None:
+    if origin == "unaccounted":
+        out.unaccounted(key, row)
+    else:
+        out.retain(origin, row)
 
 
 # -- scope: roots, files, origins of rows ----------------------------------------------------
@@ -401,16 +436,23 @@ class Scope:
     files: list[file_state.ClassifiedFile]
     tracked: list[TrackedFile]
     host: str
+    tracked_anywhere: set[tuple[str, str]] = field(default_factory=set)
+    """(host, file path) of every file any host's tracking lists."""
 
     def origin_function(self) -> OriginOf:
         """Why a stored row is not backed by compared bytes: ``deleted`` (its file is gone),
         ``earlier_generation`` (its file was replaced, truncated or rewritten: an earlier
-        content of a path still on disk), ``other_root``, ``other_host``, ``untracked``."""
+        content of a path still on disk), ``other_root``, ``other_host``; ``unaccounted``
+        when no tracking of its host lists its file (not history: a difference)."""
         in_scope = {f.file_path: f.state for f in self.files if f.tracked is not None}
         elsewhere = {t.file_path for t in self.tracked if t.source_root not in self.roots}
         host = self.host
 
+        anywhere = self.tracked_anywhere
+
         def origin(row: StoredRow) -> str:
+            if (row.host, row.file_path) not in anywhere:
+                return "unaccounted"
             if row.host != host:
                 return "other_host"
             state = in_scope.get(row.file_path)
@@ -418,7 +460,7 @@ class Scope:
                 return "deleted" if state == file_state.DELETED else "earlier_generation"
             if row.file_path in elsewhere:
                 return "other_root"
-            return "untracked"
+            return "unaccounted"
 
         return origin
 
@@ -443,7 +485,14 @@ def scope_of(bridge: EnhancedTokenDatabaseBridge, source_dirs: Sequence[str] | N
     found = discover(present) if present else discover([])
     found.roots = [Path(r) for r in roots]
     files = file_state.classify_all(tracked, found)
-    return Scope(roots=roots, files=files, tracked=tracked, host=bridge.host)
+    anywhere: set[tuple[str, str]] = set()
+    if tracked or bridge.is_initialised():
+        with bridge.database.session() as client:
+            rows = query_rows(client, f"SELECT DISTINCT host, file_path FROM {TRACKING}")
+        anywhere = {(h, p) for h, p in rows}
+    return Scope(
+        roots=roots, files=files, tracked=tracked, host=bridge.host, tracked_anywhere=anywhere
+    )
 
 
 # -- the two validations ---------------------------------------------------------------------
@@ -667,7 +716,6 @@ _ORIGIN_TEXT = {
     "earlier_generation": "earlier contents of replaced, truncated or rewritten files",
     "other_root": "folders not validated now",
     "other_host": "other hosts",
-    "untracked": "files this host's tracking does not list",
 }
 
 
@@ -690,16 +738,33 @@ def _explain(
             f"{len(disk.ranges):,} file range(s) {what} ({disk.bytes:,} bytes) equal a fresh "
             "analysis of the same bytes, to the token."
         )
-    else:
-        kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(c.difference_counts.items()))
-        first = c.differences[0]
+    on_disk = [d for d in c.differences if d["kind"] != "unaccounted"]
+    n_unaccounted = c.difference_counts.get("unaccounted", 0)
+    if n_differences - n_unaccounted:
+        kinds = ", ".join(
+            f"{n:,} {k}" for k, n in sorted(c.difference_counts.items()) if k != "unaccounted"
+        )
+        first = on_disk[0] if on_disk else c.differences[0]
         notes.append(
-            f"{n_differences:,} record(s) {what} differ from the database ({kinds}): first "
-            f"{first['file_path']} line {first['line_number']} (byte {first['byte_offset']}, "
-            f"message {first['message_id']}): {first['detail']}. The database was changed "
-            "outside context-cleaner or a write was lost. Repair: `context-cleaner migrate "
-            f"--force{_source_args(scope.roots)}` reads every file on disk again and restores "
-            "their rows (retained history is kept); `validate --json` lists the records."
+            f"{n_differences - n_unaccounted:,} record(s) {what} differ from the database "
+            f"({kinds}): first {first['file_path']} line {first['line_number']} (byte "
+            f"{first['byte_offset']}, message {first['message_id']}): {first['detail']}. The "
+            "database was changed outside context-cleaner or a write was lost. Repair: "
+            f"`context-cleaner migrate --force{_source_args(scope.roots)}` reads every file on "
+            "disk again and restores their rows (retained history is kept); `validate --json` "
+            "lists the records."
+        )
+    if n_unaccounted:
+        rows = [d for d in c.differences if d["kind"] == "unaccounted"]
+        sessions = sorted({d["session_id"] for d in rows})
+        notes.append(
+            f"Unexplained difference of {c.unaccounted_tokens:+,} tokens: {n_unaccounted:,} "
+            f"row(s) (sessions {', '.join(sessions[:5])}) come from files no host's "
+            f"tracking lists (first {rows[0]['file_path']}, message {rows[0]['message_id']}): "
+            "written outside context-cleaner, or a run stopped between its rows and its commit. "
+            "Run `context-cleaner sync` (it replays an interrupted commit); if they remain, roll "
+            "back to the run before them (`context-cleaner rollback`) or report it with "
+            "`validate --json`."
         )
     if retained and retained["records"]:
         parts = ", ".join(
