@@ -134,6 +134,15 @@ def validation_markdown(report: ValidationResult) -> str:
         f"{report.sessions_checked:,} session(s) compared, "
         f"{len(report.session_mismatches):,} differ.",
     ]
+    retained = report.retained or {}
+    if retained.get("records"):
+        lines += [
+            "",
+            f"Retained history (kept on purpose, not a variance): "
+            f"{retained['totals']['total_tokens']:,} tokens in {retained['records']:,} "
+            f"record(s), {retained['files']:,} file(s), {retained['sessions']:,} session(s), "
+            f"{retained['oldest_day']} to {retained['newest_day']}.",
+        ]
     if report.session_mismatches:
         lines += ["", "| session | transcripts | database | difference |", "|---|---:|---:|---:|"]
         for m in report.session_mismatches[:20]:
