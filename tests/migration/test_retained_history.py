@@ -334,3 +334,26 @@ def _own_rows(m: HistoricalDataMigrator, root: Path) -> list[str]:
             "SELECT message_id, file_path, byte_offset FROM enhanced_token_details FINAL"
         ).result_rows
     return sorted({mid for mid, path, off in stored if where.get((path, off)) == mid})
+
+
+def test_a_rewritten_file_whose_earlier_line_at_the_same_place_is_preferred(
+    tmp_path: Path,
+) -> None:
+    """Found by the property above: a file truncated and rewritten in place whose new first
+    line repeats a response of the old first line with fewer tokens. Rule 3 keeps the old
+    copy, stored at the same file and offset: retained history, not an altered row."""
+    root = tmp_path / "projects" / "p"
+    root.mkdir(parents=True)
+    f = root / "s1.jsonl"
+    f.write_bytes(_response("m4", 30, "s1"))
+    url = f"chdb://{tmp_path}/db"
+    m = migrator(url)
+    assert m.run(str(root.parent)).validation_passed
+    with f.open("r+b") as out:
+        out.truncate(0)
+        out.write(_response("m4", 8, "s1") + _response("m5", 5, "s1"))
+    assert migrator(url).sync(str(root.parent)).success
+    report = validator.validate_migration_integrity(m.bridge, None, tolerance=0.0)
+    assert report.passed, report.differences
+    assert report.superseded["records"] == 1
+    assert report.retained["by_origin"].keys() == {"earlier_generation"}

@@ -39,9 +39,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from context_cleaner.analysis.discovery import discover, resolve_roots
 from context_cleaner.analysis.records import UsageRecord, path_hash, record_version
-from context_cleaner.bridge.details import DETAILS_TABLE, storage_message_id
+from context_cleaner.bridge.details import (
+    DETAILS_TABLE,
+    storage_message_id,
+    synthetic_message_id,
+)
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows
 from context_cleaner.bridge.tracking import TRACKING, TrackedFile
 from context_cleaner.errors import SourceNotFoundError
@@ -63,9 +69,8 @@ MAX_LISTED = 100
 Key = tuple[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRow:
-    """One counted-or-not row of ``enhanced_token_details`` under ``FINAL``."""
+class StoredRow(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One row of ``enhanced_token_details`` under ``FINAL``, and whether rule 4 counts it."""
 
     ver: int
     file_path: str
@@ -111,34 +116,24 @@ _ROWS_OF_IDS = (
 
 
 def _stored(rows: Iterable[Sequence[Any]]) -> dict[Key, StoredRow]:
-    out: dict[Key, StoredRow] = {}
-    for r in rows:
-        out[(r[0], r[1])] = StoredRow(
-            ver=int(r[2]),
-            file_path=r[3],
-            byte_offset=int(r[4]),
-            session_id=r[5],
-            host=r[6],
-            timestamp_ms=int(r[7]),
-            tokens=(int(r[8]), int(r[9]), int(r[10]), int(r[11]), int(r[12])),
-            cost_usd=float(r[13]),
-            is_sidechain=bool(r[14]),
-            counted=bool(r[15]),
+    return {
+        (r[0], r[1]): StoredRow(
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            (r[8], r[9], r[10], r[11], r[12]),
+            r[13],
+            bool(r[14]),
+            bool(r[15]),
         )
-    return out
+        for r in rows
+    }
 
 
 # -- the comparison -----------------------------------------------------------------------
-
-
-def _tokens(r: UsageRecord) -> tuple[int, int, int, int, int]:
-    return (
-        r.input_tokens,
-        r.output_tokens,
-        r.cache_creation_5m_tokens,
-        r.cache_creation_1h_tokens,
-        r.cache_read_tokens,
-    )
 
 
 @dataclass(slots=True)
@@ -152,6 +147,37 @@ class Sums:
     sessions: set[str] = field(default_factory=set)
     oldest_ms: int | None = None
     newest_ms: int | None = None
+
+    @classmethod
+    def of_records(cls, records: Sequence[UsageRecord]) -> Sums:
+        out = cls()
+        out.tokens = [
+            sum(r.input_tokens for r in records),
+            sum(r.output_tokens for r in records),
+            sum(r.cache_creation_5m_tokens for r in records),
+            sum(r.cache_creation_1h_tokens for r in records),
+            sum(r.cache_read_tokens for r in records),
+        ]
+        out.records = len(records)
+        out.files = {("", r.file_path) for r in records}
+        out.sessions = {r.session_id for r in records}
+        if records:
+            out.oldest_ms = min(r.timestamp_ms for r in records)
+            out.newest_ms = max(r.timestamp_ms for r in records)
+        return out
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[StoredRow]) -> Sums:
+        out = cls()
+        out.tokens = [sum(r.tokens[i] for r in rows) for i in range(5)]
+        out.cost_usd = sum(r.cost_usd for r in rows)
+        out.records = len(rows)
+        out.files = {(r.host, r.file_path) for r in rows}
+        out.sessions = {r.session_id for r in rows}
+        if rows:
+            out.oldest_ms = min(r.timestamp_ms for r in rows)
+            out.newest_ms = max(r.timestamp_ms for r in rows)
+        return out
 
     def add(
         self,
@@ -223,9 +249,10 @@ class Comparison:
     superseded: Sums = field(default_factory=Sums)
     """Records on disk stored from another, preferred copy kept from retained history."""
     retained: dict[str, Sums] = field(default_factory=dict)
-    """Stored rows not backed by the bytes compared, by why (see :func:`_origin`)."""
+    """Stored rows not backed by the bytes compared, by why (``Scope.origin_function``)."""
     source: Sums = field(default_factory=Sums)
     """Every counted record on disk (the fresh analysis' totals)."""
+    retained_rows: dict[str, list[StoredRow]] = field(default_factory=dict)
     differences: list[dict[str, Any]] = field(default_factory=list)
     difference_counts: dict[str, int] = field(default_factory=dict)
     variance_tokens: int = 0
@@ -233,7 +260,7 @@ class Comparison:
     signed_variance: int = 0
     unaccounted_tokens: int = 0
     source_sessions: dict[str, list[int]] = field(default_factory=dict)
-    """Per session: [disk tokens, database tokens] of the compared and differing records."""
+    """Per session with a difference: [disk tokens, database tokens] of the differing records."""
 
     def differ(
         self,
@@ -296,14 +323,7 @@ class Comparison:
             )
 
     def retain(self, origin: str, row: StoredRow) -> None:
-        sums = self.retained.setdefault(origin, Sums())
-        sums.add(
-            row.tokens,
-            cost=row.cost_usd,
-            file=(row.host, row.file_path),
-            session=row.session_id,
-            timestamp_ms=row.timestamp_ms,
-        )
+        self.retained_rows.setdefault(origin, []).append(row)
 
     def retained_total(self) -> Sums:
         out = Sums()
@@ -341,81 +361,113 @@ def compare(
     records = list(disk.collector.candidates())
     main_ids = {r.message_id for r in records if r.message_id and not r.is_sidechain}
     seen: set[Key] = set()
-    hashes: dict[str, int] = {}
+    source: list[UsageRecord] = []
+    compared: list[UsageRecord] = []
+    superseded: list[UsageRecord] = []
     for r in records:
-        key = (storage_message_id(r), r.request_id)
+        mid = r.message_id or synthetic_message_id(r.file_path, r.byte_offset)
+        key = (mid, r.request_id)
         seen.add(key)
         disk_counted = not (r.is_sidechain and r.message_id in main_ids)
-        tokens = _tokens(r)
         if disk_counted:
-            out.source.add(tokens, file=("", r.file_path), session=r.session_id)
+            source.append(r)
         row = stored.get(key)
         if row is None:
             out.differ(
                 "missing", key, r, None, disk_counted, "no row in the database for this record"
             )
             continue
-        h = hashes.get(r.file_path)
-        if h is None:
-            h = hashes[r.file_path] = path_hash(r.file_path)
-        ver = record_version(
-            r.is_sidechain, r.total_tokens, bool(r.speed), r.timestamp_ms, h, r.byte_offset
+        tokens = (
+            r.input_tokens,
+            r.output_tokens,
+            r.cache_creation_5m_tokens,
+            r.cache_creation_1h_tokens,
+            r.cache_read_tokens,
         )
-        same_place = (row.file_path, row.byte_offset) == (r.file_path, r.byte_offset)
-        if row.ver < ver:
+        same_place = row.byte_offset == r.byte_offset and row.file_path == r.file_path
+        if same_place and (
+            row.tokens != tokens
+            or row.is_sidechain != r.is_sidechain
+            or row.timestamp_ms != r.timestamp_ms
+        ):
+            # Another line at the same place: an earlier generation of a rewritten file,
+            # when rule 3 prefers it; else the row was changed.
+            same_place = _version(r) == row.ver
+        if same_place:
+            # The stored row is this line's copy: it must say what the line says.
+            if (
+                row.tokens != tokens
+                or row.is_sidechain != r.is_sidechain
+                or row.timestamp_ms != r.timestamp_ms
+            ):
+                out.differ(
+                    "altered",
+                    key,
+                    r,
+                    row,
+                    disk_counted,
+                    f"the row's tokens {list(row.tokens)} differ from the line's {list(tokens)}"
+                    if row.tokens != tokens
+                    else "the row's time or sidechain flag differs from the line's",
+                )
+            elif row.counted and not disk_counted:
+                out.differ(
+                    "altered",
+                    key,
+                    r,
+                    row,
+                    disk_counted,
+                    "counted in the database, but the transcripts hold its main-chain copy "
+                    "(rule 4)",
+                )
+            elif row.counted == disk_counted:
+                if disk_counted:
+                    compared.append(r)
+            else:  # dropped by rule 4 for a main-chain copy kept from retained history
+                superseded.append(r)
+            continue
+        if row.ver <= _version(r):
             out.differ(
                 "stale",
                 key,
                 r,
                 row,
                 disk_counted,
-                f"the database keeps a copy rule 3 ranks below this line "
-                f"(stored from {row.file_path} at byte {row.byte_offset})",
+                "the database keeps a copy rule 3 ranks below this line (stored from "
+                f"{row.file_path} at byte {row.byte_offset})",
             )
             continue
-        if (row.ver == ver or same_place) and (
-            row.ver != ver or row.tokens != tokens or row.is_sidechain != r.is_sidechain
-        ):
-            out.differ(
-                "altered",
-                key,
-                r,
-                row,
-                disk_counted,
-                f"the row's tokens {list(row.tokens)} differ from the line's {list(tokens)}"
-                if row.tokens != tokens
-                else "the row's rule-3 version differs from the line's",
-            )
-            continue
-        if row.counted and not disk_counted and row.ver == ver:
-            out.differ(
-                "altered",
-                key,
-                r,
-                row,
-                disk_counted,
-                "counted in the database, but the transcripts hold its main-chain copy (rule 4)",
-            )
-            continue
+        # Stored from another copy rule 3 prefers (kept from retained history).
         if row.tokens == tokens and row.counted == disk_counted:
             if disk_counted:
-                out.compared.add(
-                    tokens, cost=row.cost_usd, file=("", r.file_path), session=r.session_id
-                )
-                session = out.source_sessions.setdefault(r.session_id, [0, 0])
-                session[0] += r.total_tokens
-                session[1] += r.total_tokens
+                compared.append(r)  # the same numbers: the response is on disk
             continue
-        # Stored from a preferred copy elsewhere (or dropped by rule 4 because of one).
         if disk_counted:
-            out.superseded.add(tokens, file=("", r.file_path), session=r.session_id)
+            superseded.append(r)
         if row.counted and all_rows:
             _keep(out, key, row, origin_of(row))
     if all_rows:
         for key, row in stored.items():
             if key not in seen and row.counted:
                 _keep(out, key, row, origin_of(row))
+    out.source = Sums.of_records(source)
+    out.compared = Sums.of_records(compared)
+    out.superseded = Sums.of_records(superseded)
+    out.retained = {k: Sums.of_rows(v) for k, v in out.retained_rows.items()}
+    out.retained_rows = {}
     return out
+
+
+def _version(r: UsageRecord) -> int:
+    """Rule 3's rank of a record, as the database stores it (``ver``)."""
+    return record_version(
+        r.is_sidechain,
+        r.total_tokens,
+        bool(r.speed),
+        r.timestamp_ms,
+        path_hash(r.file_path),
+        r.byte_offset,
+    )
 
 
 def _keep(out: Comparison, key: Key, row: StoredRow, origin: str) -> None:
@@ -620,7 +672,7 @@ def _result(
     ratio = c.variance_tokens / src_total if src_total else (0.0 if not c.variance_tokens else 1.0)
     summaries_agree = all(db_totals[f] == summary_totals[f] for f in TOKEN_FIELDS)
     n_differences = sum(c.difference_counts.values())
-    sessions = sorted(c.source_sessions)
+    sessions = c.source.sessions
     mismatched = {d["session_id"] for d in c.differences} | {
         s for s, (a, b) in c.source_sessions.items() if a != b
     }
