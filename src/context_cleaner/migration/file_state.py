@@ -141,7 +141,11 @@ class ClassifiedFile:
     @property
     def compared_bytes(self) -> int:
         """Bytes of this file whose rows validation compares with a fresh analysis."""
-        return self.committed_offset if self.state in (SYNCED, BEHIND, UNFINISHED) else 0
+        if self.state in (SYNCED, BEHIND, UNFINISHED) or (
+            self.state == ERROR and self.file is not None
+        ):
+            return self.committed_offset
+        return 0
 
     def describe(self) -> str:
         """One line for a person: what the state means and what to do, if anything."""

@@ -494,7 +494,8 @@ class Scope:
     def origin_function(self) -> OriginOf:
         """Why a stored row is not backed by compared bytes: ``deleted`` (its file is gone),
         ``earlier_generation`` (its file was replaced, truncated or rewritten: an earlier
-        content of a path still on disk), ``other_root``, ``other_host``; ``unaccounted``
+        content of a path still on disk), ``unreadable`` (its file cannot be read now),
+        ``other_root``, ``other_host``; ``unaccounted``
         when no tracking of its host lists its file (not history: a difference)."""
         in_scope = {f.file_path: f.state for f in self.files if f.tracked is not None}
         elsewhere = {t.file_path for t in self.tracked if t.source_root not in self.roots}
@@ -508,8 +509,12 @@ class Scope:
             if row.host != host:
                 return "other_host"
             state = in_scope.get(row.file_path)
+            if state == file_state.DELETED:
+                return "deleted"
+            if state == file_state.ERROR:
+                return "unreadable"
             if state is not None:
-                return "deleted" if state == file_state.DELETED else "earlier_generation"
+                return "earlier_generation"
             if row.file_path in elsewhere:
                 return "other_root"
             return "unaccounted"
@@ -768,6 +773,7 @@ _ORIGIN_TEXT = {
     "earlier_generation": "earlier contents of replaced, truncated or rewritten files",
     "other_root": "folders not validated now",
     "other_host": "other hosts",
+    "unreadable": "files that cannot be read now (see `context-cleaner status`)",
 }
 
 
