@@ -200,8 +200,28 @@ def test_a_migrations_own_check_reads_nothing_twice_and_catches_a_lost_row(
     found = [(f, f.size) for f in discover([real]).files]
     read: Ledger = scan_committed(found, workers=1)
     _tamper(url, f"DELETE FROM enhanced_token_details WHERE message_id = '{VICTIM}'")
-    report = validator.validate_run(m.bridge, read, [str(real)])
-    assert not report.passed and report.difference_counts == {"missing": 1}
+    for whole_table in (False, True):  # the checksums differ: then key by key says which
+        report = validator.validate_run(m.bridge, read, [str(real)], started_empty=whole_table)
+        assert not report.passed and report.difference_counts == {"missing": 1}
+        assert VICTIM in " ".join(report.explanations)
+
+
+def test_a_migration_whose_records_are_stored_from_a_preferred_copy_elsewhere_passes(
+    tmp_path: Path,
+) -> None:
+    """The second folder repeats a response of the first with fewer tokens: rule 3 keeps the
+    first folder's copy, so the rows at the places B's run read are not all B's records.
+    The checksums differ; the key-by-key comparison finds the preferred copy: passed."""
+    a, b = tmp_path / "A" / "projects" / "p", tmp_path / "B" / "projects" / "q"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    (a / "s1.jsonl").write_bytes(_response("m1", 50, "s1") + _response("m2", 5, "s1"))
+    (b / "s2.jsonl").write_bytes(_response("m1", 20, "s2") + _response("m3", 7, "s2"))
+    url = f"chdb://{tmp_path}/db"
+    assert migrator(url).run(str(a.parent)).validation_passed
+    second = migrator(url).run(str(b.parent))
+    assert second.validation_passed, second.consistency_check_results["explanations"]
+    assert second.consistency_check_results["superseded"]["records"] == 1
 
 
 def test_unfinished_last_line_is_reported_as_such(real: Path, tmp_path: Path) -> None:

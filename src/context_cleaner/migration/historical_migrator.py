@@ -302,7 +302,13 @@ class HistoricalDataMigrator:
 
                 if read.ranges or not state.records_inserted:
                     # What this run read, against the rows: no transcript read twice.
-                    report = validator.validate_run(bridge, read, options.source_dirs)
+                    report = validator.validate_run(
+                        bridge,
+                        read,
+                        options.source_dirs,
+                        database_totals=result.database_totals,
+                        started_empty=prefetched or not before.get("records", 1),
+                    )
                 else:  # the batches ran where this process could not see what they read
                     report = validator.validate_migration_integrity(bridge, options.source_dirs)
                 result.validation_passed = report.passed

@@ -605,29 +605,42 @@ def validate_run(
     source_dirs: Sequence[str] | None = None,
     *,
     tolerance: float = 0.001,
+    database_totals: dict[str, Any] | None = None,
+    started_empty: bool = False,
 ) -> ValidationResult:
     """A migration's built-in validation: the records its readers read (``read``) against the
-    rows of the database, key by key; no transcript is read again.
+    rows of the database; no transcript is read again.
 
-    Only the ranges the run read are compared (earlier runs' ranges were validated when
-    they were read); retained history is not measured (``validate`` measures it).
+    First one aggregate query: the rows stored at the places the run read (under
+    ``FINAL``) must be the run's records: same count, token sums per field, sum of byte
+    offsets, of times and number of sidechain rows (measured on 500 MB: ~0.03 s against
+    ~0.2 s for comparing 26k rows key by key). When any differs (a preferred copy kept
+    from elsewhere, or a real difference) every record is compared key by key, which
+    says which and why. Only the ranges the run read are compared (earlier runs' ranges
+    were checked when they were read); retained history is not measured (``validate``
+    measures it). ``database_totals``: the run's own reading of them, when it has one;
+    ``started_empty``: the database held no row when the run began.
     """
     started = time.perf_counter()
     paths = sorted({rel for _, rel in read.ranges})
     with bridge.reading():
-        stored = _query_stored(bridge, _ROWS_OF_FILES, {"paths": paths}) if paths else {}
-        left = sorted({mid for mid, rid in _keys(read) if (mid, rid) not in stored})
-        for i in range(0, len(left), 10_000):
-            stored.update(_query_stored(bridge, _ROWS_OF_IDS, {"ids": left[i : i + 10_000]}))
-        db_totals = bridge.get_migration_totals()
+        if database_totals is None:
+            database_totals = bridge.get_migration_totals()
         summary_totals = bridge.summary_totals()
-    comparison = compare(read, stored, lambda row: "unknown", all_rows=False)
+        comparison = _same_sums(bridge, read, started_empty) if paths else Comparison()
+        if comparison is None:  # the checksums differ: compare key by key to say why
+            stored = _query_stored(bridge, _ROWS_OF_FILES, {"paths": paths})
+            left = sorted({mid for mid, rid in _keys(read) if (mid, rid) not in stored})
+            for i in range(0, len(left), 10_000):
+                chunk = left[i : i + 10_000]
+                stored.update(_query_stored(bridge, _ROWS_OF_IDS, {"ids": chunk}))
+            comparison = compare(read, stored, lambda row: "unknown", all_rows=False)
     scope = Scope(roots=list(source_dirs or []), files=[], tracked=[], host=bridge.host)
     return _result(
         comparison,
         scope,
         read,
-        db_totals,
+        database_totals,
         summary_totals,
         db_sessions=None,
         mode="this_run",
@@ -637,6 +650,68 @@ def validate_run(
         seed=None,
         started=started,
     )
+
+
+_SUMS = (
+    "SELECT count(), sum(input_tokens), sum(output_tokens), sum(cache_creation_5m_tokens), "
+    "sum(cache_creation_1h_tokens), sum(cache_read_tokens), sum(byte_offset), "
+    "sum(toUInt64(toUnixTimestamp64Milli(timestamp))), countIf(is_sidechain) "
+    f"FROM {DETAILS_TABLE} FINAL"
+)
+_SUMS_AT_PLACES = (
+    f"{_SUMS} WHERE file_path IN {{paths:Array(String)}} AND byte_offset >= transform(file_path, "
+    "{paths:Array(String)}, {starts:Array(UInt64)}, toUInt64(0)) AND byte_offset < "
+    "transform(file_path, {paths:Array(String)}, {ends:Array(UInt64)}, toUInt64(0))"
+)
+"""Checksums of the rows stored at the places (file, byte range) a run read (the filter
+applies after FINAL: a key whose preferred copy is elsewhere is not counted here)."""
+
+_U64 = 1 << 64
+
+
+def _same_sums(
+    bridge: EnhancedTokenDatabaseBridge, read: Ledger, whole_table: bool
+) -> Comparison | None:
+    """The run's records summed as :data:`_SUMS_AT_PLACES` sums the rows at their places
+    (``whole_table``: the database was empty before the run, so every row should be the
+    run's: the same sums over the table, without binding every path, ~0.1 s on 500 MB);
+    a :class:`Comparison` of them all when every sum is equal, else None."""
+    by_path: dict[str, tuple[int, int]] = {}
+    for (_, rel), (start, end) in read.ranges.items():
+        if rel in by_path:  # the same relative path under two roots: compare key by key
+            return None
+        by_path[rel] = (start, end)
+    paths = sorted(by_path)
+    params = {
+        "paths": paths,
+        "starts": [by_path[p][0] for p in paths],
+        "ends": [by_path[p][1] for p in paths],
+    }
+    with bridge.database.session() as client:
+        [row] = (
+            query_rows(client, _SUMS)
+            if whole_table
+            else query_rows(client, _SUMS_AT_PLACES, params)
+        )
+    records = list(read.collector.candidates())
+    mine = (
+        len(records),
+        sum(r.input_tokens for r in records),
+        sum(r.output_tokens for r in records),
+        sum(r.cache_creation_5m_tokens for r in records),
+        sum(r.cache_creation_1h_tokens for r in records),
+        sum(r.cache_read_tokens for r in records),
+        sum(r.byte_offset for r in records) % _U64,
+        sum(r.timestamp_ms % _U64 for r in records) % _U64,
+        sum(1 for r in records if r.is_sidechain),
+    )
+    if tuple(int(v) for v in row) != mine:
+        return None
+    main_ids = {r.message_id for r in records if r.message_id and not r.is_sidechain}
+    counted = [r for r in records if not (r.is_sidechain and r.message_id in main_ids)]
+    out = Comparison()
+    out.source = out.compared = Sums.of_records(counted)
+    return out
 
 
 def _keys(ledger: Ledger) -> Iterable[Key]:
