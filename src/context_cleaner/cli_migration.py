@@ -468,9 +468,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     behind = [f for f in payload["files"] if f["state"] != "synced"]
     for f in behind[:20]:
-        size = "gone" if f["size"] is None else f"{f['size']:,}"
+        size = "" if f["size"] is None else f" of {f['size']:,}"
         out.print(
-            f"  {escape(f['path'])}: {f['committed_offset']:,} of {size} bytes committed; "
+            f"  {escape(f['path'])}: {f['committed_offset']:,}{size} bytes committed; "
             f"{escape(f['message'])}"
         )
     if counts["untracked"]:

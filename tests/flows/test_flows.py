@@ -182,10 +182,24 @@ def test_validation_flow_reports_and_fails_on_a_difference(
     record["message"]["id"] = "msg_appended_after_the_migration"
     with transcript.open("a") as f:
         f.write(json.dumps(record) + "\n")
+    pending = validation_flow(
+        source_dirs=[str(source)], clickhouse_url=url, tolerance=0.0, return_state=True
+    )
+    assert pending.name == "Completed"  # bytes not synced yet are pending, not a variance
+    report = artifacts(_flow_run_id(pending))["validation-report"]
+    assert "context-cleaner sync" in report.data  # the report says what to run
+
+    from context_cleaner.bridge.database import Database
+
+    with Database(url).session() as client:  # a row deleted behind the tool's back
+        client.command(
+            "DELETE FROM enhanced_token_details WHERE message_id = "
+            f"'{json.loads(usage)['message']['id']}'"
+        )
     failed = validation_flow(
         source_dirs=[str(source)], clickhouse_url=url, tolerance=0.0, return_state=True
     )
     assert failed.is_failed()
     report = artifacts(_flow_run_id(failed))["validation-report"]
     assert report.data.startswith("# Validation FAILED")
-    assert "context-cleaner sync" in report.data  # the report explains the variance
+    assert "migrate --force" in report.data  # the report says how to repair it
