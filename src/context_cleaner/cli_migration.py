@@ -608,28 +608,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     validate = sub.add_parser(
         "validate",
         help="compare the database with a fresh analysis of the transcripts",
-        description="Reconcile tokens, sessions and files between the transcripts and the "
-        "database and explain any difference. Exits 1 when validation fails.",
+        description="Compare, record by record, the rows that came from the bytes still on "
+        "disk (under --source-dir, else every root the database tracks) with a fresh analysis "
+        "of the same bytes; report retained history (rows of deleted, replaced or truncated "
+        "files, other roots and hosts) and explain any difference. Exits 1 when validation "
+        "fails.",
     )
     add_source_args(validate)
     add_database_args(validate)
     add_pricing_args(validate)
     validate.add_argument(
-        "--full-validation", action="store_true", help="compare every session (default: a sample)"
+        "--full-validation",
+        action="store_true",
+        help="the spec's flag: every record is compared with or without it",
     )
     validate.add_argument(
         "--sample-size",
         type=integer(1),
         default=100,
         metavar="N",
-        help="sessions compared without --full-validation (default 100)",
+        help="accepted for scripts (default 100); every record is compared whatever it says",
     )
     validate.add_argument(
         "--tolerance",
         type=number(0, 1),
         default=0.001,
         metavar="R",
-        help="accepted token variance as a ratio (default 0.001 = 0.1%%)",
+        help="accepted token variance as a ratio (default 0.001 = 0.1%%); a record that "
+        "is missing or altered fails whatever the ratio",
     )
     add_engine_args(validate)
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
