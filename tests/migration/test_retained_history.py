@@ -377,3 +377,65 @@ def test_a_rewritten_file_whose_earlier_line_at_the_same_place_is_preferred(
     assert report.passed, report.differences
     assert report.superseded["records"] == 1
     assert report.retained["by_origin"].keys() == {"earlier_generation"}
+
+
+def test_months_of_use_keep_every_response_ever_written(real: Path, tmp_path: Path) -> None:
+    """Migrate; append; Claude Code-style deletion of the oldest files; a file replaced; one
+    truncated and rewritten; a second root; syncs in between. At the end the full validation
+    passes, reports the retained history, and the database's totals equal an independent
+    analysis of every byte ever committed (each generation of each file, archived)."""
+    archive = tmp_path / "archive"
+    generation = 0
+
+    def keep(root: Path) -> None:
+        """Archive every file's complete lines as they are now (what a sync commits)."""
+        nonlocal generation
+        generation += 1
+        for p in _files(root):
+            data = p.read_bytes()
+            target = archive / f"g{generation}" / "projects" / root.name / p.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    url = f"chdb://{tmp_path}/db"
+    assert migrator(url).run(str(real)).validation_passed
+    keep(real)
+    files = _files(real)
+    oldest, replaced, rewritten = files[0], files[1], files[2]
+    with oldest.open("ab") as f:  # appended, then synced
+        f.write(_response("msg_day2", 40, "x") + _response("msg_torn", 1, "x")[:25])
+    assert migrator(url).sync(str(real)).success
+    keep(real)
+    oldest.unlink()  # cleanupPeriodDays
+    new = replaced.with_suffix(".new")
+    new.write_bytes(_response("msg_new_1", 12, "r") + _response("msg_day2", 41, "r"))
+    os.replace(new, replaced)
+    with rewritten.open("r+b") as f:
+        head = f.read(4096)
+        f.seek(0)
+        f.truncate(0)
+        f.write(head[: head.rfind(b"\n") + 1] + _response("msg_rw", 9, "w"))
+    assert migrator(url).sync(str(real)).success
+    keep(real)
+    b = tmp_path / "B" / "projects" / "p"
+    b.mkdir(parents=True)
+    (b / "s.jsonl").write_bytes(_response("msg_b1", 5, "s") + _response("msg_new_1", 30, "s"))
+    assert migrator(url).run(str(b.parent)).validation_passed
+    keep(b.parent)
+    with (b / "s.jsonl").open("ab") as f:
+        f.write(_response("msg_b2", 6, "s"))
+    assert migrator(url).sync(str(b.parent)).success
+    keep(b.parent)
+    m = migrator(url)
+    report = validator.validate_migration_integrity(m.bridge, None, full_validation=True)
+    assert report.passed, (report.explanations, report.differences)
+    assert report.retained is not None and report.retained["records"] > 0
+    assert {"deleted", "earlier_generation"} <= report.retained["by_origin"].keys()
+    everything = [archive / g / "projects" for g in sorted(os.listdir(archive))]
+    roots = [r / name for r in everything for name in os.listdir(r)]
+    expected = EnhancedTokenCounter([str(r) for r in roots], workers=1).analyze().totals
+    db = report.database_totals
+    for k in ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"):
+        assert db[k] == getattr(expected, k), k
+    out = run_cli("validate", "--full-validation", url=url)
+    assert out.returncode == 0 and "Retained history:" in out.stdout
