@@ -278,10 +278,6 @@ def classify(
     )
 
 
-def file_key(source_root: str, file_path: str) -> tuple[str, str]:
-    return (source_root, file_path)
-
-
 def classify_all(
     tracked: Sequence[TrackedFile],
     found: Discovery,

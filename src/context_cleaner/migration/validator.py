@@ -179,29 +179,6 @@ class Sums:
             out.newest_ms = max(r.timestamp_ms for r in rows)
         return out
 
-    def add(
-        self,
-        tokens: Sequence[int],
-        *,
-        cost: float = 0.0,
-        file: tuple[str, str] | None = None,
-        session: str | None = None,
-        timestamp_ms: int | None = None,
-    ) -> None:
-        for i in range(5):
-            self.tokens[i] += tokens[i]
-        self.cost_usd += cost
-        self.records += 1
-        if file is not None:
-            self.files.add(file)
-        if session is not None:
-            self.sessions.add(session)
-        if timestamp_ms is not None:
-            if self.oldest_ms is None or timestamp_ms < self.oldest_ms:
-                self.oldest_ms = timestamp_ms
-            if self.newest_ms is None or timestamp_ms > self.newest_ms:
-                self.newest_ms = timestamp_ms
-
     @property
     def total(self) -> int:
         return sum(self.tokens)
