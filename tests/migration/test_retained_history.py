@@ -439,3 +439,17 @@ def test_months_of_use_keep_every_response_ever_written(real: Path, tmp_path: Pa
         assert db[k] == getattr(expected, k), k
     out = run_cli("validate", "--full-validation", url=url)
     assert out.returncode == 0 and "Retained history:" in out.stdout
+
+
+def test_cli_migrate_of_a_second_folder_prints_validation_passed(
+    real: Path, tmp_path: Path
+) -> None:
+    """Before: "Validation: FAILED (integrity 0.7579)" and exit 1 for the second folder."""
+    b = tmp_path / "B" / "projects" / "q"
+    b.mkdir(parents=True)
+    (b / "s.jsonl").write_bytes(_response("msg_b1", 5, "s") + _response("msg_b2", 6, "s"))
+    url = f"chdb://{tmp_path}/db"
+    assert run_cli("migrate", "--source-dir", str(real), url=url).returncode == 0
+    out = run_cli("migrate", "--source-dir", str(b.parent), url=url)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Validation: passed (integrity 1.0000)" in " ".join(out.stdout.split())
