@@ -105,6 +105,8 @@ def flow_parameters(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     if kind == "migrate":
         run["checkpoint_interval"] = args.checkpoint_interval
+        if getattr(args, "force", False):
+            run["force"] = True  # the flow's parameter of the same name
     return run
 
 
