@@ -52,6 +52,7 @@ def migration_table(result: HistoricalMigrationResult, tasks: str = "") -> list[
         ("tokens added", result.total_tokens_migrated),
         ("sessions created", result.total_sessions_created),
         ("lines skipped", result.skipped_lines),
+        *_run_notes(result),
         ("seconds", result.processing_duration),
         ("tokens per second", result.average_processing_speed_tokens_per_second),
         ("peak memory (MB)", result.peak_memory_usage_mb),
@@ -70,6 +71,23 @@ def migration_table(result: HistoricalMigrationResult, tasks: str = "") -> list[
     return _rows(pairs)
 
 
+def _run_notes(
+    result: HistoricalMigrationResult | IncrementalMigrationResult,
+) -> list[tuple[str, Any]]:
+    """Skipped lines by reason (and a few of them), alerts fired, crashed runs closed."""
+    pairs: list[tuple[str, Any]] = [
+        (f"lines skipped: {reason}", count)
+        for reason, count in sorted(result.skipped_lines_by_reason.items())
+    ]
+    pairs += [("skipped line", example) for example in result.skipped_line_examples[:5]]
+    if result.alerts_fired:
+        pairs.append(("alerts fired", ", ".join(result.alerts_fired)))
+    pairs += [
+        ("crashed run closed", f"{c['migration_id']}: {c['reason']}") for c in result.closed_runs
+    ]
+    return pairs
+
+
 def sync_table(result: IncrementalMigrationResult, tasks: str = "") -> list[dict[str, Any]]:
     """The sync result as ``field``/``value`` rows."""
     pairs: list[tuple[str, Any]] = [
@@ -84,6 +102,7 @@ def sync_table(result: IncrementalMigrationResult, tasks: str = "") -> list[dict
         ("records inserted", result.records_inserted),
         ("tokens added", result.tokens_added),
         ("lines skipped", result.skipped_lines),
+        *_run_notes(result),
         ("seconds", result.duration_seconds),
         ("data lag (s)", result.data_lag_seconds),
     ]
