@@ -101,6 +101,7 @@ class SyncRun:
     errors: list[str] = field(default_factory=list)
     net: dict[str, float] = field(default_factory=dict)
     """The net change of the counted totals made by every sync of this run."""
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 def skipped_note(count: int, by_reason: dict[str, int]) -> str:
@@ -414,6 +415,8 @@ def _record_run(
     run.tokens += state.tokens_added
     for key, value in state.net.items():
         run.net[key] = run.net.get(key, 0) + value
+    for reason, count in state.skipped_by_reason.items():
+        run.skipped_by_reason[reason] = run.skipped_by_reason.get(reason, 0) + count
     run.bytes_read += state.bytes_done
     run.skipped_lines += state.skipped_lines
     run.errors = (run.errors + state.errors + ([error] if error else []))[-50:]
@@ -446,11 +449,7 @@ def _record_run(
             "tokens_added": run.tokens,
             "bytes_read": run.bytes_read,
             "errors": run.errors,
-            **(
-                {"skipped_lines_by_reason": state.skipped_by_reason}
-                if state.skipped_by_reason
-                else {}
-            ),
+            **({"skipped_lines_by_reason": run.skipped_by_reason} if run.skipped_by_reason else {}),
             **(
                 {"closed_runs": [c["migration_id"] for c in state.closed_runs]}
                 if state.closed_runs
