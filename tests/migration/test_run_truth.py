@@ -25,6 +25,7 @@ from benchmarks.generate_corpus import generate_corpus
 
 from context_cleaner.bridge import Database
 from context_cleaner.bridge.token_bridge import query_rows
+from context_cleaner.dashboard import health
 from context_cleaner.migration.alerts import AlertEvaluator, RunSample, alert_rules
 from context_cleaner.migration.status import get_migration_status
 
@@ -113,6 +114,10 @@ def test_a_killed_migration_is_crashed_and_the_next_run_closes_it(
     crashed_id = crashed["migration_id"]
     in_process = get_migration_status(bridge(url), crashed_id)
     assert in_process is not None and in_process.phase == "crashed"
+    runs = bridge(url).migration_runs()  # what the dashboard's runs panel and alerts read
+    assert health.present_run(runs[0])["status"] == "crashed"
+    said = [a["message"] for a in health.alerts(runs, {}, None) if crashed_id in a["message"]]
+    assert said and "crashed" in said[0] and "Run the command again" in said[0]
 
     final = run_json(*args, url=url)
     assert final["success"] and final["validation_passed"]
@@ -133,6 +138,13 @@ def test_a_killed_migration_is_crashed_and_the_next_run_closes_it(
     rows = {r["migration_id"]: r for r in bridge(url).migration_runs()}
     assert rows[crashed_id]["status"] == "crashed" and rows[crashed_id]["finished_at"]
     assert rows[final["migration_id"]]["status"] == "completed"
+    said = [
+        a["message"]
+        for a in health.alerts(bridge(url).migration_runs(), {}, None)
+        if crashed_id in a["message"]
+    ]
+    assert said and f"run {final['migration_id']} finished its work" in said[0]
+    assert "Run the command again" not in said[0]
     text = run_cli("status", "--migration-id", crashed_id, url=url).stdout
     assert "crashed" in text and "Nothing to do" in text and "run again" not in text.lower()
 
