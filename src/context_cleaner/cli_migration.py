@@ -254,9 +254,13 @@ def render_run_notes(out: Console, result: Any) -> None:
     for example in result.skipped_line_examples[:5]:
         out.print(f"  skipped: {escape(example)}")
     if result.alerts_fired:
+        from context_cleaner.migration.alerts import FAILING_ALERTS
+
+        failing = set(result.alerts_fired) & set(FAILING_ALERTS)
         out.print(
-            f"[red]alerts fired:[/] {', '.join(result.alerts_fired)}"
-            " (see `context-cleaner status`)."
+            f"[red]alerts fired:[/] {', '.join(result.alerts_fired)} ("
+            + ("exit code 3: not a clean run; " if failing else "")
+            + "see `context-cleaner status`)."
         )
 
 

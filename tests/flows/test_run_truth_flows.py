@@ -65,6 +65,7 @@ def test_a_sync_flow_in_which_the_error_alert_fired_ends_failed(
     values = _table(state.state_details.flow_run_id, "sync-result")
     assert values["lines skipped"] == 120 and values["lines skipped: malformed_json"] == 120
     assert values["alerts fired"] == "high_error_rate"
+    assert values["status"] == "ALERTED (high_error_rate)"
     assert "s1.jsonl:" in values["skipped line"]
 
 

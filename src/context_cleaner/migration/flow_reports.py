@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from context_cleaner.migration.alerts import FAILING_ALERTS
 from context_cleaner.migration.models import (
     HistoricalMigrationResult,
     IncrementalMigrationResult,
@@ -41,7 +42,7 @@ def migration_table(result: HistoricalMigrationResult, tasks: str = "") -> list[
     """The migration result as ``field``/``value`` rows (the database's totals included)."""
     pairs: list[tuple[str, Any]] = [
         ("migration id", result.migration_id),
-        ("status", "dry run" if result.dry_run else ("ok" if result.success else "FAILED")),
+        ("status", "dry run" if result.dry_run else _status(result)),
         ("files found", result.total_files_found),
         ("files processed", result.files_processed),
         ("files skipped (unchanged)", result.files_skipped),
@@ -71,6 +72,15 @@ def migration_table(result: HistoricalMigrationResult, tasks: str = "") -> list[
     return _rows(pairs)
 
 
+def _status(result: HistoricalMigrationResult | IncrementalMigrationResult) -> str:
+    """``ok``, ``FAILED``, or ``ALERTED`` when an alert that fails runs fired."""
+    if not result.success:
+        return "FAILED"
+    if set(result.alerts_fired) & set(FAILING_ALERTS):
+        return "ALERTED (" + ", ".join(a for a in result.alerts_fired if a in FAILING_ALERTS) + ")"
+    return "ok"
+
+
 def _run_notes(
     result: HistoricalMigrationResult | IncrementalMigrationResult,
 ) -> list[tuple[str, Any]]:
@@ -92,7 +102,7 @@ def sync_table(result: IncrementalMigrationResult, tasks: str = "") -> list[dict
     """The sync result as ``field``/``value`` rows."""
     pairs: list[tuple[str, Any]] = [
         ("sync id", result.migration_id),
-        ("status", "ok" if result.success else "FAILED"),
+        ("status", _status(result)),
         ("files checked", result.files_checked),
         ("files changed", result.files_changed),
         ("files new", result.files_new),
