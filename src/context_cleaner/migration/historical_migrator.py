@@ -291,7 +291,7 @@ class HistoricalDataMigrator:
         counted = not dry_run and not prefetched
         sessions_before = bridge.count_sessions() if counted else 0
         if not dry_run:
-            self._begin(state, kind, options)
+            self._begin(state, kind, options, fresh=not exists)
         try:
             pipeline.run_batches(
                 bridge,
@@ -479,9 +479,13 @@ class HistoricalDataMigrator:
         except MigrationError:
             return False
 
-    def _begin(self, state: RunState, kind: str, options: RunOptions) -> None:
+    def _begin(
+        self, state: RunState, kind: str, options: RunOptions, *, fresh: bool = False
+    ) -> None:
+        """Close crashed runs (none in a database this run created), snapshot, run row."""
         assert state.discovery is not None and state.plan is not None
-        self._close_crashed(state)
+        if not fresh:
+            self._close_crashed(state)
         with self.bridge.writer() as w:
             if kind == "migrate":
                 rollback.take_snapshot(w.client, self.bridge.host, state.migration_id)
