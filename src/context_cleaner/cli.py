@@ -26,8 +26,13 @@ if TYPE_CHECKING:  # rich is imported when output is drawn (--json runs never dr
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+"""The command failed (a run's errors, a failed validation, a database error)."""
 EXIT_USAGE = 2
+"""Bad flags (argparse)."""
+EXIT_ALERTED = 3
+"""migrate/sync: every batch committed, but the error-rate alert fired (many lines skipped)."""
 EXIT_INTERRUPTED = 130
+"""Ctrl-C; run again to resume."""
 DEBUG_ENV = "CONTEXT_CLEANER_DEBUG"
 
 Handler = Callable[[argparse.Namespace], int]
@@ -105,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="context-cleaner",
         description="Exact Claude Code token and cost accounting from your transcripts, "
         "migrated into ClickHouse and kept in sync.",
-        epilog="Exit status: 0 on success, non-zero on any failure.",
+        epilog="Exit status: 0 success; 1 failure; 2 bad flags; 3 migrate/sync committed "
+        "everything but the error-rate alert fired (many lines skipped); 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.cli import (
+    EXIT_ALERTED,
     EXIT_FAILED,
     EXIT_OK,
     add_pricing_args,
@@ -198,7 +199,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     else:
         render_migration(stdout_console(), result)
     validated = args.dry_run or not args.validate or result.validation_passed
-    return EXIT_OK if result.success and validated else EXIT_FAILED
+    return run_exit_code(result.success and validated, result)
+
+
+def run_exit_code(ok: bool, result: Any) -> int:
+    """0, 1, or 3 when the run succeeded but an alert that fails runs fired (high_error_rate)."""
+    from context_cleaner.migration.alerts import FAILING_ALERTS
+
+    if not ok:
+        return EXIT_FAILED
+    return EXIT_ALERTED if set(result.alerts_fired) & set(FAILING_ALERTS) else EXIT_OK
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -243,7 +253,24 @@ def cmd_sync(args: argparse.Namespace) -> int:
             out.print(f"[red]error:[/] {escape(error)}")
         for warning in result.warnings[:20]:
             out.print(f"[yellow]warning:[/] {escape(warning)}")
-    return EXIT_OK if result.success else EXIT_FAILED
+        render_run_notes(out, result)
+    return run_exit_code(result.success, result)
+
+
+def render_run_notes(out: Console, result: Any) -> None:
+    """Examples of the skipped lines (their counts by reason are the first warning) and the
+    alerts that fired: in every summary of a run."""
+    for example in result.skipped_line_examples[:5]:
+        out.print(f"  skipped: {escape(example)}")
+    if result.alerts_fired:
+        from context_cleaner.migration.alerts import FAILING_ALERTS
+
+        failing = set(result.alerts_fired) & set(FAILING_ALERTS)
+        out.print(
+            f"[red]alerts fired:[/] {', '.join(result.alerts_fired)} ("
+            + ("exit code 3: not a clean run; " if failing else "")
+            + "see `context-cleaner status`)."
+        )
 
 
 def _fast_sync(args: argparse.Namespace) -> tuple[int | None, Discovery]:
@@ -510,6 +537,7 @@ def render_migration(out: Console, result: Any) -> None:
         out.print(f"[red]error:[/] {escape(error)}")
     for warning in result.warnings[:20]:
         out.print(f"[yellow]warning:[/] {escape(warning)}")
+    render_run_notes(out, result)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

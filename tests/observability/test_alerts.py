@@ -65,11 +65,13 @@ batches = st.lists(
 )
 
 
-@given(batches, st.floats(0.0, 1.0))
+@given(batches, st.floats(0.0, 1.0), st.sampled_from([0, 1, 50, 100, 400]))
 def test_error_rate_is_the_windowed_ratio_and_alerts_alternate(
-    steps: list[tuple[int, int, int, int]], threshold: float
+    steps: list[tuple[int, int, int, int]], threshold: float, min_lines: int
 ) -> None:
-    rules = alert_rules({"high_error_rate": {"threshold": threshold}}, environ={})
+    rules = alert_rules(
+        {"high_error_rate": {"threshold": threshold, "min_lines": min_lines}}, environ={}
+    )
     evaluator = AlertEvaluator("mig-p", "migrate", rules)
     at, lines, skipped, failed = 1000.0, 0, 0, 0
     history: list[tuple[float, int, int, int]] = []
@@ -83,7 +85,8 @@ def test_error_rate_is_the_windowed_ratio_and_alerts_alternate(
             (h for h in reversed(history) if h[0] < at - 300), (0.0, 0, 0, 0)
         )  # the last sample older than the window
         dl, ds, df = lines - base[1], skipped - base[2], failed - base[3]
-        assert value == (None if dl + df == 0 else (ds + df) / (dl + df))
+        judged = dl + df > 0 and dl + df >= min_lines  # not judged on a too-small sample
+        assert value == ((ds + df) / (dl + df) if judged else None)
         transitions += [e for e in evaluator.observe(sample) if e.alert == "high_error_rate"]
         history.append((at, lines, skipped, failed))
         if value is not None:  # not judged without lines: the state stays as it was

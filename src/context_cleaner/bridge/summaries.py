@@ -62,9 +62,21 @@ GROUP BY session_id, day, model
 """
 
 _EXISTING = (
-    f"SELECT session_id, day, model FROM {SUMMARIES} FINAL "
-    "WHERE session_id IN {sessions:Array(String)}"
+    "SELECT session_id, day, model, input_tokens, output_tokens, cache_creation_5m_tokens, "
+    "cache_creation_1h_tokens, cache_read_tokens, cost_usd, record_count "
+    f"FROM {SUMMARIES} FINAL WHERE session_id IN {{sessions:Array(String)}}"
 )
+
+CHANGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_5m_tokens",
+    "cache_creation_1h_tokens",
+    "cache_read_tokens",
+    "cost_usd",
+    "records",
+)
+"""What :func:`refresh_summaries` measures the change of (the rollup's sums, in this order)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -98,10 +110,19 @@ def _rows(client: Client, sql: str, parameters: dict[str, Any], action: str) -> 
         raise translate_clickhouse_error(exc, action=action) from exc
 
 
-def refresh_summaries(client: Client, sessions: Collection[str], migration_id: str) -> int:
+def refresh_summaries(
+    client: Client,
+    sessions: Collection[str],
+    migration_id: str,
+    change: dict[str, float] | None = None,
+) -> int:
     """Recompute the rollup of ``sessions`` and of every session sharing a message id with them.
 
-    Returns how many sessions were recomputed. Safe to repeat.
+    Returns how many sessions were recomputed. Safe to repeat. ``change``, when given,
+    gets the rollup's sums after minus before added to it (:data:`CHANGE_KEYS`): the net
+    change of the database's counted totals made by the rows inserted since the last
+    refresh of these sessions, as the rollup equals the counted rows it covers. Free: the
+    sums are the rows this refresh reads and writes anyway.
     """
     if not sessions:
         return 0
@@ -116,7 +137,12 @@ def refresh_summaries(client: Client, sessions: Collection[str], migration_id: s
     ver = time.time_ns()
     rows: list[list[Any]] = [[*row, migration_id, ver, 0] for row in fresh]
     fresh_keys = {(r[0], r[1], r[2]) for r in fresh}
-    for session_id, day, model in existing:
+    if change is not None:
+        for i, key in enumerate(CHANGE_KEYS):
+            after = sum(r[5 + i] for r in fresh)
+            before = sum(r[3 + i] for r in existing)
+            change[key] = change.get(key, 0) + after - before
+    for session_id, day, model, *_sums in existing:
         if (session_id, day, model) not in fresh_keys:
             rows.append(
                 [

@@ -32,6 +32,7 @@ from context_cleaner.bridge.exceptions import (
     MigrationError,
     translate_clickhouse_error,
 )
+from context_cleaner.bridge.runs import mark_crashed, this_process
 from context_cleaner.bridge.schema import setup_schema
 from context_cleaner.bridge.summaries import (
     DETAILS,
@@ -176,9 +177,16 @@ class BridgeWriter:
             user=self._bridge.user,
         )
 
-    def refresh_summaries(self, sessions: Collection[str], migration_id: str) -> int:
+    def refresh_summaries(
+        self,
+        sessions: Collection[str],
+        migration_id: str,
+        change: dict[str, float] | None = None,
+    ) -> int:
+        """Recompute the rollup of ``sessions``; ``change`` gets the net change of the
+        counted totals (see :func:`~context_cleaner.bridge.summaries.refresh_summaries`)."""
         with db_call("REFRESH", SUMMARIES, sessions=len(sessions)):
-            return refresh_summaries(self.client, sessions, migration_id)
+            return refresh_summaries(self.client, sessions, migration_id, change)
 
     def commit_files(self, commits: Sequence[FileCommit], migration_id: str) -> None:
         with db_call("INSERT", "migration_file_tracking", rows=len(commits)):
@@ -250,7 +258,16 @@ class BridgeWriter:
         )
 
     def save_run(self, run: dict[str, Any]) -> None:
-        """Write (or rewrite) the run's row in ``enhanced_analysis_metadata``."""
+        """Write (or rewrite) the run's row in ``enhanced_analysis_metadata``.
+
+        A ``running`` row names this process in ``details.process`` (pid and start time),
+        so a reader can tell when the run's process is gone (:mod:`.runs`).
+        """
+        if run.get("status") == "running":
+            details = run.get("details")
+            if isinstance(details, str):
+                details = json.loads(details or "{}")
+            run = {**run, "details": {**(details or {}), "process": this_process()}}
         row = {
             "host": self._bridge.host,
             "user": self._bridge.user,
@@ -487,11 +504,12 @@ class EnhancedTokenDatabaseBridge:
             return current_files(client, self.host)
 
     def migration_runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The latest runs (migrate, sync, validate, rollback), newest first."""
+        """The latest runs (migrate, sync, validate, rollback), newest first; a run marked
+        running whose process on this host is gone is shown ``crashed`` (:mod:`.runs`)."""
         rows = self._query(
             f"SELECT migration_id, run_kind, status, started_at, finished_at, host, "
             f"files_found, files_processed, files_failed, records_inserted, lines_skipped, "
-            f"total_tokens, cost_usd, details, files_skipped FROM {METADATA} FINAL "
+            f"total_tokens, cost_usd, details, files_skipped, source_roots FROM {METADATA} FINAL "
             "ORDER BY started_at DESC LIMIT {limit:UInt32}",
             {"limit": limit},
         )
@@ -511,6 +529,7 @@ class EnhancedTokenDatabaseBridge:
             "cost_usd",
             "details",
             "files_skipped",
+            "source_roots",
         ]
         runs = []
         for row in rows:
@@ -518,7 +537,7 @@ class EnhancedTokenDatabaseBridge:
             with contextlib.suppress(ValueError, TypeError):
                 run["details"] = json.loads(run["details"] or "{}")
             runs.append(run)
-        return runs
+        return mark_crashed(runs, self.host, self.database)
 
     def newest_record_time(self) -> float | None:
         """Epoch seconds of the newest usage row (for the data-lag figure), or None."""

@@ -20,7 +20,7 @@ from typing import Any
 from context_cleaner.bridge.tracking import TrackedFile
 
 MAX_MESSAGE = 300
-_FINISHED = ("completed", "failed", "rolled_back")
+_FINISHED = ("completed", "failed", "crashed", "rolled_back")
 
 
 def iso_utc(value: Any) -> str | None:
@@ -214,15 +214,25 @@ def alerts(
             level = a.get("level", "warning") if isinstance(a, dict) else "warning"
             message = a.get("message", a) if isinstance(a, dict) else a
             out.append(_alert(level, message, r))
-    for r in runs[:5]:
-        if r.get("status") == "failed":
+    for i, r in enumerate(runs[:5]):
+        if r.get("status") in ("failed", "crashed"):
             details = r.get("details") if isinstance(r.get("details"), dict) else {}
-            reason = details.get("error") or (details.get("errors") or ["no reason recorded"])[0]
+            reason = (
+                details.get("crash_reason")
+                or details.get("error")
+                or (details.get("errors") or ["no reason recorded"])[0]
+            )
+            later = _finished_later(r, runs[:i])
+            then = (
+                f"run {later} finished its work." if later else "Run the command again to resume."
+            )
+            if details.get("closed_by"):
+                then = f"closed by run {details['closed_by']}; " + then
             out.append(
                 _alert(
                     "error",
-                    f"{r.get('run_kind')} run {r.get('migration_id')} failed: {reason}. "
-                    "Run the command again to resume.",
+                    f"{r.get('run_kind')} run {r.get('migration_id')} "
+                    f"{r.get('status')}: {reason}. {then}",
                     r,
                 )
             )
@@ -261,6 +271,20 @@ def alerts(
             )
         )
     return out
+
+
+def _finished_later(run: dict[str, Any], newer: Sequence[dict[str, Any]]) -> str | None:
+    """A newer completed migrate or sync run of the same host over the same folders."""
+    roots = set(run.get("source_roots") or [])
+    for r in reversed(newer):  # oldest of the newer runs first
+        if (
+            r.get("run_kind") in ("migrate", "sync")
+            and r.get("status") == "completed"
+            and r.get("host") == run.get("host")
+            and roots <= set(r.get("source_roots") or [])
+        ):
+            return str(r.get("migration_id"))
+    return None
 
 
 def firing_alerts(transitions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -10,7 +10,11 @@ after it resolved in between, so a slow run does not alert on every batch.
 
 ========================  ==========================================================
 ``high_error_rate``       (skipped lines + failed files) / (lines read + failed files)
-                          over the batches of the last 5 minutes > 0.05
+                          over the batches of the last 5 minutes > 0.05, judged once
+                          those batches hold at least ``min_lines`` (100) lines and
+                          files: a first batch of 4 lines with one bad line is noise.
+                          A run in which it fired is no clean success: the CLI exits
+                          3 and a Prefect flow run ends Failed (its data is committed)
 ``slow_processing``       tokens read per second since the run started < 1000, judged
                           once the run is a minute old (a small sync that takes two
                           seconds is not slow: little to read, fixed costs)
@@ -21,7 +25,8 @@ after it resolved in between, so a slow run does not alert on every batch.
 ========================  ==========================================================
 
 Thresholds can be changed per process with ``CONTEXT_CLEANER_ALERTS``, a JSON
-object shaped like ``MIGRATION_ALERTS``, e.g. ``{"slow_processing": {"threshold": 5000}}``.
+object shaped like ``MIGRATION_ALERTS``, e.g. ``{"slow_processing": {"threshold": 5000}}``
+or ``{"high_error_rate": {"min_lines": 1000}}``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,13 @@ _SHAPE: dict[str, tuple[str, str, float]] = {
     "high_memory_usage": ("memory_usage_ratio", ">", 0.0),
     "migration_stalled": ("seconds_without_progress", ">", 0.0),
 }
+#: Lines (and failed files) the error rate's window must hold before it is judged: at 100,
+#: the 5% threshold means at least 6 bad lines, not one bad line among the first few.
+MIN_ERROR_SAMPLE = 100
+
+#: Alerts after which a run is no clean success (exit code 3, a Failed flow run).
+FAILING_ALERTS = ("high_error_rate",)
+
 _WINDOW_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -82,6 +94,8 @@ class AlertRule:
     """Measured over this trailing window (0 = the run so far)."""
     min_run_seconds: float = 0.0
     """Not judged before the run is this old."""
+    min_lines: int = 0
+    """Error rate: not judged before its window holds this many lines and failed files."""
 
     def crossed(self, value: float) -> bool:
         return value > self.threshold if self.above else value < self.threshold
@@ -93,7 +107,8 @@ def alert_rules(
 ) -> dict[str, AlertRule]:
     """The rules: ``config`` (default :data:`MIGRATION_ALERTS`), then ``CONTEXT_CLEANER_ALERTS``.
 
-    Each entry may set ``threshold``, ``window`` and ``min_run_seconds``.
+    Each entry may set ``threshold``, ``window``, ``min_run_seconds`` and (``high_error_rate``)
+    ``min_lines``.
     """
     merged = {name: dict(spec) for name, spec in MIGRATION_ALERTS.items()}
     env = os.environ if environ is None else environ
@@ -126,9 +141,11 @@ def alert_rules(
         try:
             threshold = float(spec["threshold"])
             min_age = float(spec.get("min_run_seconds", min_age))
+            default_lines = MIN_ERROR_SAMPLE if metric == "error_rate" else 0
+            min_lines = int(spec.get("min_lines", default_lines))
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(
-                f"Alert {name}: threshold and min_run_seconds must be numbers."
+                f"Alert {name}: threshold, min_run_seconds and min_lines must be numbers."
             ) from exc
         rules[name] = AlertRule(
             name=name,
@@ -137,6 +154,7 @@ def alert_rules(
             above=direction == ">",
             window_seconds=parse_window(spec.get("window", 0)),
             min_run_seconds=min_age,
+            min_lines=min_lines,
         )
     return rules
 
@@ -230,7 +248,7 @@ class AlertEvaluator:
             if sample.run_seconds < rule.min_run_seconds:
                 out[name] = None
             elif rule.metric == "error_rate":
-                out[name] = self._error_rate(sample, rule.window_seconds)
+                out[name] = self._error_rate(sample, rule.window_seconds, rule.min_lines)
             elif rule.metric == "tokens_per_second":
                 out[name] = sample.tokens / max(sample.run_seconds, 1e-9)
             elif rule.metric == "memory_usage_ratio":
@@ -239,7 +257,7 @@ class AlertEvaluator:
                 out[name] = sample.seconds_without_progress
         return out
 
-    def _error_rate(self, sample: RunSample, window: float) -> float | None:
+    def _error_rate(self, sample: RunSample, window: float, min_lines: int = 0) -> float | None:
         base: RunSample | None = None
         for old in self._history:  # oldest first: keep the last one older than the window
             if window and old.at < sample.at - window:
@@ -247,7 +265,7 @@ class AlertEvaluator:
         lines = sample.lines_read - (base.lines_read if base else 0)
         skipped = sample.skipped_lines - (base.skipped_lines if base else 0)
         failed = sample.files_failed - (base.files_failed if base else 0)
-        if lines + failed <= 0:
+        if lines + failed <= 0 or lines + failed < min_lines:
             return None
         return (skipped + failed) / (lines + failed)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from context_cleaner.migration.alerts import FAILING_ALERTS
 from context_cleaner.migration.models import (
     HistoricalMigrationResult,
     IncrementalMigrationResult,
@@ -41,7 +42,7 @@ def migration_table(result: HistoricalMigrationResult, tasks: str = "") -> list[
     """The migration result as ``field``/``value`` rows (the database's totals included)."""
     pairs: list[tuple[str, Any]] = [
         ("migration id", result.migration_id),
-        ("status", "dry run" if result.dry_run else ("ok" if result.success else "FAILED")),
+        ("status", "dry run" if result.dry_run else _status(result)),
         ("files found", result.total_files_found),
         ("files processed", result.files_processed),
         ("files skipped (unchanged)", result.files_skipped),
@@ -52,6 +53,7 @@ def migration_table(result: HistoricalMigrationResult, tasks: str = "") -> list[
         ("tokens added", result.total_tokens_migrated),
         ("sessions created", result.total_sessions_created),
         ("lines skipped", result.skipped_lines),
+        *_run_notes(result),
         ("seconds", result.processing_duration),
         ("tokens per second", result.average_processing_speed_tokens_per_second),
         ("peak memory (MB)", result.peak_memory_usage_mb),
@@ -70,11 +72,37 @@ def migration_table(result: HistoricalMigrationResult, tasks: str = "") -> list[
     return _rows(pairs)
 
 
+def _status(result: HistoricalMigrationResult | IncrementalMigrationResult) -> str:
+    """``ok``, ``FAILED``, or ``ALERTED`` when an alert that fails runs fired."""
+    if not result.success:
+        return "FAILED"
+    if set(result.alerts_fired) & set(FAILING_ALERTS):
+        return "ALERTED (" + ", ".join(a for a in result.alerts_fired if a in FAILING_ALERTS) + ")"
+    return "ok"
+
+
+def _run_notes(
+    result: HistoricalMigrationResult | IncrementalMigrationResult,
+) -> list[tuple[str, Any]]:
+    """Skipped lines by reason (and a few of them), alerts fired, crashed runs closed."""
+    pairs: list[tuple[str, Any]] = [
+        (f"lines skipped: {reason}", count)
+        for reason, count in sorted(result.skipped_lines_by_reason.items())
+    ]
+    pairs += [("skipped line", example) for example in result.skipped_line_examples[:5]]
+    if result.alerts_fired:
+        pairs.append(("alerts fired", ", ".join(result.alerts_fired)))
+    pairs += [
+        ("crashed run closed", f"{c['migration_id']}: {c['reason']}") for c in result.closed_runs
+    ]
+    return pairs
+
+
 def sync_table(result: IncrementalMigrationResult, tasks: str = "") -> list[dict[str, Any]]:
     """The sync result as ``field``/``value`` rows."""
     pairs: list[tuple[str, Any]] = [
         ("sync id", result.migration_id),
-        ("status", "ok" if result.success else "FAILED"),
+        ("status", _status(result)),
         ("files checked", result.files_checked),
         ("files changed", result.files_changed),
         ("files new", result.files_new),
@@ -84,6 +112,7 @@ def sync_table(result: IncrementalMigrationResult, tasks: str = "") -> list[dict
         ("records inserted", result.records_inserted),
         ("tokens added", result.tokens_added),
         ("lines skipped", result.skipped_lines),
+        *_run_notes(result),
         ("seconds", result.duration_seconds),
         ("data lag (s)", result.data_lag_seconds),
     ]

@@ -15,7 +15,8 @@ Artifacts: a progress bar updated per batch, a table of the result, a markdown
 validation report. The run monitor's alert transitions become Prefect events
 ``context-cleaner.alert.firing`` / ``.resolved`` (``deployments/automations/``
 turns them into notifications). A run that failed raises :class:`FlowRunFailed`
-carrying its result, so Prefect records it Failed, never Completed.
+carrying its result, so Prefect records it Failed, never Completed; so does a run in
+which the error-rate alert fired (its data is committed; the CLI exits 3 for it).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from context_cleaner.analysis.pricing import PriceTable
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import TerminalError
 from context_cleaner.migration import monitor, pipeline, resume_keys
-from context_cleaner.migration.alerts import AlertEvent
+from context_cleaner.migration.alerts import FAILING_ALERTS, AlertEvent
 from context_cleaner.migration.flow_reports import (
     migration_table,
     rollback_table,
@@ -138,6 +139,29 @@ def _migrator(
     )
 
 
+def alerted(result: HistoricalMigrationResult | IncrementalMigrationResult) -> str | None:
+    """The paragraph a flow run fails with when an alert that fails runs fired (None else).
+
+    Its data is committed; the run still ends Failed so the Prefect UI and automations
+    see it, as the CLI exits 3.
+    """
+    fired = [a for a in result.alerts_fired if a in FAILING_ALERTS]
+    if not fired:
+        return None
+    skipped = ", ".join(f"{r} {n:,}" for r, n in sorted(result.skipped_lines_by_reason.items()))
+    kind = "Sync" if isinstance(result, IncrementalMigrationResult) else "Migration"
+    return (
+        f"{kind} {result.migration_id} committed everything it could read, but the "
+        f"{', '.join(fired)} alert fired: {result.skipped_lines:,} line(s) could not be "
+        f"counted ({skipped or 'no line reasons recorded'}) and "
+        f"{getattr(result, 'files_failed', len(result.errors)):,} file(s) failed. The skipped "
+        "lines are not in the database. Look at them with `context-cleaner analyze --json` "
+        "(each with file, line, byte offset and reason) and at the run with "
+        f"`context-cleaner status --migration-id {result.migration_id}`; fix or remove the "
+        "broken transcripts, then sync again."
+    )
+
+
 def _tasks_note(batches: PrefectBatches) -> str:
     return (
         f"{batches.tasks_run} batch task(s) run, {batches.tasks_cached} cached "
@@ -182,6 +206,8 @@ def historical_migration_flow(
         result.total_tokens_migrated,
         _tasks_note(batches),
     )
+    if ok and (paragraph := alerted(result)):
+        raise FlowRunFailed(paragraph, result)
     if not ok:
         report = result.consistency_check_results
         notes = [str(note) for note in report.get("explanations", [])][:3]
@@ -231,6 +257,8 @@ def incremental_sync_flow(
         raise FlowRunFailed(
             f"Sync {result.migration_id} failed: {'; '.join(result.errors[:3])}", result
         )
+    if paragraph := alerted(result):
+        raise FlowRunFailed(paragraph, result)
     return result
 
 

@@ -16,11 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.discovery import Discovery
 from context_cleaner.bridge.database import Database
-from context_cleaner.bridge.token_bridge import TOKEN_KEYS, EnhancedTokenDatabaseBridge
+from context_cleaner.bridge.runs import close_crashed_runs, closed_note, stash_run
+from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import pipeline, rollback
 from context_cleaner.migration.defaults import COMMIT_EVERY
-from context_cleaner.migration.incremental import SyncRequest, SyncRun, fast_sync, run_sync
+from context_cleaner.migration.incremental import (
+    SyncRequest,
+    SyncRun,
+    fast_sync,
+    run_sync,
+    skipped_note,
+)
 from context_cleaner.migration.ledger import RUN_LEDGER, Ledger
 from context_cleaner.migration.models import (
     BatchProcessingResult,
@@ -32,7 +39,7 @@ from context_cleaner.migration.models import (
     SetupResult,
     ValidationResult,
 )
-from context_cleaner.migration.monitor import RunMonitor, monitor_details
+from context_cleaner.migration.monitor import RunMonitor, active_monitor, monitor_details
 from context_cleaner.migration.pipeline import (
     ProgressCallback,
     RunOptions,
@@ -46,6 +53,16 @@ if TYPE_CHECKING:  # the analyser (pydantic reports) is imported only when valid
 
 #: Rows per second a fresh embedded database takes (measured; used for dry-run projections).
 PROJECTED_INSERT_ROWS_PER_SECOND = 150_000
+
+#: The run row's columns that hold the net change the run made (``pipeline.NET_KEYS``).
+NET_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_5m_tokens",
+    "cache_creation_1h_tokens",
+    "cache_read_tokens",
+    "cost_usd",
+)
 
 
 class HistoricalDataMigrator:
@@ -273,11 +290,14 @@ class HistoricalDataMigrator:
             )
         # A database this run created holds nothing yet (prefetched: no other run filled it).
         counted = not dry_run and not prefetched
-        before = bridge.get_migration_totals() if counted else {}
         sessions_before = bridge.count_sessions() if counted else 0
         if not dry_run:
-            self._begin(state, kind, options)
+            self._begin(state, kind, options, fresh=not exists)
         validating = not dry_run and self.validation_enabled and kind == "migrate"
+        # The validation of a run into a database that held nothing sums the whole table.
+        started_empty = prefetched or (
+            validating and counted and not bridge.get_migration_totals().get("records", 1)
+        )
         read = Ledger() if validating else None
         token = RUN_LEDGER.set(read)
         try:
@@ -295,7 +315,9 @@ class HistoricalDataMigrator:
             raise
         finally:
             RUN_LEDGER.reset(token)
-        result = self._result(state, dry_run, before, sessions_before)
+        result = self._result(state, dry_run, sessions_before)
+        if (watching := active_monitor()) is not None:
+            result.alerts_fired = watching.fired()
         if not dry_run:
             if validating and read is not None and state.plan.items:
                 from context_cleaner.migration import validator
@@ -307,7 +329,7 @@ class HistoricalDataMigrator:
                         read,
                         options.source_dirs,
                         database_totals=result.database_totals,
-                        started_empty=prefetched or not before.get("records", 1),
+                        started_empty=started_empty,
                     )
                 else:  # the batches ran where this process could not see what they read
                     report = validator.validate_migration_integrity(bridge, options.source_dirs)
@@ -320,6 +342,15 @@ class HistoricalDataMigrator:
             status = "completed" if result.success else "failed"
             self._finish(state, kind, status, result=result)
         return result
+
+    def _close_crashed(self, state: RunState) -> None:
+        """Close this host's crashed runs; the notes go in this run's warnings."""
+        assert state.discovery is not None
+        closed = close_crashed_runs(
+            self.bridge, state.migration_id, pipeline.source_paths(state.discovery)
+        )
+        state.closed_runs += closed
+        state.warnings += [closed_note(c, state.migration_id) for c in closed]
 
     async def migrate_all_historical_data(
         self,
@@ -378,6 +409,7 @@ class HistoricalDataMigrator:
                 found=found,
             )
             monitor.finished(_as_run_outcome(result))  # type: ignore[arg-type]
+            result.alerts_fired = monitor.fired()
             return result
 
     async def migrate_incremental_changes(
@@ -465,8 +497,13 @@ class HistoricalDataMigrator:
         except MigrationError:
             return False
 
-    def _begin(self, state: RunState, kind: str, options: RunOptions) -> None:
+    def _begin(
+        self, state: RunState, kind: str, options: RunOptions, *, fresh: bool = False
+    ) -> None:
+        """Close crashed runs (none in a database this run created), snapshot, run row."""
         assert state.discovery is not None and state.plan is not None
+        if not fresh:
+            self._close_crashed(state)
         with self.bridge.writer() as w:
             if kind == "migrate":
                 rollback.take_snapshot(w.client, self.bridge.host, state.migration_id)
@@ -525,28 +562,26 @@ class HistoricalDataMigrator:
         result: HistoricalMigrationResult | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
+        row = self._run_row(state, kind, status)
+        row["finished_at"] = time.time()
+        details = {
+            "errors": state.errors[:50],
+            "progress": progress_record(state, status),
+            **monitor_details(),
+            **(extra or {}),
+        }
+        if state.skipped_by_reason:
+            details["skipped_lines_by_reason"] = state.skipped_by_reason
+            details["skipped_line_examples"] = state.skipped_examples[:5]
+        if state.closed_runs:
+            details["closed_runs"] = [c["migration_id"] for c in state.closed_runs]
+        if result is not None:
+            details["validation_passed"] = result.validation_passed
+            details["integrity_score"] = result.data_integrity_score
+            details["alerts_fired"] = result.alerts_fired
+        row["details"] = details
         try:
             with self.bridge.writer() as w:
-                row = self._run_row(state, kind, status)
-                row["finished_at"] = time.time()
-                details = {
-                    "errors": state.errors[:50],
-                    "progress": progress_record(state, status),
-                    **monitor_details(),
-                    **(extra or {}),
-                }
-                if result is not None:
-                    details["validation_passed"] = result.validation_passed
-                    details["integrity_score"] = result.data_integrity_score
-                    totals = result.database_totals
-                    row.update(
-                        {
-                            k: totals.get(k, 0)
-                            for k in TOKEN_KEYS
-                            if k != "record_count"  # the run row counts records itself
-                        }
-                    )
-                row["details"] = details
                 w.save_run(row)
                 w.log(
                     state.migration_id,
@@ -558,12 +593,20 @@ class HistoricalDataMigrator:
                 )
         except MigrationError:
             if result is None:  # already failing: keep the original error
+                # The database refused the run's last row too (a full disk): keep it beside
+                # the database, where readers find it and the next run records it.
+                stash_run(self.bridge.database, row)
                 return
             raise
 
     def _run_row(self, state: RunState, kind: str, status: str) -> dict[str, Any]:
+        """The run's row: counts so far; tokens, cost and records are the net change this
+        run made to the database (see ``pipeline.write_batch``)."""
         found, plan = state.discovery, state.plan
+        net = {k: state.net.get(k, 0) for k in NET_COLUMNS}
         return {
+            **{k: max(0, int(v)) for k, v in net.items() if k != "cost_usd"},
+            "cost_usd": max(0.0, float(net["cost_usd"])),
             "migration_id": state.migration_id,
             "run_kind": kind,
             "status": status,
@@ -573,7 +616,7 @@ class HistoricalDataMigrator:
             "files_processed": state.files_done - state.files_failed,
             "files_skipped": len(plan.unchanged) if plan else 0,
             "files_failed": state.files_failed,
-            "records_inserted": state.records_inserted,
+            "records_inserted": max(0, state.records_added),
             "lines_skipped": state.skipped_lines,
         }
 
@@ -581,7 +624,6 @@ class HistoricalDataMigrator:
         self,
         state: RunState,
         dry_run: bool,
-        before: dict[str, Any],
         sessions_before: int,
     ) -> HistoricalMigrationResult:
         assert state.discovery is not None and state.plan is not None
@@ -589,11 +631,10 @@ class HistoricalDataMigrator:
         duration = end - state.started
         after = self.bridge.get_migration_totals() if not dry_run else {}
         sessions_after = self.bridge.count_sessions() if not dry_run else 0
-        migrated = (
-            after.get("total_tokens", 0) - before.get("total_tokens", 0)
-            if not dry_run
-            else state.tokens_in_records
-        )
+        # Net: what this run's commits changed, measured unit by unit under the database's
+        # hold (another run's commits meanwhile are not counted; a dry run: what it read).
+        migrated = state.tokens_added if not dry_run else state.tokens_in_records
+        records = state.records_added if not dry_run else state.records_inserted
         plan = state.plan
         counts = {
             "new": 0,
@@ -615,10 +656,11 @@ class HistoricalDataMigrator:
             projected = state.analysis_seconds / max(1, self.parallel_workers) + (
                 state.records_inserted / PROJECTED_INSERT_ROWS_PER_SECOND
             )
-        warnings = list(state.warnings)
-        warnings += [f"{p.path}: {p.reason}" for p in state.discovery.problems]
+        warnings = []
         if state.skipped_lines:
-            warnings.append(f"{state.skipped_lines} line(s) could not be counted (see analyze).")
+            warnings.append(skipped_note(state.skipped_lines, state.skipped_by_reason))
+        warnings += state.warnings
+        warnings += [f"{p.path}: {p.reason}" for p in state.discovery.problems]
         return HistoricalMigrationResult(
             migration_id=state.migration_id,
             start_time=datetime.fromtimestamp(state.started, UTC),
@@ -631,7 +673,7 @@ class HistoricalDataMigrator:
             files_failed=state.files_failed,
             total_tokens_migrated=migrated,
             total_sessions_created=max(0, sessions_after - sessions_before),
-            total_records_inserted=state.records_inserted,
+            total_records_inserted=records,
             processing_duration=duration,
             average_processing_speed_tokens_per_second=state.tokens_in_records
             / max(duration, 1e-9),
@@ -648,6 +690,9 @@ class HistoricalDataMigrator:
             database_totals=after,
             projected_seconds=projected,
             consistency_check_results={"plan": counts},
+            skipped_lines_by_reason=dict(state.skipped_by_reason),
+            skipped_line_examples=list(state.skipped_examples),
+            closed_runs=list(state.closed_runs),
         )
 
 

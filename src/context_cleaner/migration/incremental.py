@@ -14,9 +14,11 @@ One sync:
 5. record the run (one row, rewritten with running totals, and one log row) only when
    something was read, then rebuild the stat cache and measure the data lag.
 
-``tokens_added`` is the sum of the usage records read (no before/after ``FINAL``
-totals over the whole table): a response whose partial line was synced earlier is
-counted again with its final numbers, the table keeping only the final row.
+``tokens_added`` and ``records_inserted`` are the net change of the database's counted
+totals made by this sync's commits, measured inside each unit of work by the summary
+refresh (after minus before, for the sessions the unit touched): lines repeating
+responses already stored add 0, a response whose partial line was synced earlier adds
+only the difference. Lines that could not be counted are reported by reason.
 """
 
 from __future__ import annotations
@@ -97,6 +99,18 @@ class SyncRun:
     bytes_read: int = 0
     skipped_lines: int = 0
     errors: list[str] = field(default_factory=list)
+    net: dict[str, float] = field(default_factory=dict)
+    """The net change of the counted totals made by every sync of this run."""
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def skipped_note(count: int, by_reason: dict[str, int]) -> str:
+    """``N line(s) could not be counted (malformed_json 3, ...)``: for every summary."""
+    reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(by_reason.items(), key=lambda x: -x[1]))
+    return (
+        f"{count:,} line(s) could not be counted" + (f" ({reasons})" if reasons else "") + "; "
+        "`context-cleaner analyze --json` lists each with file, line and byte offset."
+    )
 
 
 def new_run_id(kind: str) -> str:
@@ -309,6 +323,7 @@ def run_sync(
             (freshness.file_key(*k) for k in states), found, request.only_paths
         )
         if state.plan.items:
+            _close_crashed(bridge, state)
             _read_and_commit(bridge, state, options, run, progress, should_stop)
             if run.syncs % COMPACT_EVERY == 0:  # a long watch: one tracking row per file
                 with bridge.writer() as w:
@@ -327,6 +342,9 @@ def run_sync(
     freshness.save_cache(bridge.database, bridge.host, generation, tracked)
     fresh = freshness.measure_freshness(found.files, freshness.committed_offsets(tracked), newest)
     plan = state.plan
+    skipped = (
+        [skipped_note(state.skipped_lines, state.skipped_by_reason)] if state.skipped_lines else []
+    )
     return _result(
         run,
         started,
@@ -336,15 +354,29 @@ def run_sync(
         files_reset=len(plan.reset),
         files_deleted=deleted,
         bytes_read=state.bytes_done,
-        records_inserted=state.records_inserted,
-        tokens_added=state.tokens_in_records,
+        records_inserted=state.records_added,
+        tokens_added=state.tokens_added,
         skipped_lines=state.skipped_lines,
         errors=file_errors + state.errors,
-        warnings=warnings
+        warnings=skipped
+        + warnings
         + state.warnings
         + [f"{f.path}: re-read from 0 ({why})" for f, why in plan.reset],
         data_lag_seconds=fresh.data_lag_seconds,
+        skipped_lines_by_reason=dict(state.skipped_by_reason),
+        skipped_line_examples=list(state.skipped_examples),
+        closed_runs=list(state.closed_runs),
     )
+
+
+def _close_crashed(bridge: EnhancedTokenDatabaseBridge, state: RunState) -> None:
+    """Close this host's crashed runs before reading (notes in this sync's warnings)."""
+    from context_cleaner.bridge.runs import close_crashed_runs, closed_note
+
+    roots = [str(r) for r in state.discovery.roots] if state.discovery else []
+    closed = close_crashed_runs(bridge, state.migration_id, roots)
+    state.closed_runs += closed
+    state.warnings += [closed_note(c, state.migration_id) for c in closed]
 
 
 def _read_and_commit(
@@ -379,8 +411,12 @@ def _record_run(
     run.syncs += 1
     run.files += state.files_done - state.files_failed
     run.files_failed += state.files_failed
-    run.records += state.records_inserted
-    run.tokens += state.tokens_in_records
+    run.records += state.records_added
+    run.tokens += state.tokens_added
+    for key, value in state.net.items():
+        run.net[key] = run.net.get(key, 0) + value
+    for reason, count in state.skipped_by_reason.items():
+        run.skipped_by_reason[reason] = run.skipped_by_reason.get(reason, 0) + count
     run.bytes_read += state.bytes_done
     run.skipped_lines += state.skipped_lines
     run.errors = (run.errors + state.errors + ([error] if error else []))[-50:]
@@ -395,13 +431,30 @@ def _record_run(
         "files_found": len(found.files) if found else 0,
         "files_processed": run.files,
         "files_failed": run.files_failed,
-        "records_inserted": run.records,
+        "records_inserted": max(0, run.records),
         "lines_skipped": run.skipped_lines,
+        **{
+            k: max(0, int(run.net.get(k, 0)))
+            for k in (
+                "input_tokens",
+                "output_tokens",
+                "cache_creation_5m_tokens",
+                "cache_creation_1h_tokens",
+                "cache_read_tokens",
+            )
+        },
+        "cost_usd": max(0.0, float(run.net.get("cost_usd", 0.0))),
         "details": {
             "syncs": run.syncs,
-            "tokens_read": run.tokens,
+            "tokens_added": run.tokens,
             "bytes_read": run.bytes_read,
             "errors": run.errors,
+            **({"skipped_lines_by_reason": run.skipped_by_reason} if run.skipped_by_reason else {}),
+            **(
+                {"closed_runs": [c["migration_id"] for c in state.closed_runs]}
+                if state.closed_runs
+                else {}
+            ),
         },
     }
     from context_cleaner.migration.status import progress_record  # heavy; only when writing
@@ -464,8 +517,8 @@ def summary_line(result: IncrementalMigrationResult) -> str:
     lag = result.data_lag_seconds
     text = (
         f"Synced {result.files_changed} of {result.files_checked} file(s) "
-        f"({result.bytes_read / 1e6:,.2f} MB read, {result.records_inserted:,} records, "
-        f"{result.tokens_added:,} tokens read) in {result.duration_seconds:.2f} s"
+        f"({result.bytes_read / 1e6:,.2f} MB read, {result.records_inserted:,} records and "
+        f"{result.tokens_added:,} tokens added) in {result.duration_seconds:.2f} s"
     )
     extras = [
         f"{n} {what}"
@@ -474,6 +527,7 @@ def summary_line(result: IncrementalMigrationResult) -> str:
             (result.files_reset, "re-read from 0"),
             (result.files_deleted, "deleted (rows kept)"),
             (len(result.errors), "error(s)"),
+            (result.skipped_lines, "line(s) skipped"),
         )
         if n
     ]

@@ -76,12 +76,19 @@ class BatchProcessingResult(_Jsonable):
     lines_read: int = 0
     usage_lines: int = 0
     records_inserted: int = 0
+    """Records sent to the database (read); see ``net`` for what they changed."""
     tokens_in_records: int = 0
     skipped_lines: int = 0
     sessions_touched: int = 0
     analysis_seconds: float = 0.0
     insert_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    net: dict[str, float] = field(default_factory=dict)
+    """The change of the database's counted totals this batch's commit made (token keys,
+    ``cost_usd``, ``records``): 0 for responses it already held (see ``pipeline.NET_KEYS``)."""
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    skipped_examples: list[str] = field(default_factory=list)
+    """A few skipped lines: ``file:line (byte offset): reason detail``."""
 
 
 @dataclass
@@ -145,6 +152,14 @@ class HistoricalMigrationResult(_Jsonable):
     """Peak resident memory minus the memory after connecting (process and workers)."""
     projected_seconds: float | None = None
     """Dry runs: the projected wall time of the real migration."""
+    skipped_lines_by_reason: dict[str, int] = field(default_factory=dict)
+    """Lines that could carry usage but were not counted, by reason (counts are complete)."""
+    skipped_line_examples: list[str] = field(default_factory=list)
+    """Up to 20 of them: ``file:line (byte offset): reason detail``."""
+    alerts_fired: list[str] = field(default_factory=list)
+    """Alerts that fired during the run (``high_error_rate`` makes it no clean success)."""
+    closed_runs: list[dict[str, Any]] = field(default_factory=list)
+    """Crashed runs of this host this run found and closed (see ``bridge.runs``)."""
 
 
 @dataclass
@@ -169,6 +184,14 @@ class IncrementalMigrationResult(_Jsonable):
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     data_lag_seconds: float | None = None
+    skipped_lines_by_reason: dict[str, int] = field(default_factory=dict)
+    """Lines that could carry usage but were not counted, by reason (counts are complete)."""
+    skipped_line_examples: list[str] = field(default_factory=list)
+    """Up to 20 of them: ``file:line (byte offset): reason detail``."""
+    alerts_fired: list[str] = field(default_factory=list)
+    """Alerts that fired during the run (``high_error_rate`` makes it no clean success)."""
+    closed_runs: list[dict[str, Any]] = field(default_factory=list)
+    """Crashed runs of this host this run found and closed (see ``bridge.runs``)."""
 
 
 @dataclass

@@ -164,9 +164,11 @@ class RunMonitor:
     def finished(self, result: HistoricalMigrationResult | IncrementalMigrationResult) -> None:
         """The run's result is known: the tokens it added and its outcome on the span.
 
-        A migration adds its exact ``total_tokens_migrated`` (database totals after minus
-        before); a sync its ``tokens_added`` (the usage records it read).
+        A migration adds its ``total_tokens_migrated``, a sync its ``tokens_added``: both
+        the net change this run made to the database. Sets the result's ``alerts_fired``.
         """
+        if hasattr(result, "alerts_fired"):
+            result.alerts_fired = self.fired()
         if isinstance(result, IncrementalMigrationResult):
             tokens, files, failed = result.tokens_added, result.files_changed, 0
             records, dry_run = result.records_inserted, False
@@ -265,6 +267,12 @@ class RunMonitor:
             if not quiet:
                 raise
             log.warning("could not record %d alert(s) yet; will retry", len(pending))
+
+    def fired(self) -> list[str]:
+        """The alerts that fired during the run (each once, in order)."""
+        with self._lock:
+            names = [e.alert for e in self.events if e.state == "firing"]
+        return list(dict.fromkeys(names))
 
     def run_details(self) -> dict[str, Any]:
         """For the run's row: the alerts that fired (the dashboard lists ``details.alerts``)."""

@@ -46,6 +46,7 @@ from context_cleaner.analysis.scan import (
     scan_ranges,
     scan_ranges_encoded,
 )
+from context_cleaner.bridge.summaries import CHANGE_KEYS
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.bridge.tracking import FileCommit
 from context_cleaner.errors import MigrationError, TransientError
@@ -67,6 +68,9 @@ ProgressCallback = Callable[[MigrationProgress], None]
 
 #: Retries of a batch's database work on transient errors (then the run fails, resumable).
 BATCH_RETRIES = 3
+
+#: Skipped lines kept as examples per batch and per run (their counts are always complete).
+SKIPPED_EXAMPLES = 20
 
 
 def new_migration_id(kind: str = "mig") -> str:
@@ -121,6 +125,22 @@ class RunState:
     batched: list[list[WorkItem]] | None = None
     """``plan`` in batches, as :func:`planned_batches` made them."""
     last_progress: float = field(default_factory=time.time)
+    net: dict[str, float] = field(default_factory=dict)
+    """The net change of the database's counted totals made by this run's commits."""
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    skipped_examples: list[str] = field(default_factory=list)
+    closed_runs: list[dict[str, object]] = field(default_factory=list)
+    """Crashed runs this run closed (``bridge.runs.close_crashed_runs``)."""
+
+    @property
+    def tokens_added(self) -> int:
+        """Tokens this run added to the database (net: responses it already held add 0)."""
+        return net_tokens(self.net)
+
+    @property
+    def records_added(self) -> int:
+        """Counted records this run added to the database (net)."""
+        return int(self.net.get("records", 0))
 
     def note_memory(self) -> None:
         rss = tree_rss()
@@ -399,24 +419,31 @@ def write_batch(
     *,
     sessions: set[str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    net: dict[str, float] | None = None,
 ) -> float:
     """Insert, refresh summaries, commit offsets: one unit of work, retried when transient.
 
     ``sessions`` are the records' sessions (found here when not given). Returns the
-    seconds spent. Raises the last error when retries run out.
+    seconds spent. Raises the last error when retries run out. ``net``, when given, gets
+    the net change of the database's counted totals this unit made (:data:`NET_KEYS`):
+    measured by the summary refresh inside the unit, under the database's hold, so
+    another process's units are never counted in it.
     """
     if sessions is None:
         sessions = {r.session_id for r in records}
     delay = 0.5
     for attempt in range(1, BATCH_RETRIES + 1):
         started = time.perf_counter()
+        change: dict[str, float] = {}
         try:
             with bridge.writer() as w:
                 if records:
                     w.insert_records(records, migration_id)
-                    w.refresh_summaries(sessions, migration_id)
+                    w.refresh_summaries(sessions, migration_id, change)
                 w.commit_files(commits, migration_id)
                 w.release_memory()
+            if net is not None:
+                add_net(net, change)
             return time.perf_counter() - started
         except TransientError:
             if attempt == BATCH_RETRIES:
@@ -425,6 +452,21 @@ def write_batch(
             sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+NET_KEYS = CHANGE_KEYS
+"""The counted totals whose net change a run measures (token kinds, cost, records)."""
+
+
+def add_net(into: dict[str, float], change: dict[str, float]) -> None:
+    """Add one net change to another (token counts and records stay integers)."""
+    for key, value in change.items():
+        into[key] = into.get(key, 0) + value
+
+
+def net_tokens(net: dict[str, float]) -> int:
+    """The total tokens of a net change."""
+    return int(sum(net.get(k, 0) for k in NET_KEYS[:5]))
 
 
 def progress_of(state: RunState, phase: str) -> MigrationProgress:
@@ -489,10 +531,17 @@ def commit_scan(
     result.records_inserted = len(records)
     result.tokens_in_records = sum(sums.tokens.values())
     result.sessions_touched = len(sums.sessions)
+    for reason, count in scan.skips.by_reason.items():
+        result.skipped_by_reason[reason] = result.skipped_by_reason.get(reason, 0) + count
+    result.skipped_examples = [
+        f"{s.file_path}:{s.line_number} (byte {s.byte_offset}): {s.reason}"
+        + (f" {s.detail}" if s.detail else "")
+        for s in scan.skips.details[:SKIPPED_EXAMPLES]
+    ]
     if not dry_run:
         commits = file_commits(batch, scan, sums)
         result.insert_seconds = write_batch(
-            bridge, migration_id, records, commits, sessions=sums.sessions
+            bridge, migration_id, records, commits, sessions=sums.sessions, net=result.net
         )
         ledger.note_committed(scan)  # what the run's own validation compares
     return result
@@ -511,6 +560,12 @@ def record_batch(state: RunState, batch: Sequence[WorkItem], result: BatchProces
     state.records_inserted += result.records_inserted
     state.tokens_in_records += result.tokens_in_records
     state.skipped_lines += result.skipped_lines
+    add_net(state.net, result.net)
+    for reason, count in result.skipped_by_reason.items():
+        state.skipped_by_reason[reason] = state.skipped_by_reason.get(reason, 0) + count
+    room = SKIPPED_EXAMPLES - len(state.skipped_examples)
+    if room > 0:
+        state.skipped_examples += result.skipped_examples[:room]
     state.batches.append(result)
     state.note_memory()
     state.last_progress = time.time()

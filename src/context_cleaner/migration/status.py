@@ -8,7 +8,10 @@ and its alert transitions in ``migration_alerts``. :func:`get_migration_status`
 turns them into a :class:`MigrationStatus` (phase, progress, rates, errors, ETA,
 memory, alerts) for ``context-cleaner status`` and the dashboard, from any
 process, while the run goes on or after it ended, and even after it was killed:
-a run still marked running that stopped updating is reported ``stalled``.
+a run still marked running whose process on this host is gone is reported
+``crashed`` (:mod:`context_cleaner.bridge.runs`), and one of another host that
+stopped updating ``stalled``. The advice for a crashed, stalled or failed run names
+the later run that finished its work when there is one, instead of "run again".
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from context_cleaner.bridge.exceptions import ConfigurationError
+from context_cleaner.bridge.runs import GONE, crash_reason, details_of, process_state, read_stash
 from context_cleaner.bridge.token_bridge import (
     EXECUTION_LOG,
     METADATA,
@@ -68,9 +72,11 @@ class MigrationStatus:
     migration_id: str
     run_kind: str
     phase: str
-    """starting | migrating | syncing | validating | stalled | completed | failed | rolled_back"""
+    """starting | migrating | syncing | validating | stalled | crashed | completed | failed |
+    rolled_back"""
     status: str
-    """As recorded: running | completed | failed | rolled_back."""
+    """As recorded (running | completed | failed | crashed | rolled_back), except that a run
+    recorded running whose process on this host is gone is ``crashed``."""
     host: str
     started_at: datetime
     updated_at: datetime | None
@@ -103,12 +109,21 @@ class MigrationStatus:
     """Alerts firing at the run's last word (a stalled run's stall included)."""
     alert_history: list[dict[str, Any]] = field(default_factory=list)
     """Every transition recorded, oldest first."""
+    reason: str | None = None
+    """Why a run crashed or failed, as recorded (or as found: its process is gone)."""
+    closed_by: str | None = None
+    """The run that found this one crashed and closed it."""
+    finished_by: str | None = None
+    """A later completed run of this host over the same folders: it finished this run's work."""
+    advice: str | None = None
+    """What to do about a crashed, stalled or failed run (nothing when a later run did it)."""
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(self)  # type: ignore[no-any-return]
 
 
 _RUN_COLUMNS = (
+    "source_roots",
     "migration_id",
     "run_kind",
     "status",
@@ -124,7 +139,8 @@ _RUN_COLUMNS = (
     "details",
 )
 _RUN_SQL = (
-    "SELECT migration_id, run_kind, status, host, toUnixTimestamp64Milli(started_at) / 1000.0, "
+    "SELECT source_roots, migration_id, run_kind, status, host, "
+    "toUnixTimestamp64Milli(started_at) / 1000.0, "
     "toUnixTimestamp64Milli(updated_at) / 1000.0, "
     "toUnixTimestamp64Milli(finished_at) / 1000.0, files_found, files_processed, files_failed, "
     f"records_inserted, lines_skipped, details FROM {METADATA} FINAL WHERE {{where}} "
@@ -166,7 +182,19 @@ def _read(
     run = dict(zip(_RUN_COLUMNS, rows[0], strict=True))
     with db_call("SELECT", EXECUTION_LOG):
         log = query_rows(client, _LOG_SQL, {"m": run["migration_id"]})
+    with db_call("SELECT", METADATA):
+        later = query_rows(client, _LATER_SQL, {"h": run["host"], "s": run["started"]})
+    roots = {str(r) for r in run["source_roots"]}
+    run["finished_by"] = next((m for m, r in later if roots <= {str(x) for x in r}), None)
     return run, log, read_alerts(client, run["migration_id"], limit=1000)
+
+
+_LATER_SQL = (
+    f"SELECT migration_id, source_roots FROM {METADATA} FINAL WHERE host = {{h:String}} "
+    "AND run_kind IN ('migrate', 'sync') AND status = 'completed' "
+    "AND toUnixTimestamp64Milli(started_at) / 1000.0 > {s:Float64} ORDER BY started_at"
+)
+"""Completed migrate and sync runs of a host that started after a given time."""
 
 
 def _at(epoch: float | None) -> datetime | None:
@@ -193,6 +221,8 @@ def get_migration_status(
         )
     with bridge.database.session() as client:
         run, log, alert_rows = _read(client, migration_id)
+    if run is not None and run["status"] == "running":
+        run["stashed"] = read_stash(bridge.database, run["migration_id"])
     if run is None:
         if migration_id is None:
             return None
@@ -228,6 +258,18 @@ def build_status(
         if info.get("errors") and not errors:
             errors = list(info["errors"])
     status = run["status"]
+    reason = details.get("crash_reason") or details.get("error")
+    process = details.get("process")
+    if status == "running" and process_state(process, run["host"], this_host) == GONE:
+        status = "crashed"
+        reason = crash_reason({**run, "details": details})
+        stashed = run.get("stashed")
+        if stashed:  # it failed, and the database refused its last row: kept beside it
+            status = str(stashed.get("status") or "failed")
+            reason = details_of(stashed).get("error") or reason
+            run = {**run, "finished": stashed.get("finished_at")}
+    if status == "failed" and not reason and errors:
+        reason = errors[0]
     files_total = int(progress.get("files_total", plan.get("pending_files", 0)) or 0)
     files_done = int(progress.get("files_completed", run["files_processed"] + run["files_failed"]))
     bytes_total = int(progress.get("bytes_total", plan.get("pending_bytes", 0)) or 0)
@@ -238,6 +280,7 @@ def build_status(
 
     stalled_after = rules["migration_stalled"].threshold if "migration_stalled" in rules else 300
     since = now - last_write if status == "running" else None
+    finished_by = run.get("finished_by")
     if status != "running":
         phase = status
     elif since is not None and since > stalled_after:
@@ -269,7 +312,10 @@ def build_status(
         latest[a["alert"]] = a
     firing = [a for a in latest.values() if a["state"] == "firing"]
     if phase == "stalled" and "migration_stalled" not in {a["alert"] for a in firing}:
-        firing.append(_stall_alert(run, since or 0.0, stalled_after, now))
+        firing.append(_stall_alert(run, since or 0.0, stalled_after, now, finished_by))
+    if phase in ("crashed", "failed"):  # a run that ended: nothing of it still fires
+        firing = [a for a in firing if a["alert"] != "migration_stalled"]
+    advice = _advice(run, phase, finished_by)
     memory_ratio = None
     if status == "running" and run["host"] == this_host:
         vm = psutil.virtual_memory()
@@ -307,11 +353,32 @@ def build_status(
         errors=errors[:50],
         alerts=firing,
         alert_history=history,
+        reason=reason if phase in ("crashed", "failed") else None,
+        closed_by=details.get("closed_by"),
+        finished_by=finished_by if phase in ("crashed", "stalled", "failed") else None,
+        advice=advice,
     )
 
 
-def _stall_alert(run: dict[str, Any], since: float, threshold: float, now: float) -> dict[str, Any]:
+def _advice(run: dict[str, Any], phase: str, finished_by: str | None) -> str | None:
+    """What to do about a run that did not finish; never "run again" when a later run did."""
+    if phase not in ("crashed", "stalled", "failed"):
+        return None
+    if finished_by:
+        return f"Nothing to do: run {finished_by}, started later, finished its work."
+    verb = "migrate" if run["run_kind"] == "migrate" else "sync"
+    return f"Run `context-cleaner {verb}` again over the same folders: it resumes this run's work."
+
+
+def _stall_alert(
+    run: dict[str, Any], since: float, threshold: float, now: float, finished_by: str | None = None
+) -> dict[str, Any]:
     mid = run["migration_id"]
+    then = (
+        f"run {finished_by}, started later, finished its work."
+        if finished_by
+        else "Run the same command again to resume it."
+    )
     return {
         "migration_id": mid,
         "run_kind": run["run_kind"],
@@ -325,7 +392,7 @@ def _stall_alert(run: dict[str, Any], since: float, threshold: float, now: float
         "message": (
             f"migration {mid} is marked running but has recorded nothing for {since:,.0f} s "
             f"(threshold {threshold:,.0f} s): its process on {run['host']} was stopped or is "
-            "stuck. Run the same command again to resume it."
+            f"stuck. {then}"
         ),
         "host": run["host"],
         "derived": True,
@@ -355,6 +422,12 @@ def status_lines(status: dict[str, Any] | None) -> list[str]:
         memory.append(f"machine {s['memory_usage_ratio']:.0%} in use")
     if memory:
         lines.append("  Memory: " + "; ".join(memory) + ".")
+    if s.get("reason"):
+        lines.append(f"  {s['phase'].capitalize()}: {s['reason']}.")
+    if s.get("closed_by"):
+        lines.append(f"  Closed by run {s['closed_by']}.")
+    if s.get("advice"):
+        lines.append(f"  {s['advice']}")
     if s["errors_count"] or s["errors"]:
         lines.append(f"  Errors: {s['errors_count']:,}.")
         lines += [f"    {e}" for e in s["errors"][:5]]
