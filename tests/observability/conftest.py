@@ -135,7 +135,8 @@ def fixtures_run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -
         installed = _install()
         try:
             migrator = HistoricalDataMigrator(
-                url, parallel_workers=1, batch_size=2, checkpoint_interval=1, commit_every=0.0
+                # A checkpoint ends a batch: one every 2 files keeps the batches of 2.
+                url, parallel_workers=1, batch_size=2, checkpoint_interval=2, commit_every=0.0
             )
             with monitor.listening(heard.append):
                 result = migrator.run(str(fixtures_dir))

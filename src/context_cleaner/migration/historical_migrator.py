@@ -482,9 +482,8 @@ class HistoricalDataMigrator:
             now - self._last_snapshot >= self.min_snapshot_interval
         )
         with self.bridge.writer() as w:
-            if snapshot:
+            if snapshot:  # (pruned when a run begins: a run keeps all its checkpoints)
                 rollback.take_snapshot(w.client, self.bridge.host, state.migration_id, label)
-                rollback.prune_snapshots(w.client, self.keep_snapshots)
                 self._last_snapshot = now
             w.save_run(self._run_row(state, "migrate", "running"))
             w.log(
