@@ -3,7 +3,14 @@
 Before each migration, and at its checkpoints, the data tables are copied by
 hard links (O(1)); a rollback swaps a copy back in with ``EXCHANGE TABLES``.
 The run history (``enhanced_analysis_metadata``, ``migration_execution_log``)
-is never rolled back: it records the rollback too.
+is never rolled back: it records the rollback too, and the runs whose data a
+rollback removed are marked ``rolled_back``.
+
+Every mode is crash-safe: its steps (restores, truncations, drops, the history
+rows) are planned before anything changes and run through the journal of
+:func:`~context_cleaner.bridge.snapshot.run_journaled`, which the next open of the
+database finishes if the process dies part-way. Every mode refuses an id the
+database never recorded, before anything changes.
 
 Modes:
 
