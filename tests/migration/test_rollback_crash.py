@@ -15,6 +15,7 @@ itself are tested too.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import select
@@ -277,6 +278,8 @@ def test_a_killed_repair_is_finished_by_the_next_open(template: Template, tmp_pa
     assert repaired is not None and "emptying" in repaired, repaired
     out = run_cli("status", "--json", url=url)
     assert out.returncode == 0, out.stderr
+    shown = {r["migration_id"]: r["status"] for r in json.loads(out.stdout)["runs"]}
+    assert shown == {template.first: "rolled_back", template.second: "rolled_back"}, shown
     assert assert_before_or_after(template, url, "data-only", "repair killed") == "after"
 
 
