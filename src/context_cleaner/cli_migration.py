@@ -71,9 +71,10 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint-interval",
         type=integer(0),
-        default=10,
+        default=0,
         metavar="N",
-        help="files between checkpoints (rollback points; default 10; 0 = none)",
+        help="record a checkpoint (a rollback point: --to-checkpoint) every N files "
+        "(default 0 = none; the snapshot before the run is always taken)",
     )
     parser.add_argument(
         "--commit-every",
@@ -128,7 +129,7 @@ def _migrator(args: argparse.Namespace) -> HistoricalDataMigrator:
         bridge_service=bridge,
         batch_size=getattr(args, "batch_size", 100),
         parallel_workers=getattr(args, "parallel_workers", None),  # type: ignore[arg-type]
-        checkpoint_interval=getattr(args, "checkpoint_interval", 10),
+        checkpoint_interval=getattr(args, "checkpoint_interval", 0),
         validation_enabled=getattr(args, "validate", True),
         commit_every=getattr(args, "commit_every", COMMIT_EVERY),
     )
@@ -396,12 +397,30 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_dict())
     else:
-        stdout_console().print(
-            f"Rolled back ({result.mode}) in {result.duration_seconds:.2f} s"
-            + (f" to snapshot {result.snapshot}" if result.snapshot else "")
-            + f"; rows now: {result.rows_after}."
-        )
+        stdout_console().print(escape(rollback_summary(result)))
     return EXIT_OK
+
+
+_ROLLBACK_TABLES = {
+    "enhanced_token_details": "usage rows",
+    "enhanced_token_summaries": "summary rows",
+    "migration_file_tracking": "file tracking rows",
+}
+
+
+def rollback_summary(result: Any) -> str:
+    """One human line about a finished rollback (a :class:`RollbackResult`)."""
+    text = f"Rolled back ({result.mode}) {result.migration_id}"
+    text += f" to snapshot {result.snapshot}" if result.snapshot else ""
+    text += f" in {result.duration_seconds:.2f} s"
+    if result.mode == "schema":
+        return text + f": {len(result.tables_dropped)} table(s) and view(s) dropped."
+    before, after = result.rows_before, result.rows_after
+    changes = [
+        f"{label} {before.get(table, 0):,} -> {after.get(table, 0):,}"
+        for table, label in _ROLLBACK_TABLES.items()
+    ]
+    return text + ": " + ", ".join(changes) + "; the run(s) undone are shown rolled_back."
 
 
 def status_payload(
@@ -533,6 +552,12 @@ def render_migration(out: Console, result: Any) -> None:
             f"{result.peak_memory_usage_mb:,.0f} MB, working memory "
             f"{result.working_memory_mb:,.0f} MB."
         )
+        if result.checkpoints:
+            out.print(
+                f"Checkpoints (rollback points): {', '.join(result.checkpoints)}; "
+                f"`context-cleaner rollback --migration-id {result.migration_id} "
+                "--to-checkpoint CP` returns to one."
+            )
     for error in result.errors[:20]:
         out.print(f"[red]error:[/] {escape(error)}")
     for warning in result.warnings[:20]:
@@ -722,7 +747,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         handler=cmd_run,
         batch_size=100,
         parallel_workers=None,
-        checkpoint_interval=10,
+        checkpoint_interval=0,
         validate=False,
     )
 

@@ -31,7 +31,7 @@ def _migrate(
         bridge_service=bridge(url),
         batch_size=1,
         parallel_workers=1,
-        checkpoint_interval=1,
+        checkpoint_interval=0,  # a unit ends at each checkpoint: none here
         min_snapshot_interval=0.0,
         commit_every=commit_every,
     )

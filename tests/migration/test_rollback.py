@@ -111,6 +111,22 @@ def two_migrations(
     return History(url, dest, migrator, first, second, after_first, dump_tables(url), at_checkpoint)
 
 
+def run_states(b: Any) -> dict[str, str]:
+    """Each run's state as ``status`` and the dashboard's runs list show it."""
+    return {r["migration_id"]: r["status"] for r in b.migration_runs()}
+
+
+def same_runs_but_state(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """The run rows are the same runs with the same counts: only state and time changed."""
+
+    def key(rows: list[tuple[Any, ...]]) -> list[str]:
+        # Every column but status (the third) and updated_at (the last).
+        return sorted(repr((r[:2], r[3:-1])) for r in rows)
+
+    table = "enhanced_analysis_metadata"
+    return key(before[table]) == key(after[table])
+
+
 @pytest.mark.slow
 def test_partial_then_complete_rollback_restore_the_tables_row_for_row(
     target: Target, corpus_small: tuple[Path, dict[str, Any]], tmp_path: Path
@@ -129,10 +145,12 @@ def test_partial_then_complete_rollback_restore_the_tables_row_for_row(
         assert dump_tables(h.url) == h.at_checkpoint[cp], cp
     assert h.at_checkpoint[h.second.checkpoints[0]] != h.after_second
 
-    # The run history is never rolled back: it gains the rollbacks' log lines.
+    # The run history is never rolled back: it gains the rollbacks' log lines, and the
+    # rolled-back run is shown so.
     history = dump_tables(h.url, HISTORY)
-    assert history["enhanced_analysis_metadata"] == history_before["enhanced_analysis_metadata"]
     assert set(history_before["migration_execution_log"]) < set(history["migration_execution_log"])
+    assert run_states(b) == {h.first.migration_id: "completed", mid: "rolled_back"}
+    assert same_runs_but_state(history_before, history)
 
     # From a checkpoint, a new run reads exactly what is missing.
     resumed = h.migrator.run(str(h.dest))
@@ -161,7 +179,12 @@ def test_data_only_and_schema_rollback_return_to_before_the_first_migration(
     assert result.mode == "data-only"
     assert dump_tables(h.url) == {t: [] for t in DATA_TABLES}  # schema kept, data gone
     history = dump_tables(h.url, HISTORY)
-    assert history["enhanced_analysis_metadata"] == history_before["enhanced_analysis_metadata"]
+    assert same_runs_but_state(history_before, history)
+    # Every run's data is gone: each is shown rolled back.
+    assert run_states(b) == {
+        h.first.migration_id: "rolled_back",
+        h.second.migration_id: "rolled_back",
+    }
     assert b.get_migration_totals()["total_tokens"] == 0
 
     again = h.migrator.run(str(h.dest))
@@ -179,12 +202,12 @@ def test_data_only_and_schema_rollback_return_to_before_the_first_migration(
 
 
 @pytest.mark.slow
-def test_pruning_keeps_the_newest_checkpoints_and_every_complete_rollback(
+def test_pruning_keeps_every_checkpoint_of_the_newest_migration_and_complete_rollbacks(
     target: Target, corpus_small: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     keep = 3
     h = two_migrations(target, corpus_small, tmp_path, checkpoint_interval=1, keep_snapshots=keep)
-    assert len(h.second.checkpoints) > keep
+    assert len(h.second.checkpoints) > keep and h.first.checkpoints
     with Database(h.url).session() as client:
         kept = list_snapshots(client)
         tables = client.query(
@@ -192,17 +215,18 @@ def test_pruning_keeps_the_newest_checkpoints_and_every_complete_rollback(
             "AND position(name, '__snapshot_') > 0"
         ).result_rows[0][0]
         recorded = client.query(f"SELECT count() FROM {SNAPSHOTS} FINAL").result_rows[0][0]
-    # The newest `keep` checkpoints, and the pre-run snapshots of the newest `keep` migrations.
+    # Every checkpoint of the newest migration (the first one's went when the second
+    # started), and the pre-run snapshots of the newest `keep` migrations.
     pre = {s.migration_id for s in kept if not s.checkpoint}
     assert pre == {h.first.migration_id, h.second.migration_id}
-    assert [s.checkpoint for s in kept if s.checkpoint] == h.second.checkpoints[-keep:]
+    assert [s.checkpoint for s in kept if s.checkpoint] == h.second.checkpoints
+    assert {s.migration_id for s in kept if s.checkpoint} == {h.second.migration_id}
     assert tables == len(kept) * len(DATA_TABLES)  # pruned snapshots are dropped
     assert recorded == len(kept)
-    # Every kept checkpoint can be returned to, and the whole migration can be undone.
-    oldest = h.second.checkpoints[-keep]
-    assert h.at_checkpoint[oldest] != h.after_second
-    rollback_migration(h.migrator.bridge, h.second.migration_id, "partial", oldest)
-    assert dump_tables(h.url) == h.at_checkpoint[oldest]
+    # Every listed checkpoint can be returned to, and the whole migration can be undone.
+    for cp in (h.second.checkpoints[0], h.second.checkpoints[-1]):
+        rollback_migration(h.migrator.bridge, h.second.migration_id, "partial", cp)
+        assert dump_tables(h.url) == h.at_checkpoint[cp]
     rollback_migration(h.migrator.bridge, h.second.migration_id, "complete")
     assert dump_tables(h.url) == h.after_first
 

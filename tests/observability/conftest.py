@@ -134,8 +134,9 @@ def fixtures_run(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -
         patch.setenv("CONTEXT_CLEANER_ALERTS", SHARED_ALERTS)
         installed = _install()
         try:
+            # A checkpoint ends a batch: one every 2 files keeps the batches of 2.
             migrator = HistoricalDataMigrator(
-                url, parallel_workers=1, batch_size=2, checkpoint_interval=1, commit_every=0.0
+                url, parallel_workers=1, batch_size=2, checkpoint_interval=2, commit_every=0.0
             )
             with monitor.listening(heard.append):
                 result = migrator.run(str(fixtures_dir))

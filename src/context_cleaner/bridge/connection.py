@@ -37,6 +37,7 @@ from context_cleaner.bridge.exceptions import (
     redact_text,
     translate_clickhouse_error,
 )
+from context_cleaner.bridge.snapshot import finish_interrupted_changes
 from context_cleaner.bridge.url import DatabaseURL, resolve_url
 
 if TYPE_CHECKING:
@@ -152,21 +153,34 @@ def open_client(
 ) -> Client:
     """A connected clickhouse-connect client for ``url`` (resolved by :func:`resolve_url`).
 
+    Before returning it finishes any change a killed process left half-done (a
+    rollback: :func:`~context_cleaner.bridge.snapshot.finish_interrupted_changes`),
+    so nothing ever reads a half-rolled-back database.
+
     For the embedded engine call this only while holding the database's lock
     (use :meth:`Database.session`). Raises :class:`MigrationError` subclasses only.
     """
     target = resolve_url(url)
     import_client_library(embedded=target.is_embedded)
     if target.is_embedded:
-        return _open_embedded(target, settings)
-    return _open_server(
-        target,
-        retry or RetryPolicy(),
-        connect_timeout=connect_timeout,
-        send_receive_timeout=send_receive_timeout,
-        settings=settings,
-        sleep=sleep,
-    )
+        client = _open_embedded(target, settings)
+    else:
+        client = _open_server(
+            target,
+            retry or RetryPolicy(),
+            connect_timeout=connect_timeout,
+            send_receive_timeout=send_receive_timeout,
+            settings=settings,
+            sleep=sleep,
+        )
+    try:
+        finished = finish_interrupted_changes(client)
+    except BaseException:
+        close_client(client)
+        raise
+    for description in finished:
+        log.warning("finished an interrupted change of %s: %s", target.redacted(), description)
+    return client
 
 
 def close_client(client: Client | None) -> None:

@@ -12,12 +12,29 @@ into a scratch table and swaps it in with ``EXCHANGE TABLES`` (atomic), then
 drops the scratch table, which now holds the replaced data. The snapshot itself
 is left intact, so it can be restored again. Callers hold the database session
 (and so the lock) while snapshotting, so no insert runs half-way through.
+
+Changes to several tables are made crash-safe by a journal
+(:func:`run_journaled`): the whole plan, every step idempotent, is written as one
+row of ``migration_rollback_journal`` before the first change, and the row is
+removed after the last. Whoever opens the database next
+(:func:`finish_interrupted_changes`, called by ``open_client``) finds the row and
+runs the plan again from its start before anything else reads, so a process killed
+at any moment leaves the tables as before the plan (killed before the row was
+written) or as after it. A single ``EXCHANGE TABLES a AND b, c AND d`` is no
+substitute: chDB renames the pairs one after another (SIGKILLed in a loop of such
+exchanges, 25 of 60 kills left one pair swapped and the other not).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
-from typing import TYPE_CHECKING
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import (
     ConfigurationError,
@@ -51,6 +68,7 @@ def snapshot_name(table: str, label: str) -> str:
 
 
 def _command(client: Client, sql: str, action: str) -> None:
+    _pause_point(action)
     try:
         client.command(sql)
     except MigrationError:
@@ -141,3 +159,146 @@ def list_snapshots(client: Client, table: str) -> list[str]:
         f"listing snapshots of {table}",
     )
     return [row[0] for row in rows]
+
+
+# -- journaled changes ---------------------------------------------------------------------
+
+JOURNAL = "migration_rollback_journal"
+"""One row per plan of changes in progress; empty (or absent) when none is."""
+
+_JOURNAL_DDL = f"""
+CREATE TABLE IF NOT EXISTS {JOURNAL}
+(
+    plan_id String,
+    written_at DateTime64(3, 'UTC') DEFAULT now64(3),
+    description String,
+    steps String COMMENT 'JSON list of idempotent steps, run in order'
+)
+ENGINE = MergeTree
+ORDER BY plan_id
+COMMENT 'changes to several tables in progress; the next open of the database finishes them'
+"""
+
+PAUSE_ENV = "CONTEXT_CLEANER_PAUSE_BEFORE_WRITE"
+"""For crash tests: ``N`` makes this process stop (sleep for an hour) before the N-th
+statement that changes tables made in this module (snapshots, journal, plan steps),
+announcing ``paused before write N: <what>`` on stderr, so a test can SIGKILL it
+between two chosen statements. Unset (always, outside tests): no effect."""
+
+_writes = 0
+
+
+def _pause_point(what: str) -> None:
+    global _writes
+    _writes += 1
+    wanted = os.environ.get(PAUSE_ENV, "").strip()
+    if wanted and wanted.isdigit() and int(wanted) == _writes:
+        sys.stderr.write(f"paused before write {_writes}: {what}\n")
+        sys.stderr.flush()
+        time.sleep(3600)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One idempotent change: running it twice leaves what running it once does."""
+
+    kind: str
+    """``restore`` (``table`` from snapshot ``source``), ``truncate``, ``drop_table``,
+    ``drop_view``, or ``sql`` (``source`` run with ``params``)."""
+    table: str = ""
+    source: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _write(client: Client, sql: str, action: str, params: dict[str, Any] | None = None) -> None:
+    _pause_point(action)
+    try:
+        client.command(sql, parameters=params or None)
+    except MigrationError:
+        raise
+    except Exception as exc:
+        raise translate_clickhouse_error(exc, action=action) from exc
+
+
+def _run_step(client: Client, step: Step) -> None:
+    if step.kind == "restore":
+        scratch = _ident(f"{step.table}__restoring")
+        _write(client, f"DROP TABLE IF EXISTS {scratch} SYNC", f"dropping {scratch}")
+        copy_table(client, step.source, scratch)
+        _write(
+            client,
+            f"EXCHANGE TABLES {_ident(step.table)} AND {scratch}",
+            f"swapping snapshot {step.source} into {step.table}",
+        )
+        _write(client, f"DROP TABLE IF EXISTS {scratch} SYNC", f"dropping {scratch}")
+    elif step.kind == "truncate":
+        _write(client, f"TRUNCATE TABLE IF EXISTS {_ident(step.table)}", f"emptying {step.table}")
+    elif step.kind == "drop_table":
+        _write(client, f"DROP TABLE IF EXISTS {_ident(step.table)} SYNC", f"dropping {step.table}")
+    elif step.kind == "drop_view":
+        _write(client, f"DROP VIEW IF EXISTS {_ident(step.table)} SYNC", f"dropping {step.table}")
+    elif step.kind == "sql":
+        if not table_exists(client, step.table):  # e.g. its table was dropped by this plan
+            return
+        _write(client, step.source, f"updating {step.table}", step.params)
+    else:
+        raise SchemaError(f"Unknown journal step {step.kind!r}; upgrade context-cleaner.")
+
+
+def run_journaled(client: Client, plan_id: str, description: str, steps: Sequence[Step]) -> None:
+    """Run ``steps`` so that a crash at any moment leaves all of them done or none.
+
+    The plan is journaled first; if this process dies part-way, the next open of the
+    database (:func:`finish_interrupted_changes`) runs the plan again. A plan that
+    drops the journal table itself (dropping everything) ends with that step.
+    """
+    _write(client, _JOURNAL_DDL, f"creating {JOURNAL}")
+    _pause_point(f"journaling {description}")
+    try:
+        client.insert(
+            JOURNAL,
+            [[plan_id, description, json.dumps([asdict(s) for s in steps])]],
+            column_names=["plan_id", "description", "steps"],
+        )
+    except Exception as exc:
+        raise translate_clickhouse_error(exc, action=f"writing to {JOURNAL}") from exc
+    _finish(client, [(plan_id, steps)])
+
+
+def _finish(client: Client, plans: Sequence[tuple[str, Sequence[Step]]]) -> None:
+    for _, steps in plans:
+        for step in steps:
+            _run_step(client, step)
+    if table_exists(client, JOURNAL):
+        _write(client, f"TRUNCATE TABLE IF EXISTS {JOURNAL}", f"clearing {JOURNAL}")
+
+
+def finish_interrupted_changes(client: Client) -> list[str]:
+    """Finish the journaled plans a killed process left (see :func:`run_journaled`).
+
+    Called on every new connection, before anything reads: one cheap look at
+    ``system.tables`` when there is nothing to do. Returns the plans' descriptions.
+    """
+    rows = _query(
+        client,
+        "SELECT total_rows FROM system.tables WHERE database = currentDatabase() "
+        f"AND name = '{JOURNAL}'",
+        f"looking for unfinished changes in {JOURNAL}",
+    )
+    if not rows or not rows[0][0]:
+        return []
+    entries = _query(
+        client,
+        f"SELECT plan_id, description, steps FROM {JOURNAL} ORDER BY written_at, plan_id",
+        f"reading {JOURNAL}",
+    )
+    plans = [(pid, [Step(**s) for s in json.loads(steps)]) for pid, _, steps in entries]
+    try:
+        _finish(client, plans)
+    except MigrationError as exc:
+        raise SchemaError(
+            f"An interrupted change of this database ({'; '.join(e[1] for e in entries)}) "
+            f"could not be finished: {exc} Fix the cause and run the command again: the "
+            "change is retried whenever the database is opened."
+        ) from exc
+    return [e[1] for e in entries]

@@ -128,7 +128,7 @@ def _migrator(
     prices: str | None,
     batch_size: int = 100,
     parallel_workers: int | None = None,
-    checkpoint_interval: int = 10,
+    checkpoint_interval: int = 0,
 ) -> HistoricalDataMigrator:
     bridge = EnhancedTokenDatabaseBridge(clickhouse_url, prices=PriceTable.load(prices))
     return HistoricalDataMigrator(
@@ -178,7 +178,7 @@ def historical_migration_flow(
     clickhouse_url: str | None = None,
     batch_size: int = 100,
     parallel_workers: int | None = None,
-    checkpoint_interval: int = 10,
+    checkpoint_interval: int = 0,
     dry_run: bool = False,
     force: bool = False,
     prices: str | None = None,

@@ -84,7 +84,7 @@ class HistoricalDataMigrator:
         checkpoint_interval: int = 10,
         keep_snapshots: int = rollback.DEFAULT_KEEP,
         snapshot_checkpoints: bool = True,
-        min_snapshot_interval: float = 10.0,
+        min_snapshot_interval: float = 0.0,
         commit_every: float = COMMIT_EVERY,
     ) -> None:
         if batch_size < 1:
@@ -100,8 +100,8 @@ class HistoricalDataMigrator:
         self.keep_snapshots = keep_snapshots
         self.snapshot_checkpoints = snapshot_checkpoints
         self.min_snapshot_interval = min_snapshot_interval
-        """Seconds between checkpoint snapshots: checkpoints closer than this are logged
-        (progress is committed at every batch anyway) but not snapshotted."""
+        """Seconds between checkpoint snapshots (default 0: every checkpoint has one);
+        checkpoints closer than this are logged but not snapshotted nor listed."""
         self.commit_every = commit_every
         """Seconds of read batches gathered into one commit (0: every batch on its own)."""
         self._last_snapshot = 0.0
@@ -533,9 +533,8 @@ class HistoricalDataMigrator:
             now - self._last_snapshot >= self.min_snapshot_interval
         )
         with self.bridge.writer() as w:
-            if snapshot:
+            if snapshot:  # (pruned when a run begins: a run keeps all its checkpoints)
                 rollback.take_snapshot(w.client, self.bridge.host, state.migration_id, label)
-                rollback.prune_snapshots(w.client, self.keep_snapshots)
                 self._last_snapshot = now
             w.save_run(self._run_row(state, "migrate", "running"))
             w.log(

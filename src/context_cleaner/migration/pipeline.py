@@ -12,7 +12,8 @@ wrapped by the Prefect flows; no logic lives anywhere else. One run:
    of the database: insert the usage rows, recompute the touched sessions'
    summaries, then commit the files' offsets (rows first, so a crash in between
    only replays the range, which the table's key makes harmless);
-5. every ``checkpoint_interval`` files: a checkpoint (logged, optionally snapshotted).
+5. every ``checkpoint_interval`` files: a checkpoint (logged, snapshotted): batches and
+   units end where one falls, so checkpoint k holds exactly the first k * interval files.
 """
 
 from __future__ import annotations
@@ -615,13 +616,20 @@ class CommitUnit:
 
 class Gatherer:
     """Gathers read batches into :class:`CommitUnit` s: a unit is full after
-    ``commit_every`` seconds, :data:`COMMIT_MAX_RECORDS` records, its last batch, or as
-    soon as another process waits for the database."""
+    ``commit_every`` seconds, :data:`COMMIT_MAX_RECORDS` records, its last batch, at a
+    checkpoint, or as soon as another process waits for the database."""
 
-    def __init__(self, options: RunOptions, bridge: EnhancedTokenDatabaseBridge) -> None:
+    def __init__(
+        self,
+        options: RunOptions,
+        bridge: EnhancedTokenDatabaseBridge,
+        checkpoints: set[int] | None = None,
+    ) -> None:
         self.every = options.commit_every
         self.database = bridge.database
         self.unit = CommitUnit()
+        self.checkpoints = checkpoints or set()
+        """Batch positions after which a checkpoint falls: a unit ends there."""
 
     def add(
         self, index: int, batch: Sequence[WorkItem], scan: ScanResult, seconds: float, last: bool
@@ -637,6 +645,7 @@ class Gatherer:
         unit.records += len(scan.collector)
         if (
             last
+            or index in self.checkpoints
             or time.monotonic() - unit.started >= self.every
             or unit.records >= COMMIT_MAX_RECORDS
             or self.database.someone_waiting()
@@ -664,7 +673,7 @@ def local_batches(
     """
     own = reader is None
     made = BatchReader(read_workers(state, options)) if own else None
-    gather = Gatherer(options, bridge)
+    gather = Gatherer(options, bridge, checkpoint_ends(plan, options.checkpoint_interval))
 
     def commit(unit: CommitUnit) -> tuple[Sequence[WorkItem], BatchProcessingResult]:
         return unit.items, unit.commit(bridge, state.migration_id, options.dry_run)
@@ -696,8 +705,42 @@ def planned_batches(state: RunState, options: RunOptions) -> list[list[WorkItem]
     """``state.plan`` grouped into read batches (made once, so a prefetch and the run agree)."""
     assert state.plan is not None
     if state.batched is None:
-        state.batched = batches(state.plan.items, options.batch_size, options.max_batch_bytes)
+        made = batches(state.plan.items, options.batch_size, options.max_batch_bytes)
+        state.batched = split_at_checkpoints(made, options.checkpoint_interval)
     return state.batched
+
+
+def split_at_checkpoints(planned: list[list[WorkItem]], interval: int) -> list[list[WorkItem]]:
+    """``planned`` with every batch cut where a checkpoint falls (after each ``interval``
+    files of the run), so a checkpoint is taken exactly every ``interval`` files."""
+    if interval <= 0:
+        return planned
+    out: list[list[WorkItem]] = []
+    files = 0
+    for batch in planned:
+        current: list[WorkItem] = []
+        for item in batch:
+            current.append(item)
+            files += 1
+            if files % interval == 0:
+                out.append(current)
+                current = []
+        if current:
+            out.append(current)
+    return out
+
+
+def checkpoint_ends(planned: Sequence[Sequence[WorkItem]], interval: int) -> set[int]:
+    """Positions of the batches of ``planned`` after which a checkpoint falls."""
+    ends: set[int] = set()
+    if interval <= 0:
+        return ends
+    files = 0
+    for index, batch in enumerate(planned):
+        before, files = files, files + len(batch)
+        if files // interval > before // interval:
+            ends.add(index)
+    return ends
 
 
 def run_batches(
@@ -716,7 +759,7 @@ def run_batches(
     """
     assert state.plan is not None
     plan = planned_batches(state, options)
-    since_checkpoint = 0
+    files_committed = 0
     checkpoint_no = 0
     executor = BATCH_EXECUTOR.get() or local_batches
     with contextlib.closing(executor(bridge, state, options, plan, reader)) as results:
@@ -728,10 +771,12 @@ def run_batches(
                 on_batch(state, result)
             if progress is not None:
                 progress(progress_of(state, "migrating"))
-            since_checkpoint += len(batch)
-            if options.checkpoint_interval > 0 and since_checkpoint >= options.checkpoint_interval:
-                since_checkpoint = 0
-                checkpoint_no += 1
+            files_committed += len(batch)
+            interval = options.checkpoint_interval
+            if interval > 0 and files_committed // interval > checkpoint_no:
+                # Checkpoint k: the first k * interval files committed (units end there;
+                # an executor that grouped past it checkpoints at its next commit).
+                checkpoint_no = files_committed // interval
                 if on_checkpoint is not None and not options.dry_run:
                     on_checkpoint(state, checkpoint_no)
 

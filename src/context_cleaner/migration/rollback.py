@@ -3,7 +3,14 @@
 Before each migration, and at its checkpoints, the data tables are copied by
 hard links (O(1)); a rollback swaps a copy back in with ``EXCHANGE TABLES``.
 The run history (``enhanced_analysis_metadata``, ``migration_execution_log``)
-is never rolled back: it records the rollback too.
+is never rolled back: it records the rollback too, and the runs whose data a
+rollback removed are marked ``rolled_back``.
+
+Every mode is crash-safe: its steps (restores, truncations, drops, the history
+rows) are planned before anything changes and run through the journal of
+:func:`~context_cleaner.bridge.snapshot.run_journaled`, which the next open of the
+database finishes if the process dies part-way. Every mode refuses an id the
+database never recorded, before anything changes.
 
 Modes:
 
@@ -22,6 +29,7 @@ Modes:
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -29,7 +37,14 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import ConfigurationError
 from context_cleaner.bridge.schema import SCHEMA_TABLE, load_schema_files
-from context_cleaner.bridge.snapshot import drop_table, restore_table, snapshot_table
+from context_cleaner.bridge.snapshot import (
+    JOURNAL,
+    Step,
+    drop_table,
+    run_journaled,
+    snapshot_table,
+    table_exists,
+)
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows, utc
 from context_cleaner.migration.models import RollbackResult
 
@@ -130,22 +145,57 @@ def list_snapshots(client: Client, migration_id: str | None = None) -> list[Snap
 
 
 def prune_snapshots(client: Client, keep: int = DEFAULT_KEEP) -> list[str]:
-    """Keep the pre-run snapshots of the newest ``keep`` migrations and the newest ``keep``
-    checkpoint snapshots; drop the rest. Returns the ids dropped."""
+    """Keep the pre-run snapshots of the newest ``keep`` migrations and every checkpoint
+    snapshot of the newest migration; drop the rest. Returns the ids dropped.
+
+    So every checkpoint the latest ``migrate`` listed can be returned to, and the
+    checkpoints of a migration go when the next one starts.
+    """
     keep = max(keep, 1)
     snaps = list_snapshots(client)
     pre = [s for s in snaps if not s.checkpoint]
-    checkpoints = [s for s in snaps if s.checkpoint]
-    doomed = pre[: max(0, len(pre) - keep)] + checkpoints[: max(0, len(checkpoints) - keep)]
+    newest = pre[-1].migration_id if pre else None
+    checkpoints = [s for s in snaps if s.checkpoint and s.migration_id != newest]
+    doomed = pre[: max(0, len(pre) - keep)] + checkpoints
     for snap in doomed:
         _drop_snapshot(client, snap)
     return [s.snapshot_id for s in doomed]
 
 
 def _drop_snapshot(client: Client, snap: Snapshot) -> None:
+    # The record goes first: killed in between, a table is left over, never a
+    # recorded snapshot that lacks one.
+    _record(client, snap.snapshot_id, snap.migration_id, snap.checkpoint, "", {}, {}, deleted=True)
     for table in snap.tables.values():
         drop_table(client, table)
-    _record(client, snap.snapshot_id, snap.migration_id, snap.checkpoint, "", {}, {}, deleted=True)
+
+
+def _require_known(client: Client, migration_id: str) -> float | None:
+    """The run's start (epoch seconds; None when only its snapshots are kept); raises
+    :class:`ConfigurationError` naming the id when this database never recorded it."""
+    runs: list[tuple] = []
+    if table_exists(client, HISTORY_TABLES[0]):
+        runs = query_rows(
+            client,
+            f"SELECT toUnixTimestamp64Milli(min(started_at)) / 1000.0, count() "
+            f"FROM {HISTORY_TABLES[0]} WHERE migration_id = {{m:String}}",
+            {"m": migration_id},
+        )
+    if runs and runs[0][1]:
+        return float(runs[0][0])
+    if table_exists(client, SNAPSHOTS) and list_snapshots(client, migration_id):
+        return None
+    known = (
+        sorted({s.migration_id for s in list_snapshots(client)})
+        if table_exists(client, SNAPSHOTS)
+        else []
+    )
+    hint = f" Known: {', '.join(known[-10:])}." if known else ""
+    raise ConfigurationError(
+        f"Unknown migration id {migration_id!r}: no run with this id is recorded in "
+        f"this database; nothing was changed.{hint} See `context-cleaner status` for the "
+        "ids of recent runs."
+    )
 
 
 def _choose(client: Client, migration_id: str, mode: str, checkpoint: str | None) -> Snapshot:
@@ -153,16 +203,6 @@ def _choose(client: Client, migration_id: str, mode: str, checkpoint: str | None
     if not snaps:
         known = sorted({s.migration_id for s in list_snapshots(client)})
         hint = f" Known: {', '.join(known[-10:])}." if known else ""
-        ran = query_rows(
-            client,
-            f"SELECT count() FROM {HISTORY_TABLES[0]} WHERE migration_id = {{m:String}}",
-            {"m": migration_id},
-        )
-        if not ran[0][0]:
-            raise ConfigurationError(
-                f"Unknown migration id {migration_id!r}: no run with this id is recorded in "
-                f"this database.{hint} See `context-cleaner status` for the ids of recent runs."
-            )
         raise ConfigurationError(
             f"No snapshot of migration {migration_id} is kept (only the last few are);"
             f" nothing to roll back to.{hint} Use --mode data-only to remove all data."
@@ -179,15 +219,60 @@ def _choose(client: Client, migration_id: str, mode: str, checkpoint: str | None
     if not checkpoint:
         raise ConfigurationError(
             "--mode partial needs --to-checkpoint; this migration has: "
-            + ", ".join(s.checkpoint for s in snaps if s.checkpoint)
+            + (", ".join(s.checkpoint for s in snaps if s.checkpoint) or "none")
         )
     for s in snaps:
         if s.checkpoint == checkpoint or s.snapshot_id == checkpoint:
             return s
     raise ConfigurationError(
-        f"Migration {migration_id} has no checkpoint {checkpoint!r}; it has: "
+        f"Migration {migration_id} has no checkpoint {checkpoint!r} kept (only the newest "
+        "migration's checkpoints are); kept: "
         + (", ".join(s.checkpoint for s in snaps if s.checkpoint) or "none")
+        + ". Use --mode complete to undo the whole migration."
     )
+
+
+def _undone_runs(client: Client, mode: str, migration_id: str, started: float | None) -> list[str]:
+    """The runs whose data the rollback removes: the run itself and every migrate or sync
+    run that started after it (``data-only``: every migrate or sync run)."""
+    where = "run_kind IN ('migrate', 'sync')"
+    params: dict[str, Any] = {"m": migration_id}
+    if mode != "data-only":
+        if started is None:
+            return [migration_id]
+        where += " AND toUnixTimestamp64Milli(started_at) >= {t:Float64} * 1000"
+        params["t"] = started
+    rows = query_rows(
+        client,
+        f"SELECT migration_id FROM {HISTORY_TABLES[0]} FINAL "
+        f"WHERE migration_id = {{m:String}} OR ({where}) ORDER BY migration_id",
+        params,
+    )
+    return [r[0] for r in rows]
+
+
+def _history_steps(
+    host: str, migration_id: str, mode: str, runs: list[str], details: dict[str, Any]
+) -> list[Step]:
+    """Mark ``runs`` ``rolled_back`` and log the rollback (inside the journal, so a finished
+    rollback is always recorded)."""
+    mark = Step(
+        "sql",
+        HISTORY_TABLES[0],
+        f"INSERT INTO {HISTORY_TABLES[0]} SELECT * REPLACE ('rolled_back' AS status, "
+        f"now64(3) AS updated_at) FROM {HISTORY_TABLES[0]} FINAL "
+        "WHERE migration_id IN {runs:Array(String)}",  # (`status` here would be the new one)
+        {"runs": runs},
+    )
+    log = Step(
+        "sql",
+        HISTORY_TABLES[1],
+        f"INSERT INTO {HISTORY_TABLES[1]} (migration_id, execution_timestamp, phase, operation, "
+        "status, details, processing_time_ms, host) VALUES ({m:String}, now64(3), 'rollback', "
+        "{mode:String}, 'completed', {details:String}, 0, {host:String})",
+        {"m": migration_id, "mode": mode, "details": json.dumps(details), "host": host},
+    )
+    return [mark, log]
 
 
 def rollback_migration(
@@ -196,7 +281,13 @@ def rollback_migration(
     mode: str = "complete",
     rollback_to_checkpoint: str | None = None,
 ) -> RollbackResult:
-    """Roll back in one of :data:`MODES` (see the module docstring)."""
+    """Roll back in one of :data:`MODES` (see the module docstring).
+
+    Crash-safe: every change is planned first and run through the journal of
+    :func:`~context_cleaner.bridge.snapshot.run_journaled`, so a process killed at any
+    moment leaves the database as before or as after once it is next opened. An id this
+    database never recorded is refused in every mode, before anything changes.
+    """
     if mode not in MODES:
         raise ConfigurationError(f"Unknown rollback mode {mode!r}; choose {', '.join(MODES)}.")
     if rollback_to_checkpoint and mode == "complete":
@@ -207,17 +298,24 @@ def rollback_migration(
     snapshot_id: str | None = None
     with bridge.writer() as w:
         client = w.client
+        run_started = _require_known(client, migration_id)
         before = _row_counts(client, DATA_TABLES + HISTORY_TABLES)
+        steps: list[Step] = []
         if mode in ("complete", "partial"):
             snap = _choose(client, migration_id, mode, rollback_to_checkpoint)
             snapshot_id = snap.snapshot_id
-            for table, copy in snap.tables.items():
-                restore_table(client, table, copy)
-                restored.append(table)
+            missing = [t for t in snap.tables.values() if not table_exists(client, t)]
+            if missing:
+                raise ConfigurationError(
+                    f"Snapshot {snapshot_id} is incomplete ({', '.join(missing)} missing); "
+                    "nothing was changed. Roll back to another checkpoint, or use "
+                    "--mode data-only to remove all data."
+                )
+            steps = [Step("restore", table, copy) for table, copy in snap.tables.items()]
+            restored = list(snap.tables)
         elif mode == "data-only":
-            for table in DATA_TABLES:
-                client.command(f"TRUNCATE TABLE IF EXISTS {table}")
-                restored.append(table)
+            steps = [Step("truncate", table) for table in DATA_TABLES]
+            restored = list(DATA_TABLES)
         else:
             views, tables = owned_objects()
             names = [
@@ -226,26 +324,33 @@ def rollback_migration(
                     client,
                     "SELECT name FROM system.tables WHERE database = currentDatabase() "
                     "AND NOT is_temporary AND (name IN {owned:Array(String)} "
-                    "OR position(name, '__snapshot_') > 0) ORDER BY name",
+                    "OR position(name, '__snapshot_') > 0 OR endsWith(name, '__restoring')) "
+                    "ORDER BY name",
                     {"owned": tables},
                 )
+                if r[0] != JOURNAL
             ]
-            for view in views:
-                client.command(f"DROP VIEW IF EXISTS {view}")
-                dropped.append(view)
-            for name in names:
-                drop_table(client, name)
-                dropped.append(name)
-        after = _row_counts(client, DATA_TABLES + HISTORY_TABLES)
+            steps = [Step("drop_view", view) for view in views]
+            steps += [Step("drop_table", name) for name in names]
+            steps.append(Step("drop_table", JOURNAL))  # last: the journal goes with it
+            dropped = [*views, *names]
         if mode != "schema":
-            w.log(
-                migration_id,
-                "rollback",
-                mode,
-                "completed",
-                {"snapshot": snapshot_id, "restored": restored},
-                (time.perf_counter() - started) * 1000,
-            )
+            runs = _undone_runs(client, mode, migration_id, run_started)
+            details = {
+                "snapshot": snapshot_id,
+                "checkpoint": rollback_to_checkpoint,
+                "restored": restored,
+                "runs_rolled_back": runs,
+            }
+            steps += _history_steps(bridge.host, migration_id, mode, runs, details)
+        run_journaled(
+            client,
+            f"rollback-{migration_id}-{time.time_ns()}",
+            f"rollback --mode {mode} of {migration_id}"
+            + (f" to {snapshot_id}" if snapshot_id else ""),
+            steps,
+        )
+        after = _row_counts(client, DATA_TABLES + HISTORY_TABLES)
     return RollbackResult(
         migration_id=migration_id,
         mode=mode,

@@ -1,0 +1,156 @@
+"""Checkpoints exist (DESIGN §6): ``--checkpoint-interval N`` records a checkpoint, with a
+rollback point, every N files whatever the commit grouping, the result lists them, and
+``rollback --to-checkpoint C`` returns to each one listed: the database then equals a
+fresh analysis of exactly the files up to that checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from context_cleaner.migration.pipeline import (
+    RunOptions,
+    checkpoint_ends,
+    discover_and_plan,
+    split_at_checkpoints,
+)
+from context_cleaner.migration.planning import batches
+from context_cleaner.migration.sample_corpus import generate_transcripts
+
+from .helpers import analyse, assert_database_equals, bridge, run_cli, run_json
+
+FILES = 120
+INTERVAL = 20
+
+
+def corpus_of(dest: Path, files: int) -> Path:
+    """A generated corpus of exactly ``files`` small transcript files; returns its root."""
+    tokens = 2_000_000
+    while True:
+        made = generate_transcripts(dest, target_tokens=tokens, seed=7)
+        if made.files >= files:
+            break
+        tokens *= 2
+    projects = dest / "projects"
+    paths = sorted(projects.rglob("*.jsonl"))
+    for extra in paths[files:]:
+        extra.unlink()
+    assert len(list(projects.rglob("*.jsonl"))) == files
+    return projects
+
+
+def plan_order(source: Path) -> list[str]:
+    """The files in the order a migration reads them (relative paths)."""
+    _, plan = discover_and_plan(None, RunOptions(source_dirs=[str(source)]))
+    return [item.file.relative_path for item in plan.items]
+
+
+def subset(source: Path, dest: Path, relative: list[str]) -> Path:
+    """A folder holding (hard links to) only ``relative`` of ``source``'s files."""
+    for rel in relative:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(source / rel, target)
+    return dest
+
+
+@pytest.mark.slow
+def test_every_listed_checkpoint_can_be_returned_to(tmp_path: Path) -> None:
+    source = corpus_of(tmp_path / "corpus", FILES)
+    order = plan_order(source)
+    url = f"chdb://{tmp_path / 'db'}"
+    # Default flags but the interval: batches of 100 files, commits grouped by time.
+    result = run_json(
+        "migrate", "--source-dir", str(source), "--checkpoint-interval", str(INTERVAL), url=url
+    )
+    assert result["success"], result["errors"]
+    listed = result["checkpoints"]
+    assert listed == [f"cp{k}" for k in range(1, FILES // INTERVAL + 1)], listed
+    mid = result["migration_id"]
+    b = bridge(url)
+    full = analyse(source)
+    assert_database_equals(b, full)
+
+    # Back and forth: each checkpoint holds exactly its first k * INTERVAL files.
+    for step, cp in enumerate([*reversed(listed), listed[2], listed[0]]):
+        k = int(cp[2:])
+        done = run_json("rollback", "--migration-id", mid, "--to-checkpoint", cp, "--yes", url=url)
+        assert done["mode"] == "partial" and done["snapshot"] == f"{mid}_{cp}", done
+        files = order[: k * INTERVAL]
+        assert_database_equals(b, analyse(subset(source, tmp_path / f"upto-{step}-{cp}", files)))
+        tracked = {t.file_path for t in b.tracked_files()}
+        assert tracked == set(files), cp
+
+    # A run from the first checkpoint reads exactly what is missing.
+    again = run_json("migrate", "--source-dir", str(source), "--no-validate", url=url)
+    assert again["files_processed"] == FILES - INTERVAL, again
+    assert_database_equals(b, full)
+
+
+@pytest.mark.slow
+def test_the_human_summary_lists_the_checkpoints(tmp_path: Path) -> None:
+    source = corpus_of(tmp_path / "corpus", 45)
+    out = run_cli(
+        "migrate",
+        "--source-dir",
+        str(source),
+        "--checkpoint-interval",
+        "15",
+        "--no-validate",
+        url=f"chdb://{tmp_path / 'db'}",
+    )
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "Checkpoints (rollback points): cp1, cp2, cp3;" in text, text
+    assert "--to-checkpoint CP" in text
+
+
+def test_batches_end_at_every_checkpoint() -> None:
+    """Read batches (and so commit units) are cut where a checkpoint falls, and only there."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    @given(
+        sizes=st.lists(st.integers(min_value=1, max_value=5_000), min_size=0, max_size=300),
+        batch_size=st.integers(min_value=1, max_value=150),
+        interval=st.integers(min_value=0, max_value=60),
+    )
+    def check(sizes: list[int], batch_size: int, interval: int) -> None:
+        items = [_item(i, size) for i, size in enumerate(sizes)]
+        made = batches(items, batch_size, 20_000)
+        cut = split_at_checkpoints(made, interval)
+        assert [i for b in cut for i in b] == items  # same files, same order
+        assert all(b for b in cut) and all(len(b) <= batch_size for b in cut)
+        ends = checkpoint_ends(cut, interval)
+        done = 0
+        for index, batch in enumerate(cut):
+            before, done = done, done + len(batch)
+            if interval:
+                # No batch crosses a checkpoint: one ends exactly at each.
+                assert before // interval == (done - 1) // interval
+                assert (index in ends) == (done % interval == 0)
+        if interval:
+            assert len(ends) == len(items) // interval
+        else:
+            assert cut == made and not ends
+
+    check()
+
+
+def _item(index: int, size: int):  # type: ignore[no-untyped-def]
+    from context_cleaner.analysis.discovery import TranscriptFile
+    from context_cleaner.migration.planning import WorkItem
+
+    f = TranscriptFile(
+        root=Path("/r"),
+        path=Path(f"/r/{index}.jsonl"),
+        relative_path=f"{index}.jsonl",
+        size=size,
+        mtime_ns=0,
+        device=0,
+        inode=index,
+    )
+    return WorkItem(file=f, start_offset=0, start_line=0, reason="new")
