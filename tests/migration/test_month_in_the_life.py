@@ -393,6 +393,8 @@ def copy_database(url: str, dest: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.timeout(1800)  # ~4 min alone on 2 busy cores; the default 600 s is too tight
 def test_a_month_in_the_life(tmp_path: Path) -> None:
     machine = Machine(tmp_path)
     home = tmp_path / "home"
