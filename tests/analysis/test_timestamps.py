@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from context_cleaner.analysis.counter import EnhancedTokenCounter
+from context_cleaner.analysis.dedup import UsageCollector
 from context_cleaner.analysis.extract import (
     MAX_TIMESTAMP_MS,
     MIN_TIMESTAMP_MS,
@@ -27,7 +28,20 @@ from context_cleaner.analysis.extract import (
 from context_cleaner.analysis.records import SkippedLine, UsageRecord
 from context_cleaner.analysis.scan import SkipLog, scan_file
 
-from .transcripts import BASE_MS, assistant, dumps, progress, transcript, usage
+from .transcripts import (
+    BASE_MS,
+    Corpus,
+    Line,
+    assistant,
+    corpora,
+    dumps,
+    expected_counts,
+    progress,
+    session_of,
+    tokens_of,
+    transcript,
+    usage,
+)
 
 SOURCE = Source("-home-u-alpha/11111111-aaaa.jsonl", "-home-u-alpha", "11111111-aaaa")
 EPOCH = datetime(1970, 1, 1)
@@ -145,3 +159,63 @@ def test_the_scan_reports_each_out_of_range_line_and_counts_the_others(tmp_path:
     }
     as_json = json.loads(report.model_dump_json())
     assert [s["reason"] for s in as_json["skipped_lines"]] == ["timestamp_out_of_range"] * 4
+
+
+OUT_OF_RANGE = st.sampled_from(
+    [
+        "1969-12-31T23:59:59.999Z",
+        "1900-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+05:00",
+        "2149-06-07T00:00:00.000Z",
+        "2300-01-01T00:00:00Z",
+        "9999-12-31T12:00:00.000Z",
+        "9999-12-31T23:00:00",
+    ]
+)
+
+
+def _retimed(data: bytes, text: str) -> bytes:
+    obj = json.loads(data)
+    obj["timestamp"] = text
+    inner = obj.get("data", {}).get("message") if isinstance(obj.get("data"), dict) else None
+    if isinstance(inner, dict) and "timestamp" in inner:
+        inner["timestamp"] = text  # a progress line's own time is its embedded message's
+    return dumps(obj)
+
+
+@given(corpora(), st.data())
+def test_a_corpus_counts_as_if_its_out_of_range_lines_were_not_there(
+    corpus: Corpus, data: st.DataObject
+) -> None:
+    """Out-of-range lines drop out before de-duplication: every other line counts by the
+    rules as if they had never been written, and each is reported once."""
+    retimed = Corpus()
+    moved = 0
+    for rel, lines in corpus.files.items():
+        out = []
+        for line in lines:
+            if line.tokens is not None and data.draw(st.booleans()):
+                out.append(Line(_retimed(line.data, data.draw(OUT_OF_RANGE))))
+                moved += 1
+            else:
+                out.append(line)
+        retimed.files[rel] = out
+    collector = UsageCollector()
+    reasons = []
+    for rel, lines in retimed.files.items():
+        parts = rel.split("/")
+        source = Source(rel, parts[0], session_of(rel))
+        for number, line in enumerate(lines, 1):
+            got = extract_line(source, number, 0, line.data)
+            if isinstance(got, UsageRecord):
+                collector.add(got)
+            elif isinstance(got, SkippedLine):
+                reasons.append(got.reason)
+    assert reasons == ["timestamp_out_of_range"] * moved
+    total, sessions = expected_counts(retimed)
+    counted = collector.records()
+    assert tokens_of(counted) == total
+    by_session: dict[str, list[UsageRecord]] = {}
+    for r in counted:
+        by_session.setdefault(r.session_id, []).append(r)
+    assert {k: tokens_of(v) for k, v in by_session.items()} == sessions
