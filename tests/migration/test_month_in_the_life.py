@@ -639,6 +639,10 @@ def _month(
         assert time.monotonic() < deadline, "the rollback never took the database"
         time.sleep(0.001)
     time.sleep(work_s / 2)
+    # Kill it while it holds the database (it may open it more than once).
+    while proc.poll() is None and read_holder(lock).pid != proc.pid:
+        time.sleep(0.001)
+    holding = read_holder(lock).pid == proc.pid
     killed = proc.poll() is None
     if killed:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -648,7 +652,10 @@ def _month(
     state = dump_tables(url)
     landed = {True: "before", False: "after"}.get(state == before_state, "")
     landed = landed if state in (before_state, after_state) else "neither"
-    cli.log.append(f"rollback {mode} killed={killed} {work_s / 2:.2f} s in: state {landed}")
+    cli.log.append(
+        f"rollback {mode} killed={killed} holding the database={holding} "
+        f"{work_s / 2:.2f} s into {work_s:.2f} s of work: state {landed}"
+    )
     expect(
         state in (before_state, after_state),
         f"6: after a SIGKILLed rollback {mode} the tables are neither as before nor after "
