@@ -219,3 +219,14 @@ def test_a_corpus_counts_as_if_its_out_of_range_lines_were_not_there(
     for r in counted:
         by_session.setdefault(r.session_id, []).append(r)
     assert {k: tokens_of(v) for k, v in by_session.items()} == sessions
+
+
+def test_a_zone_less_timestamp_is_read_as_utc() -> None:
+    """Documented behaviour (docs/counting.md, Timestamps), kept as it is: ccusage drops such
+    lines; we count them at the UTC instant they would name with a ``Z``."""
+    want = instant_ms("2026-02-10T10:00:00.250Z")
+    for text in ("2026-02-10T10:00:00.250", "2026-02-10 10:00:00.250"):
+        line = line_at(text, via_progress=False)
+        for got in (extract_line(SOURCE, 1, 0, line), _extract_slow(SOURCE, 1, 0, line)):
+            assert isinstance(got, UsageRecord), got
+            assert got.timestamp_ms == want
