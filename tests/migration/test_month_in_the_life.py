@@ -597,8 +597,22 @@ def _month(
         len(checkpoints) >= 2,
         f"5: migrate B --checkpoint-interval 2 over 6 files lists checkpoints {checkpoints}",
     )
-    check_against_archive("5 migrate B")
+    everything = check_against_archive("5 migrate B")
     only_b = cli.json("validate", "--source-dir", str(root_b), ok=False)
+    # Scoped to B, every row of root A (on disk or not) is retained history of another root.
+    b_now = analysis_of(cli, [root_b])["totals"]["total_tokens"]
+    a_rows = everything["totals"]["total_tokens"] - b_now
+    b_retained = only_b.get("retained")
+    b_retained_tokens = (
+        (b_retained.get("totals") or {}).get("total_tokens")
+        if isinstance(b_retained, dict)
+        else b_retained
+    )
+    expect(
+        b_retained_tokens == a_rows,
+        f"5: validate --source-dir B reports retained={b_retained!r}, expected root A's "
+        f"{a_rows} tokens",
+    )
     expect(
         only_b.get("passed") is True,
         f"5: validate --source-dir B passed={only_b.get('passed')}: {only_b.get('explanations')}",
