@@ -57,6 +57,9 @@ from .helpers import (
 )
 
 SEED = 20261205
+#: Where the rollback is SIGKILLed, as fractions of its work (the next only while the
+#: database is still as before the rollback).
+KILL_POINTS = (0.5, 0.8, 0.2, 0.95)
 FIXTURES = Path(
     os.environ.get("CONTEXT_CLEANER_FIXTURES", "/work/shared/fixtures/claude-code-transcripts")
 )
@@ -646,37 +649,43 @@ def _month(
     completed = reference.json(*rollback_args[:-1])
     after_state = dump_tables(f"chdb://{copy}")
     work_s = float(completed["duration_seconds"])
-    proc = cli.start(*rollback_args)
     lock = lock_path_for(db_path)
-    deadline = time.monotonic() + 60
-    while read_holder(lock).pid != proc.pid and proc.poll() is None:
-        assert time.monotonic() < deadline, "the rollback never took the database"
-        time.sleep(0.001)
-    time.sleep(work_s / 2)
-    # Kill it while it holds the database (it may open it more than once).
-    while proc.poll() is None and read_holder(lock).pid != proc.pid:
-        time.sleep(0.001)
-    holding = read_holder(lock).pid == proc.pid
-    killed = proc.poll() is None
-    if killed:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    expect(killed, f"6: the rollback {mode} ended before the kill ({work_s:.2f} s of work)")
-    reopened = cli.json("status")
-    state = dump_tables(url)
-    landed = {True: "before", False: "after"}.get(state == before_state, "")
-    landed = landed if state in (before_state, after_state) else "neither"
-    cli.log.append(
-        f"rollback {mode} killed={killed} holding the database={holding} "
-        f"{work_s / 2:.2f} s into {work_s:.2f} s of work: state {landed}"
-    )
-    expect(
-        state in (before_state, after_state),
-        f"6: after a SIGKILLed rollback {mode} the tables are neither as before nor after "
-        "the rollback: " + _which_tables_differ(state, before_state, after_state),
-    )
-    running = [r for r in reopened["runs"] if r["status"] == "running"]
-    expect(not running, f"6: runs still shown running after the kill: {running}")
+    # Killed halfway; while the database is then still as before, killed again further in
+    # (and once nearer its start), so one month tries several moments of the rollback.
+    for fraction in KILL_POINTS:
+        proc = cli.start(*rollback_args)
+        deadline = time.monotonic() + 60
+        while read_holder(lock).pid != proc.pid and proc.poll() is None:
+            assert time.monotonic() < deadline, "the rollback never took the database"
+            time.sleep(0.001)
+        time.sleep(work_s * fraction)
+        # Kill it while it holds the database (it may open it more than once).
+        while proc.poll() is None and read_holder(lock).pid != proc.pid:
+            time.sleep(0.001)
+        holding = read_holder(lock).pid == proc.pid
+        killed = proc.poll() is None
+        if killed:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        expect(killed, f"6: the rollback {mode} ended before the kill ({work_s:.2f} s of work)")
+        reopened = cli.json("status")
+        state = dump_tables(url)
+        landed = {True: "before", False: "after"}.get(state == before_state, "")
+        landed = landed if state in (before_state, after_state) else "neither"
+        cli.log.append(
+            f"rollback {mode} killed={killed} holding the database={holding} "
+            f"{work_s * fraction:.2f} s into {work_s:.2f} s of work: state {landed}"
+        )
+        expect(
+            state in (before_state, after_state),
+            f"6: after a rollback {mode} SIGKILLed {work_s * fraction:.2f} s into its work "
+            "the tables are neither as before nor after the rollback: "
+            + _which_tables_differ(state, before_state, after_state),
+        )
+        running = [r for r in reopened["runs"] if r["status"] == "running"]
+        expect(not running, f"6: runs still shown running after the kill: {running}")
+        if landed != "before" or not killed:
+            break
 
     # 7. Syncs of both roots after the reopen: everything back.
     poller.phase = "7 sync both"
