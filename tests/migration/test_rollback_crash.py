@@ -320,3 +320,29 @@ def test_data_only_and_schema_refuse_unknown_ids_and_change_nothing(
         assert len(out.stderr.strip().splitlines()) <= 3, out.stderr  # one message
         assert dump_tables(url) == template.after_second
         assert dump_tables(url, HISTORY) == template.history
+
+
+@pytest.mark.slow
+def test_a_read_only_reader_never_sees_an_interrupted_rollback(
+    template: Template, tmp_path: Path
+) -> None:
+    """The dashboard's sessions are read-only: they cannot finish a killed rollback, so
+    they are refused (transient: the page gets 503 and tries again) until a command
+    that writes has finished it; never a half-rolled-back read, never an error 500."""
+    from context_cleaner.bridge.exceptions import DatabaseUnavailableError
+    from context_cleaner.dashboard.database_source import READ_ONLY
+
+    path = copy_database(template.path, tmp_path / "db")
+    url = f"chdb://{path}"
+    assert kill_when_paused(start_paused(rollback_args(template, "data-only"), url, 4))
+    reader = Database(url, settings=READ_ONLY)
+    with (
+        pytest.raises(DatabaseUnavailableError, match="context-cleaner status"),
+        reader.session() as client,
+    ):
+        client.query("SELECT 1")
+    out = run_cli("status", "--json", url=url)  # a command that writes finishes it
+    assert out.returncode == 0, out.stderr
+    with reader.session() as client:  # finished: the read-only reader reads again
+        assert client.query(f"SELECT count() FROM {JOURNAL}").result_rows == [(0,)]
+    assert assert_before_or_after(template, url, "data-only", "read-only reader") == "after"

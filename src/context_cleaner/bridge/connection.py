@@ -174,7 +174,9 @@ def open_client(
             sleep=sleep,
         )
     try:
-        finished = finish_interrupted_changes(client)
+        finished = finish_interrupted_changes(
+            client, read_only=bool(settings and settings.get("readonly"))
+        )
     except BaseException:
         close_client(client)
         raise

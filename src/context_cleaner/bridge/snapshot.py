@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import (
     ConfigurationError,
+    DatabaseUnavailableError,
     MigrationError,
     SchemaError,
     translate_clickhouse_error,
@@ -273,11 +274,14 @@ def _finish(client: Client, plans: Sequence[tuple[str, Sequence[Step]]]) -> None
         _write(client, f"TRUNCATE TABLE IF EXISTS {JOURNAL}", f"clearing {JOURNAL}")
 
 
-def finish_interrupted_changes(client: Client) -> list[str]:
+def finish_interrupted_changes(client: Client, *, read_only: bool = False) -> list[str]:
     """Finish the journaled plans a killed process left (see :func:`run_journaled`).
 
     Called on every new connection, before anything reads: one cheap look at
     ``system.tables`` when there is nothing to do. Returns the plans' descriptions.
+    A ``read_only`` connection (the dashboard's) cannot finish them: it raises
+    :class:`DatabaseUnavailableError` (transient: try again) and leaves the plans to
+    the next command that can write, so nothing ever reads a half-changed database.
     """
     rows = _query(
         client,
@@ -292,6 +296,12 @@ def finish_interrupted_changes(client: Client) -> list[str]:
         f"SELECT plan_id, description, steps FROM {JOURNAL} ORDER BY written_at, plan_id",
         f"reading {JOURNAL}",
     )
+    if read_only:
+        raise DatabaseUnavailableError(
+            f"An interrupted change of this database ({'; '.join(e[1] for e in entries)}) "
+            "waits to be finished by the next command that writes; run `context-cleaner "
+            "status` (or any sync) to finish it, then try again."
+        )
     plans = [(pid, [Step(**s) for s in json.loads(steps)]) for pid, _, steps in entries]
     try:
         _finish(client, plans)
