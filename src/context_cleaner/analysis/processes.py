@@ -10,8 +10,10 @@ Linux the kernel can send a process a signal when its parent dies
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 
 _PR_SET_PDEATHSIG = 1
 
@@ -31,3 +33,18 @@ def die_with_parent(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
     if os.getppid() != parent:
         os._exit(1)
+
+
+def worker_pool(workers: int, start_method: str | None = None) -> ProcessPoolExecutor:
+    """A process pool whose workers end when this process dies (:func:`die_with_parent`).
+
+    ``start_method``: ``"spawn"`` in a process that may hold the embedded engine
+    (its state must not be copied into a fork); None for the platform's default.
+    """
+    context = multiprocessing.get_context(start_method) if start_method else None
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )

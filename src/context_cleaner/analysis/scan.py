@@ -7,10 +7,8 @@ latter). ``scan_files_parallel`` spreads files over processes for large corpora.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import msgspec
@@ -18,7 +16,7 @@ import msgspec
 from context_cleaner.analysis.dedup import UsageCollector
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.analysis.extract import USAGE_MARKER, Source, extract_marked_line
-from context_cleaner.analysis.processes import die_with_parent
+from context_cleaner.analysis.processes import worker_pool
 from context_cleaner.analysis.reader import (
     MAX_LINE_BYTES,
     LineReader,
@@ -253,13 +251,7 @@ def scan_files_parallel(
         return scan_files(files, max_line_bytes=max_line_bytes)
     # More groups than workers so a slow group does not leave a core idle.
     groups = split_by_size(files, min(len(files), workers * 4))
-    context = multiprocessing.get_context(start_method) if start_method else None
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=die_with_parent,
-        initargs=(os.getpid(),),
-    ) as pool:
+    with worker_pool(workers, start_method) as pool:
         futures = [
             pool.submit(scan_ranges_encoded, [(f, 0, 1) for f in g], max_line_bytes) for g in groups
         ]

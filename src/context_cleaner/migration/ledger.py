@@ -14,15 +14,14 @@ rule 3, of the ranges read, and which ranges those were):
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from context_cleaner.analysis.dedup import UsageCollector
 from context_cleaner.analysis.discovery import TranscriptFile
+from context_cleaner.analysis.processes import worker_pool
 from context_cleaner.analysis.scan import (
     PARALLEL_MIN_BYTES,
     FileStats,
@@ -120,8 +119,7 @@ def scan_committed(prefixes: Sequence[Prefix], *, workers: int = 2) -> Ledger:
     else:
         stops = {id(f): stop for f, stop in prefixes}
         groups = split_by_size([f for f, _ in prefixes], min(len(prefixes), workers * 4))
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with worker_pool(workers, "spawn") as pool:
             futures = [
                 pool.submit(_scan_prefixes_encoded, [(f, stops[id(f)]) for f in g]) for g in groups
             ]
