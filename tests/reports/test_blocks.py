@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from context_cleaner.analysis.blocks import BLOCK_MS
-from context_cleaner.analysis.periods import HOUR_MS, Cell, ReportQuery, build_report, hour_bucket
+from context_cleaner.analysis.periods import HOUR_MS, Cell, ReportQuery, hour_bucket
+from context_cleaner.analysis.report_rows import build_report
 
 BASE = 1_770_681_600_000  # 2026-02-10T00:00:00Z
 

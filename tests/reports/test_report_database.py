@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from tests.analysis.transcripts import Corpus, corpora
 
-from context_cleaner.analysis.periods import REPORTS, ReportQuery, build_report
+from context_cleaner.analysis.periods import REPORTS, ReportQuery
+from context_cleaner.analysis.report_rows import build_report
 from context_cleaner.analysis.transcript_report import report_from_transcripts
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.reports import database_report, report_cells

@@ -6,8 +6,9 @@ import os
 from collections.abc import Sequence
 
 from context_cleaner.analysis.discovery import discover, resolve_roots
-from context_cleaner.analysis.periods import ReportQuery, build_report, cells_from_records
+from context_cleaner.analysis.periods import ReportQuery, cells_from_records
 from context_cleaner.analysis.pricing import PriceTable
+from context_cleaner.analysis.report_rows import build_report
 from context_cleaner.analysis.scan import scan_files_parallel
 
 

@@ -4,7 +4,7 @@ Reads the view ``counted_token_details`` (rule 3 by ``FINAL``, then rule 4: the 
 de-duplicated usage that validation compares), never the transcripts, so reports hold
 the rows of transcripts Claude Code has deleted. The query returns the report's cells
 (usage per group and model: day in the report's timezone, session, or UTC hour); the
-analysis layer's :func:`~context_cleaner.analysis.periods.build_report` turns them into
+analysis layer's :func:`~context_cleaner.analysis.report_rows.build_report` turns them into
 the same JSON as the transcripts source.
 """
 
@@ -15,7 +15,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from context_cleaner.analysis.periods import HOUR_MS, Cell, ReportQuery, build_report
+from context_cleaner.analysis.periods import HOUR_MS, Cell, ReportQuery
+from context_cleaner.analysis.report_rows import build_report
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.details import COUNTED_VIEW
 from context_cleaner.bridge.exceptions import ConfigurationError

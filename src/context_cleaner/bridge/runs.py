@@ -10,8 +10,8 @@ start time differs) means the run's process died without finishing: the run is
 is reported ``stalled`` once it has written nothing for a while.
 
 The next migrate or sync on the host closes the crashed runs it finds
-(:func:`close_crashed_runs`): their rows become ``crashed`` with a finished time, a
-reason, and the run that closed them, and that run says so in its result.
+(:mod:`context_cleaner.migration.crashed_runs`): their rows become ``crashed`` with a
+finished time, a reason, and the run that closed them, and that run says so in its result.
 
 A run that fails writes its row ``failed`` with the reason. When the database refuses
 that row too (a full disk), the row is kept in a file beside the embedded database
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -34,7 +33,6 @@ import psutil
 
 if TYPE_CHECKING:
     from context_cleaner.bridge.database import Database
-    from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 
 #: A recorded start time and the process's own may differ by rounding; a reused pid
 #: belongs to a process started later, by far more than this.
@@ -158,104 +156,8 @@ def read_stash(database: Database, migration_id: str) -> dict[str, Any] | None:
     return row if isinstance(row, dict) else None
 
 
-def _drop_stash(database: Database, migration_id: str) -> None:
+def drop_stash(database: Database, migration_id: str) -> None:
     folder = stash_dir(database)
     if folder is not None:
         with contextlib.suppress(OSError):
             (folder / f"{migration_id}.json").unlink()
-
-
-def close_crashed_runs(
-    bridge: EnhancedTokenDatabaseBridge, closing_run: str, roots: Sequence[str]
-) -> list[dict[str, Any]]:
-    """Close this host's crashed runs: their rows become ``crashed``, finished now, with the
-    reason and ``closed_by``. Returns what was closed: ``migration_id``, ``run_kind``,
-    ``reason``, ``source_roots`` and ``resumed`` (True when ``roots`` cover every root of
-    that run, so the closing run reads what it left unread)."""
-    from context_cleaner.bridge.token_bridge import METADATA, query_rows
-
-    with bridge.database.session() as client:
-        rows = query_rows(
-            client,
-            "SELECT migration_id, run_kind, status, host, source_roots, details, "
-            "toUnixTimestamp64Milli(started_at) / 1000.0, files_found, "
-            "files_processed, files_failed, files_skipped, records_inserted, lines_skipped "
-            f"FROM {METADATA} FINAL WHERE status = 'running' AND host = {{h:String}}",
-            {"h": bridge.host},
-        )
-    crashed = []
-    for row in rows:
-        run = {"migration_id": row[0], "run_kind": row[1], "status": row[2], "host": row[3]}
-        run["details"] = details_of({"details": row[5]})
-        if row[0] == closing_run or not is_crashed(run, bridge.host):
-            continue
-        crashed.append((run, row))
-    if not crashed:
-        return []
-    closed = []
-    wanted = {os.path.realpath(r) for r in roots}
-    with bridge.writer() as w:
-        for run, row in crashed:
-            stashed = read_stash(bridge.database, run["migration_id"])
-            if stashed is not None:  # it failed, and the database refused its last row
-                reason = str(details_of(stashed).get("error") or "failed")
-                w.save_run(stashed)
-                w.log(run["migration_id"], run["run_kind"], "finish", "failed", stashed["details"])
-                _drop_stash(bridge.database, run["migration_id"])
-                closed.append(
-                    {
-                        "migration_id": run["migration_id"],
-                        "run_kind": run["run_kind"],
-                        "status": "failed",
-                        "reason": reason,
-                        "source_roots": list(row[4]),
-                        "resumed": {os.path.realpath(r) for r in row[4]} <= wanted,
-                    }
-                )
-                continue
-            reason = crash_reason(run)
-            details = {**run["details"], "crash_reason": reason, "closed_by": closing_run}
-            w.save_run(
-                {
-                    "migration_id": run["migration_id"],
-                    "run_kind": run["run_kind"],
-                    "status": "crashed",
-                    "started_at": row[6],
-                    "finished_at": time.time(),
-                    "source_roots": list(row[4]),
-                    "files_found": row[7],
-                    "files_processed": row[8],
-                    "files_failed": row[9],
-                    "files_skipped": row[10],
-                    "records_inserted": row[11],
-                    "lines_skipped": row[12],
-                    "details": details,
-                }
-            )
-            w.log(run["migration_id"], run["run_kind"], "crashed", "failed", details)
-            closed.append(
-                {
-                    "migration_id": run["migration_id"],
-                    "run_kind": run["run_kind"],
-                    "status": "crashed",
-                    "reason": reason,
-                    "source_roots": list(row[4]),
-                    "resumed": {os.path.realpath(r) for r in row[4]} <= wanted,
-                }
-            )
-    return closed
-
-
-def closed_note(closed: dict[str, Any], by: str) -> str:
-    """One line for the closing run's warnings: what was closed and who reads its work."""
-    if closed.get("status") == "failed":
-        head = f"Run {closed['migration_id']} had failed: {closed['reason']}; recorded as failed."
-    else:
-        head = f"Run {closed['migration_id']} had crashed: {closed['reason']}; closed as crashed."
-    if closed["resumed"]:
-        return f"{head} Run {by} resumes its work (it reads what that run left unread)."
-    roots = ", ".join(closed["source_roots"]) or "its folders"
-    return (
-        f"{head} Its folders ({roots}) are not part of run {by}: run "
-        f"`context-cleaner migrate --source-dir ...` on them to finish its work."
-    )

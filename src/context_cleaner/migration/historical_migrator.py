@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.discovery import Discovery
 from context_cleaner.bridge.database import Database
-from context_cleaner.bridge.runs import close_crashed_runs, closed_note, stash_run
+from context_cleaner.bridge.runs import stash_run
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import pipeline, rollback
+from context_cleaner.migration.crashed_runs import close_crashed_runs, closed_note
 from context_cleaner.migration.defaults import COMMIT_EVERY
 from context_cleaner.migration.incremental import (
     SyncRequest,

@@ -371,7 +371,7 @@ def run_sync(
 
 def _close_crashed(bridge: EnhancedTokenDatabaseBridge, state: RunState) -> None:
     """Close this host's crashed runs before reading (notes in this sync's warnings)."""
-    from context_cleaner.bridge.runs import close_crashed_runs, closed_note
+    from context_cleaner.migration.crashed_runs import close_crashed_runs, closed_note
 
     roots = [str(r) for r in state.discovery.roots] if state.discovery else []
     closed = close_crashed_runs(bridge, state.migration_id, roots)

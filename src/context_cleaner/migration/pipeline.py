@@ -131,7 +131,7 @@ class RunState:
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[str] = field(default_factory=list)
     closed_runs: list[dict[str, object]] = field(default_factory=list)
-    """Crashed runs this run closed (``bridge.runs.close_crashed_runs``)."""
+    """Crashed runs this run closed (``crashed_runs.close_crashed_runs``)."""
 
     @property
     def tokens_added(self) -> int:
