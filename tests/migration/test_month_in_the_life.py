@@ -45,6 +45,7 @@ import pytest
 
 from analysis.transcripts import assistant, dumps, noise_lines, progress, usage, user
 from context_cleaner.bridge.lock import FileLock, lock_path_for, read_holder
+from context_cleaner.bridge.snapshot import PAUSE_ENV
 
 from .helpers import (
     REPO,
@@ -282,10 +283,10 @@ class Cli:
                 "stderr": done.stderr[-2000:],
             }
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, **extra_env: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             cli_command(*args),
-            env=self.env(),
+            env={**self.env(), **extra_env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -650,15 +651,25 @@ def _month(
     after_state = dump_tables(f"chdb://{copy}")
     work_s = float(completed["duration_seconds"])
     lock = lock_path_for(db_path)
-    # Killed halfway; while the database is then still as before, killed again further in
-    # (and once nearer its start), so one month tries several moments of the rollback.
-    for fraction in KILL_POINTS:
-        proc = cli.start(*rollback_args)
+    # Killed halfway: first for certain, stopped by the rollback's own pause hook before
+    # its second write (its plan is journaled, nothing else done yet); then, while the
+    # database is still as before, at moments of its work timed from the reference run
+    # (those may come too late for a fast rollback: then it simply finished).
+    for attempt, fraction in enumerate(KILL_POINTS):
+        pause = {PAUSE_ENV: "2"} if attempt == 0 else {}
+        proc = cli.start(*rollback_args, **pause)
         deadline = time.monotonic() + 60
-        while read_holder(lock).pid != proc.pid and proc.poll() is None:
-            assert time.monotonic() < deadline, "the rollback never took the database"
-            time.sleep(0.001)
-        time.sleep(work_s * fraction)
+        if pause:
+            assert proc.stderr is not None
+            seen = ""
+            while "paused before write" not in seen and proc.poll() is None:
+                assert time.monotonic() < deadline, "the rollback never paused"
+                seen += proc.stderr.readline()
+        else:
+            while read_holder(lock).pid != proc.pid and proc.poll() is None:
+                assert time.monotonic() < deadline, "the rollback never took the database"
+                time.sleep(0.001)
+            time.sleep(work_s * fraction)
         # Kill it while it holds the database (it may open it more than once).
         while proc.poll() is None and read_holder(lock).pid != proc.pid:
             time.sleep(0.001)
@@ -667,7 +678,10 @@ def _month(
         if killed:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        expect(killed, f"6: the rollback {mode} ended before the kill ({work_s:.2f} s of work)")
+        expect(
+            killed or attempt > 0,
+            f"6: the rollback {mode} ended before the kill ({work_s:.2f} s of work)",
+        )
         reopened = cli.json("status")
         state = dump_tables(url)
         landed = {True: "before", False: "after"}.get(state == before_state, "")
