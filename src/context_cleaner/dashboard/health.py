@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from context_cleaner.bridge.tracking import TrackedFile
@@ -179,22 +178,10 @@ def data_lag(
     the database yet, minus the newest record in it (0 when all is in). Measured on the
     most recently modified tracked files found on this machine; None when none is here
     (a dashboard on another machine than the transcripts) or the database is empty."""
-    from context_cleaner.analysis.discovery import TranscriptFile
+    from context_cleaner.migration.file_state import transcript_from_stat
     from context_cleaner.migration.freshness import committed_offsets, measure_freshness
 
-    here = [
-        TranscriptFile(
-            root=Path(t.source_root),
-            path=Path(t.source_root, t.file_path),
-            relative_path=t.file_path,
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            device=st.st_dev,
-            inode=st.st_ino,
-        )
-        for t, st in stats
-        if st is not None
-    ]
+    here = [transcript_from_stat(t, st) for t, st in stats if st is not None]
     if not here or newest is None:
         return None
     lag = measure_freshness(here, committed_offsets(t for t, _ in stats), newest)
