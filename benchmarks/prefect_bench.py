@@ -67,7 +67,7 @@ if __name__ == "__main__":
 IN_PROCESS_SCRIPT = r"""
 import json, shutil, sys, tempfile, time
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
-from context_cleaner.migration.flows import historical_migration_flow
+from context_cleaner.orchestration.flows import historical_migration_flow
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 
 if __name__ == "__main__":

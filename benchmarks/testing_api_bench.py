@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
     import tempfile
 
     from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
-    from context_cleaner.migration.testing_api import benchmark_migration_performance
+    from context_cleaner.testing.testing_api import benchmark_migration_performance
 
     projects, expected = argv[0], json.loads(argv[1])
     with tempfile.TemporaryDirectory(prefix="cc-bench-api-") as folder:

@@ -15,7 +15,7 @@ from context_cleaner.migration.rollback import rollback_migration
 def test_the_flow_checkpoints_every_interval_files(
     prefect_harness: Any, small_corpus: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from context_cleaner.migration.flows import historical_migration_flow
+    from context_cleaner.orchestration.flows import historical_migration_flow
 
     projects, manifest = small_corpus
     files = int(manifest["files"])

@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.bridge.exceptions import DatabaseLockedError, SchemaError
-from context_cleaner.migration.flow_reports import migration_table, validation_markdown
 from context_cleaner.migration.models import (
     HistoricalMigrationResult,
     SessionVariance,
     ValidationResult,
 )
 from context_cleaner.migration.planning import WorkItem, batches
-from context_cleaner.migration.resume_keys import (
+from context_cleaner.orchestration.flow_reports import migration_table, validation_markdown
+from context_cleaner.orchestration.resume_keys import (
     assign,
     group,
     item_spec,
@@ -95,7 +95,7 @@ def test_listing_fingerprint_sees_growth_and_replacement() -> None:
 def test_only_transient_errors_are_retried() -> None:
     from prefect.states import Completed, Failed
 
-    from context_cleaner.migration.flow_tasks import migrate_batch, retry_transient_only
+    from context_cleaner.orchestration.flow_tasks import migrate_batch, retry_transient_only
 
     locked = Failed(data=DatabaseLockedError("the database is in use"))
     broken = Failed(data=SchemaError("a schema file failed"))
@@ -171,7 +171,11 @@ def test_migration_table_rows_are_plain_values() -> None:
 
 
 def test_a_password_never_becomes_a_flow_parameter() -> None:
-    from context_cleaner.migration.engine import _database_parameter, _environment, flow_parameters
+    from context_cleaner.orchestration.engine import (
+        _database_parameter,
+        _environment,
+        flow_parameters,
+    )
 
     args = argparse.Namespace(
         clickhouse_url="https://alice:s3cret@ch.example:8443/usage",

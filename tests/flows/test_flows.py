@@ -16,7 +16,7 @@ import pytest
 
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
-from context_cleaner.migration.resume_keys import database_epoch
+from context_cleaner.orchestration.resume_keys import database_epoch
 
 from .helpers import (
     analysed_totals,
@@ -51,7 +51,7 @@ def _flow_run_id(state: Any) -> Any:
 def test_migration_flow_equals_the_local_engine(
     prefect_harness: Any, fixtures_dir: Path, tmp_path: Path
 ) -> None:
-    from context_cleaner.migration.flows import historical_migration_flow
+    from context_cleaner.orchestration.flows import historical_migration_flow
 
     source = [str(fixtures_dir / "projects")]
     state = historical_migration_flow(
@@ -71,7 +71,7 @@ def test_migration_flow_equals_the_local_engine(
 def test_migration_flow_tasks_and_artifacts(
     prefect_harness: Any, small_corpus: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from context_cleaner.migration.flows import historical_migration_flow
+    from context_cleaner.orchestration.flows import historical_migration_flow
 
     projects, manifest = small_corpus
     url = f"chdb://{tmp_path}/db"
@@ -115,7 +115,7 @@ def test_rollback_starts_a_new_cache_epoch(
     prefect_harness: Any, small_corpus: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     """After a rollback the cached batches must not claim rows the database lost."""
-    from context_cleaner.migration.flows import historical_migration_flow, rollback_flow
+    from context_cleaner.orchestration.flows import historical_migration_flow, rollback_flow
 
     projects, manifest = small_corpus
     url = f"chdb://{tmp_path}/db"
@@ -140,7 +140,7 @@ def test_rollback_starts_a_new_cache_epoch(
 def test_a_failed_sync_ends_failed(
     prefect_harness: Any, small_corpus: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from context_cleaner.migration.flows import FlowRunFailed, incremental_sync_flow
+    from context_cleaner.orchestration.flows import FlowRunFailed, incremental_sync_flow
 
     projects, _ = small_corpus
     source = tmp_path / "projects"
@@ -161,7 +161,7 @@ def test_a_failed_sync_ends_failed(
 def test_validation_flow_reports_and_fails_on_a_difference(
     prefect_harness: Any, fixtures_dir: Path, tmp_path: Path
 ) -> None:
-    from context_cleaner.migration.flows import historical_migration_flow, validation_flow
+    from context_cleaner.orchestration.flows import historical_migration_flow, validation_flow
 
     source = tmp_path / "projects"
     shutil.copytree(fixtures_dir / "projects", source)

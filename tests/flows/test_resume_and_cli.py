@@ -63,7 +63,7 @@ def _cli(*args: str) -> list[str]:
 def test_a_run_after_a_crash_shows_finished_batches_cached(
     prefect_harness: Any, small_corpus: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from context_cleaner.migration.flows import historical_migration_flow
+    from context_cleaner.orchestration.flows import historical_migration_flow
 
     projects, manifest = small_corpus
     files = int(manifest["files"])  # type: ignore[call-overload]

@@ -12,7 +12,7 @@ import pytest
 
 from context_cleaner.bridge.database import Database
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
-from context_cleaner.migration.resume_keys import MAX_BATCH_TASKS
+from context_cleaner.orchestration.resume_keys import MAX_BATCH_TASKS
 
 from .helpers import analysed_totals, batch_states, database_totals, task_runs
 
@@ -33,7 +33,7 @@ lock.release()
 def test_a_locked_database_is_retried_until_it_is_free(
     prefect_harness: Any, fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from context_cleaner.migration.flows import validation_flow
+    from context_cleaner.orchestration.flows import validation_flow
 
     source = str(fixtures_dir / "projects")
     url = f"chdb://{tmp_path}/db"
@@ -55,7 +55,7 @@ def test_a_locked_database_is_retried_until_it_is_free(
 def test_more_batches_than_the_task_budget_are_grouped(
     prefect_harness: Any, fixtures_dir: Path, tmp_path: Path
 ) -> None:
-    from context_cleaner.migration.flows import historical_migration_flow
+    from context_cleaner.orchestration.flows import historical_migration_flow
 
     transcript = next((fixtures_dir / "projects").rglob("short.jsonl"))
     project = tmp_path / "projects" / "-home-USER-many"
@@ -98,9 +98,9 @@ def test_a_retried_batch_task_reuses_its_reads_and_skips_what_it_committed(
     from context_cleaner.analysis.discovery import discover
     from context_cleaner.bridge.exceptions import DatabaseLockedError
     from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
-    from context_cleaner.migration.flow_tasks import BatchFeed
     from context_cleaner.migration.pipeline import BatchReader, RunOptions
     from context_cleaner.migration.planning import batches, plan_work
+    from context_cleaner.orchestration.flow_tasks import BatchFeed
 
     source = fixtures_dir / "projects"
     url = f"chdb://{tmp_path}/db"

@@ -48,7 +48,7 @@ def _table(flow_run_id: Any, key: str) -> dict[str, Any]:
 def test_a_sync_flow_in_which_the_error_alert_fired_ends_failed(
     prefect_harness: Any, tmp_path: Path
 ) -> None:
-    from context_cleaner.migration.flows import FlowRunFailed, incremental_sync_flow
+    from context_cleaner.orchestration.flows import FlowRunFailed, incremental_sync_flow
 
     source = _source(tmp_path, 120, 120)
     url = f"chdb://{tmp_path}/db"
@@ -70,7 +70,7 @@ def test_a_sync_flow_in_which_the_error_alert_fired_ends_failed(
 
 
 def test_one_bad_line_among_four_completes(prefect_harness: Any, tmp_path: Path) -> None:
-    from context_cleaner.migration.flows import historical_migration_flow
+    from context_cleaner.orchestration.flows import historical_migration_flow
 
     source = _source(tmp_path, 3, 1)
     state = historical_migration_flow(

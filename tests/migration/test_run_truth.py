@@ -311,7 +311,8 @@ def test_the_human_summary_lists_the_skipped_lines(tmp_path: Path, half_malforme
 
 
 def test_exit_codes_are_documented() -> None:
-    from context_cleaner.cli import EXIT_ALERTED, build_parser
+    from context_cleaner.cli import build_parser
+    from context_cleaner.cli.common import EXIT_ALERTED
 
     assert EXIT_ALERTED == 3
     assert "3 migrate/sync" in (build_parser().epilog or "")

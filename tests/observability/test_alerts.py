@@ -22,8 +22,8 @@ from context_cleaner.migration.alerts import (
     parse_window,
 )
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
-from context_cleaner.migration.sample_corpus import generate_transcripts
 from context_cleaner.migration.status import get_migration_status
+from context_cleaner.testing.sample_corpus import generate_transcripts
 
 from .conftest import FixturesRun
 

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.errors import ConfigurationError
-from context_cleaner.migration import testing_api as api  # never import test_* names here
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
-from context_cleaner.migration.sample_corpus import generate_transcripts
+from context_cleaner.testing import testing_api as api  # never import test_* names here
+from context_cleaner.testing.sample_corpus import generate_transcripts
 
 from .conftest import FixturesRun
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from context_cleaner.cli_types import day, timezone, token_limit, weekday
+from context_cleaner.cli.types import day, timezone, token_limit, weekday
 
 from .helpers import cli_env, report_json, run_cli
 

@@ -15,7 +15,7 @@ import pytest
 
 from context_cleaner.analysis.discovery import discover
 from context_cleaner.bridge.database import Database
-from context_cleaner.cli_migration import status_payload
+from context_cleaner.cli.migration import status_payload
 from context_cleaner.migration import freshness
 from context_cleaner.migration.rollback import rollback_migration
 

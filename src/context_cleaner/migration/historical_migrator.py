@@ -719,12 +719,11 @@ def _root_of(path: str) -> str:
     return str(p.parent)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m context_cleaner.migration.historical_migrator`` = ``context-cleaner migrate``."""
-    from context_cleaner.cli import main as cli_main
-
-    return cli_main(["migrate", *(sys.argv[1:] if argv is None else argv)])
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # The spec's ``python -m context_cleaner.migration.historical_migrator`` form of
+    # ``context-cleaner migrate``: run the program by name (an entry point, not an import,
+    # so this layer never depends on the command line above it).
+    import runpy
+
+    sys.argv[1:1] = ["migrate"]
+    runpy.run_module("context_cleaner", run_name="__main__", alter_sys=True)

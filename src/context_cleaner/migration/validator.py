@@ -935,12 +935,11 @@ def _source_args(roots: Sequence[str]) -> str:
     return "".join(f" --source-dir {shlex.quote(r)}" for r in roots)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m context_cleaner.migration.validator`` = ``context-cleaner validate``."""
-    from context_cleaner.cli import main as cli_main
-
-    return cli_main(["validate", *(sys.argv[1:] if argv is None else argv)])
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # The spec's ``python -m context_cleaner.migration.validator`` form of
+    # ``context-cleaner validate``: run the program by name (an entry point, not an import,
+    # so this layer never depends on the command line above it).
+    import runpy
+
+    sys.argv[1:1] = ["validate"]
+    runpy.run_module("context_cleaner", run_name="__main__", alter_sys=True)

@@ -10,7 +10,7 @@ import argparse
 import socket
 import sys
 
-from context_cleaner.cli_types import database_url, integer
+from context_cleaner.cli.types import database_url, integer
 from context_cleaner.dashboard.settings import (
     DEFAULT_HOST,
     DEFAULT_PORT,

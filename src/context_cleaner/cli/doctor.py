@@ -35,8 +35,7 @@ def check_dashboard_token(environ: Mapping[str, str]) -> Check:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from context_cleaner.cli import add_source_args
-    from context_cleaner.cli_migration import add_database_args
+    from context_cleaner.cli.common import add_database_args, add_source_args
 
     p = sub.add_parser(
         "doctor",
@@ -52,7 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from context_cleaner.cli import EXIT_FAILED, EXIT_OK, escape, print_json, stdout_console
+    from context_cleaner.cli.common import EXIT_FAILED, EXIT_OK, escape, print_json, stdout_console
 
     checks = run_checks(args.clickhouse_url, args.source_dir)
     checks.append(check_dashboard_token(os.environ))

@@ -12,7 +12,7 @@ import argparse
 import re
 from typing import TYPE_CHECKING
 
-from context_cleaner.cli_types import day, integer, timezone, token_limit, weekday
+from context_cleaner.cli.types import day, integer, timezone, token_limit, weekday
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -51,8 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _add_options(p: argparse.ArgumentParser, name: str) -> None:
-    from context_cleaner.cli import add_pricing_args, add_source_args
-    from context_cleaner.cli_migration import add_database_args
+    from context_cleaner.cli.common import add_database_args, add_pricing_args, add_source_args
 
     p.add_argument(
         "--since", type=day, metavar="DATE", help="first day (YYYY-MM-DD or YYYYMMDD, inclusive)"
@@ -104,7 +103,7 @@ def _add_options(p: argparse.ArgumentParser, name: str) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from context_cleaner.analysis.periods import ReportQuery
     from context_cleaner.bridge.details import default_host
-    from context_cleaner.cli import EXIT_OK, print_json, stdout_console
+    from context_cleaner.cli.common import EXIT_OK, print_json, stdout_console
 
     query = ReportQuery(
         kind=args.report,
@@ -166,7 +165,7 @@ def render_report(console: Console, payload: dict[str, object]) -> None:
     """A table that fits 80 columns: exact numbers are in ``--json``."""
     from rich.table import Table
 
-    from context_cleaner.cli import escape
+    from context_cleaner.cli.common import escape
 
     report = str(payload["report"])
     rows = payload["rows"]

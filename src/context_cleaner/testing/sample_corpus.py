@@ -1,6 +1,6 @@
 """A compact generator of realistic Claude Code transcripts with exact expected totals.
 
-The testing API (:mod:`context_cleaner.migration.testing_api`) migrates data it
+The testing API (:mod:`context_cleaner.testing.testing_api`) migrates data it
 made itself, so it can compare the database with totals known in advance; the
 repository's larger generator (``benchmarks/generate_corpus.py``) is not
 installed with the package. What this one writes, as Claude Code 2.x does:

@@ -30,8 +30,8 @@ from context_cleaner.bridge.exceptions import MigrationError, SchemaError
 from context_cleaner.bridge.schema import load_schema_files, pending_schema_files
 from context_cleaner.bridge.token_bridge import COUNTED, EnhancedTokenDatabaseBridge, query_rows
 from context_cleaner.migration.models import to_jsonable
-from context_cleaner.migration.sample_corpus import generate_transcripts
 from context_cleaner.migration.status import database_exists, get_migration_status
+from context_cleaner.testing.sample_corpus import generate_transcripts
 
 #: Tables this version owns; their columns must match between target and a fresh schema.
 CHECKED_TABLES = (

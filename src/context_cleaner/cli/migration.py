@@ -14,10 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from context_cleaner.cli import (
+from context_cleaner.cli.common import (
     EXIT_ALERTED,
     EXIT_FAILED,
     EXIT_OK,
+    URL_ENV,
+    add_database_args,
     add_pricing_args,
     add_source_args,
     escape,
@@ -25,7 +27,7 @@ from context_cleaner.cli import (
     stderr_console,
     stdout_console,
 )
-from context_cleaner.cli_types import database_url, integer, number
+from context_cleaner.cli.types import integer, number
 from context_cleaner.migration.defaults import COMMIT_EVERY, MAX_BATCH_BYTES
 
 if TYPE_CHECKING:
@@ -35,18 +37,7 @@ if TYPE_CHECKING:
     from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
     from context_cleaner.migration.models import MigrationProgress
 
-URL_ENV = "CONTEXT_CLEANER_CLICKHOUSE_URL"
-SAMPLE_DIR = Path(__file__).parent / "sample"
-
-
-def add_database_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--clickhouse-url",
-        type=database_url,
-        metavar="URL",
-        help=f"chdb:///path (embedded, default ~/.context_cleaner/clickhouse) or "
-        f"http(s)://user:pass@host:8123/db; default ${URL_ENV}",
-    )
+SAMPLE_DIR = Path(__file__).parent.parent / "sample"
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -186,7 +177,7 @@ def _use_prefect(engine: str) -> bool:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     if _use_prefect(args.engine):
-        from context_cleaner.migration.engine import run_with_prefect
+        from context_cleaner.orchestration.engine import run_with_prefect
 
         result = run_with_prefect("migrate", args)
     else:
@@ -220,7 +211,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     prefect = _use_prefect(args.engine)
     discovery = None
     if prefect:
-        from context_cleaner.migration.engine import run_with_prefect
+        from context_cleaner.orchestration.engine import run_with_prefect
     elif not args.dry_run:
         done, discovery = _fast_sync(args)
         if done is not None:
@@ -300,7 +291,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from context_cleaner.migration.validator import validate_migration_integrity
 
     if _use_prefect(args.engine):
-        from context_cleaner.migration.engine import run_with_prefect
+        from context_cleaner.orchestration.engine import run_with_prefect
 
         report = run_with_prefect("validate", args)
     else:
@@ -387,7 +378,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             stderr_console().print("Rollback cancelled; nothing changed.")
             return EXIT_FAILED
     if _use_prefect(args.engine):
-        from context_cleaner.migration.engine import run_with_prefect
+        from context_cleaner.orchestration.engine import run_with_prefect
 
         result = run_with_prefect("rollback", args)
     else:
@@ -486,7 +477,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         out.print(f"No migration yet in {payload['database']}; run `context-cleaner migrate`.")
         return EXIT_OK
     from context_cleaner.analysis.report import TokenTotals
-    from context_cleaner.render import render_totals
+    from context_cleaner.cli.render import render_totals
 
     render_totals(out, TokenTotals(**payload["totals"]), title=f"Database {payload['database']}")
     from rich.table import Table
@@ -611,7 +602,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _render_database_summary(out: Console, migrator: HistoricalDataMigrator) -> None:
     """Totals, the last days and the models, as the database now holds them."""
     from context_cleaner.analysis.report import TokenTotals
-    from context_cleaner.render import render_totals, token_table
+    from context_cleaner.cli.render import render_totals, token_table
 
     def totals(row: dict[str, Any]) -> TokenTotals:
         return TokenTotals(**{k: row[k] for k in TokenTotals.model_fields if k in row})
@@ -789,7 +780,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from context_cleaner.migration.engine import serve_flows
+    from context_cleaner.orchestration.engine import serve_flows
 
     serve_flows(args)
     return EXIT_OK

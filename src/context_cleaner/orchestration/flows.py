@@ -34,27 +34,28 @@ from prefect.runtime import flow_run
 from context_cleaner.analysis.pricing import PriceTable
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import TerminalError
-from context_cleaner.migration import monitor, pipeline, resume_keys
+from context_cleaner.migration import monitor, pipeline
 from context_cleaner.migration.alerts import FAILING_ALERTS, AlertEvent
-from context_cleaner.migration.flow_reports import (
-    migration_table,
-    rollback_table,
-    sync_table,
-    validation_markdown,
-)
-from context_cleaner.migration.flow_tasks import (
-    RETRYING,
-    PrefectBatches,
-    migrate_batch,
-    plan_batches,
-    retry_transient_only,
-)
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.migration.models import (
     HistoricalMigrationResult,
     IncrementalMigrationResult,
     RollbackResult,
     ValidationResult,
+)
+from context_cleaner.orchestration import resume_keys
+from context_cleaner.orchestration.flow_reports import (
+    migration_table,
+    rollback_table,
+    sync_table,
+    validation_markdown,
+)
+from context_cleaner.orchestration.flow_tasks import (
+    RETRYING,
+    PrefectBatches,
+    migrate_batch,
+    plan_batches,
+    retry_transient_only,
 )
 
 __all__ = [

@@ -28,11 +28,12 @@ from prefect.tasks import exponential_backoff
 from context_cleaner.analysis.scan import ScanResult
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import TransientError
-from context_cleaner.migration import pipeline, resume_keys
+from context_cleaner.migration import pipeline
 from context_cleaner.migration.models import BatchProcessingResult
 from context_cleaner.migration.pipeline import BatchReader, RunOptions, RunState
 from context_cleaner.migration.planning import WorkItem
-from context_cleaner.migration.resume_keys import ItemSpec
+from context_cleaner.orchestration import resume_keys
+from context_cleaner.orchestration.resume_keys import ItemSpec
 
 TASK_RETRIES = 3
 RETRY_BACKOFF_SECONDS = 2.0

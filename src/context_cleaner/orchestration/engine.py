@@ -2,7 +2,7 @@
 
 ``context-cleaner migrate|sync|validate|rollback --engine prefect`` (or ``auto``
 with ``PREFECT_API_URL`` set) calls :func:`run_with_prefect`, which runs the
-matching flow of :mod:`context_cleaner.migration.flows` here, against the
+matching flow of :mod:`context_cleaner.orchestration.flows` here, against the
 Prefect API in ``PREFECT_API_URL`` (or Prefect's temporary server when unset:
 10-20 s more per run), and returns the same result the local engine returns,
 so the CLI prints the same text or JSON and exits with the same code.
@@ -118,7 +118,7 @@ def run_with_prefect(kind: str, args: argparse.Namespace) -> Any:
     does; every other error is raised.
     """
     check_api()
-    from context_cleaner.migration import flows
+    from context_cleaner.orchestration import flows
 
     runs = {
         "migrate": flows.historical_migration_flow,
@@ -150,7 +150,7 @@ def serve_flows(args: argparse.Namespace) -> None:
     from prefect import serve
     from prefect.deployments.runner import EntrypointType
 
-    from context_cleaner.migration import flows
+    from context_cleaner.orchestration import flows
 
     url, env = _database_parameter(args)
     os.environ.update(env)  # the served runs are this process's children: they inherit it

@@ -9,87 +9,34 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import json
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from context_cleaner import __version__
-from context_cleaner.cli_types import integer
+from context_cleaner.cli.common import (
+    DEBUG_ENV,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Handler,
+    add_pricing_args,
+    add_source_args,
+    escape,
+    print_json,
+    stderr_console,
+    stdout_console,
+)
+from context_cleaner.cli.types import integer
 from context_cleaner.errors import ContextCleanerError
-
-if TYPE_CHECKING:  # rich is imported when output is drawn (--json runs never draw)
-    from rich.console import Console
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-"""The command failed (a run's errors, a failed validation, a database error)."""
-EXIT_USAGE = 2
-"""Bad flags (argparse)."""
-EXIT_ALERTED = 3
-"""migrate/sync: every batch committed, but the error-rate alert fired (many lines skipped)."""
-EXIT_INTERRUPTED = 130
-"""Ctrl-C; run again to resume."""
-DEBUG_ENV = "CONTEXT_CLEANER_DEBUG"
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def escape(text: str) -> str:
-    """rich's markup escape for ``text`` (imports rich only when output is drawn)."""
-    from rich.markup import escape as markup_escape
-
-    return markup_escape(text)
-
-
-def stdout_console() -> Console:
-    """A console on stdout (wide when it is not a terminal: pipes and files get whole tables)."""
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 120)
-    return console
-
-
-def stderr_console() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
-
-
-def print_json(payload: object) -> None:
-    """Machine output: one JSON document on stdout (strict JSON: ``NaN`` or ``Infinity``
-    anywhere is an error, never printed)."""
-    sys.stdout.write(json.dumps(payload, indent=2, default=str, allow_nan=False) + "\n")
-
-
-def add_source_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--source-dir",
-        action="append",
-        metavar="DIR",
-        help="folder of transcripts (a Claude config folder or its projects/); repeatable. "
-        "Default: $CLAUDE_CONFIG_DIR, else ~/.config/claude/projects and ~/.claude/projects",
-    )
-
-
-def add_pricing_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--prices",
-        metavar="FILE",
-        help='JSON price overrides, {"models": {"<model>": {"input": 3, "output": 15}}} in USD '
-        "per million tokens (default: $CONTEXT_CLEANER_PRICES, else the bundled table)",
-    )
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from context_cleaner.analysis.counter import EnhancedTokenCounter
     from context_cleaner.analysis.pricing import PriceTable
-    from context_cleaner.render import render_analysis
+    from context_cleaner.cli.render import render_analysis
 
     counter = EnhancedTokenCounter(
         args.source_dir,
@@ -149,16 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.set_defaults(handler=cmd_analyze)
 
-    from context_cleaner import cli_migration
+    from context_cleaner.cli import dashboard, doctor, migration, report
 
-    cli_migration.register(sub)
-    from context_cleaner.dashboard import command as dashboard_command
-
-    dashboard_command.register(sub)
-    from context_cleaner import cli_doctor, cli_report
-
-    cli_report.register(sub)
-    cli_doctor.register(sub)
+    migration.register(sub)
+    dashboard.register(sub)
+    report.register(sub)
+    doctor.register(sub)
     return parser
 
 

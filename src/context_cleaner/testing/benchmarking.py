@@ -21,10 +21,10 @@ from typing import Any
 
 from context_cleaner.bridge.database import Database
 from context_cleaner.migration import pipeline
-from context_cleaner.migration.compatibility import scratch_database
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
-from context_cleaner.migration.sample_corpus import generate_transcripts
-from context_cleaner.migration.testing_api import (
+from context_cleaner.testing.compatibility import scratch_database
+from context_cleaner.testing.sample_corpus import generate_transcripts
+from context_cleaner.testing.testing_api import (
     SCALES,
     PerformanceBenchmark,
     TestReport,
