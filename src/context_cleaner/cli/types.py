@@ -12,22 +12,24 @@ import argparse
 import math
 from collections.abc import Callable
 from datetime import date
+from typing import TypeVar
+
+from context_cleaner.analysis.report_values import (
+    calendar_day,
+    timezone_name,
+    token_limit_value,
+    weekday_number,
+    whole_number,
+)
+
+T = TypeVar("T")
 
 
 def integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An integer from ``minimum`` to ``maximum`` (inclusive; no upper bound when None)."""
-    allowed = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
 
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a whole number (allowed: {allowed})"
-            ) from None
-        if value < minimum or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: {allowed})")
-        return value
+        return _checked(whole_number, text, minimum, maximum)
 
     parse.__name__ = "integer"
     return parse
@@ -66,62 +68,29 @@ def database_url(text: str) -> str:
     return text
 
 
+def _checked(check: Callable[..., T], text: str, *args: object) -> T:
+    """``check(text, *args)``, its ``ValueError`` as argparse's usage error."""
+    try:
+        return check(text, *args)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def day(text: str) -> date:
     """A calendar date, ``YYYY-MM-DD`` or ``YYYYMMDD``."""
-    raw = text.strip()
-    try:
-        if len(raw) == 8 and raw.isdigit():
-            return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))
-        if len(raw) == 10:
-            return date.fromisoformat(raw)
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(
-        f"{text!r} is not a date (allowed: YYYY-MM-DD or YYYYMMDD, e.g. 2026-02-10)"
-    )
+    return _checked(calendar_day, text)
 
 
 def timezone(text: str) -> str:
     """An IANA timezone name (``UTC``, ``Europe/Berlin``); kept as written."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    name = text.strip()
-    if name.upper() == "UTC":
-        return "UTC"
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a known timezone (allowed: an IANA name such as UTC, "
-            "Europe/Berlin or America/New_York)"
-        ) from None
-    return name
-
-
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    return _checked(timezone_name, text)
 
 
 def weekday(text: str) -> int:
     """A day of the week by name (``sunday``, ``Mon``...): its ``date.weekday()`` number."""
-    name = text.strip().lower()
-    matches = [i for i, d in enumerate(WEEKDAYS) if len(name) >= 3 and d.startswith(name)]
-    if len(matches) != 1:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a day of the week (allowed: {', '.join(WEEKDAYS)})"
-        )
-    return matches[0]
+    return _checked(weekday_number, text)
 
 
 def token_limit(text: str) -> int | str:
     """A token count (1 or more) or ``max`` (the largest finished block)."""
-    if text.strip().lower() == "max":
-        return "max"
-    try:
-        value = int(text.strip())
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a token limit (allowed: a whole number 1 or more, or max)"
-        )
-    return value
+    return _checked(token_limit_value, text)
