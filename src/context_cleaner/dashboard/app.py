@@ -29,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from context_cleaner import __version__
 from context_cleaner.dashboard.answers import Answers
 from context_cleaner.dashboard.filters import InvalidFilterError
+from context_cleaner.dashboard.report_api import router as report_router
 from context_cleaner.dashboard.routes import router
 from context_cleaner.dashboard.sources import DashboardSource
 from context_cleaner.errors import ContextCleanerError, TransientError
@@ -140,5 +141,6 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     app.include_router(router)
+    app.include_router(report_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
