@@ -57,7 +57,7 @@ def cli_flags(params: dict[str, str]) -> list[str]:
         if name == "breakdown":
             flags.append(flag)
         else:
-            flags += [flag, value]
+            flags.append(f"{flag}={value}")  # a project folder starts with '-'
     return flags
 
 

@@ -1,11 +1,20 @@
 /* context-cleaner dashboard: fetches the JSON API and draws the page.
- * Data is only ever inserted with textContent (never as HTML). */
+ * Data is only ever inserted with textContent (never as HTML). The view (filters,
+ * timezone, period, session search, order and page) lives in the query string, so a
+ * reload or a shared link shows the same view. */
 (function () {
   "use strict";
 
   const params = new URLSearchParams(location.search);
   const token = params.get("token");
   const FILTERS = ["start", "end", "model", "project", "host"];
+  const PERIODS = ["daily", "weekly", "monthly", "blocks"];
+  const SORTS = ["total_tokens", "cost_usd", "last_timestamp"];
+  const SHOWN = 6;  // bars per ranking; the rest are one "other" bar
+  const R = window.ContextCleanerReports;
+  const BROWSER_ZONE = (() => {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch (e) { return "UTC"; }
+  })();
   const PAGE = 10;
   const REFRESH_MS = 30000;
   const COLORS = {
@@ -15,15 +24,25 @@
     cacheRead: "#76b7b2",
     cost: "#59a14f",
     bar: "#2f6fdf",
+    other: "#9aa5b4",
   };
-  const state = { filters: {}, search: "", offset: 0, total: 0, loads: 0 };
+  const state = {
+    filters: {},
+    search: params.get("search") || "",
+    timezone: params.get("timezone") || BROWSER_ZONE,
+    period: PERIODS.includes(params.get("period")) ? params.get("period") : "daily",
+    sort: SORTS.includes(params.get("sort")) ? params.get("sort") : "total_tokens",
+    page: Math.max(1, parseInt(params.get("page"), 10) || 1),
+    sessions: [],
+    loads: 0,
+  };
   FILTERS.forEach((k) => { if (params.get(k)) state.filters[k] = params.get(k); });
-  if (params.get("search")) state.search = params.get("search");
 
   const $ = (id) => document.getElementById(id);
   const nf = new Intl.NumberFormat("en-US");
   const usd = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
   const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
+  const FMT = { number: nf, usd, compact };
 
   function query(extra, useFilters) {
     const q = new URLSearchParams();
@@ -63,7 +82,9 @@
   function when(iso) {
     if (!iso) return "–";
     const d = new Date(iso);
-    return isNaN(d) ? iso : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    if (isNaN(d)) return iso;
+    try { return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short", timeZone: state.timezone }); }
+    catch (e) { return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }); }
   }
   function ago(seconds) {
     if (seconds === null || seconds === undefined) return "–";
@@ -78,70 +99,47 @@
   const charts = {};
   function chart(id, config) {
     if (typeof Chart === "undefined") throw new Error("The chart library did not load.");
-    if (charts[id]) {
-      charts[id].data = config.data;
-      charts[id].update("none");
-      return charts[id];
-    }
     config.options = Object.assign(
       { animation: false, responsive: true, maintainAspectRatio: false },
       config.options || {}
     );
+    if (charts[id]) {
+      charts[id].options = config.options;
+      charts[id].data = config.data;
+      charts[id].update("none");
+      return charts[id];
+    }
     charts[id] = new Chart($(id), config);
     return charts[id];
   }
-  const tokenAxis = { beginAtZero: true, ticks: { callback: (v) => compact.format(v) } };
-  const tokenTip = { callbacks: { label: (c) => c.dataset.label + ": " + nf.format(c.raw) } };
 
-  function drawDays(days) {
-    const labels = days.map((d) => d.day);
-    chart("chart-days", {
-      type: "bar",
-      data: {
-        labels,
-        datasets: [
-          { label: "Input", data: days.map((d) => d.input_tokens), backgroundColor: COLORS.input },
-          { label: "Output", data: days.map((d) => d.output_tokens), backgroundColor: COLORS.output },
-          { label: "Cache write", data: days.map((d) => d.cache_creation_tokens), backgroundColor: COLORS.cacheWrite },
-          { label: "Cache read", data: days.map((d) => d.cache_read_tokens), backgroundColor: COLORS.cacheRead },
-        ],
-      },
-      options: {
-        datasets: { bar: { maxBarThickness: 48 } },
-        scales: { x: { stacked: true }, y: Object.assign({ stacked: true }, tokenAxis) },
-        plugins: { tooltip: tokenTip, legend: { position: "bottom" } },
-      },
+  /* The period charts: tokens (cache on the left scale, input and output on the right,
+   * so both are readable) and cost, on a real time axis. */
+  function drawPeriods(report) {
+    const s = R.series(report, {
+      timezone: state.timezone,
+      since: state.filters.start,
+      until: state.filters.end,
+      startOfWeek: 0,
+      width: $("chart-days").parentElement.clientWidth,
     });
-    chart("chart-cost", {
-      type: "bar",
-      data: {
-        labels,
-        datasets: [{ label: "Cost (USD)", data: days.map((d) => d.cost_usd), backgroundColor: COLORS.cost, maxBarThickness: 48 }],
-      },
-      options: {
-        scales: { y: { beginAtZero: true, ticks: { callback: (v) => usd.format(v) } } },
-        plugins: {
-          legend: { display: false },
-          tooltip: { callbacks: { label: (c) => usd.format(c.raw) } },
-        },
-      },
-    });
+    const noun = R.NOUN[report.report];
+    text($("caption-days"), "Tokens per " + noun + ", by type");
+    text($("caption-cost"), "Cost per " + noun + " (USD)");
+    chart("chart-days", R.tokenConfig(s, FMT, COLORS));
+    chart("chart-cost", R.costConfig(s, FMT, COLORS));
+    const plural = s.count === 1 ? noun : noun + "s";
+    let range = s.count + " " + plural + " · " + state.timezone;
+    if (report.report !== "blocks") range += " · " + s.empty + " without usage";
+    text($("range"), range);
   }
 
-  function drawRanking(id, items, key) {
-    const top = items.slice(0, 8);
-    chart(id, {
-      type: "bar",
-      data: {
-        labels: top.map((i) => (i[key] || "(none)") + "  ·  " + usd.format(i.cost_usd)),
-        datasets: [{ label: "Tokens", data: top.map((i) => i.total_tokens), backgroundColor: COLORS.bar, maxBarThickness: 28 }],
-      },
-      options: {
-        indexAxis: "y",
-        scales: { x: tokenAxis, y: { ticks: { autoSkip: false } } },
-        plugins: { legend: { display: false }, tooltip: tokenTip },
-      },
-    });
+  function drawRankings(periodReport, sessionReport) {
+    const width = $("chart-models").parentElement.clientWidth;
+    const models = R.ranked(R.models(periodReport), SHOWN, "models");
+    chart("chart-models", R.rankingConfig(models, FMT, COLORS, width));
+    const projects = R.ranked(R.projects(sessionReport), SHOWN, "projects");
+    chart("chart-projects", R.rankingConfig(projects, FMT, COLORS, width));
   }
 
   /* ---- panels ---- */
@@ -174,28 +172,55 @@
     sel.value = current || "";
   }
 
-  function drawSessions(page) {
-    state.total = page.total;
-    const body = $("sessions").tBodies[0];
+  function shortModel(name) { return name.replace(/^claude-/, "").replace(/-\d{8}$/, ""); }
+
+  /* Labels for the narrow layout, where each row is a card of "label value" lines. */
+  function labelCells(table) {
+    const heads = Array.from(table.tHead.rows[0].cells).map((th) => th.textContent.trim());
+    Array.from(table.tBodies[0].rows).forEach((tr) => {
+      Array.from(tr.cells).forEach((td, i) => { if (td.colSpan === 1) td.dataset.label = heads[i] || ""; });
+    });
+  }
+
+  /* The session report's rows: searched, ordered and paged here (the view is in the URL). */
+  function drawSessions() {
+    const needle = state.search.toLowerCase();
+    const rows = state.sessions.filter((r) => !needle ||
+      r.session_id.toLowerCase().includes(needle) || (r.project || "").toLowerCase().includes(needle));
+    const key = state.sort;
+    rows.sort((a, b) => {
+      const d = key === "last_timestamp" ? (a[key] < b[key] ? 1 : a[key] > b[key] ? -1 : 0) : b[key] - a[key];
+      return d || (a.session_id < b.session_id ? -1 : 1);
+    });
+    const pages = Math.max(1, Math.ceil(rows.length / PAGE));
+    const page = Math.min(state.page, pages);
+    state.page = page;
+    const offset = (page - 1) * PAGE;
+    const table = $("sessions");
+    const body = table.tBodies[0];
     body.replaceChildren();
-    if (!page.items.length) {
-      const tr = body.insertRow();
-      const td = cell(tr, "No sessions match.", "empty");
-      td.colSpan = 5;
+    if (!rows.length) {
+      const td = cell(body.insertRow(), "No sessions match.", "empty");
+      td.colSpan = 6;
     }
-    page.items.forEach((s) => {
+    rows.slice(offset, offset + PAGE).forEach((s) => {
       const tr = body.insertRow();
-      cell(tr, s.session, "mono");
+      cell(tr, s.session_id, "mono");
       cell(tr, s.project || "–");
+      cell(tr, s.models.map(shortModel).join(", ") || "–");
       cell(tr, when(s.last_timestamp));
       cell(tr, nf.format(s.total_tokens), "num");
       cell(tr, usd.format(s.cost_usd), "num");
     });
-    const from = page.total ? page.offset + 1 : 0;
-    const to = Math.min(page.offset + page.items.length, page.total);
-    text($("page-info"), from + "–" + to + " of " + nf.format(page.total));
-    $("page-prev").disabled = page.offset <= 0;
-    $("page-next").disabled = page.offset + PAGE >= page.total;
+    labelCells(table);
+    table.querySelectorAll("th[aria-sort]").forEach((th) => {
+      th.setAttribute("aria-sort", th.querySelector("button").dataset.sort === key ? "descending" : "none");
+    });
+    const from = rows.length ? offset + 1 : 0;
+    text($("page-info"), from + "–" + Math.min(offset + PAGE, rows.length) + " of " + nf.format(rows.length) +
+      (pages > 1 ? " · page " + page + " of " + pages : ""));
+    $("page-prev").disabled = page <= 1;
+    $("page-next").disabled = page >= pages;
   }
 
   function badge(parent, label, cls) {
@@ -237,6 +262,7 @@
       else if (r.validation_passed === false) badge(v, "failed", "failed");
       else badge(v, "–", "none");
     });
+    labelCells($("runs"));
   }
 
   function drawHealth(h) {
@@ -298,28 +324,59 @@
   }
 
   /* ---- loading ---- */
-  async function loadSessions() {
-    const page = await api("sessions", { search: state.search, limit: PAGE, offset: state.offset });
-    drawSessions(page);
-    return page;
+  function reportParams(extra) {
+    const f = state.filters;
+    return Object.assign({
+      since: f.start, until: f.end, model: f.model, project: f.project, host: f.host, timezone: state.timezone,
+    }, extra || {});
+  }
+
+  function fillZones() {
+    const sel = $("f-timezone");
+    let zones = [];
+    try { zones = Intl.supportedValuesOf("timeZone"); } catch (e) { zones = []; }
+    const all = ["UTC"].concat(zones.filter((z) => z !== "UTC"));
+    [BROWSER_ZONE, state.timezone].forEach((z) => { if (!all.includes(z)) all.splice(1, 0, z); });
+    sel.replaceChildren();
+    all.forEach((z) => {
+      const o = document.createElement("option");
+      o.value = z;
+      o.textContent = z === BROWSER_ZONE ? z + " (this browser)" : z;
+      sel.appendChild(o);
+    });
+    sel.value = state.timezone;
+  }
+
+  function drawSwitch() {
+    document.querySelectorAll("#period button").forEach((b) => {
+      b.setAttribute("aria-pressed", String(b.dataset.period === state.period));
+    });
+    document.body.dataset.period = state.period;
   }
 
   async function load() {
     document.body.dataset.state = "loading";
+    drawSwitch();
     try {
-      const [info, overview, health] = await Promise.all([api("info", null, false), api("overview"), api("health", null, false)]);
+      const [info, overview, health, periods, sessions] = await Promise.all([
+        api("info", null, false),
+        api("overview", null, false),
+        api("health", null, false),
+        api("report/" + state.period, reportParams({ breakdown: 1 }), false),
+        api("report/session", reportParams(), false),
+      ]);
       drawInfo(info);
-      drawTotals(overview.totals, overview.sessions);
-      drawDays(overview.days);
-      drawRanking("chart-models", overview.models, "model");
-      drawRanking("chart-projects", overview.projects, "project");
+      drawTotals(periods.totals, sessions.rows.length);
+      drawPeriods(periods);
+      drawRankings(periods, sessions);
       fillSelect("f-model", overview.options.models, state.filters.model);
       fillSelect("f-project", overview.options.projects, state.filters.project);
       fillSelect("f-host", overview.options.hosts, state.filters.host);
       drawHealth(health);
       drawRuns(health.runs || []);
-      const page = await loadSessions();
-      drawStale([info, overview, health, page]);
+      state.sessions = sessions.rows;
+      drawSessions();
+      drawStale([info, overview, health, periods, sessions]);
       showError("");
       state.loads += 1;
       document.body.dataset.loads = String(state.loads);
@@ -334,7 +391,11 @@
     const q = new URLSearchParams();
     if (token) q.set("token", token);
     Object.entries(state.filters).forEach(([k, v]) => { if (v) q.set(k, v); });
+    if (state.timezone !== BROWSER_ZONE) q.set("timezone", state.timezone);
+    if (state.period !== "daily") q.set("period", state.period);
     if (state.search) q.set("search", state.search);
+    if (state.sort !== "total_tokens") q.set("sort", state.sort);
+    if (state.page > 1) q.set("page", String(state.page));
     const s = q.toString();
     history.replaceState(null, "", location.pathname + (s ? "?" + s : ""));
   }
@@ -345,12 +406,20 @@
       const v = $("f-" + k).value;
       if (v) state.filters[k] = v;
     });
-    state.offset = 0;
+    state.timezone = $("f-timezone").value || BROWSER_ZONE;
+    state.page = 1;
+  }
+
+  function toPage(page) {
+    state.page = page;
+    syncUrl();
+    drawSessions();
   }
 
   function setup() {
     FILTERS.forEach((k) => { if (state.filters[k] && $("f-" + k).tagName === "INPUT") $("f-" + k).value = state.filters[k]; });
     $("session-search").value = state.search;
+    fillZones();
     $("filters").addEventListener("submit", (ev) => {
       ev.preventDefault();
       readForm();
@@ -362,6 +431,9 @@
       FILTERS.forEach((k) => { $("f-" + k).value = ""; });
       state.search = "";
       $("session-search").value = "";
+      $("f-timezone").value = BROWSER_ZONE;
+      state.period = "daily";
+      state.sort = "total_tokens";
       readForm();
       syncUrl();
       load();
@@ -371,18 +443,24 @@
       clearTimeout(timer);
       timer = setTimeout(() => {
         state.search = ev.target.value.trim();
-        state.offset = 0;
-        syncUrl();
-        loadSessions().then(() => showError("")).catch((e) => showError("Could not load sessions: " + e.message));
+        toPage(1);
       }, 250);
     });
-    $("page-prev").addEventListener("click", () => {
-      state.offset = Math.max(0, state.offset - PAGE);
-      loadSessions().catch((e) => showError(e.message));
+    $("page-prev").addEventListener("click", () => toPage(Math.max(1, state.page - 1)));
+    $("page-next").addEventListener("click", () => toPage(state.page + 1));
+    document.querySelectorAll("#sessions button.sort").forEach((b) => {
+      b.addEventListener("click", () => {
+        state.sort = b.dataset.sort;
+        toPage(1);
+      });
     });
-    $("page-next").addEventListener("click", () => {
-      state.offset += PAGE;
-      loadSessions().catch((e) => showError(e.message));
+    document.querySelectorAll("#period button").forEach((b) => {
+      b.addEventListener("click", () => {
+        if (b.dataset.period === state.period) return;
+        state.period = b.dataset.period;
+        syncUrl();
+        load();
+      });
     });
     load();
     setInterval(() => { if (document.visibilityState === "visible") load(); }, REFRESH_MS);

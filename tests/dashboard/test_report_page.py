@@ -1,0 +1,252 @@
+"""The report views of the page in real headless Chromium, at a phone's and a laptop's width.
+
+A real dashboard (uvicorn, in a subprocess) serves a database migrated by the real
+CLI from the fixtures plus two generated corpora (eleven projects, usage on days a
+month apart). At 420 and 1280 px the test switches day / week / month / 5-hour
+block, checks that nothing is wider than the window, that every chart is drawn,
+that the time axis holds the days without usage, that the switch and the session
+order and page live in the URL and survive a reload; it takes a screenshot of each
+view and checks the picture is as wide as the window.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dashboard_helpers import Server, run_cli
+from test_browser import ARGS, CHROMIUM, Page
+
+from context_cleaner.testing.sample_corpus import generate_transcripts
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing"),
+]
+
+WIDTHS = (420, 1280)
+ZONE = "America/New_York"
+PERIODS = {"daily": "Day", "weekly": "Week", "monthly": "Month", "blocks": "5-hour block"}
+CANVASES = ("chart-days", "chart-cost", "chart-models", "chart-projects")
+
+_LAYOUT_JS = """() => ({
+  scrollWidth: document.documentElement.scrollWidth,
+  bodyWidth: document.body.scrollWidth,
+  innerWidth: window.innerWidth,
+  wide: Array.from(document.querySelectorAll('body *'))
+    .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+    .map((e) => e.tagName + '#' + e.id + '.' + e.className).slice(0, 5),
+})"""
+
+_CHART_JS = """(id) => {
+  const c = document.getElementById(id);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let painted = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) painted++;
+  const chart = Chart.getChart(c);
+  const values = chart.data.datasets.flatMap(
+    (ds) => ds.data.map((v) => (typeof v === 'object' ? v.y : v)));
+  const scales = Object.fromEntries(Object.entries(chart.scales).map(([k, s]) => [k, s.max]));
+  return {
+    painted, width: c.width, points: values.filter((v) => v > 0).length,
+    labels: chart.data.labels || [], scales,
+  };
+}"""
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def cli_report(url: str, kind: str, *flags: str) -> dict[str, Any]:
+    done = run_cli("report", kind, "--clickhouse-url", url, "--json", *flags)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def corpus_site(projects_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The fixtures and two generated corpora (the second under other project names)."""
+    root = tmp_path_factory.mktemp("report-page")
+    projects = root / "projects"
+    shutil.copytree(projects_dir, projects)
+    for seed, suffix in ((0, ""), (1, "-two")):
+        made = generate_transcripts(root / f"generated-{seed}", target_tokens=8_000_000, seed=seed)
+        for folder in made.projects_dir.iterdir():
+            shutil.move(folder, projects / (folder.name + suffix))
+    url = f"chdb://{root / 'db'}"
+    done = run_cli("migrate", "--source-dir", str(projects), "--clickhouse-url", url, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected = {kind: cli_report(url, kind, "--timezone", ZONE) for kind in PERIODS}
+    expected["session"] = cli_report(url, "session", "--timezone", ZONE)
+    server = Server("--clickhouse-url", url).wait_ready()
+    yield server, url, expected
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+class ReportTab(Page):
+    """A tab in the browser zone ``ZONE`` at ``width`` px."""
+
+    def __init__(self, browser: Any, width: int) -> None:
+        self.context = browser.new_context(
+            viewport={"width": width, "height": 900}, timezone_id=ZONE, locale="en-US"
+        )
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.width = width
+
+    def check_layout(self, shot: Path) -> None:
+        layout = self.page.evaluate(_LAYOUT_JS)
+        assert layout["innerWidth"] == self.width
+        assert layout["scrollWidth"] <= layout["innerWidth"], layout
+        assert layout["bodyWidth"] <= layout["innerWidth"], layout
+        self.page.screenshot(path=str(shot), full_page=True)
+        width, height = png_size(shot)
+        assert width == self.width and height > 900, (shot, width, height)
+        assert shot.stat().st_size > 30_000, shot
+
+    def charts(self) -> dict[str, Any]:
+        drawn = {c: self.page.evaluate(_CHART_JS, c) for c in CANVASES}
+        for canvas, got in drawn.items():
+            assert got["points"] > 0, (canvas, got)
+            assert got["painted"] > 2_000, (canvas, got)
+            assert got["width"] <= self.width, (canvas, got)
+        return drawn
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def days_between(first: str, last: str) -> list[str]:
+    a, b = date.fromisoformat(first), date.fromisoformat(last)
+    return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_each_period_view_fits_draws_and_survives_a_reload(
+    browser: Any, corpus_site: Any, width: int, tmp_path: Path
+) -> None:
+    server, _url, expected = corpus_site
+    tab = ReportTab(browser, width)
+    tab.open(server.base + "/")
+    page = tab.page
+    assert page.input_value("#f-timezone") == ZONE  # the browser's zone by default
+    assert tab.headline() == expected["daily"]["totals"]["total_tokens"]
+    loads = 1
+    for period, label in PERIODS.items():
+        if period != "daily":
+            page.click(f"#period button[data-period='{period}']")
+            loads += 1
+            tab.wait_loaded(loads)
+            assert f"period={period}" in page.url
+        assert page.get_attribute("body", "data-period") == period
+        pressed = page.get_attribute(f"#period button[data-period='{period}']", "aria-pressed")
+        assert pressed == "true" and page.text_content("#period [aria-pressed=true]") == label
+        drawn = tab.charts()
+        report = expected[period]
+        days = drawn["chart-days"]
+        if period == "daily":
+            dates = [r["date"] for r in report["rows"]]
+            axis = days_between(dates[0], dates[-1])
+            assert days["labels"] == axis and len(axis) > len(dates) + 20  # empty days kept
+        elif period == "weekly":
+            weeks = [r["week"] for r in report["rows"]]
+            assert days["labels"][0] == weeks[0] and days["labels"][-1] == weeks[-1]
+            assert len(days["labels"]) > len(weeks)
+        elif period == "monthly":
+            assert days["labels"] == [r["month"] for r in report["rows"]]
+        else:
+            assert days["labels"] == [] and days["points"] >= 4 * len(report["rows"])
+        # input and output have their own scale, far below the cache reads'
+        io_max = max(r["input_tokens"] + r["output_tokens"] for r in report["rows"])
+        cache_max = max(r["cache_creation_tokens"] + r["cache_read_tokens"] for r in report["rows"])
+        assert io_max <= days["scales"]["io"] < cache_max <= days["scales"]["y"]
+        assert tab.headline() == report["totals"]["total_tokens"]
+        tab.check_layout(tmp_path / f"{period}-{width}.png")
+    page.reload()
+    tab.wait_loaded(1)
+    assert page.get_attribute("body", "data-period") == "blocks"
+    tab.charts()
+    assert tab.errors == []
+    tab.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_sessions_order_and_page_live_in_the_url(
+    browser: Any, corpus_site: Any, width: int, tmp_path: Path
+) -> None:
+    server, _url, expected = corpus_site
+    sessions = expected["session"]["rows"]
+    assert len(sessions) > 20
+    tab = ReportTab(browser, width)
+    tab.open(server.base + "/")
+    page = tab.page
+    by_cost = sorted(sessions, key=lambda r: (-r["cost_usd"], r["session_id"]))
+    page.click("#sessions button[data-sort='cost_usd']")
+    assert "sort=cost_usd" in page.url
+    tab.wait_rows("sessions", 10)
+    first = page.text_content("#sessions tbody tr td.mono")
+    assert first == by_cost[0]["session_id"]
+    page.click("#page-next")
+    assert "page=2" in page.url
+    assert page.text_content("#sessions tbody tr td.mono") == by_cost[10]["session_id"]
+    models = page.locator("#sessions tbody tr").first.locator("td").nth(2).text_content() or ""
+    assert models and models != "–"
+    tab.check_layout(tmp_path / f"sessions-{width}.png")
+    page.reload()
+    tab.wait_loaded(1)
+    assert page.text_content("#sessions tbody tr td.mono") == by_cost[10]["session_id"]
+    ordered = page.get_attribute("#sessions th[aria-sort=descending] button", "data-sort")
+    assert ordered == "cost_usd"
+    by_last = sorted(sessions, key=lambda r: r["last_timestamp"], reverse=True)
+    page.click("#sessions button[data-sort='last_timestamp']")
+    assert "sort=last_timestamp" in page.url and "page=" not in page.url
+    assert page.text_content("#sessions tbody tr td.mono") == by_last[0]["session_id"]
+    assert tab.errors == []
+    tab.close()
+
+
+def test_other_bar_and_timezone_picker(browser: Any, corpus_site: Any, tmp_path: Path) -> None:
+    server, url, expected = corpus_site
+    tab = ReportTab(browser, 1280)
+    tab.open(server.base + "/")
+    page = tab.page
+    projects = {r["project"] for r in expected["session"]["rows"]}
+    assert len(projects) == 11
+    labels = tab.charts()["chart-projects"]["labels"]
+    assert len(labels) == 7 and labels[-1].startswith("other (5 projects)")
+    page.select_option("#f-timezone", "Asia/Tokyo")
+    page.click("#f-apply")
+    tab.wait_loaded(2)
+    assert "timezone=Asia%2FTokyo" in page.url or "timezone=Asia/Tokyo" in page.url
+    tokyo = cli_report(url, "daily", "--timezone", "Asia/Tokyo")
+    drawn = tab.charts()["chart-days"]
+    dates = [r["date"] for r in tokyo["rows"]]
+    assert drawn["labels"] == days_between(dates[0], dates[-1])
+    page.reload()
+    tab.wait_loaded(1)
+    assert page.input_value("#f-timezone") == "Asia/Tokyo"
+    tab.check_layout(tmp_path / "tokyo-1280.png")
+    assert tab.errors == []
+    tab.close()
