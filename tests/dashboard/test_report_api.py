@@ -9,6 +9,7 @@ since/until and the other options; a bad parameter is a 400 naming it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,13 @@ def test_equal_questions_share_one_answer(database_client: TestClient) -> None:
     first = database_client.get("/api/report/daily", params={"since": "20260211"}).json()
     second = database_client.get("/api/report/daily", params={"since": "2026-02-11"}).json()
     assert first["rows"] == second["rows"] and len(first["rows"]) == 1
+
+
+def test_the_readme_report_examples_answer(database_client: TestClient) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    examples = re.findall(r"curl '(?:http://127\.0\.0\.1:8110)(/api/report/[^']+)'", readme)
+    assert len(examples) >= 2
+    for path in examples:
+        got = database_client.get(path)
+        assert got.status_code == 200, (path, got.text)
+        assert got.json()["rows"], path

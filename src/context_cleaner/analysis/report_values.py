@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from context_cleaner.analysis.periods import WEEKDAYS
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+"""Index = ``date.weekday()``. Kept here, not imported from ``periods``: the command line
+imports these checks at start-up, before it knows it will make a report."""
 
 
 def whole_number(text: str, minimum: int, maximum: int | None = None) -> int:

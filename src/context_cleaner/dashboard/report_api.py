@@ -17,13 +17,10 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 
-from context_cleaner.analysis.periods import REPORTS, ReportQuery, cells_from_records
-from context_cleaner.analysis.records import UsageRecord
-from context_cleaner.analysis.report_rows import build_report
 from context_cleaner.analysis.report_values import (
     calendar_day,
     timezone_name,
@@ -34,6 +31,13 @@ from context_cleaner.analysis.report_values import (
 from context_cleaner.dashboard.answers import Answers
 from context_cleaner.dashboard.filters import AUTH_PARAMS, InvalidFilterError, parse_filters
 from context_cleaner.dashboard.sources import DashboardSource
+
+if TYPE_CHECKING:
+    from context_cleaner.analysis.periods import ReportQuery
+    from context_cleaner.analysis.records import UsageRecord
+
+# The report modules are imported on the first report request, not at start-up (the
+# period rules bring in the whole counter).
 
 router = APIRouter(prefix="/api/report")
 
@@ -65,6 +69,8 @@ _CHECKS: dict[str, Callable[[str], object]] = {
 def parse_report_query(kind: str, params: Mapping[str, str]) -> ReportQuery:
     """The :class:`ReportQuery` a request asks for; :class:`InvalidFilterError` names a bad
     parameter (the same rules as the CLI's flags)."""
+    from context_cleaner.analysis.periods import REPORTS, ReportQuery
+
     if kind not in REPORTS:
         raise InvalidFilterError(f"Unknown report {kind!r}; use one of {', '.join(REPORTS)}.")
     allowed = PARAMS if kind == "blocks" else PARAMS[:-1]
@@ -144,6 +150,9 @@ def read_report(source: DashboardSource, query: ReportQuery) -> dict[str, Any]:
 
     A database that has no usage yet gives an empty report (the dashboard never fails
     for that, it says so elsewhere)."""
+    from context_cleaner.analysis.periods import cells_from_records
+    from context_cleaner.analysis.report_rows import build_report
+
     if source.kind == "direct":
         cells = cells_from_records(
             _RECORDS.get(source),

@@ -18,6 +18,7 @@ marked stale. Every answer has ``stale`` and ``as_of`` (and ``busy`` when stale)
 ``GET /api/freshness``          data lag, last sync, tracked files behind
 ``GET /api/alerts``             alerts from runs and freshness (a list)
 ``GET /api/health``             runs, validation, freshness and alerts at once
+``GET /api/report/{kind}``      ``report KIND --json``'s document (``report_api.py``)
 ==============================  ====================================================
 
 Filters everywhere they apply: ``start``, ``end`` (YYYY-MM-DD, UTC days),
