@@ -42,6 +42,7 @@ VARIANTS: dict[str, dict[str, str]] = {
         "last": "1",
         "model": OPUS,
     },
+    "berlin-all": {"timezone": "Europe/Berlin", "breakdown": "yes"},
     "tokyo-project": {
         "timezone": "Asia/Tokyo",
         "until": "2026-02-12",

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_browser
 from dashboard_helpers import Server, run_cli
-from test_browser import ARGS, CHROMIUM, Page
+from test_browser import CHROMIUM, Page
 
 from context_cleaner.testing.sample_corpus import generate_transcripts
 
@@ -93,14 +94,8 @@ def corpus_site(projects_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
+browser = test_browser.browser
+"""One headless Chromium for the module (the fixture of the page's other tests)."""
 
 
 class ReportTab(Page):

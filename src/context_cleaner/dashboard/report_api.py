@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -165,9 +166,17 @@ def read_report(source: DashboardSource, query: ReportQuery) -> dict[str, Any]:
 
     if not source.describe()["initialised"]:
         return build_report(query, [], source="database")
+    # Sessions do not depend on the timezone unless days are filtered: asked in UTC, the
+    # database answers them from its rollup instead of the usage rows (the page asks
+    # for them on every load, in the browser's zone).
+    asked = query
+    if query.kind == "session" and query.since is None and query.until is None:
+        asked = replace(query, timezone="UTC")
     # The request's unit of work already holds the database session; reuse its client.
     with source.bridge._session() as client:  # type: ignore[attr-defined]
-        return report_from_database(client, query)
+        payload = report_from_database(client, asked)
+    payload["timezone"] = query.timezone
+    return payload
 
 
 @router.get("/{kind}")

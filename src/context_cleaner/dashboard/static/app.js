@@ -128,8 +128,8 @@
     text($("caption-cost"), "Cost per " + noun + " (USD)");
     chart("chart-days", R.tokenConfig(s, FMT, COLORS));
     chart("chart-cost", R.costConfig(s, FMT, COLORS));
-    const plural = s.count === 1 ? noun : noun + "s";
-    let range = s.count + " " + plural + " · " + state.timezone;
+    const plural = report.report === "blocks" ? "five-hour block" : noun;
+    let range = s.count + " " + plural + (s.count === 1 ? "" : "s") + " · " + state.timezone;
     if (report.report !== "blocks") range += " · " + s.empty + " without usage";
     text($("range"), range);
   }
