@@ -230,7 +230,7 @@ def test_other_bar_and_timezone_picker(browser: Any, corpus_site: Any, tmp_path:
     projects = {r["project"] for r in expected["session"]["rows"]}
     assert len(projects) == 11
     labels = tab.charts()["chart-projects"]["labels"]
-    assert len(labels) == 7 and labels[-1].startswith("other (5 projects)")
+    assert len(labels) == 7 and labels[-1].startswith("other (5)")
     page.select_option("#f-timezone", "Asia/Tokyo")
     page.click("#f-apply")
     tab.wait_loaded(2)

@@ -136,9 +136,9 @@
 
   function drawRankings(periodReport, sessionReport) {
     const width = $("chart-models").parentElement.clientWidth;
-    const models = R.ranked(R.models(periodReport), SHOWN, "models");
+    const models = R.ranked(R.models(periodReport), SHOWN);
     chart("chart-models", R.rankingConfig(models, FMT, COLORS, width));
-    const projects = R.ranked(R.projects(sessionReport), SHOWN, "projects");
+    const projects = R.ranked(R.projects(sessionReport), SHOWN);
     chart("chart-projects", R.rankingConfig(projects, FMT, COLORS, width));
   }
 

@@ -54,12 +54,12 @@
     return out;
   }
 
-  /* Items ranked by tokens: the first ``shown``, then one "other" item for the rest. */
-  function ranked(items, shown, noun) {
+  /* Items ranked by tokens: the first ``shown``, then one "other (N)" item for the rest. */
+  function ranked(items, shown) {
     const sorted = items.slice().sort((a, b) => b.total_tokens - a.total_tokens || (a.name < b.name ? -1 : 1));
     if (sorted.length <= shown) return sorted;
     const rest = sorted.slice(shown);
-    const other = { name: "other (" + rest.length + " " + noun + ")", other: true, total_tokens: 0, cost_usd: 0 };
+    const other = { name: "other (" + rest.length + ")", other: true, total_tokens: 0, cost_usd: 0 };
     rest.forEach((i) => { other.total_tokens += i.total_tokens; other.cost_usd += i.cost_usd; });
     return sorted.slice(0, shown).concat([other]);
   }
@@ -222,12 +222,19 @@
   }
 
   function rankingConfig(items, fmt, colors, width) {
-    const most = Math.max(14, Math.floor(width / 19));  // Chart.js gives labels under half the width
-    const cut = (l) => (l.length > most ? "…" + l.slice(-(most - 1)) : l);
+    /* Chart.js gives the labels under half the width: long names keep their end (a
+     * project folder's last part, a model's version) and the cost stays whole. */
+    const budget = Math.max(24, Math.floor(width / 15));
+    const label = (i) => {
+      const cost = "  ·  " + fmt.usd.format(i.cost_usd);
+      const name = i.name.replace(/^claude-/, "").replace(/-\d{8}$/, "");
+      const most = Math.max(8, budget - cost.length);
+      return (i.other || name.length <= most ? name : "…" + name.slice(-(most - 1))) + cost;
+    };
     return {
       type: "bar",
       data: {
-        labels: items.map((i) => i.name.replace(/^claude-/, "").replace(/-\d{8}$/, "") + "  ·  " + fmt.usd.format(i.cost_usd)),
+        labels: items.map(label),
         datasets: [{
           label: "Tokens",
           data: items.map((i) => i.total_tokens),
@@ -239,7 +246,7 @@
         indexAxis: "y",
         scales: {
           x: { beginAtZero: true, ticks: { callback: (v) => fmt.compact.format(v) } },
-          y: { ticks: { autoSkip: false, callback: function (v) { return cut(this.getLabelForValue(v)); } } },
+          y: { ticks: { autoSkip: false } },
         },
         plugins: {
           legend: { display: false },
