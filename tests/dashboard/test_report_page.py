@@ -15,7 +15,7 @@ import json
 import shutil
 import struct
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -243,5 +243,36 @@ def test_other_bar_and_timezone_picker(browser: Any, corpus_site: Any, tmp_path:
     tab.wait_loaded(1)
     assert page.input_value("#f-timezone") == "Asia/Tokyo"
     tab.check_layout(tmp_path / "tokyo-1280.png")
+    assert tab.errors == []
+    tab.close()
+
+
+def test_the_active_block_and_its_projection_are_named(
+    browser: Any, projects_dir: Path, server_factory: Any, tmp_path: Path
+) -> None:
+    """Usage of the last hour (direct mode, the transcripts themselves) is an active block;
+    the block view says what it holds and what it is projected to reach."""
+    source = next(projects_dir.rglob("short.jsonl"))
+    usage = [
+        doc
+        for doc in map(json.loads, source.read_text().splitlines())
+        if doc.get("type") == "assistant" and (doc.get("message") or {}).get("usage")
+    ]
+    live = tmp_path / "projects" / "-home-user-projects-live"
+    live.mkdir(parents=True)
+    now = datetime.now(UTC)
+    with (live / "live.jsonl").open("w") as f:
+        for i, doc in enumerate(usage[:4]):
+            doc["timestamp"] = (now - timedelta(minutes=40 - 10 * i)).isoformat()[:23] + "Z"
+            doc["message"]["id"], doc["requestId"] = f"msg_live_{i}", f"req_live_{i}"
+            f.write(json.dumps(doc) + "\n")
+    server = server_factory("--source", "direct", "--source-dir", str(tmp_path / "projects"))
+    tab = ReportTab(browser, 420)
+    tab.open(server.base + "/?period=blocks")
+    note = tab.page.text_content("#range") or ""
+    assert note.startswith("1 five-hour block") and "active block:" in note, note
+    assert "projected by" in note
+    tab.charts()
+    tab.check_layout(tmp_path / "active-420.png")
     assert tab.errors == []
     tab.close()

@@ -131,6 +131,13 @@
     const plural = report.report === "blocks" ? "five-hour block" : noun;
     let range = s.count + " " + plural + (s.count === 1 ? "" : "s") + " · " + state.timezone;
     if (report.report !== "blocks") range += " · " + s.empty + " without usage";
+    const active = report.report === "blocks" ? report.rows.find((r) => r.is_active) : null;
+    if (active && active.projection) {
+      const end = R.zoned(state.timezone, { hour: "2-digit", minute: "2-digit" }).format(new Date(active.end));
+      range += " · active block: " + compact.format(active.total_tokens) + " tokens so far, " +
+        compact.format(active.projection.total_tokens) + " (" + usd.format(active.projection.cost_usd) +
+        ") projected by " + end;
+    }
     text($("range"), range);
   }
 
