@@ -34,6 +34,13 @@ pytestmark = [
 WIDTHS = (420, 1280)
 ZONE = "America/New_York"
 PERIODS = {"daily": "Day", "weekly": "Week", "monthly": "Month", "blocks": "5-hour block"}
+TOKEN_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_tokens",
+    "cache_read_tokens",
+    "total_tokens",
+)
 CANVASES = ("chart-days", "chart-cost", "chart-models", "chart-projects")
 
 _LAYOUT_JS = """() => ({
@@ -59,6 +66,16 @@ _CHART_JS = """(id) => {
     labels: chart.data.labels || [], scales,
   };
 }"""
+
+
+def _scaled(route: Any) -> None:
+    """The report answers with every token count 10,000 times larger."""
+    response = route.fetch()
+    body = response.json()
+    for item in [body["totals"], *body["rows"]]:
+        for key in (*TOKEN_KEYS, "cost_usd"):
+            item[key] *= 10_000
+    route.fulfill(response=response, json=body)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -183,6 +200,12 @@ def test_each_period_view_fits_draws_and_survives_a_reload(
     tab.wait_loaded(1)
     assert page.get_attribute("body", "data-period") == "blocks"
     tab.charts()
+    # a heavy user's numbers (hundreds of billions of cache reads, exact) still fit
+    page.route("**/api/report/**", _scaled)
+    page.reload()
+    tab.wait_loaded(1)
+    assert tab.headline() == expected["blocks"]["totals"]["total_tokens"] * 10_000
+    tab.check_layout(tmp_path / f"huge-{width}.png")
     assert tab.errors == []
     tab.close()
 

@@ -150,18 +150,20 @@
   }
 
   /* ---- panels ---- */
+  function figure(id, value) {
+    const el = text($(id), value);
+    el.style.setProperty("--chars", String(Math.max(8, value.length)));  // style.css sizes by it
+    return el;
+  }
+
   function drawTotals(t, sessions) {
-    const tokens = $("total-tokens");
-    tokens.dataset.value = String(t.total_tokens);
-    text(tokens, nf.format(t.total_tokens));
-    const cost = $("total-cost");
-    cost.dataset.value = String(t.cost_usd);
-    text(cost, usd.format(t.cost_usd));
-    text($("total-input"), nf.format(t.input_tokens));
-    text($("total-output"), nf.format(t.output_tokens));
-    text($("total-cache-creation"), nf.format(t.cache_creation_tokens));
-    text($("total-cache-read"), nf.format(t.cache_read_tokens));
-    text($("total-sessions"), nf.format(sessions));
+    figure("total-tokens", nf.format(t.total_tokens)).dataset.value = String(t.total_tokens);
+    figure("total-cost", usd.format(t.cost_usd)).dataset.value = String(t.cost_usd);
+    figure("total-input", nf.format(t.input_tokens));
+    figure("total-output", nf.format(t.output_tokens));
+    figure("total-cache-creation", nf.format(t.cache_creation_tokens));
+    figure("total-cache-read", nf.format(t.cache_read_tokens));
+    figure("total-sessions", nf.format(sessions));
   }
 
   function fillSelect(id, values, current) {
