@@ -363,7 +363,10 @@
     document.body.dataset.period = state.period;
   }
 
+  let latest = 0;  // a load that a newer one overtook (a click during a refresh) draws nothing
+
   async function load() {
+    const mine = ++latest;
     document.body.dataset.state = "loading";
     drawSwitch();
     try {
@@ -374,6 +377,7 @@
         api("report/" + state.period, reportParams({ breakdown: 1 }), false),
         api("report/session", reportParams(), false),
       ]);
+      if (mine !== latest) return;
       drawInfo(info);
       drawTotals(periods.totals, sessions.rows.length);
       drawPeriods(periods);
@@ -391,6 +395,7 @@
       document.body.dataset.loads = String(state.loads);
       document.body.dataset.state = "ready";
     } catch (e) {
+      if (mine !== latest) return;
       showError("Could not load the dashboard: " + e.message);
       document.body.dataset.state = "error";
     }
