@@ -106,6 +106,9 @@ def corpus_site(projects_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     assert done.returncode == 0, done.stdout + done.stderr
     expected = {kind: cli_report(url, kind, "--timezone", ZONE) for kind in PERIODS}
     expected["session"] = cli_report(url, "session", "--timezone", ZONE)
+    expected["weekly-monday"] = cli_report(
+        url, "weekly", "--timezone", ZONE, "--start-of-week", "monday"
+    )
     server = Server("--clickhouse-url", url).wait_ready()
     yield server, url, expected
     server.stop()
@@ -173,6 +176,7 @@ def test_each_period_view_fits_draws_and_survives_a_reload(
             tab.wait_loaded(loads)
             assert f"period={period}" in page.url
         assert page.get_attribute("body", "data-period") == period
+        assert page.is_visible("#week-start") == (period == "weekly")
         pressed = page.get_attribute(f"#period button[data-period='{period}']", "aria-pressed")
         assert pressed == "true" and page.text_content("#period [aria-pressed=true]") == label
         drawn = tab.charts()
@@ -186,6 +190,14 @@ def test_each_period_view_fits_draws_and_survives_a_reload(
             weeks = [r["week"] for r in report["rows"]]
             assert days["labels"][0] == weeks[0] and days["labels"][-1] == weeks[-1]
             assert len(days["labels"]) > len(weeks)
+            page.select_option("#week-start", "monday")
+            loads += 1
+            tab.wait_loaded(loads)
+            assert "week_start=monday" in page.url
+            mondays = [r["week"] for r in expected["weekly-monday"]["rows"]]
+            labels = tab.charts()["chart-days"]["labels"]
+            assert labels[0] == mondays[0] and labels[-1] == mondays[-1]
+            assert set(mondays) < set(labels) and mondays != weeks
         elif period == "monthly":
             assert days["labels"] == [r["month"] for r in report["rows"]]
         else:

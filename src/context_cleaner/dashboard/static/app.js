@@ -10,6 +10,7 @@
   const FILTERS = ["start", "end", "model", "project", "host"];
   const PERIODS = ["daily", "weekly", "monthly", "blocks"];
   const SORTS = ["total_tokens", "cost_usd", "last_timestamp"];
+  const WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"];  // getUTCDay()
   const SHOWN = 6;  // bars per ranking; the rest are one "other" bar
   const R = window.ContextCleanerReports;
   const BROWSER_ZONE = (() => {
@@ -32,6 +33,7 @@
     timezone: params.get("timezone") || BROWSER_ZONE,
     period: PERIODS.includes(params.get("period")) ? params.get("period") : "daily",
     sort: SORTS.includes(params.get("sort")) ? params.get("sort") : "total_tokens",
+    weekStart: WEEKDAYS.includes(params.get("week_start")) ? params.get("week_start") : "sunday",
     page: Math.max(1, parseInt(params.get("page"), 10) || 1),
     sessions: [],
     loads: 0,
@@ -120,7 +122,7 @@
       timezone: state.timezone,
       since: state.filters.start,
       until: state.filters.end,
-      startOfWeek: 0,
+      startOfWeek: WEEKDAYS.indexOf(state.weekStart),
       width: $("chart-days").parentElement.clientWidth,
     });
     const noun = R.NOUN[report.report];
@@ -361,6 +363,8 @@
       b.setAttribute("aria-pressed", String(b.dataset.period === state.period));
     });
     document.body.dataset.period = state.period;
+    $("week-start-label").hidden = state.period !== "weekly";
+    $("week-start").value = state.weekStart;
   }
 
   let latest = 0;  // a load that a newer one overtook (a click during a refresh) draws nothing
@@ -374,7 +378,7 @@
         api("info", null, false),
         api("overview", null, false),
         api("health", null, false),
-        api("report/" + state.period, reportParams({ breakdown: 1 }), false),
+        api("report/" + state.period, reportParams(state.period === "weekly" ? { breakdown: 1, start_of_week: state.weekStart } : { breakdown: 1 }), false),
         api("report/session", reportParams(), false),
       ]);
       if (mine !== latest) return;
@@ -407,6 +411,7 @@
     Object.entries(state.filters).forEach(([k, v]) => { if (v) q.set(k, v); });
     if (state.timezone !== BROWSER_ZONE) q.set("timezone", state.timezone);
     if (state.period !== "daily") q.set("period", state.period);
+    if (state.weekStart !== "sunday") q.set("week_start", state.weekStart);
     if (state.search) q.set("search", state.search);
     if (state.sort !== "total_tokens") q.set("sort", state.sort);
     if (state.page > 1) q.set("page", String(state.page));
@@ -448,6 +453,7 @@
       $("f-timezone").value = BROWSER_ZONE;
       state.period = "daily";
       state.sort = "total_tokens";
+      state.weekStart = "sunday";
       readForm();
       syncUrl();
       load();
@@ -467,6 +473,11 @@
         state.sort = b.dataset.sort;
         toPage(1);
       });
+    });
+    $("week-start").addEventListener("change", (ev) => {
+      state.weekStart = ev.target.value;
+      syncUrl();
+      load();
     });
     document.querySelectorAll("#period button").forEach((b) => {
       b.addEventListener("click", () => {
