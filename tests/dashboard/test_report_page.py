@@ -34,13 +34,6 @@ pytestmark = [
 WIDTHS = (420, 1280)
 ZONE = "America/New_York"
 PERIODS = {"daily": "Day", "weekly": "Week", "monthly": "Month", "blocks": "5-hour block"}
-TOKEN_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_tokens",
-    "cache_read_tokens",
-    "total_tokens",
-)
 CANVASES = ("chart-days", "chart-cost", "chart-models", "chart-projects")
 
 _LAYOUT_JS = """() => ({
@@ -73,7 +66,7 @@ def _scaled(route: Any) -> None:
     response = route.fetch()
     body = response.json()
     for item in [body["totals"], *body["rows"]]:
-        for key in (*TOKEN_KEYS, "cost_usd"):
+        for key in [k for k in item if k.endswith("_tokens")] + ["cost_usd"]:
             item[key] *= 10_000
     route.fulfill(response=response, json=body)
 
