@@ -10,18 +10,16 @@ import pytest
 from bridge_helpers import Holder
 
 from context_cleaner.bridge import (
-    ConfigurationError,
     Database,
     DatabaseLockedError,
     DatabaseUnavailableError,
     RetryPolicy,
     SchemaError,
-    TransientError,
     engine_holder,
-    is_transient,
     open_client,
 )
 from context_cleaner.bridge.url import parse_url
+from context_cleaner.errors import ConfigurationError, TransientError, is_transient
 
 
 def test_retry_policy_delays() -> None:

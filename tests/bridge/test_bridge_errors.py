@@ -6,7 +6,6 @@ import pytest
 from clickhouse_connect.driver import exceptions as driver
 
 from context_cleaner.bridge import (
-    ConfigurationError,
     DatabaseConfigurationError,
     DatabaseError,
     DatabaseLockedError,
@@ -14,15 +13,18 @@ from context_cleaner.bridge import (
     DatabaseQueryError,
     DatabaseUnavailableError,
     DiskFullError,
-    MigrationError,
-    ResourceError,
     SchemaError,
-    TerminalError,
-    TransientError,
-    is_transient,
     translate_clickhouse_error,
 )
 from context_cleaner.bridge.exceptions import clickhouse_error_code, redact_text
+from context_cleaner.errors import (
+    ConfigurationError,
+    MigrationError,
+    ResourceError,
+    TerminalError,
+    TransientError,
+    is_transient,
+)
 
 
 @pytest.mark.parametrize(

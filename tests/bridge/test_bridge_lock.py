@@ -159,7 +159,7 @@ def test_lock_timeout_from_environment(tmp_path: Path) -> None:
     assert Database(f"chdb://{tmp_path}/db", environ=env).lock_timeout == 2.5
     assert Database(f"chdb://{tmp_path}/db", environ={}).lock_timeout == 30
     assert Database(f"chdb://{tmp_path}/db", lock_timeout=1, environ=env).lock_timeout == 1
-    from context_cleaner.bridge import ConfigurationError
+    from context_cleaner.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="CONTEXT_CLEANER_LOCK_TIMEOUT"):
         Database(f"chdb://{tmp_path}/db", environ={"CONTEXT_CLEANER_LOCK_TIMEOUT": "soon"})

@@ -6,7 +6,6 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from context_cleaner.bridge import (
-    ConfigurationError,
     Database,
     SchemaError,
     list_snapshots,
@@ -15,6 +14,7 @@ from context_cleaner.bridge import (
     snapshot_table,
 )
 from context_cleaner.bridge.snapshot import table_exists
+from context_cleaner.errors import ConfigurationError
 
 TABLE = "enhanced_token_details"
 ALL_ROWS = f"SELECT * FROM {TABLE} ORDER BY message_id, request_id, ver"

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from context_cleaner.bridge import ConfigurationError, DatabaseURL, parse_url, redact, resolve_url
+from context_cleaner.bridge import DatabaseURL, parse_url, redact, resolve_url
 from context_cleaner.bridge.url import DEFAULT_EMBEDDED_PATH, PASSWORD_ENV, URL_ENV
+from context_cleaner.errors import ConfigurationError
 
 
 def test_chdb_absolute_path() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from context_cleaner.bridge.exceptions import ConfigurationError
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.migration.status import MigrationStatus, get_migration_status
 

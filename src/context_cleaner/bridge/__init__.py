@@ -8,7 +8,7 @@ Public API (import from here)::
     setup_schema(client)             apply pending sql/NNN_name.sql files
     insert_details(client, records)  usage records into enhanced_token_details
     snapshot_table / restore_table   O(1) table snapshots for rollback
-    exceptions                       the MigrationError tree, incl. database leaves
+    exceptions                       the database errors (the shared tree: context_cleaner.errors)
 
 Nothing here imports Prefect; clickhouse-connect is imported only when a client is opened.
 """
@@ -32,8 +32,6 @@ from context_cleaner.bridge.details import (
     synthetic_message_id,
 )
 from context_cleaner.bridge.exceptions import (
-    AnalysisError,
-    ConfigurationError,
     DatabaseConfigurationError,
     DatabaseError,
     DatabaseLockedError,
@@ -41,14 +39,7 @@ from context_cleaner.bridge.exceptions import (
     DatabaseQueryError,
     DatabaseUnavailableError,
     DiskFullError,
-    FileAccessError,
-    MigrationError,
-    ResourceError,
     SchemaError,
-    TerminalError,
-    TransientError,
-    ValidationError,
-    is_transient,
     translate_clickhouse_error,
 )
 from context_cleaner.bridge.lock import DEFAULT_LOCK_TIMEOUT, FileLock, lock_path_for
@@ -73,8 +64,6 @@ __all__ = [
     "DETAILS_TABLE",
     "DETAIL_COLUMNS",
     "SYNTHETIC_ID_PREFIX",
-    "AnalysisError",
-    "ConfigurationError",
     "Database",
     "DatabaseConfigurationError",
     "DatabaseError",
@@ -84,15 +73,9 @@ __all__ = [
     "DatabaseURL",
     "DatabaseUnavailableError",
     "DiskFullError",
-    "FileAccessError",
     "FileLock",
-    "MigrationError",
-    "ResourceError",
     "RetryPolicy",
     "SchemaError",
-    "TerminalError",
-    "TransientError",
-    "ValidationError",
     "applied_schema_files",
     "chdb_supported",
     "close_client",
@@ -100,7 +83,6 @@ __all__ = [
     "drop_table",
     "engine_holder",
     "insert_details",
-    "is_transient",
     "list_snapshots",
     "load_schema_files",
     "lock_path_for",

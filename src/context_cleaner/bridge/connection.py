@@ -29,16 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import (
-    ConfigurationError,
     DatabaseLockedError,
     DatabaseUnavailableError,
-    MigrationError,
-    TransientError,
     redact_text,
     translate_clickhouse_error,
 )
 from context_cleaner.bridge.snapshot import finish_interrupted_changes
 from context_cleaner.bridge.url import DatabaseURL, resolve_url
+from context_cleaner.errors import ConfigurationError, MigrationError, TransientError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

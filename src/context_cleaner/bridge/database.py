@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.connection import RetryPolicy, close_client, open_client
-from context_cleaner.bridge.exceptions import ConfigurationError, translate_clickhouse_error
+from context_cleaner.bridge.exceptions import translate_clickhouse_error
 from context_cleaner.bridge.lock import (
     DEFAULT_LOCK_TIMEOUT,
     PROCESS_LOCKS,
@@ -43,6 +43,7 @@ from context_cleaner.bridge.lock import (
     writer_waiting,
 )
 from context_cleaner.bridge.url import DatabaseURL, resolve_url
+from context_cleaner.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from pathlib import Path

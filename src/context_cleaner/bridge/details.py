@@ -26,11 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.extract import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 from context_cleaner.analysis.records import UsageRecord, path_hash, record_version
-from context_cleaner.bridge.exceptions import (
-    DatabaseQueryError,
-    MigrationError,
-    translate_clickhouse_error,
-)
+from context_cleaner.bridge.exceptions import DatabaseQueryError, translate_clickhouse_error
+from context_cleaner.errors import MigrationError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

@@ -1,8 +1,7 @@
 """The bridge's errors, and the one place ClickHouse driver errors are translated.
 
-The shared tree lives in :mod:`context_cleaner.errors`; the bridge adds the
-database leaves and re-exports the rest, so the migration layer can import every
-error it handles from here::
+The shared tree lives in :mod:`context_cleaner.errors` (import its classes from
+there); the bridge adds the database leaves, whose one home is this module::
 
     MigrationError
     ├── DatabaseError                    any database failure (never raised bare)
@@ -28,24 +27,9 @@ from __future__ import annotations
 
 import re
 
-from context_cleaner.errors import (
-    AnalysisError,
-    ConfigurationError,
-    ContextCleanerError,
-    FileAccessError,
-    MigrationError,
-    ResourceError,
-    SourceNotFoundError,
-    TerminalError,
-    TransientError,
-    ValidationError,
-    is_transient,
-)
+from context_cleaner import errors
 
 __all__ = [
-    "AnalysisError",
-    "ConfigurationError",
-    "ContextCleanerError",
     "DatabaseConfigurationError",
     "DatabaseError",
     "DatabaseLockedError",
@@ -53,33 +37,25 @@ __all__ = [
     "DatabaseQueryError",
     "DatabaseUnavailableError",
     "DiskFullError",
-    "FileAccessError",
-    "MigrationError",
-    "ResourceError",
     "SchemaError",
-    "SourceNotFoundError",
-    "TerminalError",
-    "TransientError",
-    "ValidationError",
     "clickhouse_error_code",
-    "is_transient",
     "redact_text",
     "translate_clickhouse_error",
 ]
 
 
-class DatabaseError(MigrationError):
+class DatabaseError(errors.MigrationError):
     """A database operation failed; concrete errors also sit in a transient or terminal branch."""
 
     code: int | None = None
     """The ClickHouse error code, when the failure came with one."""
 
 
-class DatabaseUnavailableError(DatabaseError, TransientError):
+class DatabaseUnavailableError(DatabaseError, errors.TransientError):
     """The server cannot be reached or is overloaded; a retry later may succeed."""
 
 
-class DatabaseLockedError(DatabaseError, TransientError):
+class DatabaseLockedError(DatabaseError, errors.TransientError):
     """The embedded database directory is held by another process."""
 
     def __init__(
@@ -96,23 +72,23 @@ class DatabaseLockedError(DatabaseError, TransientError):
         self.holder_command = holder_command
 
 
-class DatabaseConfigurationError(DatabaseError, ConfigurationError):
+class DatabaseConfigurationError(DatabaseError, errors.ConfigurationError):
     """The database rejected who we are or where we point: credentials, database name."""
 
 
-class DiskFullError(DatabaseError, ResourceError):
+class DiskFullError(DatabaseError, errors.ResourceError):
     """The database has no space left to write."""
 
 
-class DatabaseMemoryError(DatabaseError, ResourceError):
+class DatabaseMemoryError(DatabaseError, errors.ResourceError):
     """A query hit the database's memory limit."""
 
 
-class SchemaError(DatabaseError, TerminalError):
+class SchemaError(DatabaseError, errors.TerminalError):
     """The schema is missing, or differs from the one this version expects."""
 
 
-class DatabaseQueryError(DatabaseError, TerminalError):
+class DatabaseQueryError(DatabaseError, errors.TerminalError):
     """The database refused a statement for a reason retrying does not change."""
 
 
@@ -204,15 +180,15 @@ def _driver_message(exc: BaseException) -> str:
 
 def translate_clickhouse_error(
     exc: BaseException, *, target: str = "", action: str = ""
-) -> MigrationError:
-    """Sort a ClickHouse driver exception into the :class:`MigrationError` tree.
+) -> errors.MigrationError:
+    """Sort a ClickHouse driver exception into the tree of :mod:`context_cleaner.errors`.
 
     ``target`` is the redacted database address (for the message) and ``action``
     what was being done ("inserting 50000 rows into enhanced_token_details").
-    Errors that already are :class:`MigrationError` pass through unchanged.
+    Errors that already are :class:`~context_cleaner.errors.MigrationError` pass through unchanged.
     The caller raises the result ``from exc``.
     """
-    if isinstance(exc, MigrationError):
+    if isinstance(exc, errors.MigrationError):
         return exc
     code = clickhouse_error_code(exc)
     detail = _driver_message(exc)

@@ -42,7 +42,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from context_cleaner.bridge.exceptions import DatabaseLockedError, FileAccessError
+from context_cleaner.bridge.exceptions import DatabaseLockedError
+from context_cleaner.errors import FileAccessError
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 """Seconds a process waits for another to release the database before giving up."""

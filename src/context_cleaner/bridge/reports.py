@@ -19,9 +19,9 @@ from context_cleaner.analysis.periods import HOUR_MS, Cell, ReportQuery
 from context_cleaner.analysis.report_rows import build_report
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.details import COUNTED_VIEW
-from context_cleaner.bridge.exceptions import ConfigurationError
 from context_cleaner.bridge.summaries import SUMMARIES
 from context_cleaner.bridge.token_bridge import query_rows
+from context_cleaner.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 
 from context_cleaner.bridge.exceptions import (
     DatabaseQueryError,
-    MigrationError,
     SchemaError,
     translate_clickhouse_error,
 )
+from context_cleaner.errors import MigrationError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

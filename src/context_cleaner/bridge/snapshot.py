@@ -37,12 +37,11 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import (
-    ConfigurationError,
     DatabaseUnavailableError,
-    MigrationError,
     SchemaError,
     translate_clickhouse_error,
 )
+from context_cleaner.errors import ConfigurationError, MigrationError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

@@ -17,7 +17,8 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from context_cleaner.bridge.exceptions import MigrationError, translate_clickhouse_error
+from context_cleaner.bridge.exceptions import translate_clickhouse_error
+from context_cleaner.errors import MigrationError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

@@ -27,11 +27,7 @@ from context_cleaner import __version__
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.details import default_host, default_user, insert_details
-from context_cleaner.bridge.exceptions import (
-    ConfigurationError,
-    MigrationError,
-    translate_clickhouse_error,
-)
+from context_cleaner.bridge.exceptions import translate_clickhouse_error
 from context_cleaner.bridge.runs import mark_crashed, this_process
 from context_cleaner.bridge.schema import setup_schema
 from context_cleaner.bridge.summaries import (
@@ -47,6 +43,7 @@ from context_cleaner.bridge.tracking import (
     compact_files,
     current_files,
 )
+from context_cleaner.errors import ConfigurationError, MigrationError
 from context_cleaner.observability.telemetry import db_call
 
 if TYPE_CHECKING:

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
-from context_cleaner.bridge.exceptions import ConfigurationError, redact_text
+from context_cleaner.bridge.exceptions import redact_text
+from context_cleaner.errors import ConfigurationError
 
 URL_ENV = "CONTEXT_CLEANER_CLICKHOUSE_URL"
 PASSWORD_ENV = "CONTEXT_CLEANER_CLICKHOUSE_PASSWORD"

@@ -35,7 +35,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from context_cleaner.bridge.exceptions import ConfigurationError
 from context_cleaner.bridge.schema import SCHEMA_TABLE, load_schema_files
 from context_cleaner.bridge.snapshot import (
     JOURNAL,
@@ -46,6 +45,7 @@ from context_cleaner.bridge.snapshot import (
     table_exists,
 )
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows, utc
+from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration.models import RollbackResult
 
 if TYPE_CHECKING:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from context_cleaner.bridge.exceptions import ConfigurationError
 from context_cleaner.bridge.runs import GONE, crash_reason, details_of, process_state, read_stash
 from context_cleaner.bridge.token_bridge import (
     EXECUTION_LOG,
@@ -34,6 +33,7 @@ from context_cleaner.bridge.token_bridge import (
     query_rows,
     read_alerts,
 )
+from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration import pipeline
 from context_cleaner.migration.alerts import AlertRule, alert_rules
 from context_cleaner.migration.models import to_jsonable
