@@ -31,7 +31,8 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from context_cleaner.bridge.connection import RetryPolicy, close_client, open_client
 from context_cleaner.bridge.exceptions import translate_clickhouse_error
@@ -46,8 +47,6 @@ from context_cleaner.bridge.url import DatabaseURL, resolve_url
 from context_cleaner.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from clickhouse_connect.driver.client import Client
 
 log = logging.getLogger(__name__)
@@ -119,6 +118,13 @@ class Database:
         if self.url.is_embedded and not self.url.is_memory:
             return lock_path_for(self.url.path)
         return None
+
+    def exists(self) -> bool:
+        """False when an on-disk embedded database's folder is missing (found out without
+        creating it); a server's database is not asked here."""
+        return not (
+            self.url.is_embedded and not self.url.is_memory and not Path(self.url.path).exists()
+        )
 
     def __repr__(self) -> str:
         return f"Database({self.url.redacted()!r})"
@@ -244,3 +250,16 @@ def _close_parked(parked: tuple[Client, contextlib.AbstractContextManager[Any]])
         close_client(client)
     finally:
         hold.__exit__(None, None, None)
+
+
+class _Bridge(Protocol):
+    """What :func:`database_exists` needs of an ``EnhancedTokenDatabaseBridge``."""
+
+    database: Database
+
+    def is_initialised(self) -> bool: ...
+
+
+def database_exists(bridge: _Bridge) -> bool:
+    """True when the schema exists; never creates an embedded database's folder to find out."""
+    return bridge.database.exists() and bridge.is_initialised()

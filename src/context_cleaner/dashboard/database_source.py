@@ -15,11 +15,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from context_cleaner.analysis.pricing import PriceTable
-from context_cleaner.bridge.database import Database
+from context_cleaner.bridge.database import Database, database_exists
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, totals_dict
 from context_cleaner.dashboard import health
 from context_cleaner.dashboard.filters import QueryFilters
@@ -51,12 +50,8 @@ class DatabaseSource:
         self.keeper = EngineKeeper(self.database, idle=keep_warm)
         self._options: tuple[float, dict[str, list[str]]] | None = None
 
-    def _exists(self) -> bool:
-        url = self.database.url
-        return not (url.is_embedded and not url.is_memory and not Path(url.path).exists())
-
     def _ready(self) -> bool:
-        return self._exists() and self.bridge.is_initialised()
+        return database_exists(self.bridge)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -69,7 +64,7 @@ class DatabaseSource:
 
     @contextlib.contextmanager
     def unit(self, wait: float | None = None) -> Iterator[None]:
-        if not self._exists():
+        if not self.database.exists():
             yield
             return
         self.keeper.touch()

@@ -20,11 +20,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from context_cleaner.bridge.database import database_exists
 from context_cleaner.bridge.runs import GONE, crash_reason, details_of, process_state, read_stash
 from context_cleaner.bridge.token_bridge import (
     EXECUTION_LOG,
@@ -151,14 +151,6 @@ _LOG_SQL = (
     f"toString(status), details FROM {EXECUTION_LOG} WHERE migration_id = {{m:String}} "
     "ORDER BY execution_timestamp"
 )
-
-
-def database_exists(bridge: EnhancedTokenDatabaseBridge) -> bool:
-    """True when the schema exists; never creates an embedded database's folder to find out."""
-    url = bridge.database.url
-    if url.is_embedded and not url.is_memory and not Path(url.path).exists():
-        return False
-    return bridge.is_initialised()
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -25,13 +25,13 @@ from context_cleaner.analysis.discovery import discover, resolve_roots
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.scan import scan_files
 from context_cleaner.bridge.connection import close_client, open_client
-from context_cleaner.bridge.database import Database
+from context_cleaner.bridge.database import Database, database_exists
 from context_cleaner.bridge.exceptions import SchemaError
 from context_cleaner.bridge.schema import load_schema_files, pending_schema_files
 from context_cleaner.bridge.token_bridge import COUNTED, EnhancedTokenDatabaseBridge, query_rows
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration.models import to_jsonable
-from context_cleaner.migration.status import database_exists, get_migration_status
+from context_cleaner.migration.status import get_migration_status
 from context_cleaner.testing.sample_corpus import generate_transcripts
 
 #: Tables this version owns; their columns must match between target and a fresh schema.
