@@ -16,13 +16,13 @@ import pytest
 from benchmarks.generate_corpus import generate_corpus
 
 from context_cleaner.bridge.lock import FileLock, lock_path_for
-from context_cleaner.migration.pipeline import READER_NICENESS
+from context_cleaner.migration.readers import READER_NICENESS
 
 from .helpers import REPO, cli_command, cli_env
 
 _START_METHOD_PROBE = """
 import threading
-from context_cleaner.migration.pipeline import worker_start_method
+from context_cleaner.migration.readers import worker_start_method
 seen = [worker_start_method()]
 stop = threading.Event()
 thread = threading.Thread(target=stop.wait)

@@ -112,16 +112,30 @@ def two_migrations(
 
 
 def run_states(b: Any) -> dict[str, str]:
-    """Each run's state as ``status`` and the dashboard's runs list show it."""
-    return {r["migration_id"]: r["status"] for r in b.migration_runs()}
+    """Each migrate and sync run's state as ``status`` and the dashboard's runs list show it."""
+    return {
+        r["migration_id"]: r["status"]
+        for r in b.migration_runs()
+        if r["run_kind"] in ("migrate", "sync")
+    }
+
+
+def rollback_runs(b: Any) -> list[tuple[str, str, str]]:
+    """The rollbacks' own runs, oldest first: (status, the run rolled back, mode)."""
+    rows = [r for r in b.migration_runs() if r["run_kind"] == "rollback"]
+    return [
+        (r["status"], r["details"]["rolled_back"], r["details"]["mode"])
+        for r in sorted(rows, key=lambda r: r["started_at"])
+    ]
 
 
 def same_runs_but_state(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    """The run rows are the same runs with the same counts: only state and time changed."""
+    """The run rows are the same runs with the same counts: only state and time changed
+    (the rollbacks' own rows aside: see :func:`rollback_runs`)."""
 
     def key(rows: list[tuple[Any, ...]]) -> list[str]:
         # Every column but status (the third) and updated_at (the last).
-        return sorted(repr((r[:2], r[3:-1])) for r in rows)
+        return sorted(repr((r[:2], r[3:-1])) for r in rows if r[1] != "rollback")
 
     table = "enhanced_analysis_metadata"
     return key(before[table]) == key(after[table])
@@ -151,6 +165,7 @@ def test_partial_then_complete_rollback_restore_the_tables_row_for_row(
     assert set(history_before["migration_execution_log"]) < set(history["migration_execution_log"])
     assert run_states(b) == {h.first.migration_id: "completed", mid: "rolled_back"}
     assert same_runs_but_state(history_before, history)
+    assert rollback_runs(b) == [("completed", mid, "partial")] * 3
 
     # From a checkpoint, a new run reads exactly what is missing.
     resumed = h.migrator.run(str(h.dest))
@@ -185,6 +200,7 @@ def test_data_only_and_schema_rollback_return_to_before_the_first_migration(
         h.first.migration_id: "rolled_back",
         h.second.migration_id: "rolled_back",
     }
+    assert rollback_runs(b) == [("completed", h.first.migration_id, "data-only")]
     assert b.get_migration_totals()["total_tokens"] == 0
 
     again = h.migrator.run(str(h.dest))

@@ -15,8 +15,8 @@ from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.exceptions import DatabaseLockedError
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import SourceNotFoundError
+from context_cleaner.migration.commits import write_batch
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
-from context_cleaner.migration.pipeline import write_batch
 from context_cleaner.observability.metrics import METRIC_NAMES as N
 
 from .conftest import REPO, FixturesRun, Otel

@@ -288,14 +288,14 @@ def _fast_sync(args: argparse.Namespace) -> tuple[int | None, Discovery]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from context_cleaner.migration.validator import validate_migration_integrity
+    from context_cleaner.migration.run_record import validate_recorded
 
     if _use_prefect(args.engine):
         from context_cleaner.orchestration.engine import run_with_prefect
 
         report = run_with_prefect("validate", args)
     else:
-        report = validate_migration_integrity(
+        report = validate_recorded(
             _migrator(args).bridge,
             args.source_dir,
             sample_size=args.sample_size,
@@ -582,9 +582,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with progress_display(sys.stderr.isatty()) as progress:
         result = migrator.run(args.source_dir, False, progress)
     render_migration(out, result)
-    from context_cleaner.migration.validator import validate_migration_integrity
+    from context_cleaner.migration.run_record import validate_recorded
 
-    report = validate_migration_integrity(
+    report = validate_recorded(
         migrator.bridge, args.source_dir, full_validation=True, tolerance=0.0
     )
     _render_database_summary(out, migrator)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.runs import (
     crash_reason,
@@ -21,6 +21,10 @@ from context_cleaner.bridge.runs import (
     read_stash,
 )
 from context_cleaner.bridge.token_bridge import METADATA, EnhancedTokenDatabaseBridge, query_rows
+from context_cleaner.migration.run_record import LogEntry, RunCounts, RunRecorder, write_run
+
+if TYPE_CHECKING:
+    from context_cleaner.migration.pipeline import RunState
 
 
 def close_crashed_runs(
@@ -52,54 +56,50 @@ def close_crashed_runs(
     wanted = {os.path.realpath(r) for r in roots}
     with bridge.writer() as w:
         for run, row in crashed:
-            stashed = read_stash(bridge.database, run["migration_id"])
+            run_id, kind, run_roots = run["migration_id"], run["run_kind"], list(row[4])
+            stashed = read_stash(bridge.database, run_id)
             if stashed is not None:  # it failed, and the database refused its last row
-                reason = str(details_of(stashed).get("error") or "failed")
-                w.save_run(stashed)
-                w.log(run["migration_id"], run["run_kind"], "finish", "failed", stashed["details"])
-                drop_stash(bridge.database, run["migration_id"])
-                closed.append(
-                    {
-                        "migration_id": run["migration_id"],
-                        "run_kind": run["run_kind"],
-                        "status": "failed",
-                        "reason": reason,
-                        "source_roots": list(row[4]),
-                        "resumed": {os.path.realpath(r) for r in row[4]} <= wanted,
-                    }
+                status, reason = "failed", str(details_of(stashed).get("error") or "failed")
+                write_run(
+                    w, stashed, (run_id, LogEntry(kind, "finish", "failed", stashed["details"]))
                 )
-                continue
-            reason = crash_reason(run)
-            details = {**run["details"], "crash_reason": reason, "closed_by": closing_run}
-            w.save_run(
-                {
-                    "migration_id": run["migration_id"],
-                    "run_kind": run["run_kind"],
-                    "status": "crashed",
-                    "started_at": row[6],
-                    "finished_at": time.time(),
-                    "source_roots": list(row[4]),
-                    "files_found": row[7],
-                    "files_processed": row[8],
-                    "files_failed": row[9],
-                    "files_skipped": row[10],
-                    "records_inserted": row[11],
-                    "lines_skipped": row[12],
-                    "details": details,
-                }
-            )
-            w.log(run["migration_id"], run["run_kind"], "crashed", "failed", details)
+                drop_stash(bridge.database, run_id)
+            else:
+                status, reason = "crashed", crash_reason(run)
+                details = {**run["details"], "crash_reason": reason, "closed_by": closing_run}
+                recorder = RunRecorder(bridge, kind, run_id, started=row[6])
+                counts = RunCounts(
+                    source_roots=run_roots,
+                    files_found=row[7],
+                    files_processed=row[8],
+                    files_failed=row[9],
+                    files_skipped=row[10],
+                    records_inserted=row[11],
+                    lines_skipped=row[12],
+                )
+                row_now = recorder.row("crashed", counts, details, finished=time.time())
+                write_run(w, row_now, (run_id, LogEntry(kind, "crashed", "failed", details)))
             closed.append(
                 {
-                    "migration_id": run["migration_id"],
-                    "run_kind": run["run_kind"],
-                    "status": "crashed",
+                    "migration_id": run_id,
+                    "run_kind": kind,
+                    "status": status,
                     "reason": reason,
-                    "source_roots": list(row[4]),
-                    "resumed": {os.path.realpath(r) for r in row[4]} <= wanted,
+                    "source_roots": run_roots,
+                    "resumed": {os.path.realpath(r) for r in run_roots} <= wanted,
                 }
             )
     return closed
+
+
+def close_crashed(
+    bridge: EnhancedTokenDatabaseBridge, state: RunState, roots: Sequence[str]
+) -> None:
+    """Close this host's crashed runs as the run ``state`` begins (reading ``roots``); what
+    was closed goes in its ``closed_runs``, a note on each in its warnings."""
+    closed = close_crashed_runs(bridge, state.migration_id, roots)
+    state.closed_runs += closed
+    state.warnings += [closed_note(c, state.migration_id) for c in closed]
 
 
 def closed_note(closed: dict[str, Any], by: str) -> str:

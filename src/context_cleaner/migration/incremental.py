@@ -23,11 +23,8 @@ only the difference. Lines that could not be counted are reported by reason.
 
 from __future__ import annotations
 
-import os
-import secrets
-import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,9 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.discovery import (
     Discovery,
-    DiscoveryProblem,
-    TranscriptFile,
-    discover,
     resolve_roots,
 )
 from context_cleaner.bridge.database import Database
@@ -46,11 +40,19 @@ from context_cleaner.bridge.token_bridge import (
     bump_generation,
     read_generation,
 )
-from context_cleaner.bridge.tracking import FileCommit
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import freshness
+from context_cleaner.migration.commits import add_net
 from context_cleaner.migration.models import IncrementalMigrationResult
-from context_cleaner.migration.planning import FileState, Plan, plan_work, state_key
+from context_cleaner.migration.run_record import LogEntry, RunCounts, RunRecorder, new_run_id
+from context_cleaner.migration.sync_plan import (
+    SyncRequest,
+    discover_request,
+    file_problems,
+    plan_sync,
+    restamps,
+    select_files,
+)
 
 if TYPE_CHECKING:  # the pipeline is imported when there is something to read (see run_sync)
     from context_cleaner.migration.models import BatchProcessingResult
@@ -70,37 +72,18 @@ class SyncInterrupted(MigrationError):
 
 
 @dataclass
-class SyncRequest:
-    """What to sync (the spec's ``migrate_incremental_changes`` arguments)."""
-
-    source_dirs: list[str] | None = None
-    only_paths: set[str] | None = None
-    """Absolute paths to consider (watch mode); None = every file."""
-    since: datetime | None = None
-    """Only files modified at or after this time."""
-    modified_files_only: bool = True
-    """Trust the stat stamps: a file that stats as when committed is not re-checked.
-    False re-checks every file's identity (its head bytes) against its commit."""
-    force_reanalysis: bool = False
-    """Read every selected file again from 0 (the table's key keeps one row per record)."""
-
-
-@dataclass
 class SyncRun:
     """The run row of one ``sync`` (or of a whole ``sync --watch``): identity and running totals."""
 
     migration_id: str = field(default_factory=lambda: new_run_id("sync"))
     started: float = field(default_factory=time.time)
     syncs: int = 0
-    files: int = 0
-    files_failed: int = 0
-    records: int = 0
+    totals: RunCounts = field(default_factory=RunCounts)
+    """Files, records, skipped lines and the net change of the counted totals made by
+    every sync of this run (what its row holds)."""
     tokens: int = 0
     bytes_read: int = 0
-    skipped_lines: int = 0
     errors: list[str] = field(default_factory=list)
-    net: dict[str, float] = field(default_factory=dict)
-    """The net change of the counted totals made by every sync of this run."""
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -111,133 +94,6 @@ def skipped_note(count: int, by_reason: dict[str, int]) -> str:
         f"{count:,} line(s) could not be counted" + (f" ({reasons})" if reasons else "") + "; "
         "`context-cleaner analyze --json` lists each with file, line and byte offset."
     )
-
-
-def new_run_id(kind: str) -> str:
-    """``<kind>-YYYYmmdd-HHMMSS-<6 hex>``, as ``pipeline.new_migration_id`` (not imported here)."""
-    return f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
-def select_files(
-    files: Iterable[TranscriptFile], only_paths: set[str] | None, since: datetime | None
-) -> list[TranscriptFile]:
-    cutoff = None if since is None else int(since.timestamp() * 1e9)
-    return [
-        f
-        for f in files
-        if (only_paths is None or str(f.path) in only_paths)
-        and (cutoff is None or f.mtime_ns >= cutoff)
-    ]
-
-
-def discover_request(request: SyncRequest) -> Discovery:
-    """The files a sync looks at: the whole walk, or only ``only_paths`` (stat calls only)."""
-    roots = resolve_roots(request.source_dirs or None)
-    if request.only_paths is None:
-        return discover(roots)
-    found = Discovery(roots=list(roots))
-    for raw in sorted(request.only_paths):
-        path = Path(raw)
-        root = next((r for r in roots if path.is_relative_to(r)), None)
-        if root is None or not raw.endswith(".jsonl"):
-            continue
-        try:
-            st = path.stat()
-        except OSError as exc:
-            if os.path.lexists(path):  # a dangling link, a folder it cannot enter ...
-                found.problems.append(DiscoveryProblem(raw, exc.strerror or type(exc).__name__))
-            continue  # gone: deleted or renamed away (its rows stay)
-        if stat.S_ISREG(st.st_mode):
-            found.files.append(
-                TranscriptFile(
-                    root=root,
-                    path=path,
-                    relative_path=path.relative_to(root).as_posix(),
-                    size=st.st_size,
-                    mtime_ns=st.st_mtime_ns,
-                    device=st.st_dev,
-                    inode=st.st_ino,
-                )
-            )
-    return found
-
-
-def same_as_committed(f: TranscriptFile, state: FileState | None) -> bool:
-    """The file stats exactly as when its range was committed, cleanly: nothing to read."""
-    return (
-        state is not None
-        and state.status == "completed"
-        and not state.error_message
-        and (f.device, f.inode, f.size, f.mtime_ns)
-        == (state.device, state.inode, state.file_size, state.mtime_ns)
-    )
-
-
-def plan_sync(
-    files: Iterable[TranscriptFile], states: dict[tuple[str, str], FileState], request: SyncRequest
-) -> Plan:
-    """Plan from the committed states; files whose stamp equals their commit are skipped."""
-    if request.force_reanalysis:
-        return plan_work(files, states, force=True)
-    unchanged, check = [], []
-    for f in files:
-        state = states.get(state_key(str(f.root), f.relative_path))
-        if request.modified_files_only and same_as_committed(f, state):
-            unchanged.append(f)
-        else:
-            check.append(f)
-    plan = plan_work(check, states)
-    plan.unchanged.extend(unchanged)
-    return plan
-
-
-def restamps(plan: Plan, states: dict[tuple[str, str], FileState]) -> list[FileCommit]:
-    """Commits that only record the current stamp of unchanged files whose stamp moved.
-
-    A write that lands while a file is read is read too, but its commit keeps the
-    modification time seen before reading; the file then stats differently from its
-    commit although every byte is in. Recording the stamp (same offset) lets the next
-    sync skip it again instead of checking it, and keeps the stat cache whole.
-    """
-    out = []
-    for f in plan.unchanged:
-        state = states.get(state_key(str(f.root), f.relative_path))
-        if state is None or state.status != "completed" or state.error_message:
-            continue
-        if same_as_committed(f, state) or f.size != state.committed_offset:
-            continue
-        out.append(
-            FileCommit(
-                source_root=state.source_root,
-                file_path=state.file_path,
-                device=f.device,
-                inode=f.inode,
-                head_hash=state.head_hash,
-                head_length=state.head_length,
-                file_size=f.size,
-                mtime_ns=f.mtime_ns,
-                range_start=state.committed_offset,
-                committed_offset=state.committed_offset,
-                committed_line=state.committed_line,
-                tokens_found=0,
-                records_inserted=0,
-                lines_skipped=0,
-            )
-        )
-    return out
-
-
-def _file_problems(found: Discovery, only_paths: set[str] | None) -> tuple[list[str], list[str]]:
-    """Discovery problems: transcript paths that cannot be read are file errors (retried
-    on the next sync); folders that cannot be walked are warnings."""
-    errors, warnings = [], []
-    for p in found.problems:
-        if p.path.endswith(".jsonl"):
-            if only_paths is None or p.path in only_paths:
-                errors.append(f"{p.path}: cannot read: {p.reason}; it is retried on the next sync")
-        else:
-            warnings.append(f"{p.path}: {p.reason}")
-    return errors, warnings
 
 
 def fast_sync(
@@ -267,7 +123,7 @@ def _nothing_new(
     files = select_files(found.files, request.only_paths, request.since)
     if cache is None or not cache.covers(files):
         return None
-    errors, warnings = _file_problems(found, request.only_paths)
+    errors, warnings = file_problems(found, request.only_paths)
     return _result(
         run,
         started,
@@ -304,7 +160,7 @@ def run_sync(
     from context_cleaner.migration import pipeline
 
     files = select_files(found.files, request.only_paths, request.since)
-    file_errors, warnings = _file_problems(found, request.only_paths)
+    file_errors, warnings = file_problems(found, request.only_paths)
     options = pipeline.RunOptions(
         source_dirs=request.source_dirs,
         batch_size=batch_size,
@@ -323,7 +179,10 @@ def run_sync(
             (freshness.file_key(*k) for k in states), found, request.only_paths
         )
         if state.plan.items:
-            _close_crashed(bridge, state)
+            from context_cleaner.migration.crashed_runs import close_crashed
+
+            roots = [str(r) for r in found.roots]
+            close_crashed(bridge, state, roots)
             _read_and_commit(bridge, state, options, run, progress, should_stop)
             if run.syncs % COMPACT_EVERY == 0:  # a long watch: one tracking row per file
                 with bridge.writer() as w:
@@ -369,16 +228,6 @@ def run_sync(
     )
 
 
-def _close_crashed(bridge: EnhancedTokenDatabaseBridge, state: RunState) -> None:
-    """Close this host's crashed runs before reading (notes in this sync's warnings)."""
-    from context_cleaner.migration.crashed_runs import close_crashed_runs, closed_note
-
-    roots = [str(r) for r in state.discovery.roots] if state.discovery else []
-    closed = close_crashed_runs(bridge, state.migration_id, roots)
-    state.closed_runs += closed
-    state.warnings += [closed_note(c, state.migration_id) for c in closed]
-
-
 def _read_and_commit(
     bridge: EnhancedTokenDatabaseBridge,
     state: RunState,
@@ -409,57 +258,32 @@ def _record_run(
 ) -> None:
     """Add this sync to the run's totals and rewrite its row (one row per run) and log it."""
     run.syncs += 1
-    run.files += state.files_done - state.files_failed
-    run.files_failed += state.files_failed
-    run.records += state.records_added
+    totals, found = run.totals, state.discovery
+    totals.source_roots = [str(r) for r in found.roots] if found else []
+    totals.files_found = len(found.files) if found else 0
+    totals.files_processed += state.files_done - state.files_failed
+    totals.files_failed += state.files_failed
+    totals.records_inserted += state.records_added
+    totals.lines_skipped += state.skipped_lines
+    add_net(totals.net, state.net)
     run.tokens += state.tokens_added
-    for key, value in state.net.items():
-        run.net[key] = run.net.get(key, 0) + value
+    run.bytes_read += state.bytes_done
     for reason, count in state.skipped_by_reason.items():
         run.skipped_by_reason[reason] = run.skipped_by_reason.get(reason, 0) + count
-    run.bytes_read += state.bytes_done
-    run.skipped_lines += state.skipped_lines
     run.errors = (run.errors + state.errors + ([error] if error else []))[-50:]
-    found = state.discovery
-    row: dict[str, Any] = {
-        "migration_id": run.migration_id,
-        "run_kind": "sync",
-        "status": status,
-        "started_at": run.started,
-        "finished_at": time.time(),
-        "source_roots": [str(r) for r in found.roots] if found else [],
-        "files_found": len(found.files) if found else 0,
-        "files_processed": run.files,
-        "files_failed": run.files_failed,
-        "records_inserted": max(0, run.records),
-        "lines_skipped": run.skipped_lines,
-        **{
-            k: max(0, int(run.net.get(k, 0)))
-            for k in (
-                "input_tokens",
-                "output_tokens",
-                "cache_creation_5m_tokens",
-                "cache_creation_1h_tokens",
-                "cache_read_tokens",
-            )
-        },
-        "cost_usd": max(0.0, float(run.net.get("cost_usd", 0.0))),
-        "details": {
-            "syncs": run.syncs,
-            "tokens_added": run.tokens,
-            "bytes_read": run.bytes_read,
-            "errors": run.errors,
-            **({"skipped_lines_by_reason": run.skipped_by_reason} if run.skipped_by_reason else {}),
-            **(
-                {"closed_runs": [c["migration_id"] for c in state.closed_runs]}
-                if state.closed_runs
-                else {}
-            ),
-        },
+    details: dict[str, Any] = {
+        "syncs": run.syncs,
+        "tokens_added": run.tokens,
+        "bytes_read": run.bytes_read,
+        "errors": run.errors,
     }
+    if run.skipped_by_reason:
+        details["skipped_lines_by_reason"] = run.skipped_by_reason
+    if state.closed_runs:
+        details["closed_runs"] = [c["migration_id"] for c in state.closed_runs]
     from context_cleaner.migration.status import progress_record  # heavy; only when writing
 
-    details = {
+    this_sync = {
         "progress": progress_record(state, status),
         "files": state.files_done,
         "bytes": state.bytes_done,
@@ -467,21 +291,16 @@ def _record_run(
         "tokens_read": state.tokens_in_records,
         "errors": state.errors[:20] + ([error] if error else []),
     }
-    try:
-        with bridge.writer() as w:
-            w.save_run(row)
-            w.log(
-                run.migration_id,
-                "sync",
-                f"sync {run.syncs}",
-                "failed" if status == "failed" else "completed",
-                details,
-                (time.time() - state.started) * 1000,
-            )
-    except MigrationError:
-        if error:  # already failing: keep the original error
-            return
-        raise
+    recorder = RunRecorder(bridge, "sync", run.migration_id, started=run.started)
+    log = LogEntry(
+        "sync",
+        f"sync {run.syncs}",
+        "failed" if status == "failed" else "completed",
+        this_sync,
+        recorder.elapsed_ms(state.started),
+    )
+    # Already failing: a refused row must not hide the original error.
+    recorder.finished(status, totals, details, log, quiet=bool(error))
 
 
 def _result(run: SyncRun, started: float, **fields: Any) -> IncrementalMigrationResult:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 
 def to_jsonable(value: Any) -> Any:
@@ -85,7 +85,7 @@ class BatchProcessingResult(_Jsonable):
     errors: list[str] = field(default_factory=list)
     net: dict[str, float] = field(default_factory=dict)
     """The change of the database's counted totals this batch's commit made (token keys,
-    ``cost_usd``, ``records``): 0 for responses it already held (see ``pipeline.NET_KEYS``)."""
+    ``cost_usd``, ``records``): 0 for responses it already held (see ``commits.NET_KEYS``)."""
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[str] = field(default_factory=list)
     """A few skipped lines: ``file:line (byte offset): reason detail``."""
@@ -110,8 +110,58 @@ class MigrationProgress(_Jsonable):
     records_inserted: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """What a finished run changed, as the run monitor records it on its span and metrics."""
+
+    success: bool
+    tokens_added: int = 0
+    """The net change of the database's token total this run made."""
+    files_processed: int = 0
+    files_failed: int = 0
+    records_inserted: int = 0
+    dry_run: bool = False
+
+
+@dataclass(kw_only=True)
+class RunResult(_Jsonable):
+    """What every recorded run returns: migrate, sync, validate and rollback.
+
+    Each run has one row in the runs table, named ``run_id``
+    (:func:`~context_cleaner.migration.run_record.new_run_id`) and written by the run
+    recorder (:mod:`~context_cleaner.migration.run_record`); the run monitor reads
+    :meth:`outcome`.
+    """
+
+    run_kind: ClassVar[str] = ""
+    """``migrate``, ``sync``, ``validate`` or ``rollback``: the row's ``run_kind``."""
+
+    run_id: str = ""
+    """The id of the run's row (for migrate and sync the same as ``migration_id``)."""
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    alerts_fired: list[str] = field(default_factory=list)
+    """Alerts that fired during the run (``high_error_rate`` makes it no clean success)."""
+
+    def outcome(self) -> RunOutcome:
+        """What the run changed (nothing, unless the kind reads transcripts)."""
+        return RunOutcome(success=not self.errors)
+
+
+@dataclass(kw_only=True)
+class TranscriptRunResult(RunResult):
+    """The part of a migration's and a sync's result about the lines they read."""
+
+    skipped_lines_by_reason: dict[str, int] = field(default_factory=dict)
+    """Lines that could carry usage but were not counted, by reason (counts are complete)."""
+    skipped_line_examples: list[str] = field(default_factory=list)
+    """Up to 20 of them: ``file:line (byte offset): reason detail``."""
+    closed_runs: list[dict[str, Any]] = field(default_factory=list)
+    """Crashed runs of this host this run found and closed (see ``bridge.runs``)."""
+
+
 @dataclass
-class HistoricalMigrationResult(_Jsonable):
+class HistoricalMigrationResult(TranscriptRunResult):
     """Comprehensive result of a historical migration (every field measured)."""
 
     migration_id: str
@@ -134,8 +184,6 @@ class HistoricalMigrationResult(_Jsonable):
     peak_memory_usage_mb: float
     database_insertion_time: float
 
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
 
     data_integrity_score: float = 0.0
@@ -152,18 +200,25 @@ class HistoricalMigrationResult(_Jsonable):
     """Peak resident memory minus the memory after connecting (process and workers)."""
     projected_seconds: float | None = None
     """Dry runs: the projected wall time of the real migration."""
-    skipped_lines_by_reason: dict[str, int] = field(default_factory=dict)
-    """Lines that could carry usage but were not counted, by reason (counts are complete)."""
-    skipped_line_examples: list[str] = field(default_factory=list)
-    """Up to 20 of them: ``file:line (byte offset): reason detail``."""
-    alerts_fired: list[str] = field(default_factory=list)
-    """Alerts that fired during the run (``high_error_rate`` makes it no clean success)."""
-    closed_runs: list[dict[str, Any]] = field(default_factory=list)
-    """Crashed runs of this host this run found and closed (see ``bridge.runs``)."""
+
+    run_kind: ClassVar[str] = "migrate"
+
+    def __post_init__(self) -> None:
+        self.run_id = self.run_id or self.migration_id
+
+    def outcome(self) -> RunOutcome:
+        return RunOutcome(
+            success=self.success,
+            tokens_added=self.total_tokens_migrated,
+            files_processed=self.files_processed,
+            files_failed=self.files_failed,
+            records_inserted=self.total_records_inserted,
+            dry_run=self.dry_run,
+        )
 
 
 @dataclass
-class IncrementalMigrationResult(_Jsonable):
+class IncrementalMigrationResult(TranscriptRunResult):
     """What an incremental sync did."""
 
     migration_id: str
@@ -181,17 +236,22 @@ class IncrementalMigrationResult(_Jsonable):
     tokens_added: int
     skipped_lines: int
     duration_seconds: float
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     data_lag_seconds: float | None = None
-    skipped_lines_by_reason: dict[str, int] = field(default_factory=dict)
-    """Lines that could carry usage but were not counted, by reason (counts are complete)."""
-    skipped_line_examples: list[str] = field(default_factory=list)
-    """Up to 20 of them: ``file:line (byte offset): reason detail``."""
-    alerts_fired: list[str] = field(default_factory=list)
-    """Alerts that fired during the run (``high_error_rate`` makes it no clean success)."""
-    closed_runs: list[dict[str, Any]] = field(default_factory=list)
-    """Crashed runs of this host this run found and closed (see ``bridge.runs``)."""
+
+    run_kind: ClassVar[str] = "sync"
+
+    def __post_init__(self) -> None:
+        self.run_id = self.run_id or self.migration_id
+
+    def outcome(self) -> RunOutcome:
+        failed = len(self.errors)
+        return RunOutcome(
+            success=self.success,
+            tokens_added=self.tokens_added,
+            files_processed=max(0, self.files_changed - failed),
+            files_failed=failed,
+            records_inserted=self.records_inserted,
+        )
 
 
 @dataclass
@@ -206,7 +266,7 @@ class SessionVariance(_Jsonable):
 
 
 @dataclass
-class ValidationResult(_Jsonable):
+class ValidationResult(RunResult):
     """Analyser (source) against database: tokens, sessions, files, a per-session sample."""
 
     passed: bool
@@ -250,6 +310,11 @@ class ValidationResult(_Jsonable):
     summaries_agree: bool = True
     summary_totals: dict[str, Any] = field(default_factory=dict)
 
+    run_kind: ClassVar[str] = "validate"
+
+    def outcome(self) -> RunOutcome:
+        return RunOutcome(success=self.passed)
+
 
 @dataclass
 class SetupResult(_Jsonable):
@@ -260,7 +325,9 @@ class SetupResult(_Jsonable):
 
 
 @dataclass
-class RollbackResult(_Jsonable):
+class RollbackResult(RunResult):
+    """A rollback of the run ``migration_id`` (its own run is ``run_id``)."""
+
     migration_id: str
     mode: str
     snapshot: str | None
@@ -270,3 +337,8 @@ class RollbackResult(_Jsonable):
     rows_after: dict[str, int]
     duration_seconds: float
     success: bool = True
+
+    run_kind: ClassVar[str] = "rollback"
+
+    def outcome(self) -> RunOutcome:
+        return RunOutcome(success=self.success)

@@ -37,12 +37,9 @@ from context_cleaner.migration.alerts import (
     RunSample,
     alert_rules,
 )
-from context_cleaner.migration.models import (
-    BatchProcessingResult,
-    HistoricalMigrationResult,
-    IncrementalMigrationResult,
-)
+from context_cleaner.migration.models import BatchProcessingResult, RunResult
 from context_cleaner.migration.pipeline import RunState
+from context_cleaner.migration.readers import tree_rss
 from context_cleaner.observability.telemetry import Telemetry, get_telemetry
 
 log = logging.getLogger(__name__)
@@ -50,7 +47,6 @@ log = logging.getLogger(__name__)
 AlertListener = Callable[[AlertEvent], None]
 
 _LISTENERS: ContextVar[tuple[AlertListener, ...]] = ContextVar("alert_listeners", default=())
-_ACTIVE: ContextVar[RunMonitor | None] = ContextVar("run_monitor", default=None)
 
 #: Longest wait between two stall checks of the watchdog.
 WATCHDOG_MAX_INTERVAL = 15.0
@@ -64,17 +60,6 @@ def listening(listener: AlertListener) -> Iterator[None]:
         yield
     finally:
         _LISTENERS.reset(token)
-
-
-def active_monitor() -> RunMonitor | None:
-    """The monitor of the run in progress in this context, if any."""
-    return _ACTIVE.get()
-
-
-def monitor_details() -> dict[str, Any]:
-    """What the active monitor adds to its run's row (nothing outside a monitored run)."""
-    monitor = _ACTIVE.get()
-    return monitor.run_details() if monitor is not None else {}
 
 
 def memory_usage_ratio() -> float:
@@ -120,7 +105,6 @@ class RunMonitor:
         self._attributes = {"run.kind": kind}
         self._span_block: Any = None
         self._span: Any = None
-        self._token: Any = None
         self._observer_token: Any = None
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -133,7 +117,6 @@ class RunMonitor:
             {"migration.id": self.migration_id, "run.kind": self.kind, "dry_run": self.dry_run},
         )
         self._span = self._span_block.__enter__()
-        self._token = _ACTIVE.set(self)
         self._observer_token = pipeline.BATCH_OBSERVER.set(self.on_batch)
         stall = self.evaluator.rules.get("migration_stalled")
         if stall is not None:
@@ -150,7 +133,6 @@ class RunMonitor:
         if self._watchdog is not None:
             self._watchdog.join()
         pipeline.BATCH_OBSERVER.reset(self._observer_token)
-        _ACTIVE.reset(self._token)
         metrics = self.telemetry.metrics
         outcome = "failed" if exc is not None else "completed"
         if exc is not None:
@@ -161,30 +143,25 @@ class RunMonitor:
         self.flush(quiet=True)  # alerts are advice: never fail a finished run over them
         return bool(self._span_block.__exit__(exc_type, exc, tb))
 
-    def finished(self, result: HistoricalMigrationResult | IncrementalMigrationResult) -> None:
+    def finished(self, result: RunResult) -> None:
         """The run's result is known: the tokens it added and its outcome on the span.
 
-        A migration adds its ``total_tokens_migrated``, a sync its ``tokens_added``: both
-        the net change this run made to the database. Sets the result's ``alerts_fired``.
+        The tokens are the net change this run made to the database (a migration's
+        ``total_tokens_migrated``, a sync's ``tokens_added``). Sets ``alerts_fired``.
         """
-        if hasattr(result, "alerts_fired"):
-            result.alerts_fired = self.fired()
-        if isinstance(result, IncrementalMigrationResult):
-            tokens, files, failed = result.tokens_added, result.files_changed, 0
-            records, dry_run = result.records_inserted, False
-        else:
-            tokens, files, failed = result.total_tokens_migrated, result.files_processed, 0
-            records, dry_run = result.total_records_inserted, result.dry_run
-            failed = result.files_failed
-        if not dry_run and tokens > 0:
-            self.telemetry.metrics.tokens_migrated_counter.add(tokens, self._attributes)
+        result.alerts_fired = self.fired()
+        outcome = result.outcome()
+        if not outcome.dry_run and outcome.tokens_added > 0:
+            self.telemetry.metrics.tokens_migrated_counter.add(
+                outcome.tokens_added, self._attributes
+            )
         self._span.set_attributes(
             {
-                "files.processed": files,
-                "files.failed": failed,
-                "records.inserted": records,
-                "tokens.migrated": tokens,
-                "success": result.success,
+                "files.processed": outcome.files_processed,
+                "files.failed": outcome.files_failed,
+                "records.inserted": outcome.records_inserted,
+                "tokens.migrated": outcome.tokens_added,
+                "success": outcome.success,
             }
         )
 
@@ -205,7 +182,7 @@ class RunMonitor:
             )
         elapsed = max(now - state.started, 1e-9)
         metrics.processing_rate_gauge.set(state.tokens_in_records / elapsed, self._attributes)
-        metrics.memory_usage_gauge.set(pipeline.tree_rss() / 2**20, self._attributes)
+        metrics.memory_usage_gauge.set(tree_rss() / 2**20, self._attributes)
         self.last_progress = now
         self._handle(self.evaluator.observe(self._sample(state, now, 0.0)))
         self.flush(quiet=True)

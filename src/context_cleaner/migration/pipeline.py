@@ -5,13 +5,12 @@ wrapped by the Prefect flows; no logic lives anywhere else. One run:
 
 1. discover the transcript files and read this host's committed file states;
 2. plan: each file from its committed offset (or from 0 when it changed identity);
-3. read batches of files in worker processes (both cores), at most a few in
-   flight so memory stays flat whatever the corpus;
+3. read batches of files in worker processes (:mod:`~context_cleaner.migration.readers`),
+   at most a few in flight so memory stays flat whatever the corpus;
 4. gather the batches read over about ``commit_every`` seconds into one commit (each
-   commit costs ~0.1 s of fixed database work whatever its size), then, in one hold
-   of the database: insert the usage rows, recompute the touched sessions'
-   summaries, then commit the files' offsets (rows first, so a crash in between
-   only replays the range, which the table's key makes harmless);
+   commit costs fixed database work whatever its size), then, in one hold of the
+   database: insert the usage rows, recompute the touched sessions' summaries, then
+   commit the files' offsets (:mod:`~context_cleaner.migration.commits`);
 5. every ``checkpoint_interval`` files: a checkpoint (logged, snapshotted): batches and
    units end where one falls, so checkpoint k holds exactly the first k * interval files.
 """
@@ -19,63 +18,24 @@ wrapped by the Prefect flows; no logic lives anywhere else. One run:
 from __future__ import annotations
 
 import contextlib
-import gc
-import multiprocessing
 import os
-import secrets
-import sys
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Generator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import psutil
 
 from context_cleaner.analysis.discovery import Discovery, TranscriptFile, discover, resolve_roots
-from context_cleaner.analysis.processes import die_with_parent
-from context_cleaner.analysis.records import UsageRecord
-from context_cleaner.analysis.scan import (
-    FileStats,
-    ScanResult,
-    decode_scan,
-    merge_scans,
-    scan_ranges,
-    scan_ranges_encoded,
-)
-from context_cleaner.bridge.summaries import CHANGE_KEYS
+from context_cleaner.analysis.scan import ScanResult, merge_scans
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
-from context_cleaner.bridge.tracking import FileCommit
-from context_cleaner.errors import MigrationError, TransientError
-from context_cleaner.migration import ledger
+from context_cleaner.errors import MigrationError
+from context_cleaner.migration.commits import SKIPPED_EXAMPLES, add_net, commit_scan, net_tokens
 from context_cleaner.migration.defaults import COMMIT_EVERY, COMMIT_MAX_RECORDS, MAX_BATCH_BYTES
 from context_cleaner.migration.models import BatchProcessingResult, MigrationProgress
-from context_cleaner.migration.planning import (
-    HEAD_BYTES,
-    FileState,
-    Plan,
-    WorkItem,
-    batches,
-    head_hash,
-    plan_work,
-)
-from context_cleaner.observability import telemetry
+from context_cleaner.migration.planning import FileState, Plan, WorkItem, batches, plan_work
+from context_cleaner.migration.readers import BatchReader, tree_rss
 
 ProgressCallback = Callable[[MigrationProgress], None]
-
-#: Retries of a batch's database work on transient errors (then the run fails, resumable).
-BATCH_RETRIES = 3
-
-#: Skipped lines kept as examples per batch and per run (their counts are always complete).
-SKIPPED_EXAMPLES = 20
-
-
-def new_migration_id(kind: str = "mig") -> str:
-    return f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 @dataclass(slots=True)
@@ -149,29 +109,6 @@ class RunState:
             self.peak_rss = rss
 
 
-def own_rss() -> int:
-    """Resident memory of this process alone, in bytes."""
-    try:
-        return int(psutil.Process().memory_info().rss)
-    except psutil.Error:
-        return 0
-
-
-def tree_rss() -> int:
-    """Resident memory of this process and its workers, in bytes."""
-    try:
-        me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                continue
-        return total
-    except psutil.Error:
-        return 0
-
-
 def load_states(bridge: EnhancedTokenDatabaseBridge) -> dict[tuple[str, str], FileState]:
     """This host's committed file states, keyed by (root, relative path)."""
     if not bridge.is_initialised():
@@ -189,285 +126,6 @@ def discover_and_plan(
         files = [f for f in files if str(f.path) in options.only_paths]
     states = load_states(bridge) if bridge is not None else {}
     return found, plan_work(files, states, force=options.force)
-
-
-# -- reading batches in worker processes -------------------------------------------------
-
-
-def _ranges(batch: Sequence[WorkItem]) -> list[tuple[TranscriptFile, int, int]]:
-    return [(i.file, i.start_offset, i.start_line) for i in batch]
-
-
-#: Batches in flight per worker process (see :class:`BatchReader`).
-IN_FLIGHT_PER_WORKER = 3
-
-
-def _warm_up() -> tuple[int, int]:
-    """Runs first in each new worker (a spawned one has imported the reader by then).
-
-    Returns the worker's pid and resident memory once it is ready to read.
-    """
-    return os.getpid(), own_rss()
-
-
-#: Reader processes run this much nicer than the run's own process. That process
-#: (the engine, the commits) is the run's critical path and the readers work ahead of
-#: it into a queue, so it should get a core whenever it wants one (docs/benchmarks.md).
-#: On a machine busy with other work, the readers also yield to it.
-READER_NICENESS = 10
-
-
-def _start_reader(parent: int) -> None:
-    """Runs first in each reader process: lower its priority (:data:`READER_NICENESS`),
-    and end it when the run's process dies (:func:`die_with_parent`)."""
-    with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
-        os.nice(READER_NICENESS)
-    die_with_parent(parent)
-
-
-def worker_start_method() -> str:
-    """How to start reader processes: ``fork`` while that is safe here, else ``spawn``.
-
-    A forked worker is ready at once; a spawned one starts Python and imports the
-    reader (~0.13 s, ~0.13 CPU-s each, on cores that are about to read). Forking is
-    safe on Linux while this process runs one thread (counted by the kernel, so threads
-    that libraries start outside Python count too) and has not loaded the embedded
-    engine (its state must not be copied); a database lock held here is dropped in the
-    child (``PROCESS_LOCKS.forget_after_fork``). Otherwise: spawn.
-    """
-    if sys.platform != "linux" or "chdb" in sys.modules or _os_threads() > 1:
-        return "spawn"
-    return "fork"
-
-
-def _os_threads() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
-
-
-class BatchReader:
-    """Reads batches on worker processes (forked when safe, see :func:`worker_start_method`).
-
-    At most ``IN_FLIGHT_PER_WORKER * workers`` batches are in flight (queued, being
-    read, or read and not yet taken), so memory does not grow with the corpus: a read
-    batch is its records only, about 1% of its bytes. The queue is deep enough to keep
-    the workers reading while this process starts the engine or commits. Yields results
-    in batch order.
-    """
-
-    def __init__(self, workers: int) -> None:
-        self.workers = max(1, workers)
-        self._pool: ProcessPoolExecutor | None = None
-        self._frozen = False
-        self._warming: list[Future[tuple[int, int]]] = []
-        self._plan: Sequence[Sequence[WorkItem]] | None = None
-        self._pending: deque[tuple[int, Future[bytes], float]] = deque()
-        self._next = 0
-
-    def __enter__(self) -> BatchReader:
-        """Start the worker processes (several only when ``workers`` > 1)."""
-        if self.workers > 1:
-            method = worker_start_method()
-            if method == "fork":
-                # What exists now lives as long as the run: keep collections in this
-                # process and the forked ones from walking it (and copying its pages).
-                gc.freeze()
-                self._frozen = True
-            try:
-                self._pool = ProcessPoolExecutor(
-                    max_workers=self.workers,
-                    mp_context=multiprocessing.get_context(method),
-                    initializer=_start_reader,
-                    initargs=(os.getpid(),),
-                )
-                # Forked workers start now, before the pool's own thread does; spawned
-                # ones import the reader meanwhile, while this process goes on.
-                self._warming = [self._pool.submit(_warm_up) for _ in range(self.workers)]
-            except BaseException:
-                self.__exit__()
-                raise
-        return self
-
-    def idle_rss(self) -> int:
-        """The workers' resident memory when ready, before reading (0 without workers).
-
-        Waits for :meth:`warm`'s start-up; a worker that did not report (another ran
-        both warm-ups) is counted like the largest one that did.
-        """
-        if not self._warming:
-            return 0
-        reported: dict[int, int] = {}
-        for future in self._warming:
-            with contextlib.suppress(Exception):
-                pid, rss = future.result(timeout=60)
-                reported[pid] = max(rss, reported.get(pid, 0))
-        if not reported:
-            return 0
-        return sum(reported.values()) + (self.workers - len(reported)) * max(reported.values())
-
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._frozen:
-            gc.unfreeze()
-            self._frozen = False
-
-    def prefetch(self, plan: Sequence[Sequence[WorkItem]]) -> None:
-        """Start reading ``plan``'s first batches now; :meth:`read` of the same plan goes on."""
-        if self._pool is None:
-            return
-        self._plan, self._pending, self._next = plan, deque(), 0
-        self._submit()
-
-    def discard_prefetch(self) -> None:
-        """Forget a prefetched plan (its results are not wanted after all)."""
-        for _, future, _ in self._pending:
-            future.cancel()
-        self._plan, self._pending, self._next = None, deque(), 0
-
-    def _submit(self) -> bool:
-        """Keep the queue of batches full; True when any batch is in flight."""
-        assert self._pool is not None and self._plan is not None
-        plan = self._plan
-        while self._next < len(plan) and len(self._pending) < IN_FLIGHT_PER_WORKER * self.workers:
-            future = self._pool.submit(scan_ranges_encoded, _ranges(plan[self._next]))
-            self._pending.append((self._next, future, time.perf_counter()))
-            self._next += 1
-        return bool(self._pending)
-
-    def read(self, plan: Sequence[Sequence[WorkItem]]) -> Iterator[tuple[int, ScanResult, float]]:
-        if self._pool is None:
-            for index, batch in enumerate(plan):
-                started = time.perf_counter()
-                yield index, scan_ranges(_ranges(batch)), time.perf_counter() - started
-            return
-        if self._plan is not plan:
-            self.discard_prefetch()
-            self._plan = plan
-        while self._submit():
-            index, future, started = self._pending.popleft()
-            data = future.result()
-            yield index, decode_scan(data), time.perf_counter() - started
-        self._plan = None
-
-
-# -- committing one batch ------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class RecordSums:
-    """A batch's records summed in one pass: by file, in all, and the sessions touched."""
-
-    tokens: dict[str, int] = field(default_factory=dict)
-    records: dict[str, int] = field(default_factory=dict)
-    sessions: set[str] = field(default_factory=set)
-
-    @classmethod
-    def of(cls, records: Sequence[UsageRecord]) -> RecordSums:
-        sums = cls()
-        tokens, counts, sessions = sums.tokens, sums.records, sums.sessions
-        for r in records:
-            path = r.file_path
-            tokens[path] = tokens.get(path, 0) + r.total_tokens
-            counts[path] = counts.get(path, 0) + 1
-            sessions.add(r.session_id)
-        return sums
-
-
-def file_commits(batch: Sequence[WorkItem], scan: ScanResult, sums: RecordSums) -> list[FileCommit]:
-    """Tracking rows for a batch: where each file's committed range now ends."""
-    tokens, counts = sums.tokens, sums.records
-    by_rel = {(s.path, s.relative_path): s for s in scan.files}
-    commits = []
-    for item in batch:
-        f = item.file
-        stats: FileStats | None = by_rel.get((str(f.path), f.relative_path))
-        if stats is None:
-            continue
-        failed = bool(stats.error)
-        end = stats.end_offset if not failed else item.start_offset
-        head_len = min(HEAD_BYTES, end)
-        commits.append(
-            FileCommit(
-                source_root=str(f.root),
-                file_path=f.relative_path,
-                device=f.device,
-                inode=f.inode,
-                head_hash=head_hash(str(f.path), head_len),
-                head_length=head_len,
-                file_size=stats.size,
-                mtime_ns=f.mtime_ns,
-                range_start=item.start_offset,
-                committed_offset=end,
-                committed_line=item.start_line + (stats.lines if not failed else 0),
-                tokens_found=tokens.get(f.relative_path, 0),
-                records_inserted=counts.get(f.relative_path, 0),
-                lines_skipped=stats.skipped_lines,
-                status="failed" if failed else "completed",
-                error_message=stats.error,
-            )
-        )
-    return commits
-
-
-def write_batch(
-    bridge: EnhancedTokenDatabaseBridge,
-    migration_id: str,
-    records: Sequence[UsageRecord],
-    commits: Sequence[FileCommit],
-    *,
-    sessions: set[str] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    net: dict[str, float] | None = None,
-) -> float:
-    """Insert, refresh summaries, commit offsets: one unit of work, retried when transient.
-
-    ``sessions`` are the records' sessions (found here when not given). Returns the
-    seconds spent. Raises the last error when retries run out. ``net``, when given, gets
-    the net change of the database's counted totals this unit made (:data:`NET_KEYS`):
-    measured by the summary refresh inside the unit, under the database's hold, so
-    another process's units are never counted in it.
-    """
-    if sessions is None:
-        sessions = {r.session_id for r in records}
-    delay = 0.5
-    for attempt in range(1, BATCH_RETRIES + 1):
-        started = time.perf_counter()
-        change: dict[str, float] = {}
-        try:
-            with bridge.writer() as w:
-                if records:
-                    w.insert_records(records, migration_id)
-                    w.refresh_summaries(sessions, migration_id, change)
-                w.commit_files(commits, migration_id)
-                w.release_memory()
-            if net is not None:
-                add_net(net, change)
-            return time.perf_counter() - started
-        except TransientError:
-            if attempt == BATCH_RETRIES:
-                raise
-            telemetry.metrics().retry_attempts_counter.add(1, {"operation": "write_batch"})
-            sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
-
-
-NET_KEYS = CHANGE_KEYS
-"""The counted totals whose net change a run measures (token kinds, cost, records)."""
-
-
-def add_net(into: dict[str, float], change: dict[str, float]) -> None:
-    """Add one net change to another (token counts and records stay integers)."""
-    for key, value in change.items():
-        into[key] = into.get(key, 0) + value
-
-
-def net_tokens(net: dict[str, float]) -> int:
-    """The total tokens of a net change."""
-    return int(sum(net.get(k, 0) for k in NET_KEYS[:5]))
 
 
 def progress_of(state: RunState, phase: str) -> MigrationProgress:
@@ -494,58 +152,6 @@ def progress_of(state: RunState, phase: str) -> MigrationProgress:
         bytes_total=total_bytes,
         records_inserted=state.records_inserted,
     )
-
-
-@telemetry.traced(
-    "migration.batch",
-    arguments=("migration_id", "batch_id", "batch", "seconds", "dry_run"),
-    outcome=("files_processed", "files_failed", "records_inserted", "tokens_in_records"),
-)
-def commit_scan(
-    bridge: EnhancedTokenDatabaseBridge,
-    migration_id: str,
-    batch_id: str,
-    batch: Sequence[WorkItem],
-    scan: ScanResult,
-    seconds: float,
-    *,
-    dry_run: bool = False,
-) -> BatchProcessingResult:
-    """Count one read batch and (unless a dry run) commit it: rows, summaries, then offsets."""
-    records = list(scan.collector.candidates())
-    result = BatchProcessingResult(
-        batch_id=batch_id,
-        files=[i.file.relative_path for i in batch],
-        analysis_seconds=seconds,
-    )
-    for s in scan.files:
-        result.bytes_read += s.end_offset - s.start_offset
-        result.lines_read += s.lines
-        result.usage_lines += s.usage_lines
-        result.skipped_lines += s.skipped_lines
-        if s.error:
-            result.files_failed += 1
-            result.errors.append(f"{s.path}: {s.error}")
-        else:
-            result.files_processed += 1
-    sums = RecordSums.of(records)
-    result.records_inserted = len(records)
-    result.tokens_in_records = sum(sums.tokens.values())
-    result.sessions_touched = len(sums.sessions)
-    for reason, count in scan.skips.by_reason.items():
-        result.skipped_by_reason[reason] = result.skipped_by_reason.get(reason, 0) + count
-    result.skipped_examples = [
-        f"{s.file_path}:{s.line_number} (byte {s.byte_offset}): {s.reason}"
-        + (f" {s.detail}" if s.detail else "")
-        for s in scan.skips.details[:SKIPPED_EXAMPLES]
-    ]
-    if not dry_run:
-        commits = file_commits(batch, scan, sums)
-        result.insert_seconds = write_batch(
-            bridge, migration_id, records, commits, sessions=sums.sessions, net=result.net
-        )
-        ledger.note_committed(scan)  # what the run's own validation compares
-    return result
 
 
 def record_batch(state: RunState, batch: Sequence[WorkItem], result: BatchProcessingResult) -> None:
@@ -793,12 +399,3 @@ def resolve_workers(requested: int | None) -> int:
 
 def source_paths(found: Discovery) -> list[str]:
     return [str(r) for r in found.roots]
-
-
-def relative_to_roots(path: Path, roots: Sequence[Path]) -> str | None:
-    for root in roots:
-        try:
-            return path.relative_to(root).as_posix()
-        except ValueError:
-            continue
-    return None

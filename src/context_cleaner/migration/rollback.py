@@ -47,6 +47,7 @@ from context_cleaner.bridge.snapshot import (
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows, utc
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration.models import RollbackResult
+from context_cleaner.migration.run_record import record_rollback
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -292,7 +293,8 @@ def rollback_migration(
         raise ConfigurationError(f"Unknown rollback mode {mode!r}; choose {', '.join(MODES)}.")
     if rollback_to_checkpoint and mode == "complete":
         mode = "partial"
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
+    runs: list[str] = []
     restored: list[str] = []
     dropped: list[str] = []
     snapshot_id: str | None = None
@@ -351,7 +353,7 @@ def rollback_migration(
             steps,
         )
         after = _row_counts(client, DATA_TABLES + HISTORY_TABLES)
-    return RollbackResult(
+    result = RollbackResult(
         migration_id=migration_id,
         mode=mode,
         snapshot=snapshot_id,
@@ -361,6 +363,9 @@ def rollback_migration(
         rows_after=after,
         duration_seconds=time.perf_counter() - started,
     )
+    if mode == "schema":  # the runs table is gone with the rest
+        return result
+    return record_rollback(bridge, result, started_at, runs)
 
 
 _CREATE_RE = re.compile(

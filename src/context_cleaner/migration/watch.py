@@ -45,10 +45,10 @@ from context_cleaner.errors import ContextCleanerError, TerminalError
 from context_cleaner.migration.incremental import (
     SyncInterrupted,
     SyncRun,
-    new_run_id,
     source_roots,
     summary_line,
 )
+from context_cleaner.migration.run_record import new_run_id
 
 if TYPE_CHECKING:
     from context_cleaner.migration.historical_migrator import HistoricalDataMigrator

@@ -4,7 +4,7 @@ Each flow wraps what the local engine runs; nothing is re-implemented here:
 
 - ``historical-migration``: :meth:`HistoricalDataMigrator.run` (``context-cleaner migrate``)
 - ``incremental-sync``: :meth:`HistoricalDataMigrator.sync` (``context-cleaner sync``)
-- ``validation``: :func:`validator.validate_migration_integrity` (``... validate``)
+- ``validation``: :func:`run_record.validate_recorded` (``context-cleaner validate``)
 - ``rollback``: :func:`rollback.rollback_migration` (``context-cleaner rollback``)
 
 Inside migrate and sync, the batches become retryable, cached ``migrate-batch`` task
@@ -170,6 +170,12 @@ def _tasks_note(batches: PrefectBatches) -> str:
     )
 
 
+def _publish(rows: list[dict[str, Any]], key: str, title: str, ok: bool, counts: str) -> None:
+    """A run's result: its table (artifact ``key``) and one log line."""
+    create_table_artifact(rows, key=key, description=f"{title}: {'succeeded' if ok else 'FAILED'}.")
+    get_run_logger().info("%s: %s", title, counts)
+
+
 # -- flows -----------------------------------------------------------------------------------
 
 
@@ -189,23 +195,18 @@ def historical_migration_flow(
     the CLI; never put a password in ``clickhouse_url`` (Prefect stores parameters): set
     ``CONTEXT_CLEANER_CLICKHOUSE_PASSWORD`` in the worker's environment instead.
     ``max_batch_tasks``: more batches than this are grouped into at most this many tasks."""
-    log = get_run_logger()
     migrator = _migrator(clickhouse_url, prices, batch_size, parallel_workers, checkpoint_interval)
     with orchestrated(max_batch_tasks) as batches:
         result = migrator.run(source_dirs, dry_run, None, checkpoint_interval, force=force)
     ok = result.success and (result.dry_run or result.validation_passed)
-    create_table_artifact(
-        migration_table(result, _tasks_note(batches)),
-        key="migration-result",
-        description=f"Migration {result.migration_id}: {'succeeded' if ok else 'FAILED'}.",
-    )
-    log.info(
-        "Migration %s: %d file(s), %d record(s), %+d tokens; %s.",
-        result.migration_id,
-        result.files_processed,
-        result.total_records_inserted,
-        result.total_tokens_migrated,
-        _tasks_note(batches),
+    note = _tasks_note(batches)
+    _publish(
+        migration_table(result, note),
+        "migration-result",
+        f"Migration {result.migration_id}",
+        ok,
+        f"{result.files_processed} file(s), {result.total_records_inserted} record(s), "
+        f"{result.total_tokens_migrated:+d} tokens; {note}.",
     )
     if ok and (paragraph := alerted(result)):
         raise FlowRunFailed(paragraph, result)
@@ -231,7 +232,6 @@ def incremental_sync_flow(
 ) -> IncrementalMigrationResult | HistoricalMigrationResult:
     """Add what was appended since the last run (the hourly deployment). Settings as for
     :func:`historical_migration_flow`; a dry run returns what a sync would read."""
-    log = get_run_logger()
     migrator = _migrator(clickhouse_url, prices, batch_size, parallel_workers)
     with orchestrated(max_batch_tasks) as batches:
         if dry_run:
@@ -241,18 +241,14 @@ def incremental_sync_flow(
     if dry_run:
         create_table_artifact(migration_table(planned, _tasks_note(batches)), key="sync-result")
         return planned
-    create_table_artifact(
-        sync_table(result, _tasks_note(batches)),
-        key="sync-result",
-        description=f"Sync {result.migration_id}: {'succeeded' if result.success else 'FAILED'}.",
-    )
-    log.info(
-        "Sync %s: %d file(s) changed, %d record(s), %+d tokens; %s.",
-        result.migration_id,
-        result.files_changed,
-        result.records_inserted,
-        result.tokens_added,
-        _tasks_note(batches),
+    note = _tasks_note(batches)
+    _publish(
+        sync_table(result, note),
+        "sync-result",
+        f"Sync {result.migration_id}",
+        result.success,
+        f"{result.files_changed} file(s) changed, {result.records_inserted} record(s), "
+        f"{result.tokens_added:+d} tokens; {note}.",
     )
     if not result.success:
         raise FlowRunFailed(
@@ -272,9 +268,9 @@ def validate_task(
     tolerance: float,
 ) -> ValidationResult:
     """Analyse the transcripts afresh and compare them with the database."""
-    from context_cleaner.migration.validator import validate_migration_integrity
+    from context_cleaner.migration.run_record import validate_recorded
 
-    return validate_migration_integrity(
+    return validate_recorded(
         bridge,
         source_dirs,
         sample_size=sample_size,

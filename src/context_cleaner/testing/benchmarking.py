@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from context_cleaner.bridge.database import Database
-from context_cleaner.migration import pipeline
+from context_cleaner.migration import readers
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.testing.compatibility import scratch_database
 from context_cleaner.testing.sample_corpus import generate_transcripts
@@ -71,7 +71,7 @@ def run_benchmark(
         memory: list[float] = []
         with scratch_database(like) as db:
             result = twin_migrator(migrator, db).run(
-                source, progress_callback=lambda _p: memory.append(pipeline.tree_rss() / 2**20)
+                source, progress_callback=lambda _p: memory.append(readers.tree_rss() / 2**20)
             )
         report.check("migration succeeded", result.success, "; ".join(result.errors[:3]))
         if want is not None:

@@ -1,0 +1,328 @@
+"""One migration run (``HistoricalDataMigrator.run``): plan, begin, read and commit, check, finish.
+
+The run's row is written by its :class:`~context_cleaner.migration.run_record.RunRecorder`:
+``running`` when it begins (after a snapshot of the data tables, which a ``complete``
+rollback restores) and at each checkpoint, then ``completed`` or ``failed``. A dry run
+reads and counts without writing anything.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from context_cleaner.bridge.database import database_exists
+from context_cleaner.bridge.token_bridge import BridgeWriter, EnhancedTokenDatabaseBridge
+from context_cleaner.migration import pipeline, rollback
+from context_cleaner.migration.crashed_runs import close_crashed
+from context_cleaner.migration.incremental import skipped_note
+from context_cleaner.migration.ledger import RUN_LEDGER, Ledger
+from context_cleaner.migration.models import HistoricalMigrationResult
+from context_cleaner.migration.monitor import RunMonitor
+from context_cleaner.migration.pipeline import ProgressCallback, RunOptions, RunState
+from context_cleaner.migration.readers import BatchReader, own_rss, tree_rss
+from context_cleaner.migration.run_record import LogEntry, RunCounts, RunRecorder
+from context_cleaner.migration.status import progress_record
+
+#: Rows per second a fresh embedded database takes (measured; used for dry-run projections).
+PROJECTED_INSERT_ROWS_PER_SECOND = 150_000
+
+
+def counts_of(state: RunState) -> RunCounts:
+    """A migration's counts so far, for its run row."""
+    found, plan = state.discovery, state.plan
+    return RunCounts(
+        source_roots=pipeline.source_paths(found) if found else [],
+        files_found=len(found.files) if found else 0,
+        files_processed=state.files_done - state.files_failed,
+        files_skipped=len(plan.unchanged) if plan else 0,
+        files_failed=state.files_failed,
+        records_inserted=state.records_added,
+        lines_skipped=state.skipped_lines,
+        net=state.net,
+    )
+
+
+class MigrationRun:
+    """One run of :meth:`HistoricalDataMigrator.run` (a migration, a dry run, or a sync's
+    plan read as a migration's)."""
+
+    def __init__(
+        self,
+        bridge: EnhancedTokenDatabaseBridge,
+        state: RunState,
+        options: RunOptions,
+        *,
+        kind: str = "migrate",
+        validation_enabled: bool = True,
+        keep_snapshots: int = rollback.DEFAULT_KEEP,
+        min_snapshot_interval: float = 0.0,
+        monitor: RunMonitor | None = None,
+    ) -> None:
+        self.bridge = bridge
+        self.state = state
+        self.options = options
+        self.kind = kind
+        self.dry_run = options.dry_run
+        self.validation_enabled = validation_enabled
+        self.keep_snapshots = keep_snapshots
+        self.min_snapshot_interval = min_snapshot_interval
+        self.monitor = monitor
+        self.recorder = RunRecorder(bridge, kind, state.migration_id, started=state.started)
+        self._last_snapshot = 0.0
+
+    def execute(
+        self, reader: BatchReader | None, progress: ProgressCallback | None
+    ) -> HistoricalMigrationResult:
+        bridge, state, options, dry_run = self.bridge, self.state, self.options, self.dry_run
+        exists = holds_schema(bridge)
+        prefetched = False
+        if not exists and not dry_run and reader is not None:
+            # Nothing is committed in a database that does not exist yet: plan and start
+            # reading now, while this process starts the engine and applies the schema.
+            state.discovery, state.plan = pipeline.discover_and_plan(None, options)
+            reader.prefetch(pipeline.planned_batches(state, options))
+            prefetched = True
+        if not dry_run:
+            bridge.setup_migration_infrastructure()
+        if prefetched:
+            assert reader is not None
+            # Working memory is measured from here: this process after connecting, the
+            # workers as they were when ready, before they read anything.
+            state.baseline_rss = own_rss() + reader.idle_rss()
+            if pipeline.load_states(bridge):  # another process migrated in the meantime
+                reader.discard_prefetch()
+                state.batched = None
+                prefetched = False
+        else:
+            state.baseline_rss = tree_rss()
+        if not prefetched:
+            state.discovery, state.plan = pipeline.discover_and_plan(
+                bridge if (exists or not dry_run) else None, options
+            )
+        # A database this run created holds nothing yet (prefetched: no other run filled it).
+        counted = not dry_run and not prefetched
+        sessions_before = bridge.count_sessions() if counted else 0
+        if not dry_run:
+            self._begin(fresh=not exists)
+        validating = not dry_run and self.validation_enabled and self.kind == "migrate"
+        # The validation of a run into a database that held nothing sums the whole table.
+        started_empty = prefetched or (
+            validating and counted and not bridge.get_migration_totals().get("records", 1)
+        )
+        read = Ledger() if validating else None
+        token = RUN_LEDGER.set(read)
+        try:
+            pipeline.run_batches(
+                bridge,
+                state,
+                options,
+                progress=progress,
+                on_checkpoint=self._checkpoint,
+                reader=reader,
+            )
+        except BaseException as exc:
+            if not dry_run:
+                self._finish("failed", extra={"error": str(exc)})
+            raise
+        finally:
+            RUN_LEDGER.reset(token)
+        result = migration_result(bridge, state, dry_run, sessions_before, options)
+        if self.monitor is not None:
+            result.alerts_fired = self.monitor.fired()
+        if not dry_run:
+            if validating and read is not None and state.plan is not None and state.plan.items:
+                self._validate(result, read, started_empty)
+            else:
+                result.validation_passed = not state.errors
+                result.data_integrity_score = 1.0 if not state.errors else 0.0
+            self._finish("completed" if result.success else "failed", result=result)
+        return result
+
+    def _validate(
+        self, result: HistoricalMigrationResult, read: Ledger, started_empty: bool
+    ) -> None:
+        """The run's own check: what it read against the rows (no transcript read twice)."""
+        from context_cleaner.migration import validator
+
+        roots = self.options.source_dirs
+        if read.ranges or not self.state.records_inserted:
+            report = validator.validate_run(
+                self.bridge,
+                read,
+                roots,
+                database_totals=result.database_totals,
+                started_empty=started_empty,
+            )
+        else:  # the batches ran where this process could not see what they read
+            report = validator.validate_migration_integrity(self.bridge, roots)
+        result.validation_passed = report.passed
+        result.data_integrity_score = report.integrity_score
+        result.consistency_check_results = report.to_dict()
+
+    # -- the run's row ------------------------------------------------------------------------
+
+    def _begin(self, *, fresh: bool = False) -> None:
+        """Close crashed runs (none in a database this run created), snapshot, run row."""
+        state, options = self.state, self.options
+        assert state.discovery is not None and state.plan is not None
+        if not fresh:
+            close_crashed(self.bridge, state, pipeline.source_paths(state.discovery))
+
+        def snapshot(w: BridgeWriter) -> None:
+            rollback.take_snapshot(w.client, self.bridge.host, state.migration_id)
+            rollback.prune_snapshots(w.client, self.keep_snapshots)
+            self._last_snapshot = time.monotonic()
+
+        started = {
+            "roots": pipeline.source_paths(state.discovery),
+            "files": len(state.discovery.files),
+            "pending_files": len(state.plan.items),
+            "pending_bytes": state.plan.pending_bytes,
+            "batch_size": options.batch_size,
+            "workers": options.parallel_workers,
+        }
+        self.recorder.running(
+            counts_of(state),
+            LogEntry(self.kind, "start", "started", started),
+            first=snapshot if self.kind == "migrate" else None,
+        )
+
+    def _checkpoint(self, state: RunState, number: int) -> None:
+        """Log a checkpoint; snapshot it too unless the last snapshot is very recent."""
+        label = f"cp{number}"
+        now = time.monotonic()
+        snapshot = self.options.snapshot_checkpoints and (
+            now - self._last_snapshot >= self.min_snapshot_interval
+        )
+
+        def take(w: BridgeWriter) -> None:  # (pruned when a run begins: a run keeps all its)
+            rollback.take_snapshot(w.client, self.bridge.host, state.migration_id, label)
+            self._last_snapshot = now
+
+        progress = {
+            "files_done": state.files_done,
+            "records": state.records_inserted,
+            "snapshot": snapshot,
+            "progress": progress_record(state),
+        }
+        self.recorder.running(
+            counts_of(state),
+            LogEntry("checkpoint", label, "completed", progress),
+            first=take if snapshot else None,
+        )
+        if snapshot:
+            state.checkpoints.append(label)
+
+    def _finish(
+        self,
+        status: str,
+        *,
+        result: HistoricalMigrationResult | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        state = self.state
+        details = {
+            "errors": state.errors[:50],
+            "progress": progress_record(state, status),
+            **(self.monitor.run_details() if self.monitor is not None else {}),
+            **(extra or {}),
+        }
+        if state.skipped_by_reason:
+            details["skipped_lines_by_reason"] = state.skipped_by_reason
+            details["skipped_line_examples"] = state.skipped_examples[:5]
+        if state.closed_runs:
+            details["closed_runs"] = [c["migration_id"] for c in state.closed_runs]
+        if result is not None:
+            details["validation_passed"] = result.validation_passed
+            details["integrity_score"] = result.data_integrity_score
+            details["alerts_fired"] = result.alerts_fired
+        log = LogEntry(
+            self.kind,
+            "finish",
+            "failed" if status == "failed" else "completed",
+            details,
+            self.recorder.elapsed_ms(state.started),
+        )
+        # Already failing (no result): a refused row must not hide the run's own error.
+        self.recorder.finished(status, counts_of(state), details, log, quiet=result is None)
+
+
+def holds_schema(bridge: EnhancedTokenDatabaseBridge) -> bool:
+    """Whether the database holds the schema (an unreachable or unknown one: no; the
+    run creates it, or fails saying why)."""
+    from context_cleaner.errors import MigrationError
+
+    try:
+        return database_exists(bridge)
+    except MigrationError:
+        return False
+
+
+def migration_result(
+    bridge: EnhancedTokenDatabaseBridge,
+    state: RunState,
+    dry_run: bool,
+    sessions_before: int,
+    options: RunOptions,
+) -> HistoricalMigrationResult:
+    """The result of a finished run, from its counters (and the database's totals)."""
+    assert state.discovery is not None and state.plan is not None
+    end = time.time()
+    duration = end - state.started
+    after = bridge.get_migration_totals() if not dry_run else {}
+    sessions_after = bridge.count_sessions() if not dry_run else 0
+    # Net: what this run's commits changed, measured unit by unit under the database's
+    # hold (another run's commits meanwhile are not counted; a dry run: what it read).
+    migrated = state.tokens_added if not dry_run else state.tokens_in_records
+    records = state.records_added if not dry_run else state.records_inserted
+    plan = state.plan
+    counts = {"new": 0, "appended": 0, "reset": len(plan.reset), "unchanged": len(plan.unchanged)}
+    for item in plan.items:
+        if item.reason in ("new", "forced"):
+            counts["new"] += 1
+        elif item.reason == "appended":
+            counts["appended"] += 1
+    projected = None
+    if dry_run:
+        projected = state.analysis_seconds / max(1, options.parallel_workers) + (
+            state.records_inserted / PROJECTED_INSERT_ROWS_PER_SECOND
+        )
+    warnings = []
+    if state.skipped_lines:
+        warnings.append(skipped_note(state.skipped_lines, state.skipped_by_reason))
+    warnings += state.warnings
+    warnings += [f"{p.path}: {p.reason}" for p in state.discovery.problems]
+    return HistoricalMigrationResult(
+        migration_id=state.migration_id,
+        start_time=datetime.fromtimestamp(state.started, UTC),
+        end_time=datetime.fromtimestamp(end, UTC),
+        success=not state.errors,
+        dry_run=dry_run,
+        total_files_found=len(state.discovery.files),
+        files_processed=state.files_done - state.files_failed,
+        files_skipped=len(plan.unchanged),
+        files_failed=state.files_failed,
+        total_tokens_migrated=migrated,
+        total_sessions_created=max(0, sessions_after - sessions_before),
+        total_records_inserted=records,
+        processing_duration=duration,
+        average_processing_speed_tokens_per_second=state.tokens_in_records / max(duration, 1e-9),
+        peak_memory_usage_mb=state.peak_rss / 2**20,
+        working_memory_mb=max(0, state.peak_rss - state.baseline_rss) / 2**20,
+        database_insertion_time=state.insert_seconds,
+        errors=state.errors,
+        warnings=warnings,
+        skipped_files=state.failed_files,
+        bytes_processed=state.bytes_done,
+        skipped_lines=state.skipped_lines,
+        checkpoints=state.checkpoints,
+        resumed_files=counts["appended"],
+        database_totals=after,
+        projected_seconds=projected,
+        consistency_check_results={"plan": counts},
+        skipped_lines_by_reason=dict(state.skipped_by_reason),
+        skipped_line_examples=list(state.skipped_examples),
+        closed_runs=list(state.closed_runs),
+    )

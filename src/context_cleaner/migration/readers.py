@@ -1,0 +1,206 @@
+"""The reader processes of a run: batches of transcript ranges read ahead of the commits.
+
+A :class:`BatchReader` keeps a few batches in flight per worker process, so memory stays
+flat whatever the corpus, and yields what they read in batch order; the run's own process
+(:mod:`~context_cleaner.migration.pipeline`) commits them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import psutil
+
+from context_cleaner.analysis.discovery import TranscriptFile
+from context_cleaner.analysis.processes import die_with_parent
+from context_cleaner.analysis.scan import ScanResult, decode_scan, scan_ranges, scan_ranges_encoded
+from context_cleaner.migration.planning import WorkItem
+
+
+def own_rss() -> int:
+    """Resident memory of this process alone, in bytes."""
+    try:
+        return int(psutil.Process().memory_info().rss)
+    except psutil.Error:
+        return 0
+
+
+def tree_rss() -> int:
+    """Resident memory of this process and its workers, in bytes."""
+    try:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+    except psutil.Error:
+        return 0
+
+
+def _ranges(batch: Sequence[WorkItem]) -> list[tuple[TranscriptFile, int, int]]:
+    return [(i.file, i.start_offset, i.start_line) for i in batch]
+
+
+#: Batches in flight per worker process (see :class:`BatchReader`).
+IN_FLIGHT_PER_WORKER = 3
+
+
+def _warm_up() -> tuple[int, int]:
+    """Runs first in each new worker (a spawned one has imported the reader by then).
+
+    Returns the worker's pid and resident memory once it is ready to read.
+    """
+    return os.getpid(), own_rss()
+
+
+#: Reader processes run this much nicer than the run's own process: that process (the
+#: engine, the commits) is the run's critical path, the readers work ahead of it.
+READER_NICENESS = 10
+
+
+def _start_reader(parent: int) -> None:
+    """Runs first in each reader process: lower its priority (:data:`READER_NICENESS`),
+    and end it when the run's process dies (:func:`die_with_parent`)."""
+    with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
+        os.nice(READER_NICENESS)
+    die_with_parent(parent)
+
+
+def worker_start_method() -> str:
+    """How to start reader processes: ``fork`` while that is safe here, else ``spawn``.
+
+    A forked worker is ready at once; a spawned one starts Python and imports the
+    reader first, on cores that are about to read. Forking is
+    safe on Linux while this process runs one thread (counted by the kernel, so threads
+    that libraries start outside Python count too) and has not loaded the embedded
+    engine (its state must not be copied); a database lock held here is dropped in the
+    child (``PROCESS_LOCKS.forget_after_fork``). Otherwise: spawn.
+    """
+    if sys.platform != "linux" or "chdb" in sys.modules or _os_threads() > 1:
+        return "spawn"
+    return "fork"
+
+
+def _os_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+class BatchReader:
+    """Reads batches on worker processes (forked when safe, see :func:`worker_start_method`).
+
+    At most ``IN_FLIGHT_PER_WORKER * workers`` batches are in flight (queued, being
+    read, or read and not yet taken), so memory does not grow with the corpus: a read
+    batch is its records only, about 1% of its bytes. The queue is deep enough to keep
+    the workers reading while this process starts the engine or commits. Yields results
+    in batch order.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._frozen = False
+        self._warming: list[Future[tuple[int, int]]] = []
+        self._plan: Sequence[Sequence[WorkItem]] | None = None
+        self._pending: deque[tuple[int, Future[bytes], float]] = deque()
+        self._next = 0
+
+    def __enter__(self) -> BatchReader:
+        """Start the worker processes (several only when ``workers`` > 1)."""
+        if self.workers > 1:
+            method = worker_start_method()
+            if method == "fork":
+                # What exists now lives as long as the run: keep collections in this
+                # process and the forked ones from walking it (and copying its pages).
+                gc.freeze()
+                self._frozen = True
+            try:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context(method),
+                    initializer=_start_reader,
+                    initargs=(os.getpid(),),
+                )
+                # Forked workers start now, before the pool's own thread does; spawned
+                # ones import the reader meanwhile, while this process goes on.
+                self._warming = [self._pool.submit(_warm_up) for _ in range(self.workers)]
+            except BaseException:
+                self.__exit__()
+                raise
+        return self
+
+    def idle_rss(self) -> int:
+        """The workers' resident memory when ready, before reading (0 without workers).
+
+        Waits for the workers' start-up (:func:`_warm_up`); a worker that did not report
+        (another ran two of them) is counted like the largest one that did.
+        """
+        if not self._warming:
+            return 0
+        reported: dict[int, int] = {}
+        for future in self._warming:
+            with contextlib.suppress(Exception):
+                pid, rss = future.result(timeout=60)
+                reported[pid] = max(rss, reported.get(pid, 0))
+        if not reported:
+            return 0
+        return sum(reported.values()) + (self.workers - len(reported)) * max(reported.values())
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
+
+    def prefetch(self, plan: Sequence[Sequence[WorkItem]]) -> None:
+        """Start reading ``plan``'s first batches now; :meth:`read` of the same plan goes on."""
+        if self._pool is None:
+            return
+        self._plan, self._pending, self._next = plan, deque(), 0
+        self._submit()
+
+    def discard_prefetch(self) -> None:
+        """Forget a prefetched plan (its results are not wanted after all)."""
+        for _, future, _ in self._pending:
+            future.cancel()
+        self._plan, self._pending, self._next = None, deque(), 0
+
+    def _submit(self) -> bool:
+        """Keep the queue of batches full; True when any batch is in flight."""
+        assert self._pool is not None and self._plan is not None
+        plan = self._plan
+        while self._next < len(plan) and len(self._pending) < IN_FLIGHT_PER_WORKER * self.workers:
+            future = self._pool.submit(scan_ranges_encoded, _ranges(plan[self._next]))
+            self._pending.append((self._next, future, time.perf_counter()))
+            self._next += 1
+        return bool(self._pending)
+
+    def read(self, plan: Sequence[Sequence[WorkItem]]) -> Iterator[tuple[int, ScanResult, float]]:
+        if self._pool is None:
+            for index, batch in enumerate(plan):
+                started = time.perf_counter()
+                yield index, scan_ranges(_ranges(batch)), time.perf_counter() - started
+            return
+        if self._plan is not plan:
+            self.discard_prefetch()
+            self._plan = plan
+        while self._submit():
+            index, future, started = self._pending.popleft()
+            data = future.result()
+            yield index, decode_scan(data), time.perf_counter() - started
+        self._plan = None
