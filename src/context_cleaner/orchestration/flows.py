@@ -155,7 +155,7 @@ def alerted(result: HistoricalMigrationResult | IncrementalMigrationResult) -> s
         f"{kind} {result.migration_id} committed everything it could read, but the "
         f"{', '.join(fired)} alert fired: {result.skipped_lines:,} line(s) could not be "
         f"counted ({skipped or 'no line reasons recorded'}) and "
-        f"{getattr(result, 'files_failed', len(result.errors)):,} file(s) failed. The skipped "
+        f"{result.outcome().files_failed:,} file(s) failed. The skipped "
         "lines are not in the database. Look at them with `context-cleaner analyze --json` "
         "(each with file, line, byte offset and reason) and at the run with "
         f"`context-cleaner status --migration-id {result.migration_id}`; fix or remove the "
