@@ -9,9 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from context_cleaner import cli
-from context_cleaner.cli import common
 from context_cleaner.analysis.counter import EnhancedTokenCounter
+from context_cleaner.cli import common
 from context_cleaner.cli.types import integer, number
+from context_cleaner.settings import DEBUG_ENV
 
 BAD_FLAGS = [
     (["validate", "--tolerance", "-1"], "--tolerance", "from 0 to 1"),
@@ -79,7 +80,7 @@ def test_an_unexpected_error_is_one_line_without_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: object
 ) -> None:
     """A defect (here: an error the core never raises) is reported, not dumped."""
-    monkeypatch.delenv(common.DEBUG_ENV, raising=False)
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
     monkeypatch.setattr(EnhancedTokenCounter, "analyze", _boom)
     code = cli.main(["analyze", "--source-dir", str(tmp_path)])
     err = capsys.readouterr().err
@@ -97,6 +98,6 @@ def test_debug_shows_the_traceback(
     if how == "flag":
         argv = ["--debug", *argv]
     else:
-        monkeypatch.setenv(common.DEBUG_ENV, "1")
+        monkeypatch.setenv(DEBUG_ENV, "1")
     with pytest.raises(RuntimeError, match="boom"):
         cli.main(argv)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,29 +170,31 @@ def test_migration_table_rows_are_plain_values() -> None:
 
 
 def test_a_password_never_becomes_a_flow_parameter() -> None:
+    from context_cleaner.bridge.database import Database
     from context_cleaner.orchestration.engine import (
         _database_parameter,
         _environment,
         flow_parameters,
     )
+    from context_cleaner.settings import Settings
 
-    args = argparse.Namespace(
+    settings = Settings(
         clickhouse_url="https://alice:s3cret@ch.example:8443/usage",
-        source_dir=None,
-        prices=None,
         batch_size=100,
-        parallel_workers=None,
-        dry_run=False,
         checkpoint_interval=10,
     )
-    params = flow_parameters("migrate", args)
+    database = Database(settings.clickhouse_url, environ={})
+    params = flow_parameters("migrate", settings, database)
     assert "s3cret" not in repr(params)
     assert params["clickhouse_url"] == "https://alice@ch.example:8443/usage"
-    _, env = _database_parameter(args)
+    _, env = _database_parameter(settings, database)
     assert env == {"CONTEXT_CLEANER_CLICKHOUSE_PASSWORD": "s3cret"}
     before = os.environ.get("CONTEXT_CLEANER_CLICKHOUSE_PASSWORD")
     with _environment(env):
         assert os.environ["CONTEXT_CLEANER_CLICKHOUSE_PASSWORD"] == "s3cret"
     assert os.environ.get("CONTEXT_CLEANER_CLICKHOUSE_PASSWORD") == before
-    embedded = argparse.Namespace(**{**vars(args), "clickhouse_url": "chdb:///tmp/x"})
-    assert flow_parameters("sync", embedded)["clickhouse_url"] == "chdb:///tmp/x"
+    embedded = settings.replace(clickhouse_url="chdb:///tmp/x")
+    assert (
+        flow_parameters("sync", embedded, Database(embedded.clickhouse_url))["clickhouse_url"]
+        == "chdb:///tmp/x"
+    )

@@ -15,9 +15,9 @@ import pytest
 
 from context_cleaner.analysis.discovery import discover
 from context_cleaner.bridge.database import Database
-from context_cleaner.cli.migration import status_payload
 from context_cleaner.migration import freshness
 from context_cleaner.migration.rollback import rollback_migration
+from context_cleaner.migration.status_report import status_payload
 
 from .helpers import (
     analyse,
@@ -291,7 +291,7 @@ def test_status_tracks_files_against_the_disk_and_the_lag(tmp_path: Path, db_url
     newer = assistant_line("b", 6, timestamp="2026-01-05T10:00:42.500Z")
     with f.open("ab") as out:
         out.write(newer + assistant_line("c", 7)[:20])  # one complete line, one torn
-    payload = status_payload(m)
+    payload = status_payload(m.bridge)
     [row] = payload["files"]
     assert row["state"] == "behind" and row["size"] == f.stat().st_size
     assert row["pending_bytes"] == len(newer) and row["unfinished_bytes"] == 20
@@ -305,7 +305,7 @@ def test_status_tracks_files_against_the_disk_and_the_lag(tmp_path: Path, db_url
     assert dashboard["newest_record_age_seconds"] > 0  # now minus 2026-01-05T10:00:00Z
     result = m.sync(str(tmp_path / "projects"))
     assert result.data_lag_seconds == 0
-    payload = status_payload(m)
+    payload = status_payload(m.bridge)
     [row] = payload["files"]
     assert row["state"] == "unfinished" and row["unfinished_bytes"] == 20  # the torn line waits
     assert row["pending_bytes"] == 0

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from context_cleaner.errors import SourceNotFoundError
-
-CONFIG_DIR_ENV = "CLAUDE_CONFIG_DIR"
+from context_cleaner.settings import CONFIG_DIR_ENV
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,8 @@ from typing import Annotated
 import msgspec
 
 from context_cleaner.errors import ConfigurationError
+from context_cleaner.settings import PRICES_ENV
 
-PRICES_ENV = "CONTEXT_CLEANER_PRICES"
 TIER_THRESHOLD = 200_000
 PER_TOKEN = 1e-6
 

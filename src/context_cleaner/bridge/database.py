@@ -45,13 +45,13 @@ from context_cleaner.bridge.lock import (
 )
 from context_cleaner.bridge.url import DatabaseURL, resolve_url
 from context_cleaner.errors import ConfigurationError
+from context_cleaner.settings import LOCK_TIMEOUT_ENV
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
 log = logging.getLogger(__name__)
 
-LOCK_TIMEOUT_ENV = "CONTEXT_CLEANER_LOCK_TIMEOUT"
 
 WRITER_TURN = 2.0
 """Seconds a process that does not yield (a migration, a sync) keeps the embedded

@@ -28,6 +28,7 @@ from context_cleaner.analysis.extract import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 from context_cleaner.analysis.records import UsageRecord, path_hash, record_version
 from context_cleaner.bridge.exceptions import DatabaseQueryError, translate_clickhouse_error
 from context_cleaner.errors import MigrationError
+from context_cleaner.settings import HOST_ENV
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -78,9 +79,6 @@ def synthetic_message_id(file_path: str, byte_offset: int) -> str:
 def storage_message_id(record: UsageRecord) -> str:
     """``record.message_id``, or its synthetic id when it has none."""
     return record.message_id or synthetic_message_id(record.file_path, record.byte_offset)
-
-
-HOST_ENV = "CONTEXT_CLEANER_HOST"
 
 
 def default_host() -> str:

@@ -42,6 +42,7 @@ from context_cleaner.bridge.exceptions import (
     translate_clickhouse_error,
 )
 from context_cleaner.errors import ConfigurationError, MigrationError
+from context_cleaner.settings import PAUSE_ENV
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -179,11 +180,10 @@ ORDER BY plan_id
 COMMENT 'changes to several tables in progress; the next open of the database finishes them'
 """
 
-PAUSE_ENV = "CONTEXT_CLEANER_PAUSE_BEFORE_WRITE"
-"""For crash tests: ``N`` makes this process stop (sleep for an hour) before the N-th
-statement that changes tables made in this module (snapshots, journal, plan steps),
-announcing ``paused before write N: <what>`` on stderr, so a test can SIGKILL it
-between two chosen statements. Unset (always, outside tests): no effect."""
+# PAUSE_ENV, for crash tests: ``N`` makes this process stop (sleep for an hour) before the N-th
+# statement that changes tables made in this module (snapshots, journal, plan steps),
+# announcing ``paused before write N: <what>`` on stderr, so a test can SIGKILL it
+# between two chosen statements. Unset (always, outside tests): no effect.
 
 _writes = 0
 

@@ -26,10 +26,7 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from context_cleaner.bridge.exceptions import redact_text
 from context_cleaner.errors import ConfigurationError
-
-URL_ENV = "CONTEXT_CLEANER_CLICKHOUSE_URL"
-PASSWORD_ENV = "CONTEXT_CLEANER_CLICKHOUSE_PASSWORD"
-DEFAULT_EMBEDDED_PATH = "~/.context_cleaner/clickhouse"
+from context_cleaner.settings import DEFAULT_EMBEDDED_PATH, PASSWORD_ENV, URL_ENV
 
 Scheme = Literal["chdb", "http", "https"]
 _DEFAULT_PORTS = {"http": 8123, "https": 8443}

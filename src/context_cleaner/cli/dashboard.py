@@ -10,7 +10,14 @@ import argparse
 import socket
 import sys
 
-from context_cleaner.cli.types import database_url, integer
+from context_cleaner.cli.common import (
+    add_command,
+    add_database_args,
+    add_pricing_args,
+    add_source_args,
+    command_settings,
+)
+from context_cleaner.cli.types import integer
 from context_cleaner.dashboard.settings import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -42,22 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="database (the migrated data) or direct (read the transcripts: immediate "
         "rollback while the database is repaired); default database",
     )
-    parser.add_argument(
-        "--clickhouse-url",
-        type=database_url,
-        metavar="URL",
-        help="chdb:///path or http(s)://user:pass@host:8123/db "
-        "(default $CONTEXT_CLEANER_CLICKHOUSE_URL, else ~/.context_cleaner/clickhouse)",
+    add_database_args(parser)
+    add_source_args(
+        parser, "transcript folder for --source direct; repeatable (default: the Claude folders)"
     )
-    parser.add_argument(
-        "--source-dir",
-        action="append",
-        metavar="DIR",
-        help="transcript folder for --source direct; repeatable (default: the Claude folders)",
-    )
-    parser.add_argument(
-        "--prices", metavar="FILE", help="JSON price overrides (as for `analyze --prices`)"
-    )
+    add_pricing_args(parser, "JSON price overrides (as for `analyze --prices`)")
     parser.add_argument(
         "--token",
         metavar="TOKEN",
@@ -80,14 +76,21 @@ def _check_port(host: str, port: int) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Start the dashboard and serve until interrupted."""
+    """serve the usage and migration dashboard in your browser
+
+    A web page with token and cost totals, tokens and cost per day, by model and project, top
+    sessions, recent migration runs and data freshness, read from the database (or, with
+    --source direct, straight from the transcripts). Listens on {host}:{port} by default;
+    another address needs a token.
+    """
+    run = command_settings(args)  # the database, transcripts and prices, as every command
     settings = DashboardSettings.build(
         host=args.host,
         port=args.port,
         source=args.source,
-        clickhouse_url=args.clickhouse_url,
-        source_dirs=args.source_dir,
-        prices=args.prices,
+        clickhouse_url=run.clickhouse_url,
+        source_dirs=run.sources,
+        prices=run.prices,
         token=args.token,
     )
     _check_port(settings.host, settings.port)
@@ -120,13 +123,5 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``dashboard`` subcommand to the CLI."""
-    parser = sub.add_parser(
-        "dashboard",
-        help="serve the usage and migration dashboard in your browser",
-        description="A web page with token and cost totals, tokens and cost per day, by model "
-        "and project, top sessions, recent migration runs and data freshness, read from the "
-        "database (or, with --source direct, straight from the transcripts). Listens on "
-        f"{DEFAULT_HOST}:{DEFAULT_PORT} by default; another address needs a token.",
-    )
+    parser = add_command(sub, cmd_dashboard, host=DEFAULT_HOST, port=DEFAULT_PORT)
     add_arguments(parser)
-    parser.set_defaults(handler=cmd_dashboard)

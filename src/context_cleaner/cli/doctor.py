@@ -51,9 +51,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from context_cleaner.cli.common import EXIT_FAILED, EXIT_OK, escape, print_json, stdout_console
+    from context_cleaner.cli.common import (
+        EXIT_FAILED,
+        EXIT_OK,
+        command_settings,
+        escape,
+        print_json,
+        stdout_console,
+    )
 
-    checks = run_checks(args.clickhouse_url, args.source_dir)
+    settings = command_settings(args)
+    checks = run_checks(settings.clickhouse_url, settings.sources)
     checks.append(check_dashboard_token(os.environ))
     if args.json:
         print_json({"checks": [c.as_dict() for c in checks]})

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 
 from context_cleaner import __version__
 from context_cleaner.cli.common import (
-    DEBUG_ENV,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     Handler,
     add_pricing_args,
     add_source_args,
+    command_settings,
     escape,
     print_json,
     stderr_console,
@@ -31,6 +31,7 @@ from context_cleaner.cli.common import (
 )
 from context_cleaner.cli.types import integer
 from context_cleaner.errors import ContextCleanerError
+from context_cleaner.settings import DEBUG_ENV
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -38,10 +39,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from context_cleaner.analysis.pricing import PriceTable
     from context_cleaner.cli.render import render_analysis
 
+    settings = command_settings(args)
     counter = EnhancedTokenCounter(
-        args.source_dir,
+        settings.sources,
         timezone=args.timezone,
-        prices=PriceTable.load(args.prices),
+        prices=PriceTable.load(settings.prices),
         workers=args.workers,
     )
     report = counter.analyze()
@@ -96,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.set_defaults(handler=cmd_analyze)
 
-    from context_cleaner.cli import dashboard, doctor, migration, report
+    from context_cleaner.cli import dashboard, database, doctor, migration, report
 
     migration.register(sub)
+    database.register(sub)
     dashboard.register(sub)
     report.register(sub)
     doctor.register(sub)

@@ -9,6 +9,7 @@ rules, so they give the same JSON for the same data.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from typing import TYPE_CHECKING
 
@@ -103,34 +104,23 @@ def _add_options(p: argparse.ArgumentParser, name: str) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from context_cleaner.analysis.periods import ReportQuery
     from context_cleaner.bridge.details import default_host
-    from context_cleaner.cli.common import EXIT_OK, print_json, stdout_console
+    from context_cleaner.cli.common import EXIT_OK, command_settings, print_json, stdout_console
 
-    query = ReportQuery(
-        kind=args.report,
-        timezone=args.timezone,
-        since=args.since,
-        until=args.until,
-        start_of_week=args.start_of_week,
-        project=args.project,
-        model=args.model,
-        host=args.host,
-        breakdown=args.breakdown,
-        order=args.order,
-        last=args.last,
-        token_limit=getattr(args, "token_limit", None),
-    )
+    asked = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(ReportQuery)}
+    query = ReportQuery(**{**asked, "kind": args.report})
+    settings = command_settings(args)
     if args.source == "transcripts":
         from context_cleaner.analysis.pricing import PriceTable
         from context_cleaner.analysis.transcript_report import report_from_transcripts
 
         payload = report_from_transcripts(
-            query, args.source_dir, host=default_host(), prices=PriceTable.load(args.prices)
+            query, settings.sources, host=default_host(), prices=PriceTable.load(settings.prices)
         )
     else:
-        from context_cleaner.bridge.database import Database
+        from context_cleaner.bridge.from_settings import open_database
         from context_cleaner.bridge.reports import database_report
 
-        payload = database_report(Database(args.clickhouse_url), query)
+        payload = database_report(open_database(settings), query)
     if args.json:
         print_json(payload)
     else:

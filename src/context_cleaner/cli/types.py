@@ -56,16 +56,16 @@ def number(minimum: float, maximum: float | None = None) -> Callable[[str], floa
 
 
 def database_url(text: str) -> str:
-    """A ClickHouse URL or path that parses (DESIGN §4's forms); kept as written."""
+    """A ClickHouse URL or path that parses (DESIGN §4's forms): kept as written, with its
+    parse, so the command opens the database without parsing it again."""
     from context_cleaner.bridge.exceptions import redact_text
-    from context_cleaner.bridge.url import parse_url
+    from context_cleaner.bridge.from_settings import checked_url
     from context_cleaner.errors import ContextCleanerError
 
     try:
-        parse_url(text)
+        return checked_url(text)
     except ContextCleanerError as exc:
         raise argparse.ArgumentTypeError(redact_text(str(exc))) from None
-    return text
 
 
 def _checked(check: Callable[..., T], text: str, *args: object) -> T:

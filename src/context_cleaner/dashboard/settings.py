@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from context_cleaner.errors import ConfigurationError
+from context_cleaner.settings import TOKEN_ENV
 
-TOKEN_ENV = "CONTEXT_CLEANER_DASHBOARD_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8110
 MIN_TOKEN_LENGTH = 16

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from context_cleaner.errors import ConfigurationError
+from context_cleaner.settings import ALERTS_ENV
 
 # Migration alert thresholds (the spec's table, verbatim)
 MIGRATION_ALERTS: dict[str, dict[str, Any]] = {
@@ -49,7 +50,6 @@ MIGRATION_ALERTS: dict[str, dict[str, Any]] = {
     "high_memory_usage": {"threshold": 0.9, "metric": "memory_usage_ratio"},
     "migration_stalled": {"threshold": 300, "metric": "seconds_without_progress"},
 }
-ALERTS_ENV = "CONTEXT_CLEANER_ALERTS"
 
 #: Per rule: the metric it reads, whether it fires above or below, the run age before it is judged.
 _SHAPE: dict[str, tuple[str, str, float]] = {

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from context_cleaner.settings import API_ENV, CONFIG_DIR_ENV
+
 DEFAULT_CLEANUP_DAYS = 30
 KEEP_DAYS = 36500
 STALE_SYNC_SECONDS = 2 * 3600
@@ -37,7 +39,7 @@ def settings_files(environ: Mapping[str, str]) -> list[Path]:
     ``$CLAUDE_CONFIG_DIR`` entry's ``settings.json`` (an entry may name its ``projects/``)."""
     home = Path(environ.get("HOME") or Path.home())
     files = [home / ".claude" / "settings.json"]
-    for entry in (environ.get("CLAUDE_CONFIG_DIR") or "").split(","):
+    for entry in (environ.get(CONFIG_DIR_ENV) or "").split(","):
         if entry.strip():
             folder = Path(entry.strip()).expanduser()
             if folder.name == "projects":
@@ -213,7 +215,7 @@ def check_database(
 
 
 def check_schedule(environ: Mapping[str, str]) -> Check:
-    api = environ.get("PREFECT_API_URL", "").strip()
+    api = environ.get(API_ENV, "").strip()
     if api:
         return Check(
             "scheduled_sync",

@@ -16,15 +16,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.discovery import Discovery
 from context_cleaner.bridge.database import Database
+from context_cleaner.bridge.from_settings import open_bridge
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import pipeline, rollback
-from context_cleaner.migration.defaults import COMMIT_EVERY
 from context_cleaner.migration.incremental import SyncRequest, SyncRun, fast_sync, run_sync
 from context_cleaner.migration.migrate import MigrationRun, holds_schema
 from context_cleaner.migration.models import (
@@ -41,6 +41,15 @@ from context_cleaner.migration.monitor import RunMonitor
 from context_cleaner.migration.pipeline import ProgressCallback, RunOptions, RunState
 from context_cleaner.migration.run_record import new_run_id, validate_recorded
 from context_cleaner.migration.status import MigrationStatus, get_migration_status
+from context_cleaner.settings import (
+    COMMIT_EVERY,
+    DEFAULTS,
+    SAMPLE_SIZE,
+    SPEC_CHECKPOINT_INTERVAL,
+    TOLERANCE,
+    Settings,
+    source_list,
+)
 
 if TYPE_CHECKING:  # the analyser (pydantic reports) is imported only when validating
     from context_cleaner.analysis.counter import EnhancedTokenCounter
@@ -49,8 +58,13 @@ if TYPE_CHECKING:  # the analyser (pydantic reports) is imported only when valid
 class HistoricalDataMigrator:
     """Migrates Claude Code usage from JSONL transcripts into ClickHouse, exactly once.
 
-    ``clickhouse_client`` (a URL or :class:`Database`), ``token_counter`` and
-    ``bridge_service`` default to the configured database and the default roots.
+    ``clickhouse_client`` (a URL or :class:`Database`) and ``bridge_service`` default to
+    the configured database. ``token_counter`` is accepted for the spec's signature only:
+    the pipeline counts with its own reader processes, by the same rules. The positional
+    defaults are the spec's (``batch_size=100, parallel_workers=3``) so code written
+    against the spec behaves as it says; ``settings`` (what the command line, the flows
+    and ``serve`` pass) supplies every run setting instead, and its database when no
+    client or bridge is given.
     """
 
     def __init__(
@@ -59,21 +73,29 @@ class HistoricalDataMigrator:
         token_counter: EnhancedTokenCounter | None = None,
         bridge_service: EnhancedTokenDatabaseBridge | None = None,
         batch_size: int = 100,
-        parallel_workers: int = 3,
+        parallel_workers: int | None = 3,
         validation_enabled: bool = True,
         *,
-        checkpoint_interval: int = 10,
+        settings: Settings | None = None,
+        checkpoint_interval: int = SPEC_CHECKPOINT_INTERVAL,
         keep_snapshots: int = rollback.DEFAULT_KEEP,
         snapshot_checkpoints: bool = True,
         min_snapshot_interval: float = 0.0,
         commit_every: float = COMMIT_EVERY,
     ) -> None:
+        self.max_batch_bytes = (settings or DEFAULTS).max_batch_bytes
+        self.commit_max_records = (settings or DEFAULTS).commit_max_records
+        if settings is not None:
+            batch_size, parallel_workers = settings.batch_size, settings.parallel_workers
+            validation_enabled, commit_every = settings.validate, settings.commit_every
+            checkpoint_interval = settings.checkpoint_interval
+            if bridge_service is None and clickhouse_client is None:
+                bridge_service = open_bridge(settings)
         if batch_size < 1:
             raise MigrationError(f"--batch-size must be at least 1 (got {batch_size}).")
         if commit_every < 0:
             raise MigrationError(f"--commit-every must be 0 or more seconds (got {commit_every}).")
         self.bridge = bridge_service or EnhancedTokenDatabaseBridge(clickhouse_client)
-        self.token_counter = token_counter
         self.batch_size = batch_size
         self.parallel_workers = pipeline.resolve_workers(parallel_workers)
         self.validation_enabled = validation_enabled
@@ -108,27 +130,32 @@ class HistoricalDataMigrator:
     def _options(
         self, source_directory: str | Sequence[str] | None, dry_run: bool, checkpoint: int
     ) -> RunOptions:
-        dirs = [source_directory] if isinstance(source_directory, str) else source_directory
         return RunOptions(
-            source_dirs=list(dirs) if dirs else None,
+            source_dirs=source_list(source_directory),
             batch_size=self.batch_size,
             parallel_workers=self.parallel_workers,
             checkpoint_interval=checkpoint,
             dry_run=dry_run,
             snapshot_checkpoints=self.snapshot_checkpoints,
             commit_every=self.commit_every,
+            max_batch_bytes=self.max_batch_bytes,
+            commit_max_records=self.commit_max_records,
         )
 
     def discover_jsonl_files(
         self, source_directory: str | Sequence[str] | None = None, file_pattern: str = "*.jsonl"
     ) -> FileDiscoveryResult:
-        """Every transcript file with its size, time and committed offset (nothing read)."""
-        if file_pattern != "*.jsonl":
-            raise MigrationError("Only *.jsonl transcripts are supported.")
+        """Every transcript file with its size, time and committed offset (nothing read).
+
+        ``file_pattern`` keeps the files whose path below their root matches it, as a glob
+        matched from the right (``agent-*.jsonl``, ``*/subagents/*.jsonl``)."""
+        if not file_pattern.strip("/"):
+            raise MigrationError(f"file_pattern {file_pattern!r} is empty; use e.g. '*.jsonl'.")
         options = self._options(source_directory, True, 0)
         bridge = self.bridge if holds_schema(self.bridge) else None
         found, plan = pipeline.discover_and_plan(bridge, options)
         pending = {(str(i.file.path)): i.start_offset for i in plan.items}
+        kept = [f for f in found.files if PurePosixPath(f.relative_path).match(file_pattern)]
         files = [
             JSONLFileInfo(
                 path=str(f.path),
@@ -139,13 +166,13 @@ class HistoricalDataMigrator:
                 project=f.project,
                 committed_offset=pending.get(str(f.path), f.size),
             )
-            for f in found.files
+            for f in kept
         ]
         return FileDiscoveryResult(
             source_directories=[str(r) for r in found.roots],
             files=files,
-            total_bytes=found.total_bytes,
-            pending_bytes=plan.pending_bytes,
+            total_bytes=sum(f.size_bytes for f in files),
+            pending_bytes=sum(max(0, f.size_bytes - f.committed_offset) for f in files),
             problems=[f"{p.path}: {p.reason}" for p in found.problems],
         )
 
@@ -223,7 +250,7 @@ class HistoricalDataMigrator:
         source_directory: str | Sequence[str] | None = None,
         dry_run: bool = False,
         progress_callback: ProgressCallback | None = None,
-        checkpoint_interval: int = 10,
+        checkpoint_interval: int = SPEC_CHECKPOINT_INTERVAL,
     ) -> HistoricalMigrationResult:
         """Migrate all historical JSONL data (the spec's coroutine; runs :meth:`run`)."""
         return self.run(source_directory, dry_run, progress_callback, checkpoint_interval)
@@ -249,9 +276,8 @@ class HistoricalDataMigrator:
         files; ``run`` carries the run row's identity across syncs (watch mode);
         ``discovery`` is what a caller's own :func:`fast_sync` found (it is not repeated).
         """
-        dirs = [source_directory] if isinstance(source_directory, str) else source_directory
         request = SyncRequest(
-            source_dirs=list(dirs) if dirs else None,
+            source_dirs=source_list(source_directory),
             only_paths=only_paths,
             since=since,
             modified_files_only=modified_files_only,
@@ -296,16 +322,15 @@ class HistoricalDataMigrator:
 
     async def validate_migration_integrity(
         self,
-        sample_size: int = 100,
+        sample_size: int = SAMPLE_SIZE,
         full_validation: bool = False,
-        tolerance: float = 0.001,
+        tolerance: float = TOLERANCE,
         source_directory: str | Sequence[str] | None = None,
     ) -> ValidationResult:
         """Validate the database against the transcripts, recorded as a ``validate`` run."""
-        dirs = [source_directory] if isinstance(source_directory, str) else source_directory
         return validate_recorded(
             self.bridge,
-            dirs,
+            source_list(source_directory),
             sample_size=sample_size,
             full_validation=full_validation,
             tolerance=tolerance,

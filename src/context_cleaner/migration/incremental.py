@@ -53,6 +53,7 @@ from context_cleaner.migration.sync_plan import (
     restamps,
     select_files,
 )
+from context_cleaner.settings import BATCH_SIZE, DEFAULTS
 
 if TYPE_CHECKING:  # the pipeline is imported when there is something to read (see run_sync)
     from context_cleaner.migration.models import BatchProcessingResult
@@ -139,8 +140,8 @@ def run_sync(
     bridge: EnhancedTokenDatabaseBridge,
     request: SyncRequest,
     *,
-    batch_size: int = 100,
-    parallel_workers: int = 2,
+    batch_size: int = BATCH_SIZE,
+    parallel_workers: int | None = DEFAULTS.parallel_workers,
     run: SyncRun | None = None,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -164,7 +165,7 @@ def run_sync(
     options = pipeline.RunOptions(
         source_dirs=request.source_dirs,
         batch_size=batch_size,
-        parallel_workers=parallel_workers,
+        parallel_workers=pipeline.resolve_workers(parallel_workers),
         checkpoint_interval=0,
         max_batch_bytes=SYNC_MAX_BATCH_BYTES,
         snapshot_checkpoints=False,

@@ -30,10 +30,17 @@ from context_cleaner.analysis.scan import ScanResult, merge_scans
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration.commits import SKIPPED_EXAMPLES, add_net, commit_scan, net_tokens
-from context_cleaner.migration.defaults import COMMIT_EVERY, COMMIT_MAX_RECORDS, MAX_BATCH_BYTES
 from context_cleaner.migration.models import BatchProcessingResult, MigrationProgress
 from context_cleaner.migration.planning import FileState, Plan, WorkItem, batches, plan_work
 from context_cleaner.migration.readers import BatchReader, tree_rss
+from context_cleaner.settings import (
+    BATCH_SIZE,
+    COMMIT_EVERY,
+    COMMIT_MAX_RECORDS,
+    DEFAULTS,
+    MAX_BATCH_BYTES,
+    SPEC_CHECKPOINT_INTERVAL,
+)
 
 ProgressCallback = Callable[[MigrationProgress], None]
 
@@ -43,12 +50,16 @@ class RunOptions:
     """How a run reads and writes; one typed place for the flags of migrate and sync."""
 
     source_dirs: list[str] | None = None
-    batch_size: int = 100
-    parallel_workers: int = 2
-    checkpoint_interval: int = 10
+    batch_size: int = BATCH_SIZE
+    parallel_workers: int = field(
+        default_factory=lambda: resolve_workers(DEFAULTS.parallel_workers)
+    )
+    checkpoint_interval: int = SPEC_CHECKPOINT_INTERVAL
     dry_run: bool = False
     force: bool = False
     max_batch_bytes: int = MAX_BATCH_BYTES
+    commit_max_records: int = COMMIT_MAX_RECORDS
+    """A commit gathers at most this many usage records (memory stays flat)."""
     snapshot_checkpoints: bool = True
     only_paths: set[str] | None = None
     """Restrict the run to these absolute paths (watch mode)."""
@@ -222,7 +233,7 @@ class CommitUnit:
 
 class Gatherer:
     """Gathers read batches into :class:`CommitUnit` s: a unit is full after
-    ``commit_every`` seconds, :data:`COMMIT_MAX_RECORDS` records, its last batch, at a
+    ``commit_every`` seconds, ``commit_max_records`` records, its last batch, at a
     checkpoint, or as soon as another process waits for the database."""
 
     def __init__(
@@ -232,6 +243,7 @@ class Gatherer:
         checkpoints: set[int] | None = None,
     ) -> None:
         self.every = options.commit_every
+        self.max_records = options.commit_max_records
         self.database = bridge.database
         self.unit = CommitUnit()
         self.checkpoints = checkpoints or set()
@@ -253,7 +265,7 @@ class Gatherer:
             last
             or index in self.checkpoints
             or time.monotonic() - unit.started >= self.every
-            or unit.records >= COMMIT_MAX_RECORDS
+            or unit.records >= self.max_records
             or self.database.someone_waiting()
         ):
             return self.take()

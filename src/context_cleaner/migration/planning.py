@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.bridge.tracking import TrackedFile
-from context_cleaner.migration.defaults import MAX_BATCH_BYTES
 from context_cleaner.migration.file_state import HEAD_BYTES, head_hash, identity_change
+from context_cleaner.settings import MAX_BATCH_BYTES
 
 __all__ = ["HEAD_BYTES", "FileState", "Plan", "WorkItem", "batches", "head_hash", "plan_work"]
 

@@ -54,6 +54,7 @@ from context_cleaner.errors import SourceNotFoundError
 from context_cleaner.migration import file_state
 from context_cleaner.migration.ledger import Ledger, scan_committed
 from context_cleaner.migration.models import SessionVariance, ValidationResult
+from context_cleaner.settings import SAMPLE_SIZE, TOLERANCE
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
 _FIVE = (
@@ -536,9 +537,9 @@ def validate_migration_integrity(
     bridge: EnhancedTokenDatabaseBridge,
     source_dirs: Sequence[str] | None = None,
     *,
-    sample_size: int = 100,
+    sample_size: int = SAMPLE_SIZE,
     full_validation: bool = False,
-    tolerance: float = 0.001,
+    tolerance: float = TOLERANCE,
     seed: int | None = None,
     workers: int | None = None,
 ) -> ValidationResult:
@@ -581,7 +582,7 @@ def validate_run(
     read: Ledger,
     source_dirs: Sequence[str] | None = None,
     *,
-    tolerance: float = 0.001,
+    tolerance: float = TOLERANCE,
     database_totals: dict[str, Any] | None = None,
     started_empty: bool = False,
 ) -> ValidationResult:

@@ -13,8 +13,9 @@ it costs what the new bytes cost. Around that:
   (covering changes made while it started), when a folder appears, and every
   :data:`FULL_SYNC_SECONDS`; with nothing new it only stats files. Events that
   were missed therefore cost at most a minute of lag.
-- **Polling.** ``CONTEXT_CLEANER_WATCH_POLL=1`` forces polling; when file events
-  cannot be used (no inotify, watch limit reached) the watcher falls back to it.
+- **Polling.** ``CONTEXT_CLEANER_WATCH_POLL=1`` (``Settings.watch_polling``) forces
+  polling; when file events cannot be used (no inotify, watch limit reached) the
+  watcher falls back to it.
   A poller compares modification times, which miss a write landing in the same
   clock tick as the previous look, so when polling the full sync (which compares
   sizes too) runs every :data:`POLLING_FULL_SYNC_SECONDS`.
@@ -29,7 +30,6 @@ it costs what the new bytes cost. Around that:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -49,12 +49,12 @@ from context_cleaner.migration.incremental import (
     summary_line,
 )
 from context_cleaner.migration.run_record import new_run_id
+from context_cleaner.settings import DEFAULTS, Settings
 
 if TYPE_CHECKING:
     from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
     from context_cleaner.migration.models import IncrementalMigrationResult
 
-POLL_ENV = "CONTEXT_CLEANER_WATCH_POLL"
 #: Quiet time after a write before its changes are synced.
 STEP_MS = 50
 #: How often the loop wakes up without events (for retries and the periodic full sync).
@@ -68,31 +68,26 @@ MAX_BACKOFF = 60.0
 POLL_DELAY_MS = 300
 
 
-def polling_forced(environ: dict[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return env.get(POLL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 class Watcher:
     """Turns filesystem events into incremental syncs (see the module docstring)."""
 
     def __init__(
         self,
         migrator: HistoricalDataMigrator,
-        source_dirs: list[str] | None,
+        settings: Settings = DEFAULTS,
         *,
-        debounce: float = 1.0,
         as_json: bool = False,
-        force_polling: bool = False,
         out: TextIO | None = None,
         err: TextIO | None = None,
     ) -> None:
+        """Watch the settings' folders (``source_dirs``), with their ``debounce`` and
+        ``watch_polling``; ``as_json``: a JSON line per sync on ``out``."""
         self.migrator = migrator
-        self.roots: list[Path] = source_roots(source_dirs)
+        self.roots: list[Path] = source_roots(settings.sources)
         self.absolute = [Path(os.path.abspath(r)) for r in self.roots]
-        self.debounce = max(0.0, debounce)
+        self.debounce = max(0.0, settings.debounce)
         self.as_json = as_json
-        self.polling = force_polling
+        self.polling = settings.watch_polling
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.stop = threading.Event()
@@ -274,13 +269,8 @@ class Watcher:
             signal.signal(signum, handler)
 
 
-def watch_and_sync(migrator: HistoricalDataMigrator, args: argparse.Namespace) -> int:
-    """``context-cleaner sync --watch`` (flags as parsed by the CLI)."""
-    watcher = Watcher(
-        migrator,
-        getattr(args, "source_dir", None),
-        debounce=getattr(args, "debounce", 1.0),
-        as_json=getattr(args, "json", False),
-        force_polling=polling_forced(),
-    )
-    return watcher.run()
+def watch_and_sync(
+    migrator: HistoricalDataMigrator, settings: Settings, *, as_json: bool = False
+) -> int:
+    """``context-cleaner sync --watch``: watch the settings' folders until stopped."""
+    return Watcher(migrator, settings, as_json=as_json).run()

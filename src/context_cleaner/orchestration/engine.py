@@ -18,29 +18,27 @@ those): a password in ``--clickhouse-url`` is moved to
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any
 
-from context_cleaner.bridge.url import PASSWORD_ENV, parse_url
+from context_cleaner.bridge.database import Database
 from context_cleaner.errors import ConfigurationError
-
-API_ENV = "PREFECT_API_URL"
-SYNC_CRON = "0 * * * *"
-VALIDATION_CRON = "30 3 * * *"
+from context_cleaner.settings import API_ENV, PASSWORD_ENV, Settings
 
 
-def _database_parameter(args: argparse.Namespace) -> tuple[str | None, dict[str, str]]:
-    """The ``clickhouse_url`` parameter, and the environment that carries its password."""
-    raw = getattr(args, "clickhouse_url", None)
-    if not raw:
+def _database_parameter(
+    settings: Settings, database: Database
+) -> tuple[str | None, dict[str, str]]:
+    """The ``clickhouse_url`` parameter (None: the worker's own default), and the
+    environment that carries its password; ``database`` is the settings' database, open."""
+    if not settings.clickhouse_url:
         return None, {}
-    url = parse_url(raw)
+    url = database.url
     if url.is_embedded or not url.password:
-        return raw, {}
+        return str(settings.clickhouse_url), {}  # as given (a checked flag is a str subclass)
     return url.with_password("").dsn, {PASSWORD_ENV: url.password}
 
 
@@ -79,38 +77,40 @@ def check_api() -> None:
         )
 
 
-def flow_parameters(kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The flow parameters for a CLI command's flags (``clickhouse_url`` without password)."""
-    url, _ = _database_parameter(args)
+def flow_parameters(
+    kind: str, settings: Settings, database: Database, **extra: Any
+) -> dict[str, Any]:
+    """The flow parameters for a command's settings (``clickhouse_url`` without password);
+    ``extra``: rollback's ``migration_id``, ``mode`` and ``to_checkpoint``."""
+    url, _ = _database_parameter(settings, database)
     if kind == "rollback":
-        return {
-            "migration_id": args.migration_id,
-            "mode": args.mode,
-            "to_checkpoint": args.to_checkpoint,
-            "clickhouse_url": url,
-        }
-    common = {"source_dirs": args.source_dir, "clickhouse_url": url, "prices": args.prices}
+        return {**extra, "clickhouse_url": url}
+    common = {
+        "source_dirs": settings.sources,
+        "clickhouse_url": url,
+        "prices": settings.prices,
+    }
     if kind == "validate":
         return {
             **common,
-            "full_validation": args.full_validation,
-            "sample_size": args.sample_size,
-            "tolerance": args.tolerance,
+            "full_validation": settings.full_validation,
+            "sample_size": settings.sample_size,
+            "tolerance": settings.tolerance,
         }
     run = {
         **common,
-        "batch_size": args.batch_size,
-        "parallel_workers": args.parallel_workers,
-        "dry_run": args.dry_run,
+        "batch_size": settings.batch_size,
+        "parallel_workers": settings.parallel_workers,
+        "dry_run": settings.dry_run,
     }
     if kind == "migrate":
-        run["checkpoint_interval"] = args.checkpoint_interval
-        if getattr(args, "force", False):
+        run["checkpoint_interval"] = settings.checkpoint_interval
+        if settings.force:
             run["force"] = True  # the flow's parameter of the same name
     return run
 
 
-def run_with_prefect(kind: str, args: argparse.Namespace) -> Any:
+def run_with_prefect(kind: str, settings: Settings, database: Database, **extra: Any) -> Any:
     """Run ``migrate``, ``sync``, ``validate`` or ``rollback`` as a flow; return its result.
 
     A flow that ended Failed because its run failed (file errors, validation) still
@@ -128,23 +128,23 @@ def run_with_prefect(kind: str, args: argparse.Namespace) -> Any:
     }
     if kind not in runs:
         raise ConfigurationError(f"No Prefect flow for {kind!r}; choose {', '.join(runs)}.")
-    _, env = _database_parameter(args)
+    _, env = _database_parameter(settings, database)
     with _environment(env):
         try:
-            return runs[kind](**flow_parameters(kind, args))
+            return runs[kind](**flow_parameters(kind, settings, database, **extra))
         except flows.FlowRunFailed as exc:
             if exc.result is None:
                 raise
             return exc.result
 
 
-def serve_flows(args: argparse.Namespace) -> None:
+def serve_flows(settings: Settings, database: Database) -> None:
     """Serve the hourly sync and the daily validation from this process until interrupted."""
     if not os.environ.get(API_ENV):
         raise ConfigurationError(
             "`context-cleaner serve` schedules runs, which needs a running Prefect server: "
             "start one with `prefect server start` and set "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api, then run serve again."
+            f"{API_ENV}=http://127.0.0.1:4200/api, then run serve again."
         )
     check_api()
     from prefect import serve
@@ -152,24 +152,19 @@ def serve_flows(args: argparse.Namespace) -> None:
 
     from context_cleaner.orchestration import flows
 
-    url, env = _database_parameter(args)
+    _, env = _database_parameter(settings, database)
     os.environ.update(env)  # the served runs are this process's children: they inherit it
-    source = {"source_dirs": args.source_dir, "clickhouse_url": url, "prices": args.prices}
     sync = flows.incremental_sync_flow.to_deployment(
         name="hourly-sync",
-        cron=args.sync_cron,
-        parameters={
-            **source,
-            "batch_size": args.batch_size,
-            "parallel_workers": args.parallel_workers,
-        },
+        cron=settings.sync_cron,
+        parameters=flow_parameters("sync", settings, database),
         description="context-cleaner sync every hour (context-cleaner serve).",
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
     validation = flows.validation_flow.to_deployment(
         name="daily-validation",
-        cron=args.validation_cron,
-        parameters={**source, "full_validation": True},
+        cron=settings.validation_cron,
+        parameters={**flow_parameters("validate", settings, database), "full_validation": True},
         description="context-cleaner validate every day (context-cleaner serve).",
         entrypoint_type=EntrypointType.MODULE_PATH,
     )

@@ -31,7 +31,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from context_cleaner.analysis.pricing import PriceTable
+from context_cleaner.bridge.from_settings import open_bridge
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import TerminalError
 from context_cleaner.migration import monitor, pipeline
@@ -57,6 +57,7 @@ from context_cleaner.orchestration.flow_tasks import (
     plan_batches,
     retry_transient_only,
 )
+from context_cleaner.settings import BATCH_SIZE, SAMPLE_SIZE, TOLERANCE, Settings
 
 __all__ = [
     "FlowRunFailed",
@@ -124,22 +125,6 @@ def orchestrated(max_tasks: int = resume_keys.MAX_BATCH_TASKS) -> Iterator[Prefe
         pipeline.BATCH_EXECUTOR.reset(token)
 
 
-def _migrator(
-    clickhouse_url: str | None,
-    prices: str | None,
-    batch_size: int = 100,
-    parallel_workers: int | None = None,
-    checkpoint_interval: int = 0,
-) -> HistoricalDataMigrator:
-    bridge = EnhancedTokenDatabaseBridge(clickhouse_url, prices=PriceTable.load(prices))
-    return HistoricalDataMigrator(
-        bridge_service=bridge,
-        batch_size=batch_size,
-        parallel_workers=parallel_workers,  # type: ignore[arg-type]
-        checkpoint_interval=checkpoint_interval,
-    )
-
-
 def alerted(result: HistoricalMigrationResult | IncrementalMigrationResult) -> str | None:
     """The paragraph a flow run fails with when an alert that fails runs fired (None else).
 
@@ -183,7 +168,7 @@ def _publish(rows: list[dict[str, Any]], key: str, title: str, ok: bool, counts:
 def historical_migration_flow(
     source_dirs: list[str] | None = None,
     clickhouse_url: str | None = None,
-    batch_size: int = 100,
+    batch_size: int = BATCH_SIZE,
     parallel_workers: int | None = None,
     checkpoint_interval: int = 0,
     dry_run: bool = False,
@@ -195,9 +180,10 @@ def historical_migration_flow(
     the CLI; never put a password in ``clickhouse_url`` (Prefect stores parameters): set
     ``CONTEXT_CLEANER_CLICKHOUSE_PASSWORD`` in the worker's environment instead.
     ``max_batch_tasks``: more batches than this are grouped into at most this many tasks."""
-    migrator = _migrator(clickhouse_url, prices, batch_size, parallel_workers, checkpoint_interval)
+    settings = Settings.from_values(locals())  # the parameters; then environment, defaults
+    migrator = HistoricalDataMigrator(settings=settings)
     with orchestrated(max_batch_tasks) as batches:
-        result = migrator.run(source_dirs, dry_run, None, checkpoint_interval, force=force)
+        result = migrator.run(settings.source_dirs, settings.dry_run, None, force=settings.force)
     ok = result.success and (result.dry_run or result.validation_passed)
     note = _tasks_note(batches)
     _publish(
@@ -224,7 +210,7 @@ def historical_migration_flow(
 def incremental_sync_flow(
     source_dirs: list[str] | None = None,
     clickhouse_url: str | None = None,
-    batch_size: int = 100,
+    batch_size: int = BATCH_SIZE,
     parallel_workers: int | None = None,
     dry_run: bool = False,
     prices: str | None = None,
@@ -232,12 +218,13 @@ def incremental_sync_flow(
 ) -> IncrementalMigrationResult | HistoricalMigrationResult:
     """Add what was appended since the last run (the hourly deployment). Settings as for
     :func:`historical_migration_flow`; a dry run returns what a sync would read."""
-    migrator = _migrator(clickhouse_url, prices, batch_size, parallel_workers)
+    settings = Settings.from_values(locals())  # the parameters; then environment, defaults
+    migrator = HistoricalDataMigrator(settings=settings)
     with orchestrated(max_batch_tasks) as batches:
         if dry_run:
-            planned = migrator.run(source_dirs, True, kind="sync")
+            planned = migrator.run(settings.source_dirs, True, kind="sync")
         else:
-            result = migrator.sync(source_dirs)
+            result = migrator.sync(settings.source_dirs)
     if dry_run:
         create_table_artifact(migration_table(planned, _tasks_note(batches)), key="sync-result")
         return planned
@@ -284,13 +271,19 @@ def validation_flow(
     source_dirs: list[str] | None = None,
     clickhouse_url: str | None = None,
     full_validation: bool = False,
-    sample_size: int = 100,
-    tolerance: float = 0.001,
+    sample_size: int = SAMPLE_SIZE,
+    tolerance: float = TOLERANCE,
     prices: str | None = None,
 ) -> ValidationResult:
     """Reconcile the database with the transcripts; Failed when they disagree."""
-    bridge = EnhancedTokenDatabaseBridge(clickhouse_url, prices=PriceTable.load(prices))
-    report = validate_task(bridge, source_dirs, sample_size, full_validation, tolerance)
+    settings = Settings.from_values(locals())  # the parameters; then environment, defaults
+    report = validate_task(
+        open_bridge(settings),
+        settings.sources,
+        settings.sample_size,
+        settings.full_validation,
+        settings.tolerance,
+    )
     create_markdown_artifact(
         validation_markdown(report),
         key="validation-report",
@@ -324,7 +317,7 @@ def rollback_flow(
     clickhouse_url: str | None = None,
 ) -> RollbackResult:
     """Roll back ``migration_id`` (modes as in ``context-cleaner rollback``; no confirmation)."""
-    bridge = EnhancedTokenDatabaseBridge(clickhouse_url)
+    bridge = open_bridge(Settings.from_values(locals()))
     result = rollback_task(bridge, migration_id, mode, to_checkpoint)
     create_table_artifact(
         rollback_table(result),

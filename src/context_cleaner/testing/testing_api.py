@@ -36,6 +36,7 @@ from context_cleaner.migration.models import HistoricalMigrationResult, to_jsona
 from context_cleaner.migration.rollback import DATA_TABLES, HISTORY_TABLES, rollback_migration
 from context_cleaner.migration.status import get_migration_status
 from context_cleaner.migration.validator import TOKEN_FIELDS, validate_migration_integrity
+from context_cleaner.settings import source_list
 from context_cleaner.testing.compatibility import (
     Check,
     CompatibilityResult,
@@ -330,7 +331,7 @@ def comprehensive_data_validation(
     started = time.perf_counter()
     report = TestReport("comprehensive_data_validation")
     bridge = migrator.bridge
-    dirs = [source_directory] if isinstance(source_directory, str) else source_directory
+    dirs = source_list(source_directory)
     v = validate_migration_integrity(bridge, dirs, full_validation=True, tolerance=0.0)
     report.check(
         "token count accuracy",
