@@ -1,9 +1,11 @@
 """Reports from the database: one SQL query per report, over the counted records.
 
-Reads the view ``counted_token_details`` (rule 3 by ``FINAL``, then rule 4: the exact,
-de-duplicated usage that validation compares), never the transcripts, so reports hold
-the rows of transcripts Claude Code has deleted. The query returns the report's cells
-(usage per group and model: day in the report's timezone, session, or UTC hour); the
+Reads the 15-minute rollup of the counted records (``bridge/buckets.py``), or the view
+``counted_token_details`` itself (rule 3 by ``FINAL``, then rule 4: the exact,
+de-duplicated usage that validation compares) when the rollup cannot answer exactly; never
+the transcripts, so reports hold the rows of transcripts Claude Code has deleted. The
+query returns the report's cells (usage per group and model: day in the report's
+timezone, session, or UTC hour); the
 analysis layer's :func:`~context_cleaner.analysis.report_rows.build_report` turns them into
 the same JSON as the transcripts source.
 """
@@ -17,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.periods import HOUR_MS, Cell, ReportQuery
 from context_cleaner.analysis.report_rows import build_report
+from context_cleaner.bridge.buckets import BUCKETS
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.details import COUNTED_VIEW
-from context_cleaner.bridge.summaries import SUMMARIES
 from context_cleaner.bridge.token_bridge import query_rows
 from context_cleaner.errors import ConfigurationError
 
@@ -69,49 +71,76 @@ def cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
     return sql, params
 
 
-def summary_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]] | None:
-    """The same cells from the (session, UTC day, model) rollup, when it can give them.
+def bucket_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
+    """The same cells from the 15-minute rollup (``bridge/buckets.py``), for every kind and zone.
 
-    ``enhanced_token_summaries`` holds exactly the counted records' sums (it is recomputed
-    from them for every session a batch touches, rules 3 and 4 included), and it is ~50x
-    smaller than the usage rows. It can answer days, weeks, months and sessions in UTC
-    without ``--host`` (a session's rows may come from two machines; the rollup keeps one
-    host per group). Other timezones and blocks need the usage rows.
+    The rollup holds exactly the counted records' sums, ~50x fewer rows. A rollup row's
+    records share one day in any zone whose offsets are multiples of 15 minutes, and one
+    end-closed UTC hour, so its first record's day and hour are every record's. The last
+    column counts the rows whose first and last records fall on different days or offsets
+    in the report's zone (a zone's offset before 1972 that is not a multiple of 15 minutes):
+    when it is not 0, :func:`report_cells` reads the usage rows instead. So that a row
+    outside ``since``/``until`` whose records reach into them is counted there too, rows
+    two days around them are read and the others summed only where their first day is in.
     """
-    if query.timezone != "UTC" or query.host is not None or query.grouping == "hour":
-        return None
+    query.tz  # noqa: B018 - raises the package's error for an unknown zone
+    day = _day_expr(query.timezone).replace("timestamp", "first_timestamp")
+    zoned = query.timezone != "UTC"
     where = ["is_deleted = 0"]
+    keep = []
     params: dict[str, Any] = {}
-    if query.since is not None:
-        where.append("day >= {since:Date}")
-        params["since"] = query.since
-    if query.until is not None:
-        where.append("day <= {until:Date}")
-        params["until"] = query.until
-    for column in ("project", "model"):
+    for name, op, margin in (("since", ">=", "subtractDays"), ("until", "<=", "addDays")):
+        value = getattr(query, name)
+        if value is not None:
+            keep.append(f"{day} {op} {{{name}:Date}}")
+            where.append(f"{day} {op} {margin}({{{name}:Date}}, 2)" if zoned else keep[-1])
+            params[name] = value
+    for column in ("project", "model", "host"):
         value = getattr(query, column)
         if value is not None:
             where.append(f"{column} = {{{column}:String}}")
             params[column] = value
-    key = "toString(day)" if query.grouping == "day" else "session_id"
+    uses_days = query.grouping == "day" or keep
+    zone = day.split(", ")[1].rstrip(")")
+    split = (
+        f"countIf({day} != toDate(last_timestamp, {zone}) OR "
+        f"timeZoneOffset(toTimeZone(first_timestamp, {zone})) != "
+        f"timeZoneOffset(toTimeZone(last_timestamp, {zone})))"
+        if uses_days and zoned
+        else "0"
+    )
+    cond = " AND ".join(keep) if keep and zoned else ""
+
+    def agg(function: str, column: str) -> str:
+        return f"{function}If({column}, {cond})" if cond else f"{function}({column})"
+
+    key = {
+        "day": f"toString({day})",
+        "session": "session_id",
+        "hour": f"toString(intDiv(toUnixTimestamp64Milli(first_timestamp) - 1, {HOUR_MS}))",
+    }[query.grouping]
+    sums = ", ".join(
+        agg("sum", c)
+        for c in (
+            "input_tokens",
+            "output_tokens",
+            "cache_creation_5m_tokens + cache_creation_1h_tokens",
+            "cache_read_tokens",
+            "cost_usd",
+            "record_count",
+        )
+    )
     sql = (
-        f"SELECT {key} AS k, toString(model) AS m, "
-        "sum(input_tokens), sum(output_tokens), "
-        "sum(cache_creation_5m_tokens + cache_creation_1h_tokens), "
-        "sum(cache_read_tokens), sum(cost_usd), sum(record_count), "
-        "toUnixTimestamp64Milli(min(first_timestamp)), "
-        "toUnixTimestamp64Milli(max(last_timestamp)), "
-        f"toString(min(project)) FROM {SUMMARIES} FINAL WHERE {' AND '.join(where)} "
-        "GROUP BY k, m"
+        f"SELECT {key} AS k, toString(model) AS m, {sums}, "
+        f"toUnixTimestamp64Milli({agg('min', 'first_timestamp')}), "
+        f"toUnixTimestamp64Milli({agg('max', 'last_timestamp')}), "
+        f"toString({agg('min', 'project')}), {split} FROM {BUCKETS} FINAL "
+        f"WHERE {' AND '.join(where)} GROUP BY k, m"
     )
     return sql, params
 
 
-def report_cells(client: Client, query: ReportQuery, *, rollup: bool = True) -> list[Cell]:
-    """``query``'s cells: from the rollup when it can answer (``rollup``), else the usage rows."""
-    fast = summary_cells_sql(query) if rollup else None
-    sql, params = fast if fast is not None else cells_sql(query)
-    hourly = query.grouping == "hour"
+def _cells(rows: list[tuple], hourly: bool) -> list[Cell]:
     return [
         Cell(
             int(r[0]) if hourly else str(r[0]),
@@ -126,8 +155,19 @@ def report_cells(client: Client, query: ReportQuery, *, rollup: bool = True) -> 
             int(r[9]),
             str(r[10]),
         )
-        for r in query_rows(client, sql, params)
+        for r in rows
     ]
+
+
+def report_cells(client: Client, query: ReportQuery, *, rollup: bool = True) -> list[Cell]:
+    """``query``'s cells: from the rollup (``rollup``) unless it cannot split them by day
+    exactly in the report's zone, else from the usage rows (the reference)."""
+    hourly = query.grouping == "hour"
+    if rollup:
+        rows = query_rows(client, *bucket_cells_sql(query))
+        if not any(r[11] for r in rows):  # rows two days around since/until may sum nothing
+            return _cells([r for r in rows if r[7]], hourly)
+    return _cells(query_rows(client, *cells_sql(query)), hourly)
 
 
 def report_from_database(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.scan import FileStats, ScanResult
+from context_cleaner.bridge.buckets import refresh_buckets
 from context_cleaner.bridge.summaries import CHANGE_KEYS
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.bridge.tracking import FileCommit
@@ -115,6 +116,7 @@ def write_batch(
                 if records:
                     w.insert_records(records, migration_id)
                     w.refresh_summaries(sessions, migration_id, change)
+                    refresh_buckets(w.client, sessions, migration_id)
                 w.commit_files(commits, migration_id)
                 w.release_memory()
             if net is not None:

@@ -43,6 +43,8 @@ import msgspec
 
 from context_cleaner.analysis.discovery import discover, resolve_roots
 from context_cleaner.analysis.records import UsageRecord, path_hash, record_version
+from context_cleaner.bridge.buckets import TOTALS_SQL as BUCKET_TOTALS
+from context_cleaner.bridge.buckets import checked_totals
 from context_cleaner.bridge.details import (
     DETAILS_TABLE,
     storage_message_id,
@@ -558,7 +560,7 @@ def validate_migration_integrity(
     with bridge.reading():
         stored = _query_stored(bridge, _ALL_ROWS, {}) if bridge.is_initialised() else {}
         db_totals = bridge.get_migration_totals() if stored else _empty_totals()
-        summary_totals = bridge.summary_totals() if stored else _empty_totals()
+        summary_totals = _rollup_totals(bridge) if stored else _empty_totals()
     comparison = compare(disk, stored, scope.origin_function(), all_rows=True)
     db_sessions = {row.session_id for row in stored.values() if row.counted}
     return _result(
@@ -575,6 +577,11 @@ def validate_migration_integrity(
         seed=seed,
         started=started,
     )
+
+
+def _rollup_totals(bridge: EnhancedTokenDatabaseBridge) -> dict[str, Any]:
+    """Both rollups' totals: the first that differs from the other fails the summaries check."""
+    return checked_totals(bridge.summary_totals(), bridge._query(BUCKET_TOTALS))
 
 
 def validate_run(
@@ -604,7 +611,7 @@ def validate_run(
     with bridge.reading():
         if database_totals is None:
             database_totals = bridge.get_migration_totals()
-        summary_totals = bridge.summary_totals()
+        summary_totals = _rollup_totals(bridge)
         comparison = _same_sums(bridge, read, started_empty) if paths else Comparison()
         if comparison is None:  # the checksums differ: compare key by key to say why
             stored = _query_stored(bridge, _ROWS_OF_FILES, {"paths": paths})

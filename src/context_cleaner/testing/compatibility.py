@@ -24,6 +24,7 @@ import msgspec
 from context_cleaner.analysis.discovery import discover, resolve_roots
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.scan import scan_files
+from context_cleaner.bridge.buckets import refresh_buckets
 from context_cleaner.bridge.connection import close_client, open_client
 from context_cleaner.bridge.database import Database, database_exists
 from context_cleaner.bridge.exceptions import SchemaError
@@ -38,6 +39,7 @@ from context_cleaner.testing.sample_corpus import generate_transcripts
 CHECKED_TABLES = (
     "enhanced_token_details",
     "enhanced_token_summaries",
+    "enhanced_token_buckets",
     "enhanced_analysis_metadata",
     "migration_execution_log",
     "migration_file_tracking",
@@ -167,6 +169,7 @@ def _round_trip(fresh: EnhancedTokenDatabaseBridge, folder: str) -> list[Check]:
     with fresh.writer() as w:
         w.insert_records(records, "compat")
         w.refresh_summaries(sessions, "compat")
+        refresh_buckets(w.client, sessions, "compat")
         w.log("compat", "compat", "round trip", "completed", {"records": len(records)})
         w.save_run({"migration_id": "compat", "run_kind": "validate", "status": "completed"})
     totals = fresh.get_migration_totals()
