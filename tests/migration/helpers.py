@@ -22,7 +22,12 @@ REPO = Path(__file__).resolve().parents[2]
 URL_ENV = "CONTEXT_CLEANER_CLICKHOUSE_URL"
 TOKEN_KEYS = (*MANIFEST_KEYS, "records")
 #: The tables a migration writes and a rollback restores (compared row for row).
-DATA_TABLES = ("enhanced_token_details", "enhanced_token_summaries", "migration_file_tracking")
+DATA_TABLES = (
+    "enhanced_token_details",
+    "enhanced_token_summaries",
+    "enhanced_token_buckets",
+    "migration_file_tracking",
+)
 
 
 def cli_env(url: str | None = None, **extra: str) -> dict[str, str]:
