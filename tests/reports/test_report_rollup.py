@@ -145,13 +145,18 @@ def _close(a: Any, b: Any, where: str = "") -> None:
 
 
 def _same_report(client: Any, query: ReportQuery) -> dict[str, Any]:
-    from context_cleaner.bridge.reports import report_cells
+    from context_cleaner.bridge.reports import _cells, bucket_cells_sql, report_cells
 
     fast = build_report(query, report_cells(client, query), source="database", now_ms=NOW_MS)
     raw = build_report(
         query, report_cells(client, query, rollup=False), source="database", now_ms=NOW_MS
     )
     _close(fast, raw, f"{query.kind} {query.timezone}")
+    rows = query_rows(client, *bucket_cells_sql(query))  # UTC days read the per-day rollup
+    if not any(r[11] for r in rows):
+        cells = _cells([r for r in rows if r[7]], query.grouping == "hour")
+        quarter = build_report(query, cells, source="database", now_ms=NOW_MS)
+        _close(quarter, raw, f"{query.kind} {query.timezone} (15-minute rollup)")
     return fast
 
 
