@@ -257,13 +257,13 @@ def test_upgrade_from_the_previous_schema_fills_the_rollup(tmp_path: Path) -> No
 
 _KILLED_RUN = """
 import os, signal, sys
-from context_cleaner.migration import pipeline
+from context_cleaner.migration import commits
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
-pipeline.refresh_buckets = die
+commits.refresh_buckets = die
 HistoricalDataMigrator(sys.argv[1], parallel_workers=1).run(sys.argv[2])
 """
 
