@@ -30,6 +30,36 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+#: Fixtures that make a test slow whatever it does with them: a Prefect API server, a
+#: ccusage install and run, a process holding the database lock, a dashboard server, a
+#: full-size migrated or generated corpus.
+SLOW_FIXTURES = frozenset(
+    {
+        "prefect_harness",
+        "ccusage",
+        "holder",
+        "server_factory",
+        "fixtures_run",
+        "corpus_6mb",
+        "corpus_small",
+        "small_corpus",
+        "big_corpus",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tier by cost: end-to-end tests and users of the expensive fixtures are ``slow``
+    (``make test-fast`` runs ``-m "not slow"``); modules and tests that are slow for
+    other reasons say so themselves."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            continue
+        uses = SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if uses or item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES

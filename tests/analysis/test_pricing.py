@@ -292,6 +292,7 @@ def analyze_cli(corpus: Path, *args: str, env: dict[str, str]) -> subprocess.Com
     )
 
 
+@pytest.mark.slow
 def test_cli_prices_flag_and_environment(priced_corpus: Path, tmp_path: Path) -> None:
     flag = tmp_path / "flag.json"
     flag.write_text(json.dumps({"models": {"claude-mystery-1": {"input": 2, "output": 4}}}))
@@ -320,6 +321,7 @@ def test_cli_prices_flag_and_environment(priced_corpus: Path, tmp_path: Path) ->
     assert json.loads(neither.stdout)["unknown_models"] == ["claude-mystery-1"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["flag", "environment"])
 def test_cli_with_an_invalid_price_file_exits_1_naming_it(
     priced_corpus: Path, tmp_path: Path, how: str

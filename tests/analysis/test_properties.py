@@ -218,6 +218,7 @@ def unkeyed_only(corpus: Corpus) -> Corpus:
     )
 
 
+@pytest.mark.slow
 @given(corpora(), st.sampled_from(["each file twice", "second root"]))
 def test_a_corpus_doubled_counts_once(corpus: Corpus, how: str) -> None:
     with temp_root() as tmp:
@@ -477,6 +478,7 @@ line_bodies = st.lists(line_body, max_size=12)
     st.sampled_from([None, b"u", b"ua", b"\xff"]),
     st.data(),
 )
+@pytest.mark.slow
 @settings(max_examples=300)  # cheap: no files
 def test_line_reader_yields_exactly_the_complete_lines(
     bodies: list[bytes],

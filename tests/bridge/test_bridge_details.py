@@ -171,6 +171,7 @@ records_strategy = st.lists(
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+@pytest.mark.slow
 @given(recs=records_strategy, seed=st.integers(0, 2**16), batch=st.integers(1, 7))
 def test_database_keeps_what_the_collector_keeps(
     client: Client,

@@ -111,6 +111,7 @@ passwords = st.text(
 users = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=12)
 
 
+@pytest.mark.slow
 @given(user=users, password=passwords, db=st.sampled_from(["", "default", "usage_db"]))
 def test_any_password_round_trips_and_never_shows(user: str, password: str, db: str) -> None:
     url = DatabaseURL(

@@ -250,6 +250,7 @@ _DAYS = [None, date(2026, 2, 9), date(2026, 2, 10), date(2026, 2, 11), date(2026
     search=st.sampled_from([None, "short", "258C", "spotter", "zzz", "_"]),
     order=st.sampled_from(["total_tokens", "cost_usd", "last_timestamp"]),
 )
+@pytest.mark.slow
 def test_direct_and_database_agree_for_any_filter(
     warm_db_source: DatabaseSource,
     direct_source: DirectSource,

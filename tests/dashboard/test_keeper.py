@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from dashboard_helpers import Server, cli_env, migrate_copy
 
 from context_cleaner.bridge.database import Database
@@ -47,6 +48,7 @@ def test_keeper_holds_while_used_and_lets_go_when_idle(tmp_path: Path) -> None:
     assert not disabled.holding
 
 
+@pytest.mark.slow
 def test_a_waiting_command_gets_the_database(projects_dir: Path, tmp_path: Path) -> None:
     """After a request the server keeps the engine; ``status`` (lock timeout 5 s) still gets it."""
     _copy, url = migrate_copy(projects_dir, tmp_path)

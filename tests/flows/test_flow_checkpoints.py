@@ -7,9 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.migration.pipeline import RunOptions, discover_and_plan
 from context_cleaner.migration.rollback import rollback_migration
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_flow_checkpoints_every_interval_files(

@@ -27,6 +27,8 @@ from .helpers import (
     task_runs,
 )
 
+pytestmark = pytest.mark.slow
+
 CCUSAGE_TOTAL = 15_537_336
 SAME_FIELDS = (
     "success",

@@ -19,11 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.lock import read_holder
 from context_cleaner.bridge.token_bridge import query_rows
 
 from .helpers import batch_states, database_totals, exact, task_runs
+
+pytestmark = pytest.mark.slow
 
 #: What two runs of the same migration print alike (the rest are ids, times and memory).
 DETERMINISTIC = (

@@ -16,6 +16,8 @@ from context_cleaner.orchestration.resume_keys import MAX_BATCH_TASKS
 
 from .helpers import analysed_totals, batch_states, database_totals, task_runs
 
+pytestmark = pytest.mark.slow
+
 #: Holds the database's lock from another process until someone waits, then a while longer.
 HOLDER = """
 import sys, time

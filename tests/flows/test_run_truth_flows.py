@@ -11,6 +11,8 @@ import pytest
 
 from .helpers import analysed_totals, artifacts, database_totals
 
+pytestmark = pytest.mark.slow
+
 
 def _line(n: int) -> bytes:
     doc = {

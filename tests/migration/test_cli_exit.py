@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from .helpers import REPO, run_cli
+
+pytestmark = pytest.mark.slow
 
 SAMPLE = REPO / "src" / "context_cleaner" / "sample"
 

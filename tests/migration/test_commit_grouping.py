@@ -21,6 +21,8 @@ from context_cleaner.migration.models import MigrationProgress
 from .conftest import Target
 from .helpers import analyse, assert_database_equals, bridge
 
+pytestmark = pytest.mark.slow
+
 FIXTURE_FILES = 5
 
 

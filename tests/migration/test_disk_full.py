@@ -18,6 +18,8 @@ from benchmarks.generate_corpus import generate_corpus
 
 from .helpers import run_cli, run_json
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def small_volume(tmp_path: Path) -> Iterator[Path]:

@@ -33,6 +33,8 @@ from .helpers import (
     run_json,
 )
 
+pytestmark = pytest.mark.slow
+
 HOLD = """
 import sys, time
 from pathlib import Path
@@ -45,7 +47,6 @@ with Database(sys.argv[1]).session() as client:
 """
 
 
-@pytest.mark.slow
 def test_a_locked_database_names_its_holder_and_the_run_resumes_after(
     target: Target, fixtures_dir: Path, tmp_path: Path
 ) -> None:
@@ -156,7 +157,6 @@ def test_an_unreachable_server_fails_without_showing_the_password(
     assert not (tmp_path / "unused").exists()
 
 
-@pytest.mark.slow
 def test_the_validator_fails_on_a_tampered_database_and_explains(
     target: Target, fixtures_dir: Path
 ) -> None:

@@ -124,6 +124,7 @@ def test_a_file_whose_last_read_failed_is_an_error(tmp_path: Path) -> None:
     assert c.state == "error" and "Permission denied" in c.describe()
 
 
+@pytest.mark.slow
 def test_status_and_dashboard_describe_an_unfinished_line_as_what_it_is(
     synced: tuple[HistoricalDataMigrator, Path, dict[str, Path]], tmp_path: Path
 ) -> None:

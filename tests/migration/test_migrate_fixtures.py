@@ -19,6 +19,8 @@ from context_cleaner.migration.models import MigrationProgress
 from .conftest import Target
 from .helpers import analyse, assert_database_equals, bridge, pick, run_cli, run_json
 
+pytestmark = pytest.mark.slow
+
 FIXTURE_TOKENS = 15_537_336
 FIXTURE_FILES = 5
 
@@ -57,7 +59,6 @@ def assert_equals_ccusage(
         assert got["project"] == s["projectPath"]
 
 
-@pytest.mark.slow
 def test_cli_migrate_equals_ccusage_and_a_second_run_inserts_nothing(
     target: Target,
     fixtures_dir: Path,

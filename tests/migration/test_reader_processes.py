@@ -20,6 +20,8 @@ from context_cleaner.migration.readers import READER_NICENESS
 
 from .helpers import REPO, cli_command, cli_env
 
+pytestmark = pytest.mark.slow
+
 _START_METHOD_PROBE = """
 import threading
 from context_cleaner.migration.readers import worker_start_method

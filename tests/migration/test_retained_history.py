@@ -26,6 +26,8 @@ from context_cleaner.migration.ledger import Ledger, scan_committed
 
 from .helpers import run_cli
 
+pytestmark = pytest.mark.slow
+
 #: A response of the fixtures' short.jsonl.
 VICTIM = "msg_01MKH1ccEGrZGNPvu8pYiiQa"
 

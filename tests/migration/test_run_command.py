@@ -5,7 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from .helpers import URL_ENV, cli_env, run_cli
+
+pytestmark = pytest.mark.slow
 
 
 def _env(home: Path, config: Path, **extra: str) -> dict[str, str]:

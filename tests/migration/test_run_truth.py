@@ -33,6 +33,8 @@ from .helpers import analyse, bridge, cli_command, cli_env, run_cli, run_json
 from .test_disk_full import small_volume  # noqa: F401 (a fixture)
 from .test_kill_resume import REPO, Watched, migrate_args
 
+pytestmark = pytest.mark.slow
+
 # -- transcripts ---------------------------------------------------------------------------
 
 

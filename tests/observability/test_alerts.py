@@ -122,6 +122,7 @@ def test_alerts_of_a_run_are_recorded_announced_and_shown(fixtures_run: Fixtures
     assert sorted(e.attributes["alert"] for e in span.events) == fired
 
 
+@pytest.mark.slow
 def test_a_high_error_rate_fires_with_the_measured_rate(db_url: str, tmp_path: Path) -> None:
     corpus = generate_transcripts(tmp_path / "c", target_tokens=300_000, seed=4)
     bad = 0
@@ -139,6 +140,7 @@ def test_a_high_error_rate_fires_with_the_measured_rate(db_url: str, tmp_path: P
     assert event.value == pytest.approx(bad / (corpus.lines + bad))
 
 
+@pytest.mark.slow
 def test_a_stall_is_seen_by_the_watchdog_while_a_batch_hangs(
     monkeypatch: pytest.MonkeyPatch, db_url: str, fixtures_dir: Path
 ) -> None:

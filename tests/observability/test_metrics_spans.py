@@ -73,6 +73,7 @@ def test_migration_metrics_equal_the_run(fixtures_run: FixturesRun) -> None:
     assert sum(p.count for p in latency) == 3
 
 
+@pytest.mark.slow
 def test_a_second_run_adds_nothing_and_a_sync_adds_the_appended_tokens(
     otel: Otel, db_url: str, fixtures_dir: Path, tmp_path: Path
 ) -> None:
@@ -122,6 +123,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_transient_database_errors_count_as_retries(
     otel: Otel, db_url: str, tmp_path: Path
 ) -> None:

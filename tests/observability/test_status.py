@@ -18,6 +18,8 @@ from context_cleaner.migration.status import MigrationStatus, get_migration_stat
 
 from .conftest import FixturesRun, cli, cli_env
 
+pytestmark = pytest.mark.slow
+
 
 def test_a_finished_run_reads_back_as_it_ran(fixtures_run: FixturesRun) -> None:
     migrator, result = fixtures_run.migrator, fixtures_run.result

@@ -33,12 +33,14 @@ def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_off_by_default_and_opentelemetry_is_not_imported(db_url: str) -> None:
     done = _python(PROBE, cli_env(db_url))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"enabled": False, "otel": False}
 
 
+@pytest.mark.slow
 def test_analyze_never_imports_opentelemetry_even_when_asked_for(
     db_url: str, fixtures_dir: Path
 ) -> None:
@@ -63,6 +65,7 @@ def _json_after(text: str, marker: str) -> dict:
     return document
 
 
+@pytest.mark.slow
 def test_console_exporters_report_the_run_on_stderr_and_keep_json_on_stdout(
     db_url: str, fixtures_dir: Path
 ) -> None:
@@ -100,6 +103,7 @@ def _installed(module: str) -> bool:
     _installed("opentelemetry.exporter.otlp.proto.http"),
     reason="the OTLP exporter is installed here",
 )
+@pytest.mark.slow
 def test_otlp_without_its_package_is_a_clear_error(db_url: str) -> None:
     done = subprocess.run(
         cli("status"), env=cli_env(db_url, OTEL_TRACES_EXPORTER="otlp"),

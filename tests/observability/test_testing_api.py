@@ -18,6 +18,8 @@ from context_cleaner.testing.sample_corpus import generate_transcripts
 
 from .conftest import FixturesRun
 
+pytestmark = pytest.mark.slow
+
 
 def _failed(report: object) -> list[str]:
     return [f"{c.name}: {c.detail}" for c in report.checks if not c.passed]  # type: ignore[attr-defined]

@@ -15,6 +15,8 @@ from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 
 from .helpers import cli_env, run_cli
 
+pytestmark = pytest.mark.slow
+
 
 def doctor(home: Path, url: str, **env: str) -> tuple[int, dict[str, dict[str, Any]]]:
     out = run_cli("doctor", "--json", "--clickhouse-url", url, env=cli_env(HOME=str(home), **env))

@@ -50,6 +50,7 @@ def test_the_type_helpers() -> None:
         weekday("t")  # tuesday or thursday
 
 
+@pytest.mark.slow
 def test_the_table_fits_80_columns(fixtures_dir: Path) -> None:
     for kind in ("daily", "session", "blocks"):
         out = run_cli(
@@ -67,6 +68,7 @@ def test_the_table_fits_80_columns(fixtures_dir: Path) -> None:
         assert "15.54M" in out.stdout
 
 
+@pytest.mark.slow
 def test_last_order_and_week_start(fixtures_dir: Path) -> None:
     src = ["--source", "transcripts", "--source-dir", str(fixtures_dir)]
     doc = report_json("daily", "--last", "1", *src)

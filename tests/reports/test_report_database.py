@@ -25,6 +25,8 @@ from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 
 from .helpers import cli_env, run_cli, sums, tokens
 
+pytestmark = pytest.mark.slow
+
 NOW_MS = 1_770_800_000_000  # 2026-02-11T09:53:20Z: inside the fixtures' and corpora's days
 HOST = "host-a"
 

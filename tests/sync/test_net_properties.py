@@ -8,10 +8,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from .helpers import migrator
 from .test_sync_properties import Replay, Step, steps
+
+pytestmark = pytest.mark.slow
 
 
 def _totals(url: str) -> tuple[int, int]:

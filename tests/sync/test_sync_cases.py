@@ -31,6 +31,8 @@ from .helpers import (
     user_line,
 )
 
+pytestmark = pytest.mark.slow
+
 
 def _project(tmp_path: Path) -> Path:
     folder = tmp_path / "projects" / "-home-u-proj"

@@ -14,10 +14,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .helpers import assert_matches_analyser, migrator
+
+pytestmark = pytest.mark.slow
 
 #: (kind, file index, position in the file as a fraction of its bytes)
 Step = tuple[str, int, float]
