@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench lint format clean browser
+.PHONY: run test test-fast bench lint format clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(STAMP)
 ## test: install what the tests need and run them all
 test: $(STAMP) browser
 	$(PY) -m pytest
+
+## test-fast: the quick tier, every test not marked slow (under a minute; reaches every module)
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 ## browser: Debian's chromium for the dashboard's browser tests (installed when missing, as root)
 browser:
