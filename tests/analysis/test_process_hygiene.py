@@ -128,6 +128,7 @@ def test_a_transcript_swapped_for_a_fifo_is_skipped_not_waited_on(tmp_path: Path
     assert not good.error and len(kept) == 1
 
 
+@pytest.mark.slow
 def test_migrate_skips_a_fifo_and_counts_the_rest(tmp_path: Path) -> None:
     """A FIFO under a root is never opened by a migration; the regular files are counted."""
     root = tmp_path / "projects"

@@ -127,6 +127,7 @@ def assert_same_summary(
 # -- de-duplication -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @given(corpora(), st.data())
 def test_dedup_is_order_and_batch_independent(corpus: Corpus, data: st.DataObject) -> None:
     records = extract_all(corpus)
@@ -154,6 +155,7 @@ def test_dedup_is_order_and_batch_independent(corpus: Corpus, data: st.DataObjec
     assert merged.replays_dropped() == in_order.replays_dropped()
 
 
+@pytest.mark.slow
 @given(corpora())
 def test_counts_equal_a_plain_reading_of_the_rules(corpus: Corpus) -> None:
     collector = UsageCollector()
@@ -273,6 +275,7 @@ def scan_in_parts(path: Path, data: bytes, points: list[int]) -> tuple[list[Any]
     return records, skips
 
 
+@pytest.mark.slow
 @given(corpora(max_units=8, broken=True), st.data())
 def test_appending_in_parts_equals_one_shot(corpus: Corpus, data: st.DataObject) -> None:
     content = b"".join(file_bytes(lines) for lines in corpus.files.values())
@@ -293,6 +296,7 @@ def test_appending_in_parts_equals_one_shot(corpus: Corpus, data: st.DataObject)
     assert stats.lines == content.count(b"\n")
 
 
+@pytest.mark.slow
 @given(st.data())
 @settings(max_examples=10)
 def test_appending_a_real_transcript_in_parts_equals_one_shot(
@@ -348,6 +352,7 @@ def test_a_torn_tail_is_read_once_it_is_complete(tmp_path: Path) -> None:
 TIMEZONES = ["UTC", "Asia/Tokyo", "America/St_Johns", "Asia/Kathmandu", "Australia/Lord_Howe"]
 
 
+@pytest.mark.slow
 @given(corpora(), st.sampled_from(TIMEZONES))
 def test_breakdowns_add_up_to_the_totals(corpus: Corpus, timezone: str) -> None:
     with temp_root() as root:
@@ -414,6 +419,7 @@ def _same(fast: object, slow: object) -> None:
 SOURCE = Source("-home-u-alpha/11111111-aaaa.jsonl", "-home-u-alpha", "11111111-aaaa")
 
 
+@pytest.mark.slow
 @given(corpora(broken=True))
 def test_fast_path_equals_careful_path_on_generated_lines(corpus: Corpus) -> None:
     for number, (_, line) in enumerate(corpus.lines(), 1):

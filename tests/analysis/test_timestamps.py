@@ -13,6 +13,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -183,6 +184,7 @@ def _retimed(data: bytes, text: str) -> bytes:
     return dumps(obj)
 
 
+@pytest.mark.slow
 @given(corpora(), st.data())
 def test_a_corpus_counts_as_if_its_out_of_range_lines_were_not_there(
     corpus: Corpus, data: st.DataObject

@@ -128,6 +128,7 @@ print(pyarrow.__name__)
 """
 
 
+@pytest.mark.slow
 def test_the_embedded_engine_loads_without_arrow_numpy_or_pandas() -> None:
     """chDB would import pyarrow (and numpy, whose BLAS threads spin) and clickhouse-connect
     pandas and numpy on a first insert; nothing here uses them, so none is loaded."""
@@ -159,6 +160,7 @@ print(held // 2**20, released // 2**20)
 """
 
 
+@pytest.mark.slow
 def test_a_writer_gives_the_engines_freed_memory_back(tmp_path: Path) -> None:
     """The engine keeps freed pages for ~10 s unless asked; a migration asks after each unit,
     so one unit's peak is not carried into the next (benchmarked: docs/benchmarks.md)."""

@@ -30,6 +30,7 @@ def _insert(client: Client, first: int, count: int, migration: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_snapshot_and_restore_round_trip(database: Database) -> None:
     with database.session() as client:
         _insert(client, 0, 5000, "m1")

@@ -106,6 +106,7 @@ def test_filters_change_the_numbers(client: TestClient, expected_daily: dict[str
     assert nothing["totals"]["total_tokens"] == 0 and nothing["sessions"] == 0
 
 
+@pytest.mark.slow
 def test_overview_adds_up(client: TestClient) -> None:
     body = client.get("/api/overview").json()
     total = body["totals"]["total_tokens"]
@@ -123,6 +124,7 @@ def test_overview_adds_up(client: TestClient) -> None:
         assert [tokens(i) for i in items] == [tokens(i) for i in body[dim + "s"]], dim
 
 
+@pytest.mark.slow
 def test_sessions_search_and_paging(client: TestClient) -> None:
     first = client.get("/api/sessions", params={"limit": 1}).json()
     second = client.get("/api/sessions", params={"limit": 1, "offset": 1}).json()
@@ -140,6 +142,7 @@ def test_sessions_search_and_paging(client: TestClient) -> None:
     assert stamps == sorted(stamps, reverse=True) and stamps[0].endswith("Z")
 
 
+@pytest.mark.slow
 def test_runs_validation_freshness_alerts(client: TestClient) -> None:
     health = client.get("/api/health").json()
     runs = client.get("/api/runs").json()["runs"]
@@ -187,6 +190,7 @@ def test_invalid_filters_are_400(client: TestClient, path: str, fragment: str) -
     assert fragment in response.json()["error"]
 
 
+@pytest.mark.slow
 def test_no_transcript_content_in_any_response(
     client: TestClient, projects_dir: Path, direct_source: DirectSource
 ) -> None:
@@ -223,6 +227,7 @@ def test_missing_database_is_empty_and_not_created(tmp_path: Path) -> None:
     assert not target.exists()
 
 
+@pytest.mark.slow
 def test_direct_source_shows_the_banner_and_the_same_numbers(
     client: TestClient, direct_source: DirectSource, expected_totals: dict[str, int]
 ) -> None:

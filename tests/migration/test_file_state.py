@@ -151,6 +151,7 @@ def test_status_and_dashboard_describe_an_unfinished_line_as_what_it_is(
     assert not any("sync" in a["message"] for a in alerts)
 
 
+@pytest.mark.slow
 def test_status_and_dashboard_agree_on_a_file_rewritten_to_the_same_size(
     synced: tuple[HistoricalDataMigrator, Path, dict[str, Path]],
 ) -> None:
