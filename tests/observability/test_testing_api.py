@@ -18,8 +18,6 @@ from context_cleaner.testing.sample_corpus import generate_transcripts
 
 from .conftest import FixturesRun
 
-pytestmark = pytest.mark.slow
-
 
 def _failed(report: object) -> list[str]:
     return [f"{c.name}: {c.detail}" for c in report.checks if not c.passed]  # type: ignore[attr-defined]
@@ -42,6 +40,7 @@ def test_generated_transcripts_hold_exactly_their_expected_totals(
     assert report.skipped_lines_total == 0 and corpus.totals["total_tokens"] >= tokens
 
 
+@pytest.mark.slow
 def test_end_to_end_migration(db_url: str) -> None:
     report = api.test_end_to_end_migration(_migrator(db_url), 100_000)
     assert report.passed, _failed(report)
@@ -58,6 +57,7 @@ def test_end_to_end_migration(db_url: str) -> None:
     assert not Path(db_url.removeprefix("chdb://")).exists()  # a scratch database was used
 
 
+@pytest.mark.slow
 def test_performance_test_migration(db_url: str) -> None:
     report = api.performance_test_migration(_migrator(db_url), "small")
     assert report.passed, _failed(report)
@@ -93,6 +93,7 @@ def test_comprehensive_data_validation(fixtures_run: FixturesRun, fixtures_dir: 
     assert report.measurements["validation"]["database_totals"]["total_tokens"] == 15_537_336
 
 
+@pytest.mark.slow
 def test_checks_find_a_table_changed_by_hand_and_rows_no_transcript_holds(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -122,6 +123,7 @@ def test_checks_find_a_table_changed_by_hand_and_rows_no_transcript_holds(
     }
 
 
+@pytest.mark.slow
 def test_benchmark_migration_performance(db_url: str, tmp_path: Path) -> None:
     corpus = generate_transcripts(tmp_path / "own", target_tokens=500_000, seed=8)
     report = api.benchmark_migration_performance(

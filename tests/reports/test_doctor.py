@@ -15,8 +15,6 @@ from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 
 from .helpers import cli_env, run_cli
 
-pytestmark = pytest.mark.slow
-
 
 def doctor(home: Path, url: str, **env: str) -> tuple[int, dict[str, dict[str, Any]]]:
     out = run_cli("doctor", "--json", "--clickhouse-url", url, env=cli_env(HOME=str(home), **env))
@@ -28,6 +26,7 @@ def doctor(home: Path, url: str, **env: str) -> tuple[int, dict[str, dict[str, A
     return out.returncode, {c["name"]: c for c in doc["checks"]}
 
 
+@pytest.mark.slow
 def test_an_empty_home_warns_with_the_exact_settings_line(tmp_path: Path) -> None:
     code, checks = doctor(tmp_path / "home", f"chdb://{tmp_path}/db")
     assert code == 0  # warnings only
@@ -56,6 +55,7 @@ def test_retention_reads_home_and_claude_config_dir_settings(tmp_path: Path) -> 
     assert check_retention(env).status == "warn"
 
 
+@pytest.mark.slow
 def test_a_real_database_reports_rows_days_and_the_last_sync(
     fixtures_dir: Path, tmp_path: Path
 ) -> None:
@@ -82,6 +82,7 @@ def test_a_real_database_reports_rows_days_and_the_last_sync(
     assert checks["scheduled_sync"]["status"] == "warn"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("token", "code"), [("short", 1), ("x" * 32, 0)])
 def test_a_short_dashboard_token_fails_the_run(tmp_path: Path, token: str, code: int) -> None:
     got, checks = doctor(
