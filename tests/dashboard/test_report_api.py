@@ -84,6 +84,7 @@ def direct_client(projects_dir: Path) -> Iterator[TestClient]:
         yield c
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_database_report_equals_the_cli(
@@ -99,6 +100,7 @@ def test_database_report_equals_the_cli(
     assert answer(database_client, kind, params) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_direct_report_equals_the_cli_from_transcripts(
@@ -113,6 +115,7 @@ def test_direct_report_equals_the_cli_from_transcripts(
     assert answer(direct_client, kind, params) == json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_every_report_adds_up_to_the_dashboard_totals(database_client: TestClient) -> None:
     totals = database_client.get("/api/totals").json()["totals"]
     for kind in KINDS:

@@ -74,6 +74,7 @@ def run_kind(kind: str, tmp_path: Path) -> tuple[HistoricalDataMigrator, Callabl
     return migrator, lambda: asyncio.run(migrator.rollback_migration(first.migration_id))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_leaves_one_row_by_the_one_writer_with_an_id_from_the_one_maker(
     kind: str, tmp_path: Path, watched_writes: list[tuple[dict[str, Any], str]]
