@@ -12,6 +12,7 @@ from typing import Any
 
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.migration.watch import Watcher
+from context_cleaner.settings import Settings
 
 
 def _line(n: int, output_tokens: int) -> bytes:
@@ -59,8 +60,7 @@ def test_a_watcher_syncs_at_start_then_each_appended_line_then_stops(tmp_path: P
     out = _Lines()
     watcher = Watcher(
         HistoricalDataMigrator(f"chdb://{tmp_path}/db", parallel_workers=1),
-        [str(tmp_path / "projects")],
-        debounce=0.0,
+        Settings(source_dirs=(str(tmp_path / "projects"),), debounce=0.0),
         as_json=True,
         out=out,
         err=io.StringIO(),
