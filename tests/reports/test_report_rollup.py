@@ -33,6 +33,8 @@ from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, que
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.migration.validator import validate_migration_integrity
 
+pytestmark = pytest.mark.slow
+
 NOW_MS = int(datetime(2026, 2, 11, 9, 53, tzinfo=UTC).timestamp() * 1000)
 QUARTER = 900_000
 ZONES = (
