@@ -10,6 +10,7 @@ from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from context_cleaner.analysis.discovery import discover, resolve_roots
+from context_cleaner.analysis.fields import totals
 from context_cleaner.analysis.pricing import FREE_MODELS, PriceTable
 from context_cleaner.analysis.reader import MAX_LINE_BYTES
 from context_cleaner.analysis.records import UsageRecord
@@ -93,21 +94,8 @@ class _Sum:
         self.models |= other.models
 
     def totals(self) -> dict[str, int | float]:
-        cache_creation = self.cache_5m + self.cache_1h
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cache_creation_tokens": cache_creation,
-            "cache_read_tokens": self.cache_read,
-            "total_tokens": self.input_tokens
-            + self.output_tokens
-            + cache_creation
-            + self.cache_read,
-            "cost_usd": round(self.cost, 10),
-            "cache_creation_5m_tokens": self.cache_5m,
-            "cache_creation_1h_tokens": self.cache_1h,
-            "records": self.records,
-        }
+        tokens = (self.input_tokens, self.output_tokens, self.cache_5m, self.cache_1h)
+        return totals((*tokens, self.cache_read), self.cost, self.records)
 
 
 @dataclass(slots=True)
@@ -126,15 +114,7 @@ def record_cost(record: UsageRecord, prices: PriceTable) -> float:
     """Rule 7: the line's ``costUSD`` when present, else the price table's."""
     if record.cost_usd is not None:
         return record.cost_usd
-    return prices.cost(
-        record.model,
-        record.input_tokens,
-        record.output_tokens,
-        record.cache_creation_5m_tokens,
-        record.cache_creation_1h_tokens,
-        record.cache_read_tokens,
-        record.speed,
-    )
+    return prices.price_record(record)
 
 
 def break_down(records: Iterable[UsageRecord], prices: PriceTable, tz: tzinfo = UTC) -> Breakdown:

@@ -33,7 +33,6 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 """Index = ``date.weekday()``."""
 HOUR_MS = 3_600_000
 _QUARTER_HOUR_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
-TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
 COST_DIGITS = 9
 """Costs are rounded to this many decimals: sums taken in another order (the database's)
 give the same JSON."""

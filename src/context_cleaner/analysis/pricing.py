@@ -16,12 +16,15 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.settings import PRICES_ENV
+
+if TYPE_CHECKING:
+    from context_cleaner.analysis.records import UsageRecord
 
 TIER_THRESHOLD = 200_000
 PER_TOKEN = 1e-6
@@ -185,6 +188,18 @@ class PriceTable:
             return 0.0
         cost = price.cost(input_tokens, output_tokens, cache_5m, cache_1h, cache_read)
         return cost * price.fast_multiplier if speed == "fast" else cost
+
+    def price_record(self, record: UsageRecord) -> float:
+        """USD for one record by this table (whether or not the line has ``costUSD``)."""
+        return self.cost(
+            record.model,
+            record.input_tokens,
+            record.output_tokens,
+            record.cache_creation_5m_tokens,
+            record.cache_creation_1h_tokens,
+            record.cache_read_tokens,
+            record.speed,
+        )
 
 
 def _read_price_file(path: Path) -> PriceFile:

@@ -195,10 +195,3 @@ class LineReader:
     def _oversized(self, number: int, offset: int, length: int) -> None:
         if self._on_oversized is not None:
             self._on_oversized(number, offset, length)
-
-
-def iter_lines(
-    stream: BinaryIO, start_offset: int = 0, **kwargs: object
-) -> Iterator[tuple[int, int, bytes]]:
-    """Convenience wrapper around :class:`LineReader`."""
-    return iter(LineReader(stream, start_offset=start_offset, **kwargs))  # type: ignore[arg-type]

@@ -102,11 +102,6 @@ class UsageRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
         )
 
     @property
-    def dedup_key(self) -> tuple[str, str] | None:
-        """Rule 2: ``(message.id, requestId)``; ``None`` when the line has no message id."""
-        return (self.message_id, self.request_id) if self.message_id else None
-
-    @property
     def version(self) -> int:
         """Rule 3 as a number: of two records with one key, the larger version is kept."""
         return record_version(

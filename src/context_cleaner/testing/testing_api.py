@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from context_cleaner.analysis.discovery import discover, resolve_roots
+from context_cleaner.analysis.fields import TOKEN_FIELDS
 from context_cleaner.analysis.scan import scan_ranges
 from context_cleaner.bridge.database import Database, database_exists
 from context_cleaner.bridge.details import detail_columns
@@ -35,7 +36,7 @@ from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.migration.models import HistoricalMigrationResult, to_jsonable
 from context_cleaner.migration.rollback import DATA_TABLES, HISTORY_TABLES, rollback_migration
 from context_cleaner.migration.status import get_migration_status
-from context_cleaner.migration.validator import TOKEN_FIELDS, validate_migration_integrity
+from context_cleaner.migration.validator import validate_migration_integrity
 from context_cleaner.settings import source_list
 from context_cleaner.testing.compatibility import (
     Check,
@@ -159,15 +160,7 @@ def dry_run_migration(
     records = list(scan_ranges(ranges).collector.candidates())
     columns = detail_columns(
         records,
-        price=lambda r: bridge.prices.cost(
-            r.model,
-            r.input_tokens,
-            r.output_tokens,
-            r.cache_creation_5m_tokens,
-            r.cache_creation_1h_tokens,
-            r.cache_read_tokens,
-            r.speed,
-        ),
+        price=bridge.prices.price_record,
         migration_id=dry.migration_id,
         host=bridge.host,
         user=bridge.user,
