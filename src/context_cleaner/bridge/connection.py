@@ -67,9 +67,6 @@ class RetryPolicy:
             delay *= self.multiplier
 
 
-NO_RETRY = RetryPolicy(attempts=1)
-
-
 #: Optional imports of chDB that nothing here uses: on loading, ``chdb.state`` imports
 #: pyarrow when installed (~0.08 s, and numpy with it).
 ENGINE_OPTIONAL_IMPORTS = ("pyarrow",)

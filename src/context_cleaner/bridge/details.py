@@ -25,9 +25,10 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.extract import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
+from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.analysis.records import UsageRecord, path_hash, record_version
-from context_cleaner.bridge.exceptions import DatabaseQueryError, translate_clickhouse_error
-from context_cleaner.errors import MigrationError
+from context_cleaner.bridge.exceptions import DatabaseQueryError
+from context_cleaner.bridge.queries import insert_rows
 from context_cleaner.settings import HOST_ENV
 
 if TYPE_CHECKING:
@@ -54,11 +55,7 @@ DETAIL_COLUMNS: tuple[str, ...] = (
     "is_sidechain",
     "speed",
     "from_progress",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_5m_tokens",
-    "cache_creation_1h_tokens",
-    "cache_read_tokens",
+    *STORED_TOKEN_FIELDS,
     "cost_usd",
     "cost_from_line",
     "host",
@@ -188,13 +185,7 @@ def insert_details(
         columns = detail_columns(
             batch, price=price, migration_id=migration_id, host=host, user=user
         )
-        try:
-            client.insert(table, columns, column_names=DETAIL_COLUMNS, column_oriented=True)
-        except MigrationError:
-            raise
-        except Exception as exc:
-            raise translate_clickhouse_error(
-                exc, action=f"inserting {len(batch)} rows into {table} (migration {migration_id})"
-            ) from exc
+        action = f"inserting {len(batch)} rows into {table} (migration {migration_id})"
+        insert_rows(client, table, columns, DETAIL_COLUMNS, action=action, column_oriented=True)
         sent += len(batch)
     return sent

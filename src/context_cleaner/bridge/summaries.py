@@ -17,13 +17,13 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from context_cleaner.bridge.exceptions import translate_clickhouse_error
-from context_cleaner.errors import MigrationError
+from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
+from context_cleaner.bridge.details import DETAILS_TABLE as DETAILS
+from context_cleaner.bridge.queries import insert_rows, query_rows
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-DETAILS = "enhanced_token_details"
 SUMMARIES = "enhanced_token_summaries"
 
 _SESSION_IDS = f"(SELECT message_id FROM {DETAILS} WHERE session_id IN {{sessions:Array(String)}})"
@@ -38,13 +38,11 @@ NOT_A_REPLAY = (
     f"(SELECT message_id FROM {DETAILS} WHERE NOT is_sidechain AND message_id IN {_SESSION_IDS}))"
 )
 
-TOKEN_SUMS = (
-    "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
-    "sum(cache_creation_5m_tokens) AS cache_creation_5m_tokens, "
-    "sum(cache_creation_1h_tokens) AS cache_creation_1h_tokens, "
-    "sum(cache_read_tokens) AS cache_read_tokens, sum(cost_usd) AS cost_usd, "
-    "count() AS record_count"
-)
+_SUMS = ", ".join(f"sum({name}) AS {name}" for name in (*STORED_TOKEN_FIELDS, "cost_usd"))
+TOKEN_SUMS = f"{_SUMS}, count() AS record_count"
+"""The counted rows' sums, in :data:`CHANGE_KEYS` order."""
+ROLLUP_SUMS = f"{_SUMS}, sum(record_count) AS record_count"
+"""The same sums over rollup rows."""
 
 _WIDEN = f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN {_SESSION_IDS}"
 
@@ -63,52 +61,23 @@ GROUP BY session_id, day, model
 """
 
 _EXISTING = (
-    "SELECT session_id, day, model, input_tokens, output_tokens, cache_creation_5m_tokens, "
-    "cache_creation_1h_tokens, cache_read_tokens, cost_usd, record_count "
+    f"SELECT session_id, day, model, {', '.join(STORED_TOKEN_FIELDS)}, cost_usd, record_count "
     f"FROM {SUMMARIES} FINAL WHERE session_id IN {{sessions:Array(String)}}"
 )
 
-CHANGE_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_5m_tokens",
-    "cache_creation_1h_tokens",
-    "cache_read_tokens",
-    "cost_usd",
-    "records",
-)
+CHANGE_KEYS = (*STORED_TOKEN_FIELDS, "cost_usd", "records")
 """What :func:`refresh_summaries` measures the change of (the rollup's sums, in this order)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TOMBSTONE = ("", "", *(0 for _ in STORED_TOKEN_FIELDS), 0.0, 0, _EPOCH, _EPOCH)
+"""A group's project, host, sums and times once it lost all its records."""
 
 SUMMARY_COLUMNS = (
-    "session_id",
-    "day",
-    "model",
-    "project",
-    "host",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_5m_tokens",
-    "cache_creation_1h_tokens",
-    "cache_read_tokens",
-    "cost_usd",
-    "record_count",
-    "first_timestamp",
-    "last_timestamp",
-    "migration_id",
-    "ver",
-    "is_deleted",
+    *("session_id", "day", "model", "project", "host"),
+    *STORED_TOKEN_FIELDS,
+    *("cost_usd", "record_count", "first_timestamp", "last_timestamp"),
+    *("migration_id", "ver", "is_deleted"),
 )
-
-
-def _rows(client: Client, sql: str, parameters: dict[str, Any], action: str) -> list[tuple]:
-    try:
-        return list(client.query(sql, parameters=parameters).result_rows)
-    except MigrationError:
-        raise
-    except Exception as exc:
-        raise translate_clickhouse_error(exc, action=action) from exc
 
 
 def refresh_summaries(
@@ -128,13 +97,11 @@ def refresh_summaries(
     if not sessions:
         return 0
     params = {"sessions": sorted(sessions)}
-    widened = sorted(
-        {r[0] for r in _rows(client, _WIDEN, params, "finding sessions that share messages")}
-        | set(sessions)
-    )
+    shared = query_rows(client, _WIDEN, params, action="finding sessions that share messages")
+    widened = sorted({r[0] for r in shared} | set(sessions))
     params = {"sessions": widened}
-    fresh = _rows(client, _RECOMPUTE, params, "recomputing session summaries")
-    existing = _rows(client, _EXISTING, params, "reading session summaries")
+    fresh = query_rows(client, _RECOMPUTE, params, action="recomputing session summaries")
+    existing = query_rows(client, _EXISTING, params, action="reading session summaries")
     ver = time.time_ns()
     rows: list[list[Any]] = [[*row, migration_id, ver, 0] for row in fresh]
     fresh_keys = {(r[0], r[1], r[2]) for r in fresh}
@@ -145,32 +112,8 @@ def refresh_summaries(
             change[key] = change.get(key, 0) + after - before
     for session_id, day, model, *_sums in existing:
         if (session_id, day, model) not in fresh_keys:
-            rows.append(
-                [
-                    session_id,
-                    day,
-                    model,
-                    "",
-                    "",
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0.0,
-                    0,
-                    _EPOCH,
-                    _EPOCH,
-                    migration_id,
-                    ver,
-                    1,
-                ]
-            )
+            rows.append([session_id, day, model, *_TOMBSTONE, migration_id, ver, 1])
     if rows:
-        try:
-            client.insert(SUMMARIES, rows, column_names=SUMMARY_COLUMNS)
-        except Exception as exc:
-            raise translate_clickhouse_error(
-                exc, action=f"writing {len(rows)} summary rows (migration {migration_id})"
-            ) from exc
+        action = f"writing {len(rows)} summary rows (migration {migration_id})"
+        insert_rows(client, SUMMARIES, rows, SUMMARY_COLUMNS, action=action)
     return len(widened)

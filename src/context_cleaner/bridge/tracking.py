@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import translate_clickhouse_error
+from context_cleaner.bridge.queries import insert_rows, query_rows
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -25,8 +26,8 @@ TRACKING_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
-class FileCommit:
-    """One file's range, committed: bytes ``[0, committed_offset)`` are in the database."""
+class FileIdentity:
+    """Which file: its root and path, and (DESIGN §5) device, inode and a hash of its head."""
 
     source_root: str
     file_path: str
@@ -34,6 +35,12 @@ class FileCommit:
     inode: int
     head_hash: str
     head_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileCommit(FileIdentity):
+    """One file's range, committed: bytes ``[0, committed_offset)`` are in the database."""
+
     file_size: int
     mtime_ns: int
     range_start: int
@@ -47,15 +54,9 @@ class FileCommit:
 
 
 @dataclass(frozen=True, slots=True)
-class TrackedFile:
+class TrackedFile(FileIdentity):
     """A file's current committed state."""
 
-    source_root: str
-    file_path: str
-    device: int
-    inode: int
-    head_hash: str
-    head_length: int
     committed_offset: int
     committed_line: int
     file_size: int
@@ -123,12 +124,8 @@ def commit_files(
         ]
         for c in commits
     ]
-    try:
-        client.insert(TRACKING, rows, column_names=_COLUMNS)
-    except Exception as exc:
-        raise translate_clickhouse_error(
-            exc, action=f"recording {len(rows)} committed files (migration {migration_id})"
-        ) from exc
+    action = f"recording {len(rows)} committed files (migration {migration_id})"
+    insert_rows(client, TRACKING, rows, _COLUMNS, action=action)
 
 
 _CURRENT = f"""
@@ -175,8 +172,5 @@ def compact_files(client: Client, host: str, migration_id: str) -> None:
 
 def current_files(client: Client, host: str) -> list[TrackedFile]:
     """Every tracked file of ``host`` in its latest committed state."""
-    try:
-        rows = client.query(_CURRENT, parameters={"host": host}).result_rows
-    except Exception as exc:
-        raise translate_clickhouse_error(exc, action="reading file tracking") from exc
+    rows = query_rows(client, _CURRENT, {"host": host}, action="reading file tracking")
     return [TrackedFile(*row) for row in rows]

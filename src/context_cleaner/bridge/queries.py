@@ -1,0 +1,62 @@
+"""Queries and inserts through a client, with driver errors translated in one place.
+
+Every module of the bridge that reads or writes rows goes through :func:`query_rows` and
+:func:`insert_rows`, so a ClickHouse driver exception is sorted into the
+:class:`~context_cleaner.bridge.exceptions.MigrationError` tree once (STYLE 3), with a
+message naming what was being done; nothing above the bridge sees driver types.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from context_cleaner.bridge.exceptions import translate_clickhouse_error
+from context_cleaner.errors import MigrationError
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+
+def query_rows(
+    client: Client,
+    sql: str,
+    parameters: dict[str, Any] | None = None,
+    *,
+    action: str = "reading the database",
+) -> list[tuple]:
+    """The rows ``sql`` returns (``action`` names the read in an error's message)."""
+    try:
+        return list(client.query(sql, parameters=parameters or {}).result_rows)
+    except MigrationError:
+        raise
+    except Exception as exc:
+        raise translate_clickhouse_error(exc, action=action) from exc
+
+
+def insert_rows(
+    client: Client,
+    table: str,
+    data: Sequence[Sequence[Any]],
+    column_names: Sequence[str],
+    *,
+    action: str,
+    column_oriented: bool = False,
+) -> None:
+    """Insert ``data`` (rows, or columns when ``column_oriented``) into ``table``."""
+    try:
+        client.insert(table, data, column_names=column_names, column_oriented=column_oriented)
+    except MigrationError:
+        raise
+    except Exception as exc:
+        raise translate_clickhouse_error(exc, action=action) from exc
+
+
+_FROM_RE = re.compile(r"\bFROM\s+([A-Za-z_][\w.]*)", re.IGNORECASE)
+
+
+def table_of(sql: str) -> str:
+    """The first table a query reads (for span names), or ``""``."""
+    match = _FROM_RE.search(sql)
+    return match.group(1) if match else ""

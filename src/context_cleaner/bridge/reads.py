@@ -1,0 +1,383 @@
+"""The read side of the bridge: what the dashboard, ``status`` and validation ask.
+
+Reads each open their own short session, so readers and a long-running sync
+interleave; :meth:`BridgeReads.reading` shares one session among the reads of a
+block (a dashboard request). Every read is exact: usage rows through the
+``counted_token_details`` view (rule 3 by ``FINAL``, then rule 4), the rollup with
+``FINAL``. :class:`BridgeReads` is the read half of
+:class:`~context_cleaner.bridge.token_bridge.EnhancedTokenDatabaseBridge`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Collection, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from context_cleaner.analysis.fields import totals
+from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
+from context_cleaner.bridge.queries import query_rows, table_of
+from context_cleaner.bridge.runs import mark_crashed
+from context_cleaner.bridge.summaries import ROLLUP_SUMS, SUMMARIES, TOKEN_SUMS
+from context_cleaner.bridge.tracking import TRACKING, TrackedFile, current_files
+from context_cleaner.bridge.writes import ALERT_COLUMNS, ALERTS, METADATA
+from context_cleaner.errors import ConfigurationError
+from context_cleaner.observability.telemetry import db_call
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+    from context_cleaner.bridge.database import Database
+
+COUNTED = COUNTED_VIEW
+"""The view of counted records: rule 3 by FINAL, then rule 4 (sql/004)."""
+
+#: Dimensions the summaries can be broken down by, and their column.
+DIMENSIONS = {
+    "session": "session_id",
+    "day": "day",
+    "model": "model",
+    "project": "project",
+    "host": "host",
+}
+
+
+def totals_dict(values: Sequence[Any]) -> dict[str, Any]:
+    """A row of :data:`~.summaries.TOKEN_SUMS` (or ``ROLLUP_SUMS``) as DESIGN §10 ``totals``."""
+    return totals(values[:5], values[5], values[6])
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Optional restrictions on summary reads (all parameterised, never spliced)."""
+
+    start: date | None = None
+    end: date | None = None
+    model: str | None = None
+    project: str | None = None
+    host: str | None = None
+    session: str | None = None
+    search: str | None = None
+    """Case-insensitive substring of the session id or the project."""
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        clauses, params = [], {}
+        if self.start is not None:
+            clauses.append("day >= {start:Date}")
+            params["start"] = self.start
+        if self.end is not None:
+            clauses.append("day <= {end:Date}")
+            params["end"] = self.end
+        for name in ("model", "project", "host"):
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(f"{name} = {{{name}:String}}")
+                params[name] = value
+        if self.session is not None:
+            clauses.append("session_id = {session:String}")
+            params["session"] = self.session
+        if self.search:
+            clauses.append(
+                "(positionCaseInsensitiveUTF8(session_id, {search:String}) > 0 "
+                "OR positionCaseInsensitiveUTF8(project, {search:String}) > 0)"
+            )
+            params["search"] = self.search
+        return (" AND ".join(clauses) or "1"), params
+
+
+_READ_SESSION: ContextVar[tuple[BridgeReads, Client] | None] = ContextVar(
+    "context_cleaner_read_session", default=None
+)
+"""The session of the innermost :meth:`EnhancedTokenDatabaseBridge.reading` block, if any."""
+
+
+class BridgeReads:
+    """The reads of :class:`~context_cleaner.bridge.token_bridge.EnhancedTokenDatabaseBridge`."""
+
+    database: Database
+    host: str
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Several reads as one unit of work: the reads in the block share one session.
+
+        Opening the embedded engine costs ~50-70 ms, so a caller that reads several
+        things at once (a dashboard request) holds it once. Nested blocks reuse the session.
+        """
+        active = _READ_SESSION.get()
+        if active is not None and active[0] is self:
+            yield
+            return
+        with self.database.session() as client:
+            token = _READ_SESSION.set((self, client))
+            try:
+                yield
+            finally:
+                _READ_SESSION.reset(token)
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Client]:
+        active = _READ_SESSION.get()
+        if active is not None and active[0] is self:
+            yield active[1]
+            return
+        with self.database.session() as client:
+            yield client
+
+    def _query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        with db_call("SELECT", table_of(sql)), self._session() as client:
+            return query_rows(client, sql, parameters)
+
+    def is_initialised(self) -> bool:
+        """True when the schema exists (nothing has been migrated before otherwise)."""
+        rows = self._query("EXISTS TABLE " + DETAILS_TABLE)
+        return bool(rows and rows[0][0])
+
+    def get_migration_totals(self) -> dict[str, Any]:
+        """Exact totals over every usage row (``FINAL``, rule 4): the source of truth."""
+        rows = self._query(f"SELECT {TOKEN_SUMS} FROM {COUNTED}")
+        return totals_dict(rows[0])
+
+    def detail_totals_by_session(
+        self, sessions: Collection[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Per-session totals straight from the usage rows (for validation)."""
+        where, params = "1", {}
+        if sessions is not None:
+            where = "session_id IN {sessions:Array(String)}"
+            params["sessions"] = sorted(sessions)
+        rows = self._query(
+            f"SELECT session_id, {TOKEN_SUMS} FROM {COUNTED} WHERE {where} GROUP BY session_id",
+            params,
+        )
+        return {r[0]: totals_dict(r[1:]) for r in rows}
+
+    def summary_totals(self, filters: Filters | None = None) -> dict[str, Any]:
+        """Totals from the rollup (what the dashboard shows)."""
+        where, params = (filters or Filters()).where()
+        rows = self._query(f"SELECT {ROLLUP_SUMS} FROM {SUMMARIES} FINAL WHERE {where}", params)
+        return totals_dict(rows[0])
+
+    def totals_by(
+        self,
+        dimension: str,
+        filters: Filters | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        order: str = "total_tokens",
+    ) -> list[dict[str, Any]]:
+        """Totals grouped by session, day, model, project or host (from the rollup)."""
+        column = DIMENSIONS.get(dimension)
+        if column is None:
+            raise ConfigurationError(
+                f"Unknown breakdown {dimension!r}; choose one of {', '.join(DIMENSIONS)}."
+            )
+        where, params = (filters or Filters()).where()
+        order_sql = {
+            "total_tokens": "total DESC, key",
+            "cost_usd": "cost_usd DESC, key",
+            "key": "key",
+            "last_timestamp": "last DESC, key",
+        }.get(order)
+        if order_sql is None:
+            raise ConfigurationError(f"Unknown order {order!r}.")
+        extra = ", any(project), min(first_timestamp) AS first, max(last_timestamp) AS last"
+        sql = (
+            f"SELECT {column} AS key, {ROLLUP_SUMS}, input_tokens + output_tokens + "
+            f"cache_creation_5m_tokens + cache_creation_1h_tokens + cache_read_tokens AS total"
+            f"{extra} FROM {SUMMARIES} FINAL WHERE {where} GROUP BY key ORDER BY {order_sql}"
+        )
+        if limit is not None:
+            sql += " LIMIT {limit:UInt64} OFFSET {offset:UInt64}"
+            params.update(limit=limit, offset=offset)
+        out = []
+        for row in self._query(sql, params):
+            item = {dimension: _plain(row[0]), **totals_dict(row[1:8])}
+            item.update(
+                project=row[9], first_timestamp=_plain(row[10]), last_timestamp=_plain(row[11])
+            )
+            out.append(item)
+        return out
+
+    def count_sessions(self, filters: Filters | None = None) -> int:
+        where, params = (filters or Filters()).where()
+        rows = self._query(
+            f"SELECT uniqExact(session_id) FROM {SUMMARIES} FINAL WHERE {where}", params
+        )
+        return int(rows[0][0])
+
+    def summary_overview(
+        self,
+        filters: Filters | None = None,
+        dimensions: Sequence[str] = ("day", "model", "project", "host"),
+    ) -> dict[str, Any]:
+        """Totals, distinct sessions and totals by each of ``dimensions``: one scan of the rollup.
+
+        Returns ``{"totals": ..., "sessions": n, "<dimension>": [item, ...]}``; items are
+        shaped as :meth:`totals_by`'s plus ``sessions``, days in date order, the others by
+        total tokens (largest first). Measured with 10M usage rows (67k rollup rows): one
+        GROUPING SETS query ~20 ms against ~115 ms for five separate queries. Sessions are
+        counted by a 64-bit hash of the id (exact unless two ids collide, ~n^2/2^65): 7x
+        faster than ``uniqExact`` on the strings in every grouping set.
+        """
+        columns = []
+        for dimension in dimensions:
+            if dimension not in DIMENSIONS:
+                raise ConfigurationError(
+                    f"Unknown breakdown {dimension!r}; choose one of {', '.join(DIMENSIONS)}."
+                )
+            columns.append(DIMENSIONS[dimension])
+        where, params = (filters or Filters()).where()
+        n = len(columns)
+        sql = (
+            f"SELECT {', '.join(columns)}, {', '.join(f'grouping({c})' for c in columns)}, "
+            f"{ROLLUP_SUMS}, any(project), min(first_timestamp), max(last_timestamp), "
+            f"uniqExact(cityHash64(session_id)) FROM {SUMMARIES} FINAL WHERE {where} "
+            f"GROUP BY GROUPING SETS ({', '.join(f'({c})' for c in columns)}, ()) "
+            "SETTINGS force_grouping_standard_compatibility = 1"
+        )
+        out: dict[str, Any] = {"totals": totals_dict([0] * 7), "sessions": 0}
+        out.update({d: [] for d in dimensions})
+        for row in self._query(sql, params):
+            flags, rest = row[n : 2 * n], row[2 * n :]
+            if all(flags):  # the () set: everything
+                out["totals"], out["sessions"] = totals_dict(rest[:7]), int(rest[10])
+                continue
+            i = list(flags).index(0)
+            item = {dimensions[i]: _plain(row[i]), **totals_dict(rest[:7])}
+            item.update(
+                project=rest[7],
+                first_timestamp=_plain(rest[8]),
+                last_timestamp=_plain(rest[9]),
+                sessions=int(rest[10]),
+            )
+            out[dimensions[i]].append(item)
+        for d in dimensions:
+            if d == "day":
+                out[d].sort(key=lambda item: item["day"])
+            else:
+                out[d].sort(key=lambda item, d=d: (-item["total_tokens"], str(item[d])))
+        return out
+
+    def tracked_files(self) -> list[TrackedFile]:
+        """This host's files and how far each is committed."""
+        with db_call("SELECT", TRACKING), self._session() as client:
+            return current_files(client, self.host)
+
+    def migration_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest runs (migrate, sync, validate, rollback), newest first; a run marked
+        running whose process on this host is gone is shown ``crashed`` (:mod:`.runs`)."""
+        rows = self._query(
+            f"SELECT migration_id, run_kind, status, started_at, finished_at, host, "
+            f"files_found, files_processed, files_failed, records_inserted, lines_skipped, "
+            f"total_tokens, cost_usd, details, files_skipped, source_roots FROM {METADATA} FINAL "
+            "ORDER BY started_at DESC LIMIT {limit:UInt32}",
+            {"limit": limit},
+        )
+        keys = [
+            "migration_id",
+            "run_kind",
+            "status",
+            "started_at",
+            "finished_at",
+            "host",
+            "files_found",
+            "files_processed",
+            "files_failed",
+            "records_inserted",
+            "lines_skipped",
+            "total_tokens",
+            "cost_usd",
+            "details",
+            "files_skipped",
+            "source_roots",
+        ]
+        runs = []
+        for row in rows:
+            run = {k: _plain(v) for k, v in zip(keys, row, strict=True)}
+            with contextlib.suppress(ValueError, TypeError):
+                run["details"] = json.loads(run["details"] or "{}")
+            runs.append(run)
+        return mark_crashed(runs, self.host, self.database)
+
+    def newest_record_time(self) -> float | None:
+        """Epoch seconds of the newest usage row (for the data-lag figure), or None."""
+        rows = self._query(
+            f"SELECT toUnixTimestamp64Milli(max(timestamp)), count() FROM {DETAILS_TABLE}"
+        )
+        if not rows or not rows[0][1]:
+            return None
+        return rows[0][0] / 1000.0
+
+    def newest_summary_time(self) -> float | None:
+        """Epoch seconds of the newest counted record, from the rollup (cheap), or None."""
+        rows = self._query(
+            f"SELECT toUnixTimestamp64Milli(max(last_timestamp)), count() FROM {SUMMARIES} FINAL"
+        )
+        if not rows or not rows[0][1]:
+            return None
+        return rows[0][0] / 1000.0
+
+    def migration_alerts(
+        self, migration_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Alert transitions (newest first), of one run or of all; [] before sql/005 is applied."""
+        with self._session() as client:
+            return read_alerts(client, migration_id, limit)
+
+    def table_counts(self, tables: Sequence[str]) -> dict[str, int]:
+        """Row counts (physical rows, before ``FINAL``) of ``tables`` that exist."""
+        rows = self._query(
+            "SELECT name, total_rows FROM system.tables WHERE database = currentDatabase() "
+            "AND name IN {names:Array(String)}",
+            {"names": list(tables)},
+        )
+        return {name: int(count or 0) for name, count in rows}
+
+    def exact_counts(self, tables: Sequence[str]) -> dict[str, int]:
+        """Row counts of ``tables`` that exist, as queries see them (``FINAL`` where the
+        engine replaces rows), so background merges do not change them."""
+        with self.reading():
+            engines = self._query(
+                "SELECT name, engine FROM system.tables WHERE database = currentDatabase() "
+                "AND name IN {names:Array(String)}",
+                {"names": list(tables)},
+            )
+            counts = {}
+            for name, engine in engines:
+                final = " FINAL" if "Replacing" in engine else ""
+                counts[name] = int(self._query(f"SELECT count() FROM `{name}`{final}")[0][0])
+            return counts
+
+
+def _plain(value: Any) -> Any:
+    """Dates and datetimes as ISO strings, for JSON."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def read_alerts(
+    client: Client, migration_id: str | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    """Rows of ``migration_alerts`` as dicts (``raised_at`` in epoch seconds), newest first."""
+    if not query_rows(client, f"EXISTS TABLE {ALERTS}")[0][0]:
+        return []
+    where, params = "1", {"limit": limit}
+    if migration_id is not None:
+        where, params["m"] = "migration_id = {m:String}", migration_id
+    with db_call("SELECT", ALERTS):
+        rows = query_rows(
+            client,
+            f"SELECT migration_id, run_kind, alert, toString(state), "
+            f"toUnixTimestamp64Milli(raised_at) / 1000.0, metric, value, threshold, "
+            f"window_seconds, message, host FROM {ALERTS} WHERE {where} "
+            "ORDER BY raised_at DESC, alert LIMIT {limit:UInt32}",
+            params,
+        )
+    return [dict(zip(ALERT_COLUMNS, row, strict=True)) for row in rows]
