@@ -1,0 +1,335 @@
+"""The comparison at the heart of validation: disk records against stored rows, key by key.
+
+Each record of the bytes compared is looked up by its key (rule 2) among the stored
+rows and lands in one of these (see :mod:`.validator` for why):
+
+- ``compared``: the stored row is this record, or another copy with the same numbers;
+- ``superseded``: stored from another copy that rule 3 prefers, kept from retained
+  history (counted once: not a variance);
+- a difference: ``missing`` (no row), ``altered`` (the row at the record's place says
+  something else), ``stale`` (the stored copy is one rule 3 ranks below the record).
+
+With every stored row given, the rows that no compared byte backs are retained history,
+summed by why (their origin, :mod:`.retained_history`), or ``unaccounted`` when no file
+tracking explains them (a difference). :class:`Sums` are the token sums reported for
+each part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from context_cleaner.analysis.fields import totals
+from context_cleaner.analysis.records import UsageRecord
+from context_cleaner.bridge import synthetic_message_id
+from context_cleaner.migration.ledger import Ledger
+from context_cleaner.migration.stored_rows import Key, StoredRow
+
+#: How many differences are listed in a result (all are counted).
+MAX_LISTED = 100
+
+OriginOf = Callable[[StoredRow], str]
+"""Why a stored row not backed by compared bytes is kept (``Scope.origin_function``)."""
+
+
+@dataclass(slots=True)
+class Sums:
+    """Token sums of a set of records, with what they span."""
+
+    tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+    cost_usd: float = 0.0
+    records: int = 0
+    files: set[tuple[str, str]] = field(default_factory=set)
+    sessions: set[str] = field(default_factory=set)
+    oldest_ms: int | None = None
+    newest_ms: int | None = None
+
+    @classmethod
+    def of_records(cls, records: Sequence[UsageRecord]) -> Sums:
+        tokens = [
+            sum(r.input_tokens for r in records),
+            sum(r.output_tokens for r in records),
+            sum(r.cache_creation_5m_tokens for r in records),
+            sum(r.cache_creation_1h_tokens for r in records),
+            sum(r.cache_read_tokens for r in records),
+        ]
+        return cls._spanning(records, tokens, 0.0, {("", r.file_path) for r in records})
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[StoredRow]) -> Sums:
+        tokens = [sum(r.tokens[i] for r in rows) for i in range(5)]
+        files = {(r.host, r.file_path) for r in rows}
+        return cls._spanning(rows, tokens, sum(r.cost_usd for r in rows), files)
+
+    @classmethod
+    def _spanning(
+        cls,
+        items: Sequence[UsageRecord] | Sequence[StoredRow],
+        tokens: list[int],
+        cost_usd: float,
+        files: set[tuple[str, str]],
+    ) -> Sums:
+        times = [r.timestamp_ms for r in items]
+        return cls(
+            tokens,
+            cost_usd,
+            len(items),
+            files,
+            {r.session_id for r in items},
+            min(times, default=None),
+            max(times, default=None),
+        )
+
+    @property
+    def total(self) -> int:
+        return sum(self.tokens)
+
+    def totals(self) -> dict[str, Any]:
+        return totals(self.tokens, self.cost_usd, self.records)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "totals": self.totals(),
+            "records": self.records,
+            "files": len(self.files),
+            "sessions": len(self.sessions),
+            "oldest_day": _day(self.oldest_ms),
+            "newest_day": _day(self.newest_ms),
+        }
+
+    def add(self, other: Sums) -> None:
+        """Fold ``other`` in."""
+        for i in range(5):
+            self.tokens[i] += other.tokens[i]
+        self.cost_usd += other.cost_usd
+        self.records += other.records
+        self.files |= other.files
+        self.sessions |= other.sessions
+        for ms in (other.oldest_ms, other.newest_ms):
+            if ms is not None:
+                self.oldest_ms = ms if self.oldest_ms is None else min(self.oldest_ms, ms)
+                self.newest_ms = ms if self.newest_ms is None else max(self.newest_ms, ms)
+
+
+def _day(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+@dataclass(slots=True)
+class Comparison:
+    """The outcome of comparing disk records with stored rows, key by key."""
+
+    compared: Sums = field(default_factory=Sums)
+    """Records on disk whose stored row is the same record (same tokens, counted alike)."""
+    superseded: Sums = field(default_factory=Sums)
+    """Records on disk stored from another, preferred copy kept from retained history."""
+    retained: dict[str, Sums] = field(default_factory=dict)
+    """Stored rows not backed by the bytes compared, by why (``Scope.origin_function``)."""
+    source: Sums = field(default_factory=Sums)
+    """Every counted record on disk (the fresh analysis' totals)."""
+    retained_rows: dict[str, list[StoredRow]] = field(default_factory=dict)
+    differences: list[dict[str, Any]] = field(default_factory=list)
+    difference_counts: dict[str, int] = field(default_factory=dict)
+    variance_tokens: int = 0
+    """Sum of |database - disk| tokens over the differing records."""
+    signed_variance: int = 0
+    unaccounted_tokens: int = 0
+    source_sessions: dict[str, list[int]] = field(default_factory=dict)
+    """Per session with a difference: [disk tokens, database tokens] of the differing records."""
+
+    def differ(
+        self,
+        kind: str,
+        key: Key,
+        record: UsageRecord,
+        stored: StoredRow | None,
+        disk_counted: bool,
+        why: str,
+    ) -> None:
+        src = record.total_tokens if disk_counted else 0
+        dbv = stored.total if stored is not None and stored.counted else 0
+        at = (record.file_path, record.line_number, record.byte_offset, record.session_id)
+        self._count(kind, key, at, src, dbv, why)
+
+    def unaccounted(self, key: Key, row: StoredRow) -> None:
+        """A stored row no file tracking accounts for: not retained history, a difference."""
+        self.unaccounted_tokens += row.total
+        why = (
+            f"no file tracking of host {row.host!r} lists {row.file_path}: the row was "
+            "written outside context-cleaner, or a run stopped between its rows and its "
+            "commit (then `context-cleaner sync` replays it)"
+        )
+        at = (row.file_path, None, row.byte_offset, row.session_id)
+        self._count("unaccounted", key, at, 0, row.total, why)
+
+    def _count(
+        self,
+        kind: str,
+        key: Key,
+        at: tuple[str, int | None, int, str],
+        src: int,
+        dbv: int,
+        why: str,
+    ) -> None:
+        """Count a difference of ``src`` disk and ``dbv`` database tokens; list the first
+        :data:`MAX_LISTED` (``at``: file path, line number, byte offset, session)."""
+        file_path, line_number, byte_offset, session_id = at
+        self.difference_counts[kind] = self.difference_counts.get(kind, 0) + 1
+        self.variance_tokens += abs(dbv - src)
+        self.signed_variance += dbv - src
+        session = self.source_sessions.setdefault(session_id, [0, 0])
+        session[0] += src
+        session[1] += dbv
+        if len(self.differences) < MAX_LISTED:
+            self.differences.append(
+                {
+                    "kind": kind,
+                    "message_id": key[0],
+                    "request_id": key[1],
+                    "file_path": file_path,
+                    "line_number": line_number,
+                    "byte_offset": byte_offset,
+                    "session_id": session_id,
+                    "source_tokens": src,
+                    "database_tokens": dbv,
+                    "detail": why,
+                }
+            )
+
+    def retain(self, origin: str, row: StoredRow) -> None:
+        self.retained_rows.setdefault(origin, []).append(row)
+
+    def retained_total(self) -> Sums:
+        out = Sums()
+        for sums in self.retained.values():
+            out.add(sums)
+        return out
+
+
+def compare(
+    disk: Ledger,
+    stored: dict[Key, StoredRow],
+    origin_of: OriginOf,
+    *,
+    all_rows: bool,
+) -> Comparison:
+    """Compare ``disk``'s records with the ``stored`` rows, key by key.
+
+    With ``all_rows``, ``stored`` is the whole table and every row not backed by the
+    compared bytes is counted as retained (by ``origin_of(row)``); otherwise only the
+    disk's keys are looked at.
+    """
+    out = Comparison()
+    records = list(disk.collector.candidates())
+    main_ids = {r.message_id for r in records if r.message_id and not r.is_sidechain}
+    seen: set[Key] = set()
+    source: list[UsageRecord] = []
+    compared: list[UsageRecord] = []
+    superseded: list[UsageRecord] = []
+    for r in records:
+        mid = r.message_id or synthetic_message_id(r.file_path, r.byte_offset)
+        key = (mid, r.request_id)
+        seen.add(key)
+        disk_counted = not (r.is_sidechain and r.message_id in main_ids)
+        if disk_counted:
+            source.append(r)
+        row = stored.get(key)
+        if row is None:
+            out.differ(
+                "missing", key, r, None, disk_counted, "no row in the database for this record"
+            )
+            continue
+        tokens = (
+            r.input_tokens,
+            r.output_tokens,
+            r.cache_creation_5m_tokens,
+            r.cache_creation_1h_tokens,
+            r.cache_read_tokens,
+        )
+        same_place = row.byte_offset == r.byte_offset and row.file_path == r.file_path
+        if same_place and (
+            row.tokens != tokens
+            or row.is_sidechain != r.is_sidechain
+            or row.timestamp_ms != r.timestamp_ms
+        ):
+            # Another line at the same place: an earlier generation of a rewritten file,
+            # when rule 3 prefers it; else the row was changed.
+            same_place = r.version == row.ver
+        if same_place:
+            # The stored row is this line's copy: it must say what the line says.
+            if (
+                row.tokens != tokens
+                or row.is_sidechain != r.is_sidechain
+                or row.timestamp_ms != r.timestamp_ms
+            ):
+                out.differ(
+                    "altered",
+                    key,
+                    r,
+                    row,
+                    disk_counted,
+                    f"the row's tokens {list(row.tokens)} differ from the line's {list(tokens)}"
+                    if row.tokens != tokens
+                    else "the row's time or sidechain flag differs from the line's",
+                )
+            elif row.counted and not disk_counted:
+                out.differ(
+                    "altered",
+                    key,
+                    r,
+                    row,
+                    disk_counted,
+                    "counted in the database, but the transcripts hold its main-chain copy "
+                    "(rule 4)",
+                )
+            elif row.counted == disk_counted:
+                if disk_counted:
+                    compared.append(r)
+            else:  # dropped by rule 4 for a main-chain copy kept from retained history
+                superseded.append(r)
+            continue
+        if row.ver <= r.version:
+            out.differ(
+                "stale",
+                key,
+                r,
+                row,
+                disk_counted,
+                "the database keeps a copy rule 3 ranks below this line (stored from "
+                f"{row.file_path} at byte {row.byte_offset})",
+            )
+            continue
+        # Stored from another copy rule 3 prefers (kept from retained history).
+        if row.tokens == tokens and row.counted == disk_counted:
+            if disk_counted:
+                compared.append(r)  # the same numbers: the response is on disk
+            continue
+        if disk_counted:
+            superseded.append(r)
+        if row.counted and all_rows:
+            _keep(out, key, row, origin_of(row))
+    if all_rows:
+        for key, row in stored.items():
+            if key not in seen and row.counted:
+                _keep(out, key, row, origin_of(row))
+    out.source = Sums.of_records(source)
+    out.compared = Sums.of_records(compared)
+    out.superseded = Sums.of_records(superseded)
+    out.retained = {k: Sums.of_rows(v) for k, v in out.retained_rows.items()}
+    out.retained_rows = {}
+    return out
+
+
+def _keep(out: Comparison, key: Key, row: StoredRow, origin: str) -> None:
+    if origin == "unaccounted":
+        out.unaccounted(key, row)
+    else:
+        out.retain(origin, row)
