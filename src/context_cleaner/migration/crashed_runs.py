@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from context_cleaner.bridge import METADATA, EnhancedTokenDatabaseBridge, query_rows
 from context_cleaner.bridge.runs import (
     crash_reason,
     details_of,
@@ -20,7 +21,6 @@ from context_cleaner.bridge.runs import (
     is_crashed,
     read_stash,
 )
-from context_cleaner.bridge.token_bridge import METADATA, EnhancedTokenDatabaseBridge, query_rows
 from context_cleaner.migration.run_record import LogEntry, RunCounts, RunRecorder, write_run
 
 if TYPE_CHECKING:

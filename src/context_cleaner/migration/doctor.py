@@ -141,10 +141,13 @@ def check_database(
     """``database`` and ``last_sync``: where it is, what it holds, how fresh it is."""
     from context_cleaner.analysis.periods import ReportQuery
     from context_cleaner.analysis.transcript_report import report_from_transcripts
-    from context_cleaner.bridge.database import Database
-    from context_cleaner.bridge.details import COUNTED_VIEW, default_host
-    from context_cleaner.bridge.schema import applied_schema_files
-    from context_cleaner.bridge.token_bridge import query_rows
+    from context_cleaner.bridge import (
+        COUNTED_VIEW,
+        Database,
+        applied_schema_files,
+        default_host,
+        query_rows,
+    )
     from context_cleaner.errors import ContextCleanerError
 
     try:

@@ -28,7 +28,7 @@ from typing import Any
 
 from context_cleaner.analysis.discovery import Discovery, TranscriptFile
 from context_cleaner.analysis.reader import open_regular
-from context_cleaner.bridge.tracking import TrackedFile
+from context_cleaner.bridge import TrackedFile
 
 SYNCED = "synced"
 BEHIND = "behind"

@@ -33,9 +33,7 @@ from context_cleaner.analysis.discovery import Discovery, TranscriptFile, discov
 from context_cleaner.analysis.extract import USAGE_MARKER, Source, extract_line
 from context_cleaner.analysis.reader import open_regular
 from context_cleaner.analysis.records import UsageRecord
-from context_cleaner.bridge.database import Database
-from context_cleaner.bridge.token_bridge import read_generation
-from context_cleaner.bridge.tracking import TrackedFile
+from context_cleaner.bridge import Database, TrackedFile, read_generation
 
 CACHE_VERSION = 1
 #: Files probed for the newest source line (the most recently modified ones).

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from context_cleaner.analysis.discovery import TranscriptFile
-from context_cleaner.bridge.tracking import TrackedFile
+from context_cleaner.bridge import TrackedFile
 from context_cleaner.migration.file_state import HEAD_BYTES, head_hash, identity_change
 from context_cleaner.settings import MAX_BATCH_BYTES
 

@@ -35,16 +35,19 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from context_cleaner.bridge.schema import SCHEMA_TABLE, load_schema_files
-from context_cleaner.bridge.snapshot import (
+from context_cleaner.bridge import (
     JOURNAL,
+    SCHEMA_TABLE,
+    EnhancedTokenDatabaseBridge,
     Step,
     drop_table,
+    load_schema_files,
+    query_rows,
     run_journaled,
     snapshot_table,
     table_exists,
+    utc,
 )
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows, utc
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration.models import RollbackResult
 from context_cleaner.migration.run_record import record_rollback

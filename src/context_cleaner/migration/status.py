@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from context_cleaner.bridge.database import database_exists
-from context_cleaner.bridge.runs import GONE, crash_reason, details_of, process_state, read_stash
-from context_cleaner.bridge.token_bridge import (
+from context_cleaner.bridge import (
     EXECUTION_LOG,
     METADATA,
     EnhancedTokenDatabaseBridge,
+    database_exists,
     query_rows,
     read_alerts,
 )
+from context_cleaner.bridge.runs import GONE, crash_reason, details_of, process_state, read_stash
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration import pipeline
 from context_cleaner.migration.alerts import AlertRule, alert_rules

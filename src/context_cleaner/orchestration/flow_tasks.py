@@ -26,7 +26,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 
 from context_cleaner.analysis.scan import ScanResult
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+from context_cleaner.bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import TransientError
 from context_cleaner.migration import pipeline
 from context_cleaner.migration.models import BatchProcessingResult

@@ -31,8 +31,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
+from context_cleaner.bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.bridge.from_settings import open_bridge
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import TerminalError
 from context_cleaner.migration import monitor, pipeline
 from context_cleaner.migration.alerts import FAILING_ALERTS, AlertEvent

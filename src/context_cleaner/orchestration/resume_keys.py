@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from context_cleaner.analysis.discovery import TranscriptFile
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows
+from context_cleaner.bridge import EnhancedTokenDatabaseBridge, query_rows
 from context_cleaner.migration.planning import WorkItem, batches
 
 ItemSpec = tuple[str, str, int, int, int, int, int]

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from context_cleaner.bridge.database import Database
+from context_cleaner.bridge import Database
 from context_cleaner.migration import readers
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.testing.compatibility import scratch_database

@@ -24,12 +24,19 @@ import msgspec
 from context_cleaner.analysis.discovery import discover, resolve_roots
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.scan import scan_files
+from context_cleaner.bridge import (
+    COUNTED_VIEW,
+    Database,
+    EnhancedTokenDatabaseBridge,
+    SchemaError,
+    close_client,
+    database_exists,
+    load_schema_files,
+    open_client,
+    pending_schema_files,
+    query_rows,
+)
 from context_cleaner.bridge.buckets import refresh_buckets
-from context_cleaner.bridge.connection import close_client, open_client
-from context_cleaner.bridge.database import Database, database_exists
-from context_cleaner.bridge.exceptions import SchemaError
-from context_cleaner.bridge.schema import load_schema_files, pending_schema_files
-from context_cleaner.bridge.token_bridge import COUNTED, EnhancedTokenDatabaseBridge, query_rows
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration.models import to_jsonable
 from context_cleaner.migration.status import get_migration_status
@@ -230,7 +237,7 @@ def _indexes(fresh: EnhancedTokenDatabaseBridge) -> list[Check]:
         )
         probe = query_rows(
             client,
-            f"SELECT count() FROM {COUNTED} WHERE message_id = {{m:String}}",
+            f"SELECT count() FROM {COUNTED_VIEW} WHERE message_id = {{m:String}}",
             {"m": "msg_compat_absent"},
         )
     names = [r[0] for r in skips]
