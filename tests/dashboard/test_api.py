@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from context_cleaner.dashboard.app import create_app
 from context_cleaner.dashboard.database_source import DatabaseSource
 from context_cleaner.dashboard.direct_source import BANNER, DirectSource
-from context_cleaner.dashboard.filters import QueryFilters
+from context_cleaner.dashboard.filters import Page, QueryFilters
 from context_cleaner.errors import MigrationError
 
 TOKEN_KEYS = (
@@ -271,6 +271,6 @@ def test_direct_and_database_agree_for_any_filter(
         assert tokens(db.totals(f)) == tokens(direct_source.totals(f))
         assert db.count_sessions(f) == direct_source.count_sessions(f)
         for dim in ("day", "model", "project", "host", "session"):
-            got = db.breakdown(dim, f, order=order)
-            want = direct_source.breakdown(dim, f, order=order)
+            got = db.breakdown(dim, f, Page(order=order))
+            want = direct_source.breakdown(dim, f, Page(order=order))
             assert [(i[dim], tokens(i)) for i in got] == [(i[dim], tokens(i)) for i in want]

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from context_cleaner.bridge.exceptions import DatabaseLockedError
+from context_cleaner.bridge import DatabaseLockedError
 from context_cleaner.dashboard.health import iso_utc
 
 PATIENCE = 1.0

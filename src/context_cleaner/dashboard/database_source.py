@@ -18,10 +18,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from context_cleaner.analysis.pricing import PriceTable
-from context_cleaner.bridge.database import Database, database_exists
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, totals_dict
+from context_cleaner.bridge import (
+    Database,
+    EnhancedTokenDatabaseBridge,
+    database_exists,
+    totals_dict,
+)
 from context_cleaner.dashboard import health
-from context_cleaner.dashboard.filters import QueryFilters
+from context_cleaner.dashboard.filters import EVERYTHING, Page, QueryFilters
 from context_cleaner.dashboard.keeper import DEFAULT_IDLE, EngineKeeper
 
 OPTIONS_TTL = 10.0
@@ -89,18 +93,12 @@ class DatabaseSource:
         return self.bridge.count_sessions(filters.to_bridge())
 
     def breakdown(
-        self,
-        dimension: str,
-        filters: QueryFilters,
-        *,
-        limit: int | None = None,
-        offset: int = 0,
-        order: str = "total_tokens",
+        self, dimension: str, filters: QueryFilters, page: Page = EVERYTHING
     ) -> list[dict[str, Any]]:
         if not self._ready():
             return []
         items = self.bridge.totals_by(
-            dimension, filters.to_bridge(), limit=limit, offset=offset, order=order
+            dimension, filters.to_bridge(), limit=page.limit, offset=page.offset, order=page.order
         )
         for item in items:
             item["first_timestamp"] = health.iso_utc(item.get("first_timestamp"))

@@ -24,10 +24,9 @@ from context_cleaner.analysis.counter import record_cost
 from context_cleaner.analysis.discovery import discover, resolve_roots
 from context_cleaner.analysis.pricing import PriceTable
 from context_cleaner.analysis.scan import scan_files_parallel
-from context_cleaner.bridge.details import default_host
-from context_cleaner.bridge.token_bridge import totals_dict
+from context_cleaner.bridge import default_host, totals_dict
 from context_cleaner.dashboard import health
-from context_cleaner.dashboard.filters import QueryFilters
+from context_cleaner.dashboard.filters import EVERYTHING, Page, QueryFilters
 
 BANNER = (
     "Immediate rollback mode: these numbers are read straight from the transcripts, "
@@ -189,13 +188,7 @@ class DirectSource:
         return len({g.session for g in self._selected(filters)})
 
     def breakdown(
-        self,
-        dimension: str,
-        filters: QueryFilters,
-        *,
-        limit: int | None = None,
-        offset: int = 0,
-        order: str = "total_tokens",
+        self, dimension: str, filters: QueryFilters, page: Page = EVERYTHING
     ) -> list[dict[str, Any]]:
         key_of = _KEYS[dimension]
         merged: dict[Any, Group] = {}
@@ -219,14 +212,14 @@ class DirectSource:
             )
             items.append(item)
         items.sort(key=lambda i: str(i[dimension]))
-        if order == "total_tokens":
+        if page.order == "total_tokens":
             items.sort(key=lambda i: -i["total_tokens"])
-        elif order == "cost_usd":
+        elif page.order == "cost_usd":
             items.sort(key=lambda i: -i["cost_usd"])
-        elif order == "last_timestamp":
+        elif page.order == "last_timestamp":
             items.sort(key=lambda i: i["last_timestamp"] or "", reverse=True)
-        end = None if limit is None else offset + limit
-        return items[offset:end]
+        end = None if page.limit is None else page.offset + page.limit
+        return items[page.offset : end]
 
     def overview(self, filters: QueryFilters, limit: int) -> dict[str, Any]:
         selected = self._selected(filters)
@@ -240,7 +233,7 @@ class DirectSource:
             for g in selected:
                 sessions.setdefault(key_of(g), set()).add(g.session)
             order = "key" if dimension == "day" else "total_tokens"
-            items = self.breakdown(dimension, filters, order=order)
+            items = self.breakdown(dimension, filters, Page(order=order))
             if dimension != "day":
                 items = items[:limit]
             for item in items:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 
-from context_cleaner.bridge.token_bridge import Filters
+from context_cleaner.bridge import Filters
 from context_cleaner.errors import ConfigurationError
 
 MAX_TEXT = 200
@@ -33,6 +33,19 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 class InvalidFilterError(ConfigurationError):
     """A query parameter of the dashboard API is not acceptable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Which items of a breakdown: ``limit`` of them (None: all) from ``offset``, in
+    ``order`` (``key`` or a sum, largest first)."""
+
+    limit: int | None = None
+    offset: int = 0
+    order: str = "total_tokens"
+
+
+EVERYTHING = Page()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +73,9 @@ class QueryFilters:
             search=self.search,
         )
 
-    def without_search(self) -> QueryFilters:
-        return replace(self, search=None)
+    def page(self) -> Page:
+        """The page of items this request asks for."""
+        return Page(self.limit, self.offset, self.order)
 
     def echo(self) -> dict[str, str | int | None]:
         """The filters as the API reports them back."""

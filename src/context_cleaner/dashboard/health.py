@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from context_cleaner.bridge.tracking import TrackedFile
+from context_cleaner.bridge import TrackedFile
 
 MAX_MESSAGE = 300
 _FINISHED = ("completed", "failed", "crashed", "rolled_back")

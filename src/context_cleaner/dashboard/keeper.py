@@ -21,8 +21,7 @@ from __future__ import annotations
 import threading
 import time
 
-from context_cleaner.bridge.database import Database
-from context_cleaner.bridge.lock import someone_waiting
+from context_cleaner.bridge import Database, someone_waiting
 
 DEFAULT_IDLE = 15.0
 DEFAULT_POLL = 0.05

@@ -37,6 +37,7 @@ from context_cleaner.dashboard.filters import (
     FILTER_PARAMS,
     PAGING_PARAMS,
     InvalidFilterError,
+    Page,
     QueryFilters,
     check_dimension,
     parse_filters,
@@ -120,9 +121,7 @@ def breakdown(request: Request, dimension: str) -> dict[str, Any]:
     order = f.order if "order" in request.query_params else _default_order(dimension)
 
     def read(source: DashboardSource) -> dict[str, Any]:
-        items = source.breakdown(
-            dimension, f, limit=f.limit if paged else None, offset=f.offset, order=order
-        )
+        items = source.breakdown(dimension, f, Page(f.limit if paged else None, f.offset, order))
         return {"dimension": dimension, "items": items, "filters": f.echo()}
 
     return _answer(request, read)
@@ -142,7 +141,7 @@ def sessions(request: Request) -> dict[str, Any]:
             "limit": f.limit,
             "offset": f.offset,
             "order": f.order,
-            "items": source.breakdown("session", f, limit=f.limit, offset=f.offset, order=f.order),
+            "items": source.breakdown("session", f, f.page()),
             "filters": f.echo(),
         },
     )

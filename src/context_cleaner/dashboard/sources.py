@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from context_cleaner.dashboard.filters import QueryFilters
+from context_cleaner.dashboard.filters import EVERYTHING, Page, QueryFilters
 from context_cleaner.dashboard.settings import DashboardSettings
 
 
@@ -38,15 +38,9 @@ class DashboardSource(Protocol):
         """Distinct sessions matching ``filters``."""
 
     def breakdown(
-        self,
-        dimension: str,
-        filters: QueryFilters,
-        *,
-        limit: int | None = None,
-        offset: int = 0,
-        order: str = "total_tokens",
+        self, dimension: str, filters: QueryFilters, page: Page = EVERYTHING
     ) -> list[dict[str, Any]]:
-        """Totals per day, model, project, host or session (``order``: ``key`` or a sum)."""
+        """Totals per day, model, project, host or session, the ``page`` asked for."""
 
     def overview(self, filters: QueryFilters, limit: int) -> dict[str, Any]:
         """``totals``, ``sessions``, and ``days`` (all), ``models``, ``projects``, ``hosts``
