@@ -155,6 +155,7 @@ def render_report(console: Console, payload: dict[str, object]) -> None:
     """A table that fits 80 columns: exact numbers are in ``--json``."""
     from rich.table import Table
 
+    from context_cleaner.analysis.fields import TOTAL_FIELDS
     from context_cleaner.cli.common import escape
 
     report = str(payload["report"])
@@ -183,13 +184,7 @@ def render_report(console: Console, payload: dict[str, object]) -> None:
             escape("\n".join(_model(m) for m in models)),
             *(
                 _short(int(item[k]))  # type: ignore[call-overload]
-                for k in (
-                    "input_tokens",
-                    "output_tokens",
-                    "cache_creation_tokens",
-                    "cache_read_tokens",
-                    "total_tokens",
-                )
+                for k in TOTAL_FIELDS
             ),
             f"${float(item['cost_usd']):,.2f}",  # type: ignore[arg-type]
             style=style,

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from context_cleaner.analysis.fields import TOTAL_FIELDS
 from context_cleaner.analysis.records import path_hash
 
 _PROJECTS = ("billing-api", "web-dashboard", "ml-pipeline", "docs-site", "cli-tools")
@@ -40,18 +41,7 @@ class SampleCorpus:
 
     root: Path
     """The folder holding ``projects/`` (pass ``projects_dir`` as ``--source-dir``)."""
-    totals: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(
-            (
-                "input_tokens",
-                "output_tokens",
-                "cache_creation_tokens",
-                "cache_read_tokens",
-                "total_tokens",
-            ),
-            0,
-        )
-    )
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOTAL_FIELDS, 0))
     records: int = 0
     """Counted usage records (responses)."""
     owners: dict[str, tuple[int, str]] = field(default_factory=dict, repr=False)
