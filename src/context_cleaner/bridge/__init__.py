@@ -14,10 +14,11 @@ Import from here (``from context_cleaner.bridge import EnhancedTokenDatabaseBrid
 
 The layout: :mod:`.token_bridge` composes :mod:`.writes` (one unit of work: rows,
 rollup, tracking, run rows) and :mod:`.reads` (the dashboard's and ``status``'s
-questions); :mod:`.details`, :mod:`.summaries` and :mod:`.tracking` own their tables;
-:mod:`.connection`, :mod:`.database`, :mod:`.lock` and :mod:`.url` open the database;
+questions); :mod:`.details`, :mod:`.summaries` and :mod:`.tracking` own the usage
+tables, :mod:`.tables` names the run tables; :mod:`.connection`, :mod:`.database`,
+:mod:`.lock` and :mod:`.url` open the database, :mod:`.queries` talks to it;
 :mod:`.schema`, :mod:`.snapshot`, :mod:`.generation`, :mod:`.reports` and :mod:`.runs`
-the rest.
+do the rest.
 
 Names load on first use (:pep:`562`), so ``import context_cleaner.bridge`` costs
 nothing: a command that never opens the database (``context-cleaner analyze``) imports
@@ -90,10 +91,11 @@ if TYPE_CHECKING:
         table_exists,
     )
     from context_cleaner.bridge.summaries import CHANGE_KEYS, SUMMARIES
+    from context_cleaner.bridge.tables import EXECUTION_LOG, METADATA
     from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
     from context_cleaner.bridge.tracking import TRACKING, FileCommit, TrackedFile
     from context_cleaner.bridge.url import DatabaseURL, parse_url, redact, resolve_url
-    from context_cleaner.bridge.writes import EXECUTION_LOG, METADATA, BridgeWriter, utc
+    from context_cleaner.bridge.writes import BridgeWriter, utc
 
 _HOMES = {
     "connection": "RetryPolicy chdb_supported close_client engine_holder open_client",
@@ -123,7 +125,8 @@ _HOMES = {
     "token_bridge": "EnhancedTokenDatabaseBridge",
     "tracking": "FileCommit TRACKING TrackedFile",
     "url": "DatabaseURL parse_url redact resolve_url",
-    "writes": "BridgeWriter EXECUTION_LOG METADATA utc",
+    "tables": "EXECUTION_LOG METADATA",
+    "writes": "BridgeWriter utc",
 }
 """Each module and the public names it holds."""
 

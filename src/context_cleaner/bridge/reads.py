@@ -23,8 +23,8 @@ from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
 from context_cleaner.bridge.queries import query_rows, table_of
 from context_cleaner.bridge.runs import mark_crashed
 from context_cleaner.bridge.summaries import ROLLUP_SUMS, SUMMARIES, TOKEN_SUMS
+from context_cleaner.bridge.tables import ALERT_COLUMNS, ALERTS, METADATA
 from context_cleaner.bridge.tracking import TRACKING, TrackedFile, current_files
-from context_cleaner.bridge.writes import ALERT_COLUMNS, ALERTS, METADATA
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.observability.telemetry import db_call
 

@@ -23,8 +23,8 @@ from context_cleaner.analysis.report_rows import build_report
 from context_cleaner.bridge.buckets import BUCKETS
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.details import COUNTED_VIEW
+from context_cleaner.bridge.queries import query_rows
 from context_cleaner.bridge.summaries import SUMMARIES
-from context_cleaner.bridge.token_bridge import query_rows
 from context_cleaner.errors import ConfigurationError
 
 if TYPE_CHECKING:

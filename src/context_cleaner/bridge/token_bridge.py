@@ -20,7 +20,8 @@ from context_cleaner.bridge.generation import bump_generation, read_generation
 from context_cleaner.bridge.queries import query_rows
 from context_cleaner.bridge.reads import COUNTED, BridgeReads, Filters, read_alerts, totals_dict
 from context_cleaner.bridge.schema import setup_schema
-from context_cleaner.bridge.writes import EXECUTION_LOG, METADATA, BridgeWriter, utc
+from context_cleaner.bridge.tables import EXECUTION_LOG, METADATA
+from context_cleaner.bridge.writes import BridgeWriter, utc
 from context_cleaner.observability.telemetry import db_call
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from context_cleaner import __version__
 from context_cleaner.analysis.records import UsageRecord
@@ -23,34 +23,17 @@ from context_cleaner.bridge.details import DETAILS_TABLE, insert_details
 from context_cleaner.bridge.queries import insert_rows
 from context_cleaner.bridge.runs import this_process
 from context_cleaner.bridge.summaries import SUMMARIES, refresh_summaries
+from context_cleaner.bridge.tables import ALERT_COLUMNS, ALERTS, EXECUTION_LOG, METADATA
 from context_cleaner.bridge.tracking import TRACKING, FileCommit, commit_files, compact_files
 from context_cleaner.observability.telemetry import db_call
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-    from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+    from context_cleaner.analysis.pricing import PriceTable
+    from context_cleaner.bridge.database import Database
 
 log = logging.getLogger(__name__)
-
-METADATA = "enhanced_analysis_metadata"
-EXECUTION_LOG = "migration_execution_log"
-ALERTS = "migration_alerts"
-"""Alert transitions recorded by runs (sql/005)."""
-
-ALERT_COLUMNS = (
-    "migration_id",
-    "run_kind",
-    "alert",
-    "state",
-    "raised_at",
-    "metric",
-    "value",
-    "threshold",
-    "window_seconds",
-    "message",
-    "host",
-)
 
 
 def utc(value: float | datetime | None) -> datetime | None:
@@ -60,10 +43,19 @@ def utc(value: float | datetime | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC)
 
 
-class BridgeWriter:
-    """The write side of one unit of work (see :meth:`EnhancedTokenDatabaseBridge.writer`)."""
+class WriterOwner(Protocol):
+    """What a writer takes from its bridge: where it writes, how it prices, who writes."""
 
-    def __init__(self, bridge: EnhancedTokenDatabaseBridge, client: Client) -> None:
+    database: Database
+    prices: PriceTable
+    host: str
+    user: str
+
+
+class BridgeWriter:
+    """The write side of one unit of work (see ``EnhancedTokenDatabaseBridge.writer``)."""
+
+    def __init__(self, bridge: WriterOwner, client: Client) -> None:
         self._bridge = bridge
         self.client = client
 
