@@ -53,6 +53,29 @@ def insert_rows(
         raise translate_clickhouse_error(exc, action=action) from exc
 
 
+class Where:
+    """A ``WHERE`` condition built from optional parts, each value a query parameter (never
+    spliced into the SQL): a part whose value is None is left out."""
+
+    def __init__(self, *always: str) -> None:
+        self.clauses = list(always)
+        self.params: dict[str, Any] = {}
+
+    def add(self, clause: str, name: str, value: Any) -> None:
+        """``clause`` (which names the parameter ``name``) when ``value`` is not None."""
+        if value is not None:
+            self.clauses.append(clause)
+            self.params[name] = value
+
+    def equal(self, source: object, columns: Sequence[str]) -> None:
+        """``column = value`` for each of ``columns`` whose attribute of ``source`` is set."""
+        for column in columns:
+            self.add(f"{column} = {{{column}:String}}", column, getattr(source, column))
+
+    def sql(self) -> str:
+        return " AND ".join(self.clauses) or "1"
+
+
 _FROM_RE = re.compile(r"\bFROM\s+([A-Za-z_][\w.]*)", re.IGNORECASE)
 
 

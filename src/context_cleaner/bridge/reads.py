@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.fields import totals
 from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
-from context_cleaner.bridge.queries import query_rows, table_of
+from context_cleaner.bridge.queries import Where, query_rows, table_of
 from context_cleaner.bridge.runs import mark_crashed
 from context_cleaner.bridge.summaries import ROLLUP_SUMS, SUMMARIES, TOKEN_SUMS
 from context_cleaner.bridge.tables import ALERT_COLUMNS, ALERTS, METADATA
@@ -65,28 +65,18 @@ class Filters:
     """Case-insensitive substring of the session id or the project."""
 
     def where(self) -> tuple[str, dict[str, Any]]:
-        clauses, params = [], {}
-        if self.start is not None:
-            clauses.append("day >= {start:Date}")
-            params["start"] = self.start
-        if self.end is not None:
-            clauses.append("day <= {end:Date}")
-            params["end"] = self.end
-        for name in ("model", "project", "host"):
-            value = getattr(self, name)
-            if value is not None:
-                clauses.append(f"{name} = {{{name}:String}}")
-                params[name] = value
-        if self.session is not None:
-            clauses.append("session_id = {session:String}")
-            params["session"] = self.session
-        if self.search:
-            clauses.append(
-                "(positionCaseInsensitiveUTF8(session_id, {search:String}) > 0 "
-                "OR positionCaseInsensitiveUTF8(project, {search:String}) > 0)"
-            )
-            params["search"] = self.search
-        return (" AND ".join(clauses) or "1"), params
+        where = Where()
+        where.add("day >= {start:Date}", "start", self.start)
+        where.add("day <= {end:Date}", "end", self.end)
+        where.equal(self, ("model", "project", "host"))
+        where.add("session_id = {session:String}", "session", self.session)
+        where.add(
+            "(positionCaseInsensitiveUTF8(session_id, {search:String}) > 0 "
+            "OR positionCaseInsensitiveUTF8(project, {search:String}) > 0)",
+            "search",
+            self.search or None,
+        )
+        return where.sql(), where.params
 
 
 _READ_SESSION: ContextVar[tuple[BridgeReads, Client] | None] = ContextVar(

@@ -23,7 +23,7 @@ from context_cleaner.analysis.report_rows import build_report
 from context_cleaner.bridge.buckets import BUCKETS
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.details import COUNTED_VIEW
-from context_cleaner.bridge.queries import query_rows
+from context_cleaner.bridge.queries import Where, query_rows
 from context_cleaner.bridge.summaries import SUMMARIES
 from context_cleaner.errors import ConfigurationError
 
@@ -45,19 +45,8 @@ def cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
     """The SQL (and its parameters) returning ``query``'s cells."""
     query.tz  # noqa: B018 - raises the package's error for an unknown zone
     day = _day_expr(query.timezone)
-    where = ["1"]
-    params: dict[str, Any] = {}
-    if query.since is not None:
-        where.append(f"{day} >= {{since:Date}}")
-        params["since"] = query.since
-    if query.until is not None:
-        where.append(f"{day} <= {{until:Date}}")
-        params["until"] = query.until
-    for column in ("project", "model", "host"):
-        value = getattr(query, column)
-        if value is not None:
-            where.append(f"{column} = {{{column}:String}}")
-            params[column] = value
+    where = _days(Where("1"), day, query)
+    where.equal(query, ("project", "model", "host"))
     key = {
         "day": f"toString({day})",
         "session": "session_id",
@@ -68,9 +57,16 @@ def cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
         "sum(input_tokens), sum(output_tokens), sum(cache_creation_tokens), "
         "sum(cache_read_tokens), sum(cost_usd), count(), "
         "toUnixTimestamp64Milli(min(timestamp)), toUnixTimestamp64Milli(max(timestamp)), "
-        f"toString(min(project)) FROM {COUNTED_VIEW} WHERE {' AND '.join(where)} GROUP BY k, m"
+        f"toString(min(project)) FROM {COUNTED_VIEW} WHERE {where.sql()} GROUP BY k, m"
     )
-    return sql, params
+    return sql, where.params
+
+
+def _days(where: Where, day: str, query: ReportQuery) -> Where:
+    """``where`` with the days of ``query`` (``day``: the expression of a row's day)."""
+    where.add(f"{day} >= {{since:Date}}", "since", query.since)
+    where.add(f"{day} <= {{until:Date}}", "until", query.until)
+    return where
 
 
 def summary_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]] | None:
@@ -84,19 +80,8 @@ def summary_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]] | None:
     """
     if query.timezone != "UTC" or query.host is not None or query.grouping == "hour":
         return None
-    where = ["is_deleted = 0"]
-    params: dict[str, Any] = {}
-    if query.since is not None:
-        where.append("day >= {since:Date}")
-        params["since"] = query.since
-    if query.until is not None:
-        where.append("day <= {until:Date}")
-        params["until"] = query.until
-    for column in ("project", "model"):
-        value = getattr(query, column)
-        if value is not None:
-            where.append(f"{column} = {{{column}:String}}")
-            params[column] = value
+    where = _days(Where("is_deleted = 0"), "day", query)
+    where.equal(query, ("project", "model"))
     key = "toString(day)" if query.grouping == "day" else "session_id"
     sql = (
         f"SELECT {key} AS k, toString(model) AS m, "
@@ -105,10 +90,9 @@ def summary_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]] | None:
         "sum(cache_read_tokens), sum(cost_usd), sum(record_count), "
         "toUnixTimestamp64Milli(min(first_timestamp)), "
         "toUnixTimestamp64Milli(max(last_timestamp)), "
-        f"toString(min(project)) FROM {SUMMARIES} FINAL WHERE {' AND '.join(where)} "
-        "GROUP BY k, m"
+        f"toString(min(project)) FROM {SUMMARIES} FINAL WHERE {where.sql()} GROUP BY k, m"
     )
-    return sql, params
+    return sql, where.params
 
 
 def bucket_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
