@@ -51,17 +51,22 @@ def iso_ms(ms: int) -> str:
 
 @dataclass(slots=True)
 class _Sum:
+    """Running sums of the records of one part of a breakdown (a session, day, model ...)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_5m: int = 0
     cache_1h: int = 0
     cache_read: int = 0
     cost: float = 0.0
+    """USD: each record's ``costUSD``, else the price table's (rule 7)."""
     records: int = 0
     first_ms: int = 0
+    """Time of the earliest record, ms since the epoch (0 while there is none)."""
     last_ms: int = 0
     models: set[str] = field(default_factory=set)
     project: str = ""
+    """The project of a session's group (the file's folder), carried to the session."""
 
     def add(self, r: UsageRecord, cost: float) -> None:
         if not self.records or r.timestamp_ms < self.first_ms:

@@ -88,12 +88,15 @@ class Cell:
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_tokens: int = 0
+    """Cache writes, 5-minute and 1-hour together."""
     cache_read_tokens: int = 0
     cost_usd: float = 0.0
     entries: int = 0
+    """Records summed."""
     first_ms: int = 0
     last_ms: int = 0
     project: str = ""
+    """The least project name among the records (so both sources name the same one)."""
 
     def add(self, r: UsageRecord, cost: float) -> None:
         if not self.entries or r.timestamp_ms < self.first_ms:
@@ -119,6 +122,7 @@ class Usage:
     cache_creation_tokens: int = 0
     cache_read_tokens: int = 0
     costs: list[float] = field(default_factory=list)
+    """Each cell's cost, summed exactly once at the end (:attr:`cost_usd`)."""
     entries: int = 0
     first_ms: int = 0
     last_ms: int = 0

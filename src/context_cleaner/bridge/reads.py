@@ -297,18 +297,15 @@ class BridgeReads:
 
     def newest_record_time(self) -> float | None:
         """Epoch seconds of the newest usage row (for the data-lag figure), or None."""
-        rows = self._query(
-            f"SELECT toUnixTimestamp64Milli(max(timestamp)), count() FROM {DETAILS_TABLE}"
-        )
-        if not rows or not rows[0][1]:
-            return None
-        return rows[0][0] / 1000.0
+        return self._newest("timestamp", DETAILS_TABLE)
 
     def newest_summary_time(self) -> float | None:
         """Epoch seconds of the newest counted record, from the rollup (cheap), or None."""
-        rows = self._query(
-            f"SELECT toUnixTimestamp64Milli(max(last_timestamp)), count() FROM {SUMMARIES} FINAL"
-        )
+        return self._newest("last_timestamp", f"{SUMMARIES} FINAL")
+
+    def _newest(self, column: str, table: str) -> float | None:
+        """Epoch seconds of the largest ``column`` of ``table``; None when it has no row."""
+        rows = self._query(f"SELECT toUnixTimestamp64Milli(max({column})), count() FROM {table}")
         if not rows or not rows[0][1]:
             return None
         return rows[0][0] / 1000.0

@@ -85,12 +85,12 @@ class DatabaseSource:
     def totals(self, filters: QueryFilters) -> dict[str, Any]:
         if not self._ready():
             return totals_dict([0] * 7)
-        return self.bridge.summary_totals(filters.to_bridge())
+        return self.bridge.summary_totals(filters)
 
     def count_sessions(self, filters: QueryFilters) -> int:
         if not self._ready():
             return 0
-        return self.bridge.count_sessions(filters.to_bridge())
+        return self.bridge.count_sessions(filters)
 
     def breakdown(
         self, dimension: str, filters: QueryFilters, page: Page = EVERYTHING
@@ -98,7 +98,7 @@ class DatabaseSource:
         if not self._ready():
             return []
         items = self.bridge.totals_by(
-            dimension, filters.to_bridge(), limit=page.limit, offset=page.offset, order=page.order
+            dimension, filters, limit=page.limit, offset=page.offset, order=page.order
         )
         for item in items:
             item["first_timestamp"] = health.iso_utc(item.get("first_timestamp"))
@@ -112,7 +112,7 @@ class DatabaseSource:
                 "sessions": 0,
                 **{key: [] for key in ("days", "models", "projects", "hosts")},
             }
-        got = self.bridge.summary_overview(filters.to_bridge())
+        got = self.bridge.summary_overview(filters)
         out: dict[str, Any] = {"totals": got["totals"], "sessions": got["sessions"]}
         for dimension in ("day", "model", "project", "host"):
             items = got[dimension] if dimension == "day" else got[dimension][:limit]
@@ -128,7 +128,7 @@ class DatabaseSource:
             return cached[1]
         if not self._ready():
             return {"models": [], "projects": [], "hosts": []}
-        empty = QueryFilters().to_bridge()
+        empty = QueryFilters()
         options = {
             f"{dim}s": [str(i[dim]) for i in self.bridge.totals_by(dim, empty, order="key")]
             for dim in ("model", "project", "host")

@@ -49,29 +49,12 @@ EVERYTHING = Page()
 
 
 @dataclass(frozen=True, slots=True)
-class QueryFilters:
-    """The filters and paging of one API request."""
+class QueryFilters(Filters):
+    """The filters of one API request (the bridge's, passed to it as they are) and its paging."""
 
-    start: date | None = None
-    end: date | None = None
-    model: str | None = None
-    project: str | None = None
-    host: str | None = None
-    search: str | None = None
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     order: str = "total_tokens"
-
-    def to_bridge(self) -> Filters:
-        """The bridge's (parameterised) filters."""
-        return Filters(
-            start=self.start,
-            end=self.end,
-            model=self.model,
-            project=self.project,
-            host=self.host,
-            search=self.search,
-        )
 
     def page(self) -> Page:
         """The page of items this request asks for."""

@@ -155,20 +155,23 @@ def runs(request: Request) -> dict[str, Any]:
 
 @router.get("/validation")
 def validation(request: Request) -> dict[str, Any]:
-    _filters(request, ())
-    return _answer(request, lambda source: {"validation": source.health(1)["validation"]})
+    return _health_part(request, "validation")
 
 
 @router.get("/freshness")
 def freshness(request: Request) -> dict[str, Any]:
-    _filters(request, ())
-    return _answer(request, lambda source: {"freshness": source.health(1)["freshness"]})
+    return _health_part(request, "freshness")
 
 
 @router.get("/alerts")
 def alerts(request: Request) -> dict[str, Any]:
+    return _health_part(request, "alerts")
+
+
+def _health_part(request: Request, part: str) -> dict[str, Any]:
+    """One part of ``/health`` (these endpoints take no query parameters)."""
     _filters(request, ())
-    return _answer(request, lambda source: {"alerts": source.health(1)["alerts"]})
+    return _answer(request, lambda source: {part: source.health(1)[part]})
 
 
 @router.get("/health")
