@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from context_cleaner.analysis.discovery import discover, resolve_roots
+from context_cleaner.analysis.fields import TOKEN_FIELDS, TOTAL_FIELDS
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.scan import scan_files
 from context_cleaner.bridge import (
@@ -180,8 +181,7 @@ def _round_trip(fresh: EnhancedTokenDatabaseBridge, folder: str) -> list[Check]:
         w.log("compat", "compat", "round trip", "completed", {"records": len(records)})
         w.save_run({"migration_id": "compat", "run_kind": "validate", "status": "completed"})
     totals = fresh.get_migration_totals()
-    keys = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
-    wrong = [k for k in (*keys, "total_tokens") if totals[k] != corpus.totals[k]]
+    wrong = [k for k in TOTAL_FIELDS if totals[k] != corpus.totals[k]]
     checks = [
         Check(
             "data type mapping",
@@ -208,7 +208,7 @@ def _round_trip(fresh: EnhancedTokenDatabaseBridge, folder: str) -> list[Check]:
     checks.append(
         Check(
             "relationship: summaries equal the counted records",
-            all(summary[k] == totals[k] for k in keys),
+            all(summary[k] == totals[k] for k in TOKEN_FIELDS),
             f"{fresh.count_sessions()} session(s) summarised",
         )
     )

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from context_cleaner.analysis.discovery import discover, resolve_roots
-from context_cleaner.analysis.fields import TOKEN_FIELDS
+from context_cleaner.analysis.fields import TOKEN_FIELDS, TOTAL_FIELDS
 from context_cleaner.analysis.scan import scan_ranges
 from context_cleaner.bridge.database import Database, database_exists
 from context_cleaner.bridge.details import detail_columns
@@ -50,7 +50,6 @@ from context_cleaner.testing.sample_corpus import generate_transcripts
 
 #: Corpus bytes per ``test_scale``.
 SCALES = {"small": 2_000_000, "medium": 20_000_000, "large": 200_000_000}
-TOKEN_KEYS = TOKEN_FIELDS
 
 
 @dataclass
@@ -115,7 +114,7 @@ def twin_migrator(
 
 
 def totals_check(report: TestReport, name: str, got: dict[str, Any], want: dict[str, int]) -> bool:
-    wrong = [k for k in (*TOKEN_KEYS, "total_tokens") if got.get(k) != want.get(k)]
+    wrong = [k for k in TOTAL_FIELDS if got.get(k) != want.get(k)]
     detail = f"{got.get('total_tokens', 0):,} of {want.get('total_tokens', 0):,} tokens"
     return report.check(name, not wrong, detail + (f"; differ in {wrong}" if wrong else ""))
 
@@ -371,7 +370,7 @@ def comprehensive_data_validation(
 
 
 def _tokens(totals: dict[str, Any] | None) -> tuple[int, ...]:
-    return tuple((totals or {}).get(k, 0) for k in TOKEN_KEYS)
+    return tuple((totals or {}).get(k, 0) for k in TOKEN_FIELDS)
 
 
 for _fn in (test_schema_compatibility, test_end_to_end_migration):
