@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 
     from context_cleaner.bridge.database import Database
 
-COUNTED = COUNTED_VIEW
-"""The view of counted records: rule 3 by FINAL, then rule 4 (sql/004)."""
-
 #: Dimensions the summaries can be broken down by, and their column.
 DIMENSIONS = {
     "session": "session_id",
@@ -129,7 +126,7 @@ class BridgeReads:
 
     def get_migration_totals(self) -> dict[str, Any]:
         """Exact totals over every usage row (``FINAL``, rule 4): the source of truth."""
-        rows = self._query(f"SELECT {TOKEN_SUMS} FROM {COUNTED}")
+        rows = self._query(f"SELECT {TOKEN_SUMS} FROM {COUNTED_VIEW}")
         return totals_dict(rows[0])
 
     def detail_totals_by_session(
@@ -141,7 +138,8 @@ class BridgeReads:
             where = "session_id IN {sessions:Array(String)}"
             params["sessions"] = sorted(sessions)
         rows = self._query(
-            f"SELECT session_id, {TOKEN_SUMS} FROM {COUNTED} WHERE {where} GROUP BY session_id",
+            f"SELECT session_id, {TOKEN_SUMS} FROM {COUNTED_VIEW} WHERE {where} "
+            "GROUP BY session_id",
             params,
         )
         return {r[0]: totals_dict(r[1:]) for r in rows}

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from context_cleaner.bridge.database import Database
-from context_cleaner.bridge.details import default_host, default_user
+from context_cleaner.bridge.details import COUNTED_VIEW, default_host, default_user
 from context_cleaner.bridge.generation import bump_generation, read_generation
 from context_cleaner.bridge.queries import query_rows
-from context_cleaner.bridge.reads import COUNTED, BridgeReads, Filters, read_alerts, totals_dict
+from context_cleaner.bridge.reads import BridgeReads, Filters, read_alerts, totals_dict
 from context_cleaner.bridge.schema import setup_schema
 from context_cleaner.bridge.tables import EXECUTION_LOG, METADATA
 from context_cleaner.bridge.writes import BridgeWriter, utc
@@ -26,6 +26,9 @@ from context_cleaner.observability.telemetry import db_call
 
 if TYPE_CHECKING:
     from context_cleaner.analysis.pricing import PriceTable
+
+COUNTED = COUNTED_VIEW
+"""The view of counted records (rule 3 by FINAL, then rule 4), by the name tests use."""
 
 __all__ = [
     "COUNTED",
