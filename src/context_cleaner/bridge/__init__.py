@@ -28,8 +28,9 @@ neither clickhouse-connect nor chDB. Nothing here imports Prefect.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# not ``typing.TYPE_CHECKING``: importing typing would be most of this module's import time
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from context_cleaner.bridge.connection import (
         RetryPolicy,
@@ -202,7 +203,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
