@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     )
     from context_cleaner.bridge.queries import insert_rows, query_rows
     from context_cleaner.bridge.reads import Filters, read_alerts, totals_dict
-    from context_cleaner.bridge.reports import database_report
+    from context_cleaner.bridge.reports import database_report, report_from_database
     from context_cleaner.bridge.schema import (
         SCHEMA_TABLE,
         applied_schema_files,
@@ -114,7 +114,7 @@ _HOMES = {
     "lock": "DEFAULT_LOCK_TIMEOUT FileLock lock_path_for someone_waiting",
     "queries": "insert_rows query_rows",
     "reads": "Filters read_alerts totals_dict",
-    "reports": "database_report",
+    "reports": "database_report report_from_database",
     "schema": (
         "SCHEMA_TABLE applied_schema_files load_schema_files pending_schema_files setup_schema"
     ),
@@ -187,6 +187,7 @@ __all__ = [
     "read_generation",
     "redact",
     "redact_text",
+    "report_from_database",
     "resolve_url",
     "restore_table",
     "run_journaled",

@@ -162,7 +162,7 @@ def read_report(source: DashboardSource, query: ReportQuery) -> dict[str, Any]:
             host=source.host,  # type: ignore[attr-defined]
         )
         return build_report(query, cells, source="transcripts")
-    from context_cleaner.bridge.reports import report_from_database
+    from context_cleaner.bridge import report_from_database
 
     if not source.describe()["initialised"]:
         return build_report(query, [], source="database")
