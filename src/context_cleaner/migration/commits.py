@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.scan import FileStats, ScanResult
+from context_cleaner.bridge import CHANGE_KEYS, EnhancedTokenDatabaseBridge, FileCommit
 from context_cleaner.bridge.buckets import refresh_buckets
-from context_cleaner.bridge.summaries import CHANGE_KEYS
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
-from context_cleaner.bridge.tracking import FileCommit
 from context_cleaner.errors import TransientError
 from context_cleaner.migration import ledger
 from context_cleaner.migration.models import BatchProcessingResult

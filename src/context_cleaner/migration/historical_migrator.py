@@ -20,9 +20,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.discovery import Discovery
-from context_cleaner.bridge.database import Database
+from context_cleaner.bridge import Database, EnhancedTokenDatabaseBridge
 from context_cleaner.bridge.from_settings import open_bridge
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import pipeline, rollback
 from context_cleaner.migration.incremental import SyncRequest, SyncRun, fast_sync, run_sync

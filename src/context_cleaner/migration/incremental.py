@@ -34,8 +34,8 @@ from context_cleaner.analysis.discovery import (
     Discovery,
     resolve_roots,
 )
-from context_cleaner.bridge.database import Database
-from context_cleaner.bridge.token_bridge import (
+from context_cleaner.bridge import (
+    Database,
     EnhancedTokenDatabaseBridge,
     bump_generation,
     read_generation,

@@ -12,8 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from context_cleaner.bridge.database import database_exists
-from context_cleaner.bridge.token_bridge import BridgeWriter, EnhancedTokenDatabaseBridge
+from context_cleaner.bridge import BridgeWriter, EnhancedTokenDatabaseBridge, database_exists
 from context_cleaner.migration import pipeline, rollback
 from context_cleaner.migration.crashed_runs import close_crashed
 from context_cleaner.migration.incremental import skipped_note

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+from context_cleaner.bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import pipeline
 from context_cleaner.migration.alerts import (

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from context_cleaner.analysis.discovery import Discovery, TranscriptFile, discover, resolve_roots
 from context_cleaner.analysis.scan import ScanResult, merge_scans
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+from context_cleaner.bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration.commits import SKIPPED_EXAMPLES, add_net, commit_scan, net_tokens
 from context_cleaner.migration.models import BatchProcessingResult, MigrationProgress

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from context_cleaner.bridge import CHANGE_KEYS
 from context_cleaner.bridge.runs import stash_run
-from context_cleaner.bridge.summaries import CHANGE_KEYS
 from context_cleaner.errors import MigrationError
 
 if TYPE_CHECKING:
-    from context_cleaner.bridge.token_bridge import BridgeWriter, EnhancedTokenDatabaseBridge
+    from context_cleaner.bridge import BridgeWriter, EnhancedTokenDatabaseBridge
     from context_cleaner.migration.models import RollbackResult, ValidationResult
 
 #: The run row's columns that hold the net change the run made (tokens by kind, cost).
@@ -209,7 +209,7 @@ def validate_recorded(
 ) -> ValidationResult:
     """``validator.validate_migration_integrity`` (same ``options``), recorded as a
     ``validate`` run when the database exists (a validation never creates it)."""
-    from context_cleaner.bridge.database import database_exists
+    from context_cleaner.bridge import database_exists
     from context_cleaner.migration.validator import validate_migration_integrity
 
     started = time.time()

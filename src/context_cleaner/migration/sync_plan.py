@@ -21,7 +21,7 @@ from context_cleaner.analysis.discovery import (
     discover,
     resolve_roots,
 )
-from context_cleaner.bridge.tracking import FileCommit
+from context_cleaner.bridge import FileCommit
 from context_cleaner.migration.planning import FileState, Plan, plan_work, state_key
 
 

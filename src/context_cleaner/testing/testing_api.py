@@ -29,9 +29,13 @@ from typing import Any
 from context_cleaner.analysis.discovery import discover, resolve_roots
 from context_cleaner.analysis.fields import TOKEN_FIELDS, TOTAL_FIELDS
 from context_cleaner.analysis.scan import scan_ranges
-from context_cleaner.bridge.database import Database, database_exists
-from context_cleaner.bridge.details import detail_columns
-from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows
+from context_cleaner.bridge import (
+    Database,
+    EnhancedTokenDatabaseBridge,
+    database_exists,
+    detail_columns,
+    query_rows,
+)
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.migration.models import HistoricalMigrationResult, to_jsonable
 from context_cleaner.migration.rollback import DATA_TABLES, HISTORY_TABLES, rollback_migration
