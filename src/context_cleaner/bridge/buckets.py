@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import translate_clickhouse_error
-from context_cleaner.bridge.summaries import DETAILS, NOT_A_REPLAY, TOKEN_SUMS, _rows
+from context_cleaner.bridge.queries import query_rows
+from context_cleaner.bridge.summaries import DETAILS, NOT_A_REPLAY, TOKEN_SUMS
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -88,12 +89,17 @@ def refresh_buckets(client: Client, sessions: Collection[str], migration_id: str
         return 0
     params: dict[str, Any] = {"sessions": sorted(sessions)}
     widened = sorted(
-        {r[0] for r in _rows(client, _WIDEN, params, "finding sessions that share messages")}
+        {
+            r[0]
+            for r in query_rows(
+                client, _WIDEN, params, action="finding sessions that share messages"
+            )
+        }
         | set(sessions)
     )
     params = {"sessions": widened}
-    fresh = _rows(client, _RECOMPUTE, params, "recomputing the 15-minute rollup")
-    existing = _rows(client, _EXISTING, params, "reading the 15-minute rollup")
+    fresh = query_rows(client, _RECOMPUTE, params, action="recomputing the 15-minute rollup")
+    existing = query_rows(client, _EXISTING, params, action="reading the 15-minute rollup")
     ver = time.time_ns()
     rows: list[list[Any]] = [[*row, migration_id, ver, 0] for row in fresh]
     fresh_keys = {tuple(r[:6]) for r in fresh}
