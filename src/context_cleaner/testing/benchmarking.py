@@ -1,6 +1,6 @@
 """The spec's ``benchmark_migration_performance``: rates, memory, error rate, recovery time.
 
-Three measurements, each on its own scratch database (see :mod:`.testing_api`):
+Three measurements, each on its own scratch database (see :mod:`.harness`):
 
 1. throughput: a generated corpus of the asked scale (or your own corpus) migrated
    with the migrator's settings; tokens/s, files/min, MB/s, insert rows/s, and the
@@ -23,8 +23,7 @@ from context_cleaner.bridge import Database
 from context_cleaner.migration import readers
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.testing.compatibility import scratch_database
-from context_cleaner.testing.sample_corpus import generate_transcripts
-from context_cleaner.testing.testing_api import (
+from context_cleaner.testing.harness import (
     SCALES,
     PerformanceBenchmark,
     TestReport,
@@ -33,6 +32,7 @@ from context_cleaner.testing.testing_api import (
     twin_migrator,
     workspace,
 )
+from context_cleaner.testing.sample_corpus import generate_transcripts
 
 
 class _Interrupted(Exception):
@@ -47,7 +47,7 @@ FAULTY_LINES = (
 )
 
 
-def run_benchmark(
+def benchmark_migration_performance(
     migrator: HistoricalDataMigrator,
     test_scale: str = "small",
     *,

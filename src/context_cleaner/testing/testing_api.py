@@ -17,110 +17,59 @@ Each returns a result with ``checks`` (name, passed, detail) and ``passed``.
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from context_cleaner.analysis.discovery import discover, resolve_roots
-from context_cleaner.analysis.fields import TOKEN_FIELDS, TOTAL_FIELDS
+from context_cleaner.analysis.fields import TOKEN_FIELDS
 from context_cleaner.analysis.scan import scan_ranges
 from context_cleaner.bridge import (
     Database,
-    EnhancedTokenDatabaseBridge,
     database_exists,
     detail_columns,
     query_rows,
 )
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
-from context_cleaner.migration.models import HistoricalMigrationResult, to_jsonable
 from context_cleaner.migration.rollback import DATA_TABLES, HISTORY_TABLES, rollback_migration
 from context_cleaner.migration.status import get_migration_status
 from context_cleaner.migration.validator import validate_migration_integrity
 from context_cleaner.settings import source_list
-from context_cleaner.testing.compatibility import (
-    Check,
-    CompatibilityResult,
-    scratch_database,
-)
+from context_cleaner.testing.benchmarking import benchmark_migration_performance
+from context_cleaner.testing.compatibility import CompatibilityResult
 from context_cleaner.testing.compatibility import (
     test_schema_compatibility as _schema_checks,
 )
+from context_cleaner.testing.harness import (
+    SCALES,
+    DryRunResult,
+    IntegrationTestResult,
+    PerformanceBenchmark,
+    PerformanceTestResult,
+    TestReport,
+    ValidationSuite,
+    measure,
+    totals_check,
+    twin_migrator,
+    workspace,
+)
 from context_cleaner.testing.sample_corpus import generate_transcripts
 
-#: Corpus bytes per ``test_scale``.
-SCALES = {"small": 2_000_000, "medium": 20_000_000, "large": 200_000_000}
-
-
-@dataclass
-class TestReport:
-    """What every function returns: named checks, whether all passed, and measurements."""
-
-    __test__ = False  # not a pytest class
-
-    name: str
-    checks: list[Check] = field(default_factory=list)
-    measurements: dict[str, Any] = field(default_factory=dict)
-    passed: bool = False
-    duration_seconds: float = 0.0
-
-    def check(self, name: str, passed: bool, detail: str = "") -> bool:
-        self.checks.append(Check(name, bool(passed), detail))
-        return bool(passed)
-
-    def done(self, started: float) -> TestReport:
-        self.passed = all(c.passed for c in self.checks)
-        self.duration_seconds = time.perf_counter() - started
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(self)  # type: ignore[no-any-return]
-
-
-DryRunResult = IntegrationTestResult = PerformanceTestResult = TestReport
-PerformanceBenchmark = ValidationSuite = TestReport
-
-
-@contextlib.contextmanager
-def workspace(migrator: HistoricalDataMigrator, database: Database | None) -> Iterator[Any]:
-    folder = Path(tempfile.mkdtemp(prefix="context-cleaner-test-"))
-    try:
-        with contextlib.ExitStack() as stack:
-            db = database or stack.enter_context(scratch_database(migrator.bridge.database))
-            yield folder, db
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def twin_migrator(
-    migrator: HistoricalDataMigrator,
-    db: Database,
-    *,
-    batch_size: int | None = None,
-    commit_every: float | None = None,
-) -> HistoricalDataMigrator:
-    """A migrator like ``migrator`` on database ``db``."""
-    bridge = EnhancedTokenDatabaseBridge(
-        db, prices=migrator.bridge.prices, host=migrator.bridge.host
-    )
-    return HistoricalDataMigrator(
-        bridge_service=bridge,
-        batch_size=batch_size or migrator.batch_size,
-        parallel_workers=migrator.parallel_workers,
-        checkpoint_interval=migrator.checkpoint_interval,
-        min_snapshot_interval=0.0,
-        commit_every=migrator.commit_every if commit_every is None else commit_every,
-    )
-
-
-def totals_check(report: TestReport, name: str, got: dict[str, Any], want: dict[str, int]) -> bool:
-    wrong = [k for k in TOTAL_FIELDS if got.get(k) != want.get(k)]
-    detail = f"{got.get('total_tokens', 0):,} of {want.get('total_tokens', 0):,} tokens"
-    return report.check(name, not wrong, detail + (f"; differ in {wrong}" if wrong else ""))
+__all__ = [
+    "SCALES",
+    "DryRunResult",
+    "IntegrationTestResult",
+    "PerformanceBenchmark",
+    "PerformanceTestResult",
+    "TestReport",
+    "ValidationSuite",
+    "benchmark_migration_performance",
+    "comprehensive_data_validation",
+    "dry_run_migration",
+    "performance_test_migration",
+    "test_end_to_end_migration",
+    "test_schema_compatibility",
+]
 
 
 def dry_run_migration(
@@ -261,25 +210,6 @@ def test_end_to_end_migration(
     return report.done(started)
 
 
-def measure(result: HistoricalMigrationResult) -> dict[str, Any]:
-    seconds = max(result.processing_duration, 1e-9)
-    return {
-        "seconds": round(result.processing_duration, 3),
-        "bytes": result.bytes_processed,
-        "files": result.files_processed,
-        "records": result.total_records_inserted,
-        "tokens": result.total_tokens_migrated,
-        "tokens_per_second": round(result.average_processing_speed_tokens_per_second, 1),
-        "files_per_minute": round(result.files_processed * 60 / seconds, 1),
-        "megabytes_per_second": round(result.bytes_processed / 1e6 / seconds, 2),
-        "insert_rows_per_second": round(
-            result.total_records_inserted / max(result.database_insertion_time, 1e-9), 1
-        ),
-        "peak_memory_mb": round(result.peak_memory_usage_mb, 1),
-        "working_memory_mb": round(result.working_memory_mb, 1),
-    }
-
-
 def performance_test_migration(
     migrator: HistoricalDataMigrator,
     test_scale: str = "medium",
@@ -300,22 +230,6 @@ def performance_test_migration(
         totals_check(report, "database = generated totals", result.database_totals, corpus.totals)
         report.measurements.update(scale=test_scale, **measure(result))
     return report.done(started)
-
-
-def benchmark_migration_performance(
-    migrator: HistoricalDataMigrator,
-    test_scale: str = "small",
-    *,
-    source_directory: str | None = None,
-    expected_totals: dict[str, int] | None = None,
-) -> PerformanceBenchmark:
-    """Rates, memory after each batch, error rate on faulty input, recovery time after an
-    interrupted run (see :mod:`context_cleaner.testing.benchmarking`)."""
-    from context_cleaner.testing.benchmarking import run_benchmark
-
-    return run_benchmark(
-        migrator, test_scale, source_directory=source_directory, expected_totals=expected_totals
-    )
 
 
 def comprehensive_data_validation(
