@@ -28,12 +28,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the ``benchmarks`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.generate_corpus import (
-    GENERATOR_VERSION,
-    format_size,
-    generate_corpus,
-    parse_size,
-)
 from benchmarks.harness import (
     REPO_ROOT,
     BenchContext,
@@ -43,6 +37,12 @@ from benchmarks.harness import (
     find_context_cleaner,
     machine_line,
     markdown_table,
+)
+from context_cleaner.testing.transcripts import (
+    GENERATOR_VERSION,
+    format_size,
+    generate_corpus,
+    parse_size,
 )
 
 Benchmark = Callable[[BenchContext], list[Result]]

@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.generate_corpus import generate_corpus
 from benchmarks.harness import BenchContext, Result, measure_command, measure_repeated
+from context_cleaner.testing.transcripts import generate_corpus
 
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
 APPEND_BYTES = 1_000_000

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from context_cleaner.cli import build_parser, main
-
-from .transcripts import assistant, dumps, usage
+from context_cleaner.testing.transcripts.lines import assistant, dumps, usage
 
 TOKEN_KEYS = {
     "input_tokens",

@@ -14,8 +14,7 @@ from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.analysis.discovery import default_roots, discover, resolve_roots
 from context_cleaner.analysis.pricing import PriceTable
 from context_cleaner.errors import SourceNotFoundError
-
-from .transcripts import BASE_MS, assistant, dumps, usage
+from context_cleaner.testing.transcripts.lines import BASE_MS, assistant, dumps, usage
 
 
 def write_session(root: Path, relative_path: str, *, input_tokens: int, msg: str = "") -> Path:

@@ -29,8 +29,14 @@ from context_cleaner.analysis.pricing import PriceTable
 from context_cleaner.analysis.report import AnalysisReport
 from context_cleaner.analysis.scan import SkipLog, scan_file, scan_files
 from context_cleaner.cli import main
-
-from .transcripts import BASE_MS, assistant, dumps, progress, usage, user
+from context_cleaner.testing.transcripts.lines import (
+    BASE_MS,
+    assistant,
+    dumps,
+    progress,
+    usage,
+    user,
+)
 
 MODEL = "claude-haiku-4-5-20251001"  # $1 / $5 per million: costs are easy to check by hand
 BIG_LINE_BYTES = 50 * 1024 * 1024

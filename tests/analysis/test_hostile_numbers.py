@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from context_cleaner.analysis.extract import MAX_COST_USD, Source, extract_line
 from context_cleaner.analysis.records import SkippedLine, UsageRecord
 from context_cleaner.cli import main
-
-from .transcripts import BASE_MS, assistant, dumps, usage
+from context_cleaner.testing.transcripts.lines import BASE_MS, assistant, dumps, usage
 
 SOURCE = Source("p/s.jsonl", "p", "s")
 

@@ -15,8 +15,7 @@ from context_cleaner.analysis.counter import EnhancedTokenCounter, record_cost
 from context_cleaner.analysis.pricing import PriceTable, normalise_model
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.errors import ConfigurationError
-
-from .transcripts import BASE_MS, assistant, dumps, usage
+from context_cleaner.testing.transcripts.lines import BASE_MS, assistant, dumps, usage
 
 M = 1_000_000
 

@@ -21,8 +21,7 @@ from context_cleaner.analysis.discovery import discover
 from context_cleaner.analysis.scan import SkipLog, scan_file
 from context_cleaner.migration.freshness import last_usage_line
 from context_cleaner.migration.planning import head_hash
-
-from .transcripts import BASE_MS, assistant, dumps, usage
+from context_cleaner.testing.transcripts.lines import BASE_MS, assistant, dumps, usage
 
 DRIVER = textwrap.dedent(
     """

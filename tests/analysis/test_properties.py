@@ -35,13 +35,11 @@ from context_cleaner.analysis.reader import LineReader
 from context_cleaner.analysis.records import SkippedLine, UsageRecord
 from context_cleaner.analysis.report import AnalysisReport
 from context_cleaner.analysis.scan import ScanResult, SkipLog, scan_file, scan_files
-
-from .transcripts import (
+from context_cleaner.testing.transcripts.lines import (
     MUTATIONS,
     TOKEN_FIELDS,
     Corpus,
     assistant,
-    corpora,
     dumps,
     expected_counts,
     file_bytes,
@@ -50,8 +48,8 @@ from .transcripts import (
     tokens_of,
     transcript,
     usage,
-    usages,
 )
+from context_cleaner.testing.transcripts.strategies import corpora, usages
 
 PRICES = PriceTable()  # the bundled table: no user file or environment involved
 

@@ -28,13 +28,11 @@ from context_cleaner.analysis.extract import (
 )
 from context_cleaner.analysis.records import SkippedLine, UsageRecord
 from context_cleaner.analysis.scan import SkipLog, scan_file
-
-from .transcripts import (
+from context_cleaner.testing.transcripts.lines import (
     BASE_MS,
     Corpus,
     Line,
     assistant,
-    corpora,
     dumps,
     expected_counts,
     progress,
@@ -43,6 +41,7 @@ from .transcripts import (
     transcript,
     usage,
 )
+from context_cleaner.testing.transcripts.strategies import corpora
 
 SOURCE = Source("-home-u-alpha/11111111-aaaa.jsonl", "-home-u-alpha", "11111111-aaaa")
 EPOCH = datetime(1970, 1, 1)

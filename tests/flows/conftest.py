@@ -9,7 +9,6 @@ Results and cache records go to a temporary ``PREFECT_HOME``, never ``~/.prefect
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +22,6 @@ os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="cc-prefect-home-")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # benchmarks/ (the corpus generator) lives beside src/
-    sys.path.insert(0, str(REPO))
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harnes
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     """A generated 6 MB corpus (27 files) and its manifest with the exact expected totals."""
-    from benchmarks.generate_corpus import generate_corpus
+    from context_cleaner.testing.transcripts import generate_corpus
 
     out = tmp_path_factory.mktemp("flow-corpus")
     return out / "projects", generate_corpus(out, 6_000_000, seed=7)

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from benchmarks.corpus_manifest import TOKEN_KEYS
-
 from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+from context_cleaner.testing.transcripts import TOKEN_KEYS
 
 EXACT_KEYS = TOKEN_KEYS
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # benchmarks/ (the corpus generator) lives beside src/
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.generate_corpus import generate_corpus  # noqa: E402
+from context_cleaner.testing.transcripts import generate_corpus
 
 SERVER_ENV = "CONTEXT_CLEANER_TEST_CLICKHOUSE_URL"
 

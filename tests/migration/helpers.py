@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmarks.corpus_manifest import TOKEN_KEYS as MANIFEST_KEYS
 
 from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.analysis.report import AnalysisReport
 from context_cleaner.bridge import Database
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows
+from context_cleaner.testing.transcripts import TOKEN_KEYS as MANIFEST_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 URL_ENV = "CONTEXT_CLEANER_CLICKHOUSE_URL"

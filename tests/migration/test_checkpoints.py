@@ -18,7 +18,7 @@ from context_cleaner.migration.pipeline import (
     split_at_checkpoints,
 )
 from context_cleaner.migration.planning import batches
-from context_cleaner.testing.sample_corpus import generate_transcripts
+from context_cleaner.testing.transcripts import generate_transcripts
 
 from .helpers import analyse, assert_database_equals, bridge, run_cli, run_json
 

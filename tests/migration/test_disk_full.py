@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmarks.generate_corpus import generate_corpus
+
+from context_cleaner.testing.transcripts import generate_corpus
 
 from .helpers import run_cli, run_json
 

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from analysis.transcripts import (
+from context_cleaner.cli import main
+from context_cleaner.testing.transcripts.lines import (
     BASE_MS,
     MUTATIONS,
     assistant,
@@ -26,7 +27,6 @@ from analysis.transcripts import (
     mutate,
     usage,
 )
-from context_cleaner.cli import main
 
 pytestmark = pytest.mark.slow
 

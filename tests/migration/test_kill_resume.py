@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmarks.corpus_manifest import TOKEN_KEYS
 
 from context_cleaner.bridge import Database
 from context_cleaner.bridge.token_bridge import query_rows
+from context_cleaner.testing.transcripts import TOKEN_KEYS
 
 from .conftest import Target
 from .helpers import (

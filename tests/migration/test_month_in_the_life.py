@@ -1,8 +1,8 @@
 """A month in the life of one machine's database, with real processes and the real engine.
 
 The ``context-cleaner`` CLI runs as subprocesses on a tmp copy of transcripts (sessions
-built with the line builders of ``tests/analysis/transcripts.py``, plus the real fixtures)
-while a real dashboard is polled by a client thread throughout:
+built with the line builders of ``context_cleaner.testing.transcripts.lines``, plus the
+real fixtures) while a real dashboard is polled by a client thread throughout:
 
 1. migrate root A;
 2. hourly-style syncs while sessions grow (one of them with a last line not finished yet);
@@ -43,9 +43,16 @@ from typing import Any
 
 import pytest
 
-from analysis.transcripts import assistant, dumps, noise_lines, progress, usage, user
 from context_cleaner.bridge.lock import FileLock, lock_path_for, read_holder
 from context_cleaner.bridge.snapshot import PAUSE_ENV
+from context_cleaner.testing.transcripts.lines import (
+    assistant,
+    dumps,
+    noise_lines,
+    progress,
+    usage,
+    user,
+)
 
 from .helpers import (
     REPO,

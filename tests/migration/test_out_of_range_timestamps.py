@@ -17,11 +17,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from analysis.transcripts import assistant, dumps, usage
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.bridge.details import detail_columns
 from context_cleaner.bridge.exceptions import DatabaseQueryError
 from context_cleaner.bridge.token_bridge import query_rows
+from context_cleaner.testing.transcripts.lines import assistant, dumps, usage
 
 from .conftest import Target
 from .helpers import analyse, assert_database_equals, bridge, run_cli, run_json

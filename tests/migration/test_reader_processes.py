@@ -13,10 +13,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from benchmarks.generate_corpus import generate_corpus
 
 from context_cleaner.bridge.lock import FileLock, lock_path_for
 from context_cleaner.migration.readers import READER_NICENESS
+from context_cleaner.testing.transcripts import generate_corpus
 
 from .helpers import REPO, cli_command, cli_env
 

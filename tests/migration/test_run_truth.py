@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmarks.generate_corpus import generate_corpus
 
 from context_cleaner.bridge import Database
 from context_cleaner.bridge.token_bridge import query_rows
 from context_cleaner.dashboard import health
 from context_cleaner.migration.alerts import AlertEvaluator, RunSample, alert_rules
 from context_cleaner.migration.status import get_migration_status
+from context_cleaner.testing.transcripts import generate_corpus
 
 from .helpers import analyse, bridge, cli_command, cli_env, run_cli, run_json
 from .test_disk_full import small_volume  # noqa: F401 (a fixture)

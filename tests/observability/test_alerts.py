@@ -23,7 +23,7 @@ from context_cleaner.migration.alerts import (
 )
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.migration.status import get_migration_status
-from context_cleaner.testing.sample_corpus import generate_transcripts
+from context_cleaner.testing.transcripts import generate_transcripts
 
 from .conftest import FixturesRun
 

@@ -14,7 +14,7 @@ from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.testing import testing_api as api  # never import test_* names here
-from context_cleaner.testing.sample_corpus import generate_transcripts
+from context_cleaner.testing.transcripts import generate_transcripts
 
 from .conftest import FixturesRun
 

@@ -15,7 +15,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from tests.analysis.transcripts import (
+
+from context_cleaner.analysis.periods import ReportQuery
+from context_cleaner.analysis.pricing import PriceTable
+from context_cleaner.analysis.transcript_report import report_from_transcripts
+from context_cleaner.testing.transcripts.lines import (
     BASE_MS,
     DAY_MS,
     Corpus,
@@ -25,10 +29,6 @@ from tests.analysis.transcripts import (
     progress,
     usage,
 )
-
-from context_cleaner.analysis.periods import ReportQuery
-from context_cleaner.analysis.pricing import PriceTable
-from context_cleaner.analysis.transcript_report import report_from_transcripts
 
 from .helpers import REPO, report_json, run_ccusage, sums, their_tokens, tokens
 

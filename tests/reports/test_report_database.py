@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from tests.analysis.transcripts import Corpus, corpora
 
 from context_cleaner.analysis.periods import REPORTS, ReportQuery
 from context_cleaner.analysis.report_rows import build_report
@@ -22,6 +21,8 @@ from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.reports import database_report, report_cells
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
+from context_cleaner.testing.transcripts.lines import Corpus
+from context_cleaner.testing.transcripts.strategies import corpora
 
 from .helpers import cli_env, run_cli, sums, tokens
 

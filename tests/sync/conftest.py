@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # benchmarks/ (the corpus generator) lives beside src/
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.generate_corpus import generate_corpus  # noqa: E402
+from context_cleaner.testing.transcripts import generate_corpus
 
 
 @pytest.fixture(scope="session")

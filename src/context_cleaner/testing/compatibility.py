@@ -41,7 +41,7 @@ from context_cleaner.bridge.buckets import refresh_buckets
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration.models import to_jsonable
 from context_cleaner.migration.status import get_migration_status
-from context_cleaner.testing.sample_corpus import generate_transcripts
+from context_cleaner.testing.transcripts.sample import generate_transcripts
 
 #: Tables this version owns; their columns must match between target and a fresh schema.
 CHECKED_TABLES = (

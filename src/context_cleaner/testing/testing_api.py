@@ -53,7 +53,7 @@ from context_cleaner.testing.harness import (
     twin_migrator,
     workspace,
 )
-from context_cleaner.testing.sample_corpus import generate_transcripts
+from context_cleaner.testing.transcripts.sample import generate_transcripts
 
 __all__ = [
     "SCALES",

@@ -1,7 +1,7 @@
 """Line templates of the synthetic corpus: compact JSON, keys in Claude Code's order.
 
-Each is a bytes ``%`` template; ``corpus_session.py`` fills them with pre-encoded
-pieces (``corpus_content.py``), ids and numbers.
+Each is a bytes ``%`` template; the session writers fill them with pre-encoded
+pieces (:mod:`.content`), ids and numbers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Realistic Claude Code transcript lines for the analysis tests: builders and strategies.
+"""Realistic Claude Code transcript lines built one by one, and what they must count for.
 
 Lines are shaped like the ones Claude Code 2.1 writes (see the fixtures): one
 ``assistant`` line per content block of a response, each repeating the
@@ -9,7 +9,8 @@ snapshot lines that carry no usage (some mention ``usage`` all the same).
 
 Every generated line knows what it should count for (``Line``), so a corpus
 comes with its expected totals computed by a reference implementation of
-DESIGN §3 rules 2-4 that never looks at the code under test.
+DESIGN §3 rules 2-4 that never looks at the code under test. The Hypothesis
+strategies that draw whole corpora of these lines are in :mod:`.strategies`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from hypothesis import strategies as st
 
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.analysis.records import UsageRecord
@@ -354,214 +353,6 @@ def transcript(root: Path, relative_path: str) -> TranscriptFile:
         device=st_.st_dev,
         inode=st_.st_ino,
     )
-
-
-# -- Hypothesis strategies -----------------------------------------------------------
-
-#: session -> (main file, subagent file or None)
-SESSIONS = {
-    "11111111-aaaa": (
-        "-home-u-alpha/11111111-aaaa.jsonl",
-        "-home-u-alpha/11111111-aaaa/subagents/agent-a1.jsonl",
-    ),
-    "22222222-bbbb": ("-home-u-alpha/22222222-bbbb.jsonl", None),
-    "33333333-cccc": (
-        "-home-u-beta/33333333-cccc.jsonl",
-        "-home-u-beta/33333333-cccc/subagents/agent-b2.jsonl",
-    ),
-}
-MODELS = (
-    "claude-opus-4-6",
-    "claude-sonnet-4-5-20250929",
-    "claude-haiku-4-5-20251001",
-    "claude-opus-4-1-20250805",
-    "<synthetic>",
-    "claude-unreleased-9",
-)
-TEXTS = ("ok", "Let me check the usage.", "größe 使用量 ✓", 'say "usage" twice: usage')
-
-#: Offsets from BASE_MS over three days, often within a minute of a quarter hour (where days
-#: begin in every timezone).
-timestamps = st.one_of(
-    st.integers(0, 3 * DAY_MS),
-    st.builds(
-        lambda quarter, jitter: max(0, quarter * 900_000 + jitter),
-        st.integers(0, 3 * 96),
-        st.integers(-60_000, 60_000),
-    ),
-)
-small = st.integers(0, 2_000)
-large = st.integers(0, 400_000)  # crosses the 200k tier of Sonnet
-
-
-@st.composite
-def usages(draw: st.DrawFn) -> dict[str, Any]:
-    """A final usage object: cache creation split or not, speed sometimes."""
-    cache_5m, cache_1h = draw(st.one_of(small, large)), draw(small)
-    split = draw(st.booleans())
-    if not split:
-        cache_5m, cache_1h = cache_5m + cache_1h, 0
-    return usage(
-        draw(st.one_of(small, large)),
-        draw(st.integers(1, 64_000)),
-        cache_5m,
-        cache_1h,
-        draw(st.one_of(small, large)),
-        split=split,
-        speed=draw(st.sampled_from([None, None, "standard", "fast"])),
-    )
-
-
-def _partials(draw: st.DrawFn, final_output: int, count: int) -> list[int]:
-    """Nondecreasing partial outputs ending at the final one (one line per content block)."""
-    early = sorted(
-        draw(st.lists(st.integers(0, final_output), min_size=count - 1, max_size=count - 1))
-    )
-    return [*early, final_output]
-
-
-def _with_output(u: dict[str, Any], output: int) -> dict[str, Any]:
-    return {**u, "output_tokens": output}
-
-
-def _line(draw: st.DrawFn, obj: dict[str, Any], **meta: Any) -> Line:
-    data = dumps(obj, spaced=draw(st.booleans()), ascii_only=draw(st.booleans()))
-    return Line(data, **meta)
-
-
-@st.composite
-def corpora(
-    draw: st.DrawFn, max_units: int = 10, noise: bool = True, broken: bool = False
-) -> Corpus:
-    """A corpus of several sessions: responses, subagent copies, replays, unkeyed lines, noise.
-
-    With ``broken``, also lines that must be skipped (see ``MUTATIONS``).
-    """
-    files: dict[str, list[Line]] = defaultdict(list)
-    main_ids: list[tuple[str, str]] = []  # (message id, session) of main responses
-    kinds = ["response", "response", "progress", "sidechain", "replay", "unkeyed"]
-    if noise:
-        kinds.append("noise")
-    if broken:
-        kinds.append("broken")
-    for i in range(draw(st.integers(0, max_units))):
-        kind = draw(st.sampled_from(kinds))
-        session = draw(st.sampled_from(sorted(SESSIONS)))
-        main_file, sub_file = SESSIONS[session]
-        sub_file = sub_file or main_file
-        ts = BASE_MS + draw(timestamps)
-        model = draw(st.sampled_from(MODELS))
-        msg_id = f"msg_{i:03d}"
-        request = draw(st.sampled_from([f"req_{i:03d}", f"req_{i:03d}", None]))
-        key = (msg_id, request or "")
-        final = draw(usages())
-        cost = draw(st.sampled_from([None, None, None, 0.25]))
-        if kind == "response":
-            outputs = _partials(draw, final["output_tokens"], draw(st.integers(1, 4)))
-            for n, out in enumerate(outputs):
-                u = _with_output(final, out)
-                obj = assistant(
-                    msg_id=msg_id,
-                    request_id=request,
-                    usage_obj=u,
-                    ts_ms=ts + 100 * n,
-                    model=model,
-                    session=session,
-                    text=draw(st.sampled_from(TEXTS)),
-                    cost_usd=cost,
-                    ts_style=draw(st.sampled_from(["Z", "Z", "+00:00", "+09:00"])),
-                )
-                files[main_file].append(_line(draw, obj, key=key, tokens=usage_tokens(u)))
-            main_ids.append((msg_id, session))
-        elif kind == "progress":
-            # The main file embeds the subagent's message; the subagent file has it as sidechain.
-            seen = draw(st.integers(0, final["output_tokens"]))
-            u = _with_output(final, seen)
-            obj = progress(
-                msg_id=msg_id,
-                request_id=request,
-                usage_obj=u,
-                ts_ms=ts,
-                model=model,
-                session=session,
-                outer_request=draw(st.booleans()),
-                outer_delay_ms=draw(st.sampled_from([0, 0, 7])),
-            )
-            files[main_file].append(_line(draw, obj, key=key, tokens=usage_tokens(u)))
-            outputs = _partials(draw, final["output_tokens"], draw(st.integers(1, 3)))
-            for n, out in enumerate(outputs):
-                u = _with_output(final, out)
-                obj = assistant(
-                    msg_id=msg_id,
-                    request_id=request,
-                    usage_obj=u,
-                    ts_ms=ts + 50 + 100 * n,
-                    model=model,
-                    session=session,
-                    sidechain=True,
-                )
-                files[sub_file].append(
-                    _line(draw, obj, key=key, tokens=usage_tokens(u), sidechain=True)
-                )
-        elif kind == "sidechain" or (kind == "replay" and not main_ids):
-            obj = assistant(
-                msg_id=msg_id,
-                request_id=request,
-                usage_obj=final,
-                ts_ms=ts,
-                model=model,
-                session=session,
-                sidechain=True,
-                cost_usd=cost,
-            )
-            line = _line(draw, obj, key=key, tokens=usage_tokens(final), sidechain=True)
-            files[sub_file].append(line)
-        elif kind == "replay":
-            # A main message replayed in a subagent under a new request id: rule 4 drops it.
-            replayed, replay_session = draw(st.sampled_from(main_ids))
-            where = SESSIONS[replay_session][1] or SESSIONS[replay_session][0]
-            obj = assistant(
-                msg_id=replayed,
-                request_id=f"req_{i:03d}_replay",
-                usage_obj=final,
-                ts_ms=ts,
-                model=model,
-                session=replay_session,
-                sidechain=True,
-            )
-            replay_key = (replayed, f"req_{i:03d}_replay")
-            files[where].append(
-                _line(draw, obj, key=replay_key, tokens=usage_tokens(final), sidechain=True)
-            )
-        elif kind == "unkeyed":
-            obj = assistant(
-                msg_id=None,
-                request_id=request,
-                usage_obj=final,
-                ts_ms=ts,
-                model=model,
-                session=session,
-                cost_usd=cost,
-            )
-            line = _line(draw, obj, key=None, tokens=usage_tokens(final), ts_ms=ts)
-            files[main_file].append(line)
-        elif kind == "broken":
-            mutation = draw(st.sampled_from([*MUTATIONS, "invalid_utf8"]))
-            obj = assistant(msg_id=msg_id, request_id=request, usage_obj=final, ts_ms=ts)
-            if mutation == "invalid_utf8":
-                data = dumps(obj).replace(b"Let me", b"Let \xff\xfe me")
-            else:
-                data = mutate(obj, mutation)
-            files[main_file].append(Line(data))
-        else:
-            for obj in draw(st.lists(st.sampled_from(noise_lines(ts, session)), max_size=3)):
-                files[main_file].append(_line(draw, obj))
-    # Claude Code appends in time order, but nothing may depend on it: mix lines up sometimes.
-    out = Corpus()
-    for rel in sorted(files):
-        lines = files[rel]
-        out.files[rel] = draw(st.permutations(lines)) if draw(st.booleans()) else lines
-    return out
 
 
 # -- broken lines --------------------------------------------------------------------
