@@ -20,12 +20,13 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.analysis.records import UsageRecord
+from context_cleaner.testing.transcripts.content import iso_ms
 
 #: 2026-02-10T00:00:00Z, the first day of the real fixtures.
 BASE_MS = int(datetime(2026, 2, 10, tzinfo=UTC).timestamp() * 1000)
@@ -42,12 +43,10 @@ Tokens = tuple[int, int, int, int, int]
 def iso(ms: int, style: str = "Z") -> str:
     """``2026-02-10T21:11:59.186Z`` (or with ``+00:00``, or a ``+09:00`` local time)."""
     if style == "+09:00":
-        from datetime import timedelta, timezone
-
         local = datetime.fromtimestamp(ms / 1000, timezone(timedelta(hours=9)))
         return local.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+09:00"
-    text = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-    return text + ("Z" if style == "Z" else "+00:00")
+    text = iso_ms(ms).decode()
+    return text if style == "Z" else text[:-1] + "+00:00"
 
 
 def dumps(obj: Any, *, spaced: bool = False, ascii_only: bool = True) -> bytes:

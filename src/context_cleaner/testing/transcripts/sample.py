@@ -22,17 +22,18 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from context_cleaner.analysis.fields import TOTAL_FIELDS
 from context_cleaner.analysis.records import path_hash
+from context_cleaner.testing.transcripts.content import iso_ms
 
 _PROJECTS = ("billing-api", "web-dashboard", "ml-pipeline", "docs-site", "cli-tools")
 _MODELS = ("claude-opus-4-6", "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001")
 _WORDS = ("the", "token", "usage", "file", "batch", "session", "cache", "model", "query", "read")
-_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+_START_MS = int(datetime(2026, 1, 5, 9, 0, tzinfo=UTC).timestamp() * 1000)
 
 
 @dataclass
@@ -72,7 +73,7 @@ class _Writer:
     def __init__(self, corpus: SampleCorpus, rng: random.Random) -> None:
         self.corpus = corpus
         self.rng = rng
-        self.clock = _START
+        self.clock_ms = _START_MS
         self.counter = 0
 
     def _id(self, prefix: str) -> str:
@@ -84,8 +85,8 @@ class _Writer:
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
 
     def _now(self) -> str:
-        self.clock += timedelta(milliseconds=self.rng.randint(200, 9000))
-        return self.clock.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.clock.microsecond // 1000:03d}Z"
+        self.clock_ms += self.rng.randint(200, 9000)
+        return iso_ms(self.clock_ms).decode()
 
     def _text(self, words: int) -> str:
         return " ".join(self.rng.choice(_WORDS) for _ in range(words))

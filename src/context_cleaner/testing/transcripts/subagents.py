@@ -43,23 +43,13 @@ class SubagentParts(SessionParts):
         ts = self._tick()
         p_uuid = uuid4(rng)
         side.emit(T.USER % (b"null", sh, prompt, p_uuid, ts, b""), "user")
-        main.emit(
-            T.AGENT_USER
-            % (
-                task_uuid,
-                h,
-                T.TEXT % prompt,
-                p_uuid,
-                ts,
-                prompt,
-                agent_id,
-                agent_msg,
-                task_tid,
-                uuid4(rng),
-                ts,
-            ),
-            "progress",
-        )
+
+        def agent_progress(template: bytes, fields: tuple[bytes, ...], ts: bytes) -> None:
+            """An ``agent_progress`` line in the main file: ``fields``, then the agent's own."""
+            tail = (prompt, agent_id, agent_msg, task_tid, uuid4(rng), ts)
+            main.emit(template % (*fields, *tail), "progress")
+
+        agent_progress(T.AGENT_USER, (task_uuid, h, T.TEXT % prompt, p_uuid, ts), ts)
         side_parent = p_uuid
         ctx, pending = 0, rng.randint(8_000, 20_000)
         n_resp = rng.randint(2, 10)
@@ -93,24 +83,7 @@ class SubagentParts(SessionParts):
                 side.usage(mid, rid, True, u, ts, model, False)
                 side_parent = uid
                 if i == embed_at:
-                    main.emit(
-                        T.AGENT_ASSISTANT
-                        % (
-                            self.parent,
-                            h,
-                            ts,
-                            msg,
-                            rid,
-                            uid,
-                            prompt,
-                            agent_id,
-                            agent_msg,
-                            task_tid,
-                            uuid4(rng),
-                            ts,
-                        ),
-                        "progress",
-                    )
+                    agent_progress(T.AGENT_ASSISTANT, (self.parent, h, ts, msg, rid, uid), ts)
                     main.usage(mid, rid, False, u, ts, model, True)
                     if not write_file:
                         st.orphan_progress_usage += 1
@@ -120,45 +93,34 @@ class SubagentParts(SessionParts):
                     res_uuid = uuid4(rng)
                     if rng.random() < 0.7:
                         rts = iso_ms(self.t)
-                        main.emit(
-                            T.AGENT_USER
-                            % (
-                                self.parent,
-                                h,
-                                b'{"tool_use_id":"%s","type":"tool_result","content":%s}'
-                                % (tid, content),
-                                res_uuid,
-                                rts,
-                                prompt,
-                                agent_id,
-                                agent_msg,
-                                task_tid,
-                                uuid4(rng),
-                                rts,
-                            ),
-                            "progress",
-                        )
+                        result = T.AGENT_RESULT % (tid, content)
+                        agent_progress(T.AGENT_USER, (self.parent, h, result, res_uuid, rts), rts)
                     pending += len(content) // 4
         if write_file and (self.force_replay or rng.random() < 0.05):
-            # a replay of a main-thread message under a new request id (DESIGN §3 rule 4)
-            self.force_replay = False
-            mid = rng.choice(self.main_ids)
-            rid = b"req_011C" + b62(rng, 20)
-            usage_json, u = self._usage(rng.randint(5, 500), 3, rng.randint(100, 5_000), ctx, False)
-            msg = T.MSG % (
-                self.model.encode(),
-                mid,
-                T.TEXT % rng.choice(pools.text_pool),
-                usage_json,
-            )
-            uid = uuid4(rng)
-            ts = self._tick()
-            side.emit(T.ASSISTANT % (side_parent, sh, msg, rid, uid, ts, b""), "assistant")
-            side.usage(mid, rid, True, u, ts, self.model, False)
+            self._replay(side, sh, side_parent, ctx)
         if write_file:
             side.close()
         # else: the subagent transcript is missing; only the progress embeds remain
         self._tool_result(main, h, task_tid, task_uuid, sidechain=False)
+
+    def _replay(self, side: CorpusFile, sh: bytes, side_parent: bytes, ctx: int) -> None:
+        """A main-thread message replayed in a subagent under a new request id (DESIGN §3
+        rule 4 drops it)."""
+        rng = self.rng
+        self.force_replay = False
+        mid = rng.choice(self.main_ids)
+        rid = b"req_011C" + b62(rng, 20)
+        usage_json, u = self._usage(rng.randint(5, 500), 3, rng.randint(100, 5_000), ctx, False)
+        msg = T.MSG % (
+            self.model.encode(),
+            mid,
+            T.TEXT % rng.choice(self.pools.text_pool),
+            usage_json,
+        )
+        uid = uuid4(rng)
+        ts = self._tick()
+        side.emit(T.ASSISTANT % (side_parent, sh, msg, rid, uid, ts, b""), "assistant")
+        side.usage(mid, rid, True, u, ts, self.model, False)
 
     def _compact(self) -> None:
         """Auto-compaction: an ``agent-acompact-*`` file, then a boundary and a summary."""

@@ -65,6 +65,7 @@ AGENT_USER = (
     b'"type":"agent_progress","prompt":%s,"agentId":"%s"},"toolUseID":"agent_msg_%s",'
     b'"parentToolUseID":"%s","uuid":"%s","timestamp":"%s"}'
 )
+AGENT_RESULT = b'{"tool_use_id":"%s","type":"tool_result","content":%s}'
 SNAPSHOT = (
     b'{"type":"file-history-snapshot","messageId":"%s","snapshot":{"messageId":"%s",'
     b'"trackedFileBackups":{%s},"timestamp":"%s"},"isSnapshotUpdate":%s}'
