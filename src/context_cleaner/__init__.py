@@ -1,3 +1,120 @@
-"""context_cleaner: exact Claude Code token and cost accounting, migrated into ClickHouse."""
+"""context_cleaner: exact Claude Code token and cost accounting, migrated into ClickHouse.
+
+The spec's names, importable from here (each loads its module on first use, so
+``import context_cleaner`` stays instant and pulls in no database driver,
+Prefect, OpenTelemetry, Rich or FastAPI)::
+
+    HistoricalDataMigrator        migrate, sync, validate, roll back (migration/)
+    EnhancedTokenCounter          count the transcripts themselves (analysis/)
+    EnhancedTokenDatabaseBridge   the ClickHouse tables (bridge/)
+    MigrationMetrics              the spec's OpenTelemetry instruments (observability/)
+    MIGRATION_ALERTS              alert thresholds
+    HistoricalMigrationResult ... the result types (migration/models.py)
+    MigrationError ...            the error tree (errors.py; DatabaseError from bridge/)
+"""
+
+from __future__ import annotations
+
+from context_cleaner._lazy import TYPE_CHECKING, lazy_face
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "MIGRATION_ALERTS",
+    "AnalysisError",
+    "BatchProcessingResult",
+    "ConfigurationError",
+    "ContextCleanerError",
+    "DatabaseError",
+    "EnhancedTokenCounter",
+    "EnhancedTokenDatabaseBridge",
+    "FileAccessError",
+    "FileDiscoveryResult",
+    "HistoricalDataMigrator",
+    "HistoricalMigrationResult",
+    "IncrementalMigrationResult",
+    "JSONLFileInfo",
+    "MigrationError",
+    "MigrationMetrics",
+    "MigrationProgress",
+    "ResourceError",
+    "RollbackResult",
+    "SessionVariance",
+    "SetupResult",
+    "SourceNotFoundError",
+    "TerminalError",
+    "TransientError",
+    "ValidationError",
+    "ValidationResult",
+    "__version__",
+    "is_transient",
+]
+
+_EXPORTS = {
+    "context_cleaner.migration.historical_migrator": ("HistoricalDataMigrator",),
+    "context_cleaner.analysis.counter": ("EnhancedTokenCounter",),
+    "context_cleaner.bridge.token_bridge": ("EnhancedTokenDatabaseBridge",),
+    "context_cleaner.observability.metrics": ("MigrationMetrics",),
+    "context_cleaner.migration.alerts": ("MIGRATION_ALERTS",),
+    "context_cleaner.migration.models": (
+        "BatchProcessingResult",
+        "FileDiscoveryResult",
+        "HistoricalMigrationResult",
+        "IncrementalMigrationResult",
+        "JSONLFileInfo",
+        "MigrationProgress",
+        "RollbackResult",
+        "SessionVariance",
+        "SetupResult",
+        "ValidationResult",
+    ),
+    "context_cleaner.errors": (
+        "AnalysisError",
+        "ConfigurationError",
+        "ContextCleanerError",
+        "FileAccessError",
+        "MigrationError",
+        "ResourceError",
+        "SourceNotFoundError",
+        "TerminalError",
+        "TransientError",
+        "ValidationError",
+        "is_transient",
+    ),
+    "context_cleaner.bridge.exceptions": ("DatabaseError",),
+}
+
+__getattr__, __dir__ = lazy_face(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time ``__getattr__`` loads them
+    from context_cleaner.analysis.counter import EnhancedTokenCounter
+    from context_cleaner.bridge.exceptions import DatabaseError
+    from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+    from context_cleaner.errors import (
+        AnalysisError,
+        ConfigurationError,
+        ContextCleanerError,
+        FileAccessError,
+        MigrationError,
+        ResourceError,
+        SourceNotFoundError,
+        TerminalError,
+        TransientError,
+        ValidationError,
+        is_transient,
+    )
+    from context_cleaner.migration.alerts import MIGRATION_ALERTS
+    from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
+    from context_cleaner.migration.models import (
+        BatchProcessingResult,
+        FileDiscoveryResult,
+        HistoricalMigrationResult,
+        IncrementalMigrationResult,
+        JSONLFileInfo,
+        MigrationProgress,
+        RollbackResult,
+        SessionVariance,
+        SetupResult,
+        ValidationResult,
+    )
+    from context_cleaner.observability.metrics import MigrationMetrics

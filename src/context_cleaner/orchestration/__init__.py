@@ -1,0 +1,19 @@
+"""Prefect orchestration of the migration: flows, their tasks and reports (all Prefect is here).
+
+Public names (Prefect is imported only when one of them is first read)::
+
+    historical_migration_flow, incremental_sync_flow, validation_flow, rollback_flow
+    FlowRunFailed      a flow's run ended in failure
+"""
+
+from context_cleaner._lazy import lazy_face
+
+__all__ = [
+    "FlowRunFailed",
+    "historical_migration_flow",
+    "incremental_sync_flow",
+    "rollback_flow",
+    "validation_flow",
+]
+
+__getattr__, __dir__ = lazy_face(__name__, {"context_cleaner.orchestration.flows": __all__})
