@@ -1,6 +1,7 @@
-"""Benchmarks and the synthetic transcript corpus they run on.
+"""Benchmarks and the command line of the synthetic transcript corpus they run on.
 
-``generate_corpus.generate_corpus(out_dir, target_bytes, seed)`` writes a corpus and
-returns its manifest (exact expected totals); ``run.py`` is what ``make bench`` runs.
+The corpus generator is :mod:`context_cleaner.testing.transcripts` (``generate_corpus``
+writes a corpus and returns its manifest of exact expected totals);
+``generate_corpus.py`` is its command line and ``run.py`` is what ``make bench`` runs.
 See ``benchmarks/README.md``.
 """

@@ -129,8 +129,8 @@ GROUP BY session_id, day, model
 
 
 def _build(db_dir: Path, rows: int) -> dict[str, object]:
-    from context_cleaner.bridge.database import Database
-    from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+    from context_cleaner import EnhancedTokenDatabaseBridge
+    from context_cleaner.bridge import Database
 
     if db_dir.parent.exists():
         shutil.rmtree(db_dir.parent)

@@ -49,9 +49,8 @@ def _query_times(ctx: BenchContext) -> list[Result]:
     from datetime import date
 
     from benchmarks.dashboard_bench import ROWS, ensure_database
-    from context_cleaner.analysis.periods import ReportQuery
-    from context_cleaner.analysis.report_rows import build_report
-    from context_cleaner.bridge.database import Database
+    from context_cleaner.analysis import ReportQuery, build_report
+    from context_cleaner.bridge import Database
     from context_cleaner.bridge.reports import report_cells
 
     db_dir, marker = ensure_database(ctx.corpus_dir.parent, ROWS)
@@ -115,7 +114,7 @@ def _fill_rollup(client: object) -> None:
 
 
 def _ensure_report_db(ctx: BenchContext) -> str:
-    from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
+    from context_cleaner import HistoricalDataMigrator
 
     db_dir = ctx.corpus_dir / "report-db"
     marker = ctx.corpus_dir / "report-db.done"

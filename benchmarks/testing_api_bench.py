@@ -74,8 +74,8 @@ def run(ctx: BenchContext) -> list[Result]:
 def main(argv: list[str]) -> int:
     import tempfile
 
-    from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
-    from context_cleaner.testing.testing_api import benchmark_migration_performance
+    from context_cleaner import HistoricalDataMigrator
+    from context_cleaner.testing import benchmark_migration_performance
 
     projects, expected = argv[0], json.loads(argv[1])
     with tempfile.TemporaryDirectory(prefix="cc-bench-api-") as folder:

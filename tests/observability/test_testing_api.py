@@ -9,10 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from context_cleaner.analysis.counter import EnhancedTokenCounter
-from context_cleaner.analysis.records import UsageRecord
-from context_cleaner.errors import ConfigurationError
-from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
+from context_cleaner import ConfigurationError, EnhancedTokenCounter, HistoricalDataMigrator
+from context_cleaner.analysis import UsageRecord
 from context_cleaner.testing import testing_api as api  # never import test_* names here
 from context_cleaner.testing.transcripts import generate_transcripts
 
