@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from context_cleaner._lazy import _typing_imports
+
 FACES = (
     "context_cleaner",
     "context_cleaner.analysis",
@@ -55,6 +57,13 @@ def test_every_exported_name_resolves_and_is_listed(face: str) -> None:
     assert set(module.__all__) <= set(dir(module))
     with pytest.raises(AttributeError):
         module.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("face", FACES)
+def test_all_lists_exactly_the_names_given_a_home(face: str) -> None:
+    module = importlib.import_module(face)
+    homes = _typing_imports(str(module.__file__))
+    assert set(homes) == set(module.__all__) - {"__version__"}
 
 
 def test_the_spec_names_come_from_the_top() -> None:

@@ -16,8 +16,7 @@ Prefect, OpenTelemetry, Rich or FastAPI)::
 from __future__ import annotations
 
 from context_cleaner._lazy import TYPE_CHECKING, lazy_face
-
-__version__ = "0.1.0"
+from context_cleaner.version import __version__
 
 __all__ = [
     "MIGRATION_ALERTS",
@@ -50,43 +49,9 @@ __all__ = [
     "is_transient",
 ]
 
-_EXPORTS = {
-    "context_cleaner.migration.historical_migrator": ("HistoricalDataMigrator",),
-    "context_cleaner.analysis.counter": ("EnhancedTokenCounter",),
-    "context_cleaner.bridge.token_bridge": ("EnhancedTokenDatabaseBridge",),
-    "context_cleaner.observability.metrics": ("MigrationMetrics",),
-    "context_cleaner.migration.alerts": ("MIGRATION_ALERTS",),
-    "context_cleaner.migration.models": (
-        "BatchProcessingResult",
-        "FileDiscoveryResult",
-        "HistoricalMigrationResult",
-        "IncrementalMigrationResult",
-        "JSONLFileInfo",
-        "MigrationProgress",
-        "RollbackResult",
-        "SessionVariance",
-        "SetupResult",
-        "ValidationResult",
-    ),
-    "context_cleaner.errors": (
-        "AnalysisError",
-        "ConfigurationError",
-        "ContextCleanerError",
-        "FileAccessError",
-        "MigrationError",
-        "ResourceError",
-        "SourceNotFoundError",
-        "TerminalError",
-        "TransientError",
-        "ValidationError",
-        "is_transient",
-    ),
-    "context_cleaner.bridge.exceptions": ("DatabaseError",),
-}
+__getattr__, __dir__ = lazy_face(__name__)
 
-__getattr__, __dir__ = lazy_face(__name__, _EXPORTS)
-
-if TYPE_CHECKING:  # what type checkers and editors see; at run time ``__getattr__`` loads them
+if TYPE_CHECKING:  # the names' homes; at run time ``__getattr__`` imports each on first use
     from context_cleaner.analysis.counter import EnhancedTokenCounter
     from context_cleaner.bridge.exceptions import DatabaseError
     from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge

@@ -1,7 +1,10 @@
 """Package faces that load their names on first use (PEP 562).
 
-A face lists its names once; each is imported from its module the first time it
-is read and then kept on the package, so ``import context_cleaner`` (and every
+A face lists its public names once, as imports under ``if TYPE_CHECKING:`` (what
+type checkers and editors read) and in ``__all__``. At run time nothing there
+is imported: :func:`lazy_face` gives the package a ``__getattr__`` that, the
+first time a name is read, finds its module among those imports, imports it and
+keeps the value on the package. So ``import context_cleaner`` (and every
 command's start-up) pays for none of the modules behind the names.
 """
 
@@ -9,28 +12,46 @@ from __future__ import annotations
 
 import sys
 
-# not ``typing.TYPE_CHECKING``: importing typing would be most of the start-up cost
+# not ``typing.TYPE_CHECKING``: importing typing would be most of a face's import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable
 
 
-def lazy_face(
-    package: str, exports: Mapping[str, Iterable[str]]
-) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for ``package``; ``exports`` maps a module to its names."""
-    home = {name: module for module, names in exports.items() for name in names}
+def _typing_imports(path: str) -> dict[str, tuple[str, str]]:
+    """name -> (module, name in it) of the ``from m import n`` lines under ``if TYPE_CHECKING:``."""
+    import ast
+
+    with open(path, encoding="utf-8") as source:
+        tree = ast.parse(source.read(), path)
+    found: dict[str, tuple[str, str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for stmt in node.body:
+                if isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
+                    for alias in stmt.names:
+                        found[alias.asname or alias.name] = (stmt.module, alias.name)
+    return found
+
+
+def lazy_face(package: str) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for ``package``, whose ``__init__`` lists its names
+    under ``if TYPE_CHECKING:`` and in ``__all__``."""
+    face = sys.modules[package]
+    homes: dict[str, tuple[str, str]] = {}
 
     def __getattr__(name: str) -> object:
-        module = home.get(name)
-        if module is None:
+        if not homes:
+            homes.update(_typing_imports(str(face.__file__)))
+        if name not in homes or name not in face.__all__:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        module, attribute = homes[name]
         __import__(module)  # not importlib: importing it would cost more than this module
-        value = getattr(sys.modules[module], name)
-        setattr(sys.modules[package], name, value)
+        value = getattr(sys.modules[module], attribute)
+        setattr(face, name, value)
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(vars(sys.modules[package])) | set(home))
+        return sorted(set(vars(face)) | set(face.__all__))
 
     return __getattr__, __dir__

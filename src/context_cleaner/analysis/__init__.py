@@ -11,7 +11,9 @@ Public names (each loads its module on first use)::
     report_from_transcripts(...)           a report straight from the transcripts
 """
 
-from context_cleaner._lazy import lazy_face
+from __future__ import annotations
+
+from context_cleaner._lazy import TYPE_CHECKING, lazy_face
 
 __all__ = [
     "AnalysisReport",
@@ -32,23 +34,21 @@ __all__ = [
     "scan_files",
 ]
 
-__getattr__, __dir__ = lazy_face(
-    __name__,
-    {
-        "context_cleaner.analysis.counter": ("EnhancedTokenCounter",),
-        "context_cleaner.analysis.report": ("AnalysisReport",),
-        "context_cleaner.analysis.discovery": (
-            "Discovery",
-            "TranscriptFile",
-            "discover",
-            "resolve_roots",
-        ),
-        "context_cleaner.analysis.scan": ("SkipLog", "scan_file", "scan_files"),
-        "context_cleaner.analysis.records": ("SkippedLine", "UsageRecord"),
-        "context_cleaner.analysis.dedup": ("UsageCollector",),
-        "context_cleaner.analysis.pricing": ("PriceTable",),
-        "context_cleaner.analysis.periods": ("ReportQuery",),
-        "context_cleaner.analysis.report_rows": ("build_report",),
-        "context_cleaner.analysis.transcript_report": ("report_from_transcripts",),
-    },
-)
+__getattr__, __dir__ = lazy_face(__name__)
+
+if TYPE_CHECKING:  # the names' homes; at run time ``__getattr__`` imports each on first use
+    from context_cleaner.analysis.counter import EnhancedTokenCounter
+    from context_cleaner.analysis.dedup import UsageCollector
+    from context_cleaner.analysis.discovery import (
+        Discovery,
+        TranscriptFile,
+        discover,
+        resolve_roots,
+    )
+    from context_cleaner.analysis.periods import ReportQuery
+    from context_cleaner.analysis.pricing import PriceTable
+    from context_cleaner.analysis.records import SkippedLine, UsageRecord
+    from context_cleaner.analysis.report import AnalysisReport
+    from context_cleaner.analysis.report_rows import build_report
+    from context_cleaner.analysis.scan import SkipLog, scan_file, scan_files
+    from context_cleaner.analysis.transcript_report import report_from_transcripts

@@ -161,7 +161,7 @@ def _has_code(text: str) -> bool:
 
 
 def _tool_version() -> str:
-    from context_cleaner import __version__
+    from context_cleaner.version import __version__
 
     return __version__
 

@@ -17,7 +17,6 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from context_cleaner import __version__
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.bridge.details import DETAILS_TABLE, insert_details
 from context_cleaner.bridge.queries import insert_rows
@@ -26,6 +25,7 @@ from context_cleaner.bridge.summaries import SUMMARIES, refresh_summaries
 from context_cleaner.bridge.tables import ALERT_COLUMNS, ALERTS, EXECUTION_LOG, METADATA
 from context_cleaner.bridge.tracking import TRACKING, FileCommit, commit_files, compact_files
 from context_cleaner.observability.telemetry import db_call
+from context_cleaner.version import __version__
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

@@ -15,7 +15,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from context_cleaner import __version__
 from context_cleaner.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -32,6 +31,7 @@ from context_cleaner.cli.common import (
 from context_cleaner.cli.types import integer
 from context_cleaner.errors import ContextCleanerError
 from context_cleaner.settings import DEBUG_ENV
+from context_cleaner.version import __version__
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

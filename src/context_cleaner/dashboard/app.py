@@ -26,13 +26,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from context_cleaner import __version__
 from context_cleaner.dashboard.answers import Answers
 from context_cleaner.dashboard.filters import InvalidFilterError
 from context_cleaner.dashboard.report_api import router as report_router
 from context_cleaner.dashboard.routes import router
 from context_cleaner.dashboard.sources import DashboardSource
 from context_cleaner.errors import ContextCleanerError, TransientError
+from context_cleaner.version import __version__
 
 STATIC_DIR = Path(__file__).with_name("static")
 COOKIE = "context_cleaner_dashboard"

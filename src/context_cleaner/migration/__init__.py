@@ -10,7 +10,9 @@ Public names (each loads its module on first use, so importing the package is fr
     HistoricalMigrationResult, ...                the result types (models.py)
 """
 
-from context_cleaner._lazy import lazy_face
+from __future__ import annotations
+
+from context_cleaner._lazy import TYPE_CHECKING, lazy_face
 
 __all__ = [
     "MIGRATION_ALERTS",
@@ -31,25 +33,23 @@ __all__ = [
     "validate_migration_integrity",
 ]
 
-__getattr__, __dir__ = lazy_face(
-    __name__,
-    {
-        "context_cleaner.migration.historical_migrator": ("HistoricalDataMigrator",),
-        "context_cleaner.migration.alerts": ("MIGRATION_ALERTS",),
-        "context_cleaner.migration.models": (
-            "BatchProcessingResult",
-            "FileDiscoveryResult",
-            "HistoricalMigrationResult",
-            "IncrementalMigrationResult",
-            "JSONLFileInfo",
-            "MigrationProgress",
-            "RollbackResult",
-            "SessionVariance",
-            "SetupResult",
-            "ValidationResult",
-        ),
-        "context_cleaner.migration.status": ("MigrationStatus", "get_migration_status"),
-        "context_cleaner.migration.rollback": ("rollback_migration",),
-        "context_cleaner.migration.validator": ("validate_migration_integrity",),
-    },
-)
+__getattr__, __dir__ = lazy_face(__name__)
+
+if TYPE_CHECKING:  # the names' homes; at run time ``__getattr__`` imports each on first use
+    from context_cleaner.migration.alerts import MIGRATION_ALERTS
+    from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
+    from context_cleaner.migration.models import (
+        BatchProcessingResult,
+        FileDiscoveryResult,
+        HistoricalMigrationResult,
+        IncrementalMigrationResult,
+        JSONLFileInfo,
+        MigrationProgress,
+        RollbackResult,
+        SessionVariance,
+        SetupResult,
+        ValidationResult,
+    )
+    from context_cleaner.migration.rollback import rollback_migration
+    from context_cleaner.migration.status import MigrationStatus, get_migration_status
+    from context_cleaner.migration.validator import validate_migration_integrity

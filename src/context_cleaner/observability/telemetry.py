@@ -280,7 +280,7 @@ def _build(
 ) -> Telemetry:
     from opentelemetry.sdk.resources import Resource
 
-    from context_cleaner import __version__
+    from context_cleaner.version import __version__
 
     resource = Resource.create({"service.name": service_name, "service.version": __version__})
     telemetry = Telemetry(exporters={"metrics": names["metrics"], "traces": names["traces"]})

@@ -6,7 +6,9 @@ Public names (Prefect is imported only when one of them is first read)::
     FlowRunFailed      a flow's run ended in failure
 """
 
-from context_cleaner._lazy import lazy_face
+from __future__ import annotations
+
+from context_cleaner._lazy import TYPE_CHECKING, lazy_face
 
 __all__ = [
     "FlowRunFailed",
@@ -16,4 +18,13 @@ __all__ = [
     "validation_flow",
 ]
 
-__getattr__, __dir__ = lazy_face(__name__, {"context_cleaner.orchestration.flows": __all__})
+__getattr__, __dir__ = lazy_face(__name__)
+
+if TYPE_CHECKING:  # the names' homes; at run time ``__getattr__`` imports each on first use
+    from context_cleaner.orchestration.flows import (
+        FlowRunFailed,
+        historical_migration_flow,
+        incremental_sync_flow,
+        rollback_flow,
+        validation_flow,
+    )

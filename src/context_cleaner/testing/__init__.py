@@ -9,7 +9,9 @@ Public names (each loads its module on first use)::
     generate_corpus, generate_transcripts  generated transcripts with known totals (transcripts/)
 """
 
-from context_cleaner._lazy import lazy_face
+from __future__ import annotations
+
+from context_cleaner._lazy import TYPE_CHECKING, lazy_face
 
 __all__ = [
     "SCALES",
@@ -24,19 +26,17 @@ __all__ = [
     "test_schema_compatibility",
 ]
 
-__getattr__, __dir__ = lazy_face(
-    __name__,
-    {
-        "context_cleaner.testing.testing_api": (
-            "SCALES",
-            "TestReport",
-            "benchmark_migration_performance",
-            "comprehensive_data_validation",
-            "dry_run_migration",
-            "performance_test_migration",
-            "test_end_to_end_migration",
-            "test_schema_compatibility",
-        ),
-        "context_cleaner.testing.transcripts": ("generate_corpus", "generate_transcripts"),
-    },
-)
+__getattr__, __dir__ = lazy_face(__name__)
+
+if TYPE_CHECKING:  # the names' homes; at run time ``__getattr__`` imports each on first use
+    from context_cleaner.testing.testing_api import (
+        SCALES,
+        TestReport,
+        benchmark_migration_performance,
+        comprehensive_data_validation,
+        dry_run_migration,
+        performance_test_migration,
+        test_end_to_end_migration,
+        test_schema_compatibility,
+    )
+    from context_cleaner.testing.transcripts import generate_corpus, generate_transcripts
