@@ -96,6 +96,19 @@ def _line(draw: st.DrawFn, obj: dict[str, Any], **meta: Any) -> Line:
     return Line(data, **meta)
 
 
+def _assistant_line(
+    draw: st.DrawFn, key: tuple[str, str] | None, unit: dict[str, Any], **changes: Any
+) -> Line:
+    """An ``assistant`` line (the unit's fields with ``changes``, as :func:`assistant` takes
+    them) and what it counts for; an unkeyed line (``key`` None) also keeps its timestamp."""
+    fields = {**unit, **changes}
+    sidechain = fields.get("sidechain", False)
+    ts_ms = fields["ts_ms"] if key is None else None
+    tokens = usage_tokens(fields["usage_obj"])
+    obj = assistant(**fields)
+    return _line(draw, obj, key=key, tokens=tokens, sidechain=sidechain, ts_ms=ts_ms)
+
+
 @st.composite
 def corpora(
     draw: st.DrawFn, max_units: int = 10, noise: bool = True, broken: bool = False
@@ -123,94 +136,70 @@ def corpora(
         key = (msg_id, request or "")
         final = draw(usages())
         cost = draw(st.sampled_from([None, None, None, 0.25]))
+        unit = {
+            "msg_id": msg_id,
+            "request_id": request,
+            "usage_obj": final,
+            "ts_ms": ts,
+            "model": model,
+            "session": session,
+        }
         if kind == "response":
             outputs = _partials(draw, final["output_tokens"], draw(st.integers(1, 4)))
             for n, out in enumerate(outputs):
-                u = _with_output(final, out)
-                obj = assistant(
-                    msg_id=msg_id,
-                    request_id=request,
-                    usage_obj=u,
+                line = _assistant_line(
+                    draw,
+                    key,
+                    unit,
+                    usage_obj=_with_output(final, out),
                     ts_ms=ts + 100 * n,
-                    model=model,
-                    session=session,
                     text=draw(st.sampled_from(TEXTS)),
                     cost_usd=cost,
                     ts_style=draw(st.sampled_from(["Z", "Z", "+00:00", "+09:00"])),
                 )
-                files[main_file].append(_line(draw, obj, key=key, tokens=usage_tokens(u)))
+                files[main_file].append(line)
             main_ids.append((msg_id, session))
         elif kind == "progress":
             # The main file embeds the subagent's message; the subagent file has it as sidechain.
             seen = draw(st.integers(0, final["output_tokens"]))
             u = _with_output(final, seen)
             obj = progress(
-                msg_id=msg_id,
-                request_id=request,
-                usage_obj=u,
-                ts_ms=ts,
-                model=model,
-                session=session,
+                **{**unit, "usage_obj": u},
                 outer_request=draw(st.booleans()),
                 outer_delay_ms=draw(st.sampled_from([0, 0, 7])),
             )
             files[main_file].append(_line(draw, obj, key=key, tokens=usage_tokens(u)))
             outputs = _partials(draw, final["output_tokens"], draw(st.integers(1, 3)))
             for n, out in enumerate(outputs):
-                u = _with_output(final, out)
-                obj = assistant(
-                    msg_id=msg_id,
-                    request_id=request,
-                    usage_obj=u,
+                line = _assistant_line(
+                    draw,
+                    key,
+                    unit,
+                    usage_obj=_with_output(final, out),
                     ts_ms=ts + 50 + 100 * n,
-                    model=model,
-                    session=session,
                     sidechain=True,
                 )
-                files[sub_file].append(
-                    _line(draw, obj, key=key, tokens=usage_tokens(u), sidechain=True)
-                )
+                files[sub_file].append(line)
         elif kind == "sidechain" or (kind == "replay" and not main_ids):
-            obj = assistant(
-                msg_id=msg_id,
-                request_id=request,
-                usage_obj=final,
-                ts_ms=ts,
-                model=model,
-                session=session,
-                sidechain=True,
-                cost_usd=cost,
-            )
-            line = _line(draw, obj, key=key, tokens=usage_tokens(final), sidechain=True)
+            line = _assistant_line(draw, key, unit, sidechain=True, cost_usd=cost)
             files[sub_file].append(line)
         elif kind == "replay":
             # A main message replayed in a subagent under a new request id: rule 4 drops it.
             replayed, replay_session = draw(st.sampled_from(main_ids))
             where = SESSIONS[replay_session][1] or SESSIONS[replay_session][0]
-            obj = assistant(
+            replay_key = (replayed, f"req_{i:03d}_replay")
+            line = _assistant_line(
+                draw,
+                replay_key,
+                unit,
                 msg_id=replayed,
-                request_id=f"req_{i:03d}_replay",
-                usage_obj=final,
-                ts_ms=ts,
-                model=model,
+                request_id=replay_key[1],
                 session=replay_session,
                 sidechain=True,
             )
-            replay_key = (replayed, f"req_{i:03d}_replay")
-            files[where].append(
-                _line(draw, obj, key=replay_key, tokens=usage_tokens(final), sidechain=True)
-            )
+            files[where].append(line)
         elif kind == "unkeyed":
-            obj = assistant(
-                msg_id=None,
-                request_id=request,
-                usage_obj=final,
-                ts_ms=ts,
-                model=model,
-                session=session,
-                cost_usd=cost,
-            )
-            line = _line(draw, obj, key=None, tokens=usage_tokens(final), ts_ms=ts)
+            line = _assistant_line(draw, None, unit, msg_id=None, cost_usd=cost)
             files[main_file].append(line)
         elif kind == "broken":
             mutation = draw(st.sampled_from([*MUTATIONS, "invalid_utf8"]))
