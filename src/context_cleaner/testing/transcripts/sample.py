@@ -1,9 +1,11 @@
 """A compact generator of realistic Claude Code transcripts with exact expected totals.
 
 The testing API (:mod:`context_cleaner.testing.testing_api`) migrates data it
-made itself, so it can compare the database with totals known in advance; the
-repository's larger generator (``benchmarks/generate_corpus.py``) is not
-installed with the package. What this one writes, as Claude Code 2.x does:
+made itself, so it can compare the database with totals known in advance. It
+asks for a number of counted tokens (the spec's ``test_data_size``) or bytes,
+and this generator stops at either; :mod:`.corpus`, the benchmarks' generator,
+aims at a size in bytes with far more kinds of lines. What this one writes, as
+Claude Code 2.x does:
 
 - ``projects/-home-user-projects-<name>/<session>.jsonl``: user turns, assistant
   responses written one line per content block (same ``message.id`` and
