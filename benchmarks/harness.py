@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -58,6 +59,28 @@ class BenchContext:
     @property
     def corpus_lines(self) -> int:
         return int(self.manifest["lines"])  # type: ignore[call-overload]
+
+    def row(
+        self,
+        benchmark: str,
+        tool: str,
+        run: RunResult,
+        *,
+        throughput: bool = True,
+        per_line: bool = False,
+        **fields: Any,
+    ) -> Result:
+        """A result row for ``run`` on this corpus: wall time, MB/s (and lines/s), peak RSS."""
+        fields.setdefault("peak_rss_mb", run.peak_rss / 1e6)
+        return Result(
+            benchmark,
+            self.size_label,
+            tool,
+            wall_s=run.wall_s,
+            mb_per_s=self.corpus_bytes / 1e6 / run.wall_s if throughput else None,
+            lines_per_s=self.corpus_lines / run.wall_s if per_line else None,
+            **fields,
+        )
 
 
 @dataclass

@@ -75,14 +75,8 @@ def run(ctx: BenchContext) -> list[Result]:
         failed = [f for f in fresh if f[1] is None]
         first, doc = failed[0] if failed else min(fresh, key=lambda f: f[0].wall_s)
         first.peak_tree_rss = max(f[0].peak_tree_rss for f in fresh)
-        row = Result(
-            benchmark="migrate",
-            corpus=ctx.size_label,
-            tool="context-cleaner migrate --no-validate (fresh db)",
-            wall_s=first.wall_s,
-            mb_per_s=ctx.corpus_bytes / 1e6 / first.wall_s,
-            lines_per_s=ctx.corpus_lines / first.wall_s,
-            peak_rss_mb=first.peak_rss / 1e6,
+        row = ctx.row(
+            "migrate", "context-cleaner migrate --no-validate (fresh db)", first, per_line=True
         )
         if doc is None:
             row.failed, row.check = True, "FAILED"
@@ -102,13 +96,11 @@ def run(ctx: BenchContext) -> list[Result]:
         results.append(row)
 
         best, vdoc = min(validated, key=lambda f: f[0].wall_s)
-        with_check = Result(
-            benchmark="migrate",
-            corpus=ctx.size_label,
-            tool="context-cleaner migrate, with its validation (fresh db)",
-            wall_s=best.wall_s,
-            mb_per_s=ctx.corpus_bytes / 1e6 / best.wall_s,
-            lines_per_s=ctx.corpus_lines / best.wall_s,
+        with_check = ctx.row(
+            "migrate",
+            "context-cleaner migrate, with its validation (fresh db)",
+            best,
+            per_line=True,
             peak_rss_mb=max(f[0].peak_rss for f in validated) / 1e6,
         )
         passed = bool(vdoc and vdoc.get("validation_passed"))
@@ -121,25 +113,14 @@ def run(ctx: BenchContext) -> list[Result]:
         results.append(with_check)
 
         check, report = _migrate(ctx, workdir / "db", "--full-validation", command="validate")
-        checked = Result(
-            benchmark="migrate",
-            corpus=ctx.size_label,
-            tool="context-cleaner validate --full-validation",
-            wall_s=check.wall_s,
-            mb_per_s=ctx.corpus_bytes / 1e6 / check.wall_s,
-            peak_rss_mb=check.peak_rss / 1e6,
-        )
+        checked = ctx.row("migrate", "context-cleaner validate --full-validation", check)
         checked.check = "passed" if report and report.get("passed") else "FAILED"
         checked.failed = checked.check != "passed"
         results.append(checked)
 
         second, doc2 = _migrate(ctx, workdir / "db", "--engine", "local")
-        again = Result(
-            benchmark="migrate",
-            corpus=ctx.size_label,
-            tool="context-cleaner migrate (again, nothing new)",
-            wall_s=second.wall_s,
-            peak_rss_mb=second.peak_rss / 1e6,
+        again = ctx.row(
+            "migrate", "context-cleaner migrate (again, nothing new)", second, throughput=False
         )
         inserted = doc2.get("total_records_inserted") if doc2 else None
         again.check = "inserted 0" if inserted == 0 else f"inserted {inserted}"
@@ -149,17 +130,8 @@ def run(ctx: BenchContext) -> list[Result]:
         if cc_runs:
             cc = min(cc_runs, key=lambda r: r.wall_s if r.returncode == 0 else float("inf"))
             cc.peak_tree_rss = max(r.peak_tree_rss for r in cc_runs)
-            results.append(
-                Result(
-                    benchmark="migrate",
-                    corpus=ctx.size_label,
-                    tool="ccusage daily (full scan)",
-                    wall_s=cc.wall_s,
-                    mb_per_s=ctx.corpus_bytes / 1e6 / cc.wall_s,
-                    peak_rss_mb=cc.peak_rss / 1e6,
-                    check="ran" if cc.returncode == 0 else "FAILED",
-                )
-            )
+            check_cc = "ran" if cc.returncode == 0 else "FAILED"
+            results.append(ctx.row("migrate", "ccusage daily (full scan)", cc, check=check_cc))
             if cc.returncode == 0 and cc.wall_s:
                 row.comparisons.append(
                     f"migrate {ctx.size_label}: full migration / ccusage full scan = "

@@ -142,15 +142,7 @@ def run(ctx: BenchContext) -> list[Result]:
     env = {**os.environ, "CONTEXT_CLEANER_CLICKHOUSE_URL": url}
     ours_cmd = [*opts.context_cleaner, "report", "daily", "--json"]
     ours = measure_repeated(ours_cmd, opts.repeat, env=env, timeout=opts.timeout)
-    row = Result(
-        "report daily",
-        ctx.size_label,
-        "context-cleaner (database)",
-        wall_s=ours.wall_s,
-        mb_per_s=ctx.corpus_bytes / 1e6 / ours.wall_s,
-        peak_rss_mb=ours.peak_rss / 1e6,
-        failed=ours.returncode != 0,
-    )
+    row = ctx.row("report daily", "context-cleaner (database)", ours, failed=ours.returncode != 0)
     results.append(row)
     if ours.returncode != 0 or not opts.ccusage:
         return results
@@ -161,16 +153,7 @@ def run(ctx: BenchContext) -> list[Result]:
         env=cc_env,
         timeout=opts.timeout,
     )
-    results.append(
-        Result(
-            "report daily",
-            ctx.size_label,
-            "ccusage daily",
-            wall_s=cc.wall_s,
-            mb_per_s=ctx.corpus_bytes / 1e6 / cc.wall_s,
-            peak_rss_mb=cc.peak_rss / 1e6,
-        )
-    )
+    results.append(ctx.row("report daily", "ccusage daily", cc))
     if cc.returncode == 0:
         mine = _days(json.loads(ours.stdout)["rows"], "total_tokens")
         theirs = _days(json.loads(cc.stdout)["daily"], "totalTokens")
