@@ -49,7 +49,8 @@ def _query_times(ctx: BenchContext) -> list[Result]:
     from datetime import date
 
     from benchmarks.dashboard_bench import ROWS, ensure_database
-    from context_cleaner.analysis import ReportQuery, build_report
+    from context_cleaner.analysis.periods import ReportQuery
+    from context_cleaner.analysis.report_rows import build_report
     from context_cleaner.bridge import Database
     from context_cleaner.bridge.reports import report_cells
 

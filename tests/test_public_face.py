@@ -13,7 +13,6 @@ from context_cleaner._lazy import _typing_imports
 
 FACES = (
     "context_cleaner",
-    "context_cleaner.analysis",
     "context_cleaner.testing",
 )
 HEAVY = ("clickhouse_connect", "chdb", "prefect", "opentelemetry", "rich", "fastapi")

@@ -18,39 +18,6 @@ from __future__ import annotations
 from context_cleaner._lazy import TYPE_CHECKING, lazy_face
 from context_cleaner.version import __version__
 
-__all__ = [
-    "MIGRATION_ALERTS",
-    "AnalysisError",
-    "BatchProcessingResult",
-    "ConfigurationError",
-    "ContextCleanerError",
-    "DatabaseError",
-    "EnhancedTokenCounter",
-    "EnhancedTokenDatabaseBridge",
-    "FileAccessError",
-    "FileDiscoveryResult",
-    "HistoricalDataMigrator",
-    "HistoricalMigrationResult",
-    "IncrementalMigrationResult",
-    "JSONLFileInfo",
-    "MigrationError",
-    "MigrationMetrics",
-    "MigrationProgress",
-    "ResourceError",
-    "RollbackResult",
-    "SessionVariance",
-    "SetupResult",
-    "SourceNotFoundError",
-    "TerminalError",
-    "TransientError",
-    "ValidationError",
-    "ValidationResult",
-    "__version__",
-    "is_transient",
-]
-
-__getattr__, __dir__ = lazy_face(__name__)
-
 if TYPE_CHECKING:  # the names' homes; at run time ``__getattr__`` imports each on first use
     from context_cleaner.analysis.counter import EnhancedTokenCounter
     from context_cleaner.bridge.exceptions import DatabaseError
@@ -83,3 +50,36 @@ if TYPE_CHECKING:  # the names' homes; at run time ``__getattr__`` imports each 
         ValidationResult,
     )
     from context_cleaner.observability.metrics import MigrationMetrics
+
+__all__ = [
+    "MIGRATION_ALERTS",
+    "AnalysisError",
+    "BatchProcessingResult",
+    "ConfigurationError",
+    "ContextCleanerError",
+    "DatabaseError",
+    "EnhancedTokenCounter",
+    "EnhancedTokenDatabaseBridge",
+    "FileAccessError",
+    "FileDiscoveryResult",
+    "HistoricalDataMigrator",
+    "HistoricalMigrationResult",
+    "IncrementalMigrationResult",
+    "JSONLFileInfo",
+    "MigrationError",
+    "MigrationMetrics",
+    "MigrationProgress",
+    "ResourceError",
+    "RollbackResult",
+    "SessionVariance",
+    "SetupResult",
+    "SourceNotFoundError",
+    "TerminalError",
+    "TransientError",
+    "ValidationError",
+    "ValidationResult",
+    "__version__",
+    "is_transient",
+]
+
+__getattr__, __dir__ = lazy_face(__name__)

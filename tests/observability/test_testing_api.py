@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from context_cleaner import ConfigurationError, EnhancedTokenCounter, HistoricalDataMigrator
-from context_cleaner.analysis import UsageRecord
+from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.testing import testing_api as api  # never import test_* names here
 from context_cleaner.testing.transcripts import generate_transcripts
 

@@ -13,6 +13,19 @@ from __future__ import annotations
 
 from context_cleaner._lazy import TYPE_CHECKING, lazy_face
 
+if TYPE_CHECKING:  # the names' homes; at run time ``__getattr__`` imports each on first use
+    from context_cleaner.testing.testing_api import (
+        SCALES,
+        TestReport,
+        benchmark_migration_performance,
+        comprehensive_data_validation,
+        dry_run_migration,
+        performance_test_migration,
+        test_end_to_end_migration,
+        test_schema_compatibility,
+    )
+    from context_cleaner.testing.transcripts import generate_corpus, generate_transcripts
+
 __all__ = [
     "SCALES",
     "TestReport",
@@ -27,16 +40,3 @@ __all__ = [
 ]
 
 __getattr__, __dir__ = lazy_face(__name__)
-
-if TYPE_CHECKING:  # the names' homes; at run time ``__getattr__`` imports each on first use
-    from context_cleaner.testing.testing_api import (
-        SCALES,
-        TestReport,
-        benchmark_migration_performance,
-        comprehensive_data_validation,
-        dry_run_migration,
-        performance_test_migration,
-        test_end_to_end_migration,
-        test_schema_compatibility,
-    )
-    from context_cleaner.testing.transcripts import generate_corpus, generate_transcripts

@@ -28,10 +28,15 @@ class SharedState:
     projects_dir: Path
     expected: ExpectedUsage
     bytes_written: int = 0
+    """Bytes of the files written so far: the corpus stops at its target size."""
     files: int = 0
+    """Files written, session and subagent files alike."""
     session_files: int = 0
+    """Main session files (the others are subagent files)."""
     lines: int = 0
+    """Lines of the files written, copied lines of resumed sessions included."""
     cost_usd_lines: int = 0
+    """Legacy lines that carry ``costUSD``."""
     orphan_progress_usage: int = 0
     """Progress-embedded usage records whose subagent file was not written."""
     line_types: Counter[str] = field(default_factory=Counter)
