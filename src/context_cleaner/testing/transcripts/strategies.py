@@ -97,11 +97,18 @@ def _line(draw: st.DrawFn, obj: dict[str, Any], **meta: Any) -> Line:
 
 
 def _assistant_line(
-    draw: st.DrawFn, key: tuple[str, str] | None, unit: dict[str, Any], **changes: Any
+    draw: st.DrawFn,
+    key: tuple[str, str] | None,
+    unit: dict[str, Any],
+    output: int | None = None,
+    **changes: Any,
 ) -> Line:
     """An ``assistant`` line (the unit's fields with ``changes``, as :func:`assistant` takes
-    them) and what it counts for; an unkeyed line (``key`` None) also keeps its timestamp."""
+    them; ``output``: a partial output count) and what it counts for; an unkeyed line
+    (``key`` None) also keeps its timestamp."""
     fields = {**unit, **changes}
+    if output is not None:
+        fields["usage_obj"] = _with_output(fields["usage_obj"], output)
     sidechain = fields.get("sidechain", False)
     ts_ms = fields["ts_ms"] if key is None else None
     tokens = usage_tokens(fields["usage_obj"])
@@ -151,7 +158,7 @@ def corpora(
                     draw,
                     key,
                     unit,
-                    usage_obj=_with_output(final, out),
+                    out,
                     ts_ms=ts + 100 * n,
                     text=draw(st.sampled_from(TEXTS)),
                     cost_usd=cost,
@@ -172,12 +179,7 @@ def corpora(
             outputs = _partials(draw, final["output_tokens"], draw(st.integers(1, 3)))
             for n, out in enumerate(outputs):
                 line = _assistant_line(
-                    draw,
-                    key,
-                    unit,
-                    usage_obj=_with_output(final, out),
-                    ts_ms=ts + 50 + 100 * n,
-                    sidechain=True,
+                    draw, key, unit, out, ts_ms=ts + 50 + 100 * n, sidechain=True
                 )
                 files[sub_file].append(line)
         elif kind == "sidechain" or (kind == "replay" and not main_ids):
