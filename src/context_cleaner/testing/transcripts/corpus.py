@@ -160,7 +160,7 @@ class _Corpus:
     def run(self) -> None:
         rng = self.rng
         index = 0
-        while self.state.bytes_written < self.target:
+        while self.state.written["bytes"] < self.target:
             spec = self._spec(index)
             previous = self.state.last_session.get(spec.project)
             resume = (
@@ -193,6 +193,7 @@ class _Corpus:
 
     def manifest(self) -> dict[str, object]:
         st = self.state
+        written = st.written
         result = self.expected.result()
         days = result["days"]
         assert isinstance(days, list)
@@ -202,15 +203,15 @@ class _Corpus:
             "generator_version": GENERATOR_VERSION,
             "seed": self.seed,
             "target_bytes": self.target,
-            "files": st.files,
-            "session_files": st.session_files,
-            "subagent_files": st.files - st.session_files,
-            "lines": st.lines,
-            "bytes": st.bytes_written,
+            "files": written["files"],
+            "session_files": written["session_files"],
+            "subagent_files": written["files"] - written["session_files"],
+            "lines": written["lines"],
+            "bytes": written["bytes"],
             "projects": len(st.projects),
             "line_types": dict(sorted(st.line_types.items())),
-            "cost_usd_lines": st.cost_usd_lines,
-            "progress_usage_without_subagent_file": st.orphan_progress_usage,
+            "cost_usd_lines": written["cost_usd_lines"],
+            "progress_usage_without_subagent_file": written["progress_usage_without_subagent_file"],
             "first_date": days[0]["date"] if days else None,
             "last_date": days[-1]["date"] if days else None,
             "resumed_sessions": self.resumed,

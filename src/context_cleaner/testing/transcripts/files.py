@@ -27,18 +27,11 @@ class SharedState:
     pools: ContentPools
     projects_dir: Path
     expected: ExpectedUsage
-    bytes_written: int = 0
-    """Bytes of the files written so far: the corpus stops at its target size."""
-    files: int = 0
-    """Files written, session and subagent files alike."""
-    session_files: int = 0
-    """Main session files (the others are subagent files)."""
-    lines: int = 0
-    """Lines of the files written, copied lines of resumed sessions included."""
-    cost_usd_lines: int = 0
-    """Legacy lines that carry ``costUSD``."""
-    orphan_progress_usage: int = 0
-    """Progress-embedded usage records whose subagent file was not written."""
+    written: Counter[str] = field(default_factory=Counter)
+    """What is on disk so far, by the manifest's keys: ``bytes`` (the corpus stops at its
+    target size), ``files`` (session and subagent files), ``session_files``, ``lines``,
+    ``cost_usd_lines`` (legacy lines with ``costUSD``) and
+    ``progress_usage_without_subagent_file`` (embedded usage whose subagent file is missing)."""
     line_types: Counter[str] = field(default_factory=Counter)
     projects: set[str] = field(default_factory=set)
     last_session: dict[str, FinishedSession] = field(default_factory=dict)
@@ -131,9 +124,7 @@ class CorpusFile:
         with open(path, "wb") as f:
             f.write(b"".join(self.lines))
         st = self.state
-        st.files += 1
-        st.lines += len(self.lines)
-        st.bytes_written += self.offset
+        st.written.update(files=1, lines=len(self.lines), bytes=self.offset)
         st.line_types.update(self.kinds)
         for _, rec in self.records:
             st.expected.add(rec)

@@ -96,7 +96,7 @@ class SessionParts:
     def _cost(self, u: Tokens) -> bytes:
         p_in, p_out, p_cw, p_cr = _LEGACY_PRICE
         cost = (u[0] * p_in + u[1] * p_out + (u[2] + u[3]) * p_cw + u[4] * p_cr) / 1e6
-        self.st.cost_usd_lines += 1
+        self.st.written["cost_usd_lines"] += 1
         return b',"costUSD":%s' % repr(round(cost, 8)).encode()
 
     def _hook(self, f: CorpusFile, h: bytes, event: bytes, tid: bytes, parent: bytes) -> None:

@@ -49,13 +49,13 @@ class SessionWriter(SubagentParts):
                     ("claude-opus-4-6", "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001")
                 )
             self._turn()
-            if st.bytes_written + self.main.offset >= stop_at_bytes:
+            if st.written["bytes"] + self.main.offset >= stop_at_bytes:
                 break
             if self.main.offset >= spec.byte_budget:
                 break
         self.boundaries.append((len(self.main.lines), self.parent, self.ctx))
         self.main.close()
-        st.session_files += 1
+        st.written["session_files"] += 1
         st.last_session[spec.project] = FinishedSession(
             session_id=self.sid.decode(),
             lines=self.main.lines,

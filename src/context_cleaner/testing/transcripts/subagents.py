@@ -86,7 +86,7 @@ class SubagentParts(SessionParts):
                     agent_progress(T.AGENT_ASSISTANT, (self.parent, h, ts, msg, rid, uid), ts)
                     main.usage(mid, rid, False, u, ts, model, True)
                     if not write_file:
-                        st.orphan_progress_usage += 1
+                        st.written["progress_usage_without_subagent_file"] += 1
                 if i >= len(blocks) - n_tools:
                     tid = tids[i - (len(blocks) - n_tools)]
                     content = self._tool_result(side, sh, tid, uid, sidechain=True)
