@@ -43,7 +43,7 @@ def lazy_face(package: str) -> tuple[Callable[[str], object], Callable[[], list[
     def __getattr__(name: str) -> object:
         if not homes:
             homes.update(_typing_imports(str(face.__file__)))
-        if name not in homes or name not in face.__all__:
+        if name not in homes or name not in vars(face).get("__all__", ()):
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, attribute = homes[name]
         __import__(module)  # not importlib: importing it would cost more than this module
@@ -52,6 +52,6 @@ def lazy_face(package: str) -> tuple[Callable[[str], object], Callable[[], list[
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(vars(face)) | set(face.__all__))
+        return sorted(set(vars(face)) | set(vars(face).get("__all__", ())))
 
     return __getattr__, __dir__
