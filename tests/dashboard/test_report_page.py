@@ -24,7 +24,7 @@ import test_browser
 from dashboard_helpers import Server, run_cli
 from test_browser import CHROMIUM, Page
 
-from context_cleaner.testing.sample_corpus import generate_transcripts
+from context_cleaner.testing.transcripts import generate_transcripts
 
 pytestmark = [
     pytest.mark.e2e,
