@@ -9,7 +9,7 @@ Prefect, OpenTelemetry, Rich or FastAPI)::
     EnhancedTokenDatabaseBridge   the ClickHouse tables (bridge/)
     MigrationMetrics              the spec's OpenTelemetry instruments (observability/)
     MIGRATION_ALERTS              alert thresholds
-    HistoricalMigrationResult ... the result types (migration/models.py)
+    HistoricalMigrationResult ... the result types (migration/models.py; RunResult their base)
     MigrationError ...            the error tree (errors.py; DatabaseError from bridge/)
 """
 
@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # the names' homes; at run time ``__getattr__`` imports each 
         JSONLFileInfo,
         MigrationProgress,
         RollbackResult,
+        RunResult,
         SessionVariance,
         SetupResult,
         ValidationResult,
@@ -71,6 +72,7 @@ __all__ = [
     "MigrationProgress",
     "ResourceError",
     "RollbackResult",
+    "RunResult",
     "SessionVariance",
     "SetupResult",
     "SourceNotFoundError",
