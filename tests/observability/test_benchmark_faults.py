@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from context_cleaner.analysis.counter import EnhancedTokenCounter
+from context_cleaner.analysis.fields import TOKEN_FIELDS as TOKEN_KEYS
 from context_cleaner.testing.benchmarking import FAULTY_LINES
-from context_cleaner.testing.sample_corpus import generate_transcripts
-
-TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
+from context_cleaner.testing.transcripts import generate_transcripts
 
 
 def test_each_faulty_line_is_skipped_and_every_good_token_counted(tmp_path: Path) -> None:
