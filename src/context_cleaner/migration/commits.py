@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.scan import FileStats, ScanResult
 from context_cleaner.bridge import CHANGE_KEYS, EnhancedTokenDatabaseBridge, FileCommit
-from context_cleaner.bridge.buckets import refresh_buckets
 from context_cleaner.errors import TransientError
 from context_cleaner.migration import ledger
 from context_cleaner.migration.models import BatchProcessingResult
@@ -114,7 +113,6 @@ def write_batch(
                 if records:
                     w.insert_records(records, migration_id)
                     w.refresh_summaries(sessions, migration_id, change)
-                    refresh_buckets(w.client, sessions, migration_id)
                 w.commit_files(commits, migration_id)
                 w.release_memory()
             if net is not None:

@@ -37,7 +37,6 @@ from context_cleaner.bridge import (
     pending_schema_files,
     query_rows,
 )
-from context_cleaner.bridge.buckets import refresh_buckets
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration.models import to_jsonable
 from context_cleaner.migration.status import get_migration_status
@@ -47,7 +46,6 @@ from context_cleaner.testing.transcripts.sample import generate_transcripts
 CHECKED_TABLES = (
     "enhanced_token_details",
     "enhanced_token_summaries",
-    "enhanced_token_buckets",
     "enhanced_analysis_metadata",
     "migration_execution_log",
     "migration_file_tracking",
@@ -177,7 +175,6 @@ def _round_trip(fresh: EnhancedTokenDatabaseBridge, folder: str) -> list[Check]:
     with fresh.writer() as w:
         w.insert_records(records, "compat")
         w.refresh_summaries(sessions, "compat")
-        refresh_buckets(w.client, sessions, "compat")
         w.log("compat", "compat", "round trip", "completed", {"records": len(records)})
         w.save_run({"migration_id": "compat", "run_kind": "validate", "status": "completed"})
     totals = fresh.get_migration_totals()
