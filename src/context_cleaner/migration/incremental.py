@@ -42,7 +42,6 @@ from context_cleaner.bridge import (
 )
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import freshness
-from context_cleaner.migration.commits import add_net
 from context_cleaner.migration.models import IncrementalMigrationResult
 from context_cleaner.migration.run_record import LogEntry, RunCounts, RunRecorder, new_run_id
 from context_cleaner.migration.sync_plan import (
@@ -266,6 +265,8 @@ def _record_run(
     totals.files_failed += state.files_failed
     totals.records_inserted += state.records_added
     totals.lines_skipped += state.skipped_lines
+    from context_cleaner.migration.commits import add_net  # the read path's module
+
     add_net(totals.net, state.net)
     run.tokens += state.tokens_added
     run.bytes_read += state.bytes_done
