@@ -45,7 +45,6 @@ if TYPE_CHECKING:
         DETAIL_COLUMNS,
         DETAILS_TABLE,
         SYNTHETIC_ID_PREFIX,
-        default_host,
         detail_columns,
         insert_details,
         storage_message_id,
@@ -64,6 +63,7 @@ if TYPE_CHECKING:
         translate_clickhouse_error,
     )
     from context_cleaner.bridge.generation import bump_generation, read_generation
+    from context_cleaner.bridge.host import default_host
     from context_cleaner.bridge.lock import (
         DEFAULT_LOCK_TIMEOUT,
         FileLock,
@@ -102,7 +102,7 @@ _HOMES = {
     "connection": "RetryPolicy chdb_supported close_client engine_holder open_client",
     "database": "Database database_exists",
     "details": (
-        "COUNTED_VIEW DETAILS_TABLE DETAIL_COLUMNS SYNTHETIC_ID_PREFIX default_host "
+        "COUNTED_VIEW DETAILS_TABLE DETAIL_COLUMNS SYNTHETIC_ID_PREFIX "
         "detail_columns insert_details storage_message_id synthetic_message_id"
     ),
     "exceptions": (
@@ -111,6 +111,7 @@ _HOMES = {
         "translate_clickhouse_error"
     ),
     "generation": "bump_generation read_generation",
+    "host": "default_host",
     "lock": "DEFAULT_LOCK_TIMEOUT FileLock lock_path_for someone_waiting",
     "queries": "insert_rows query_rows",
     "reads": "Filters read_alerts totals_dict",

@@ -17,9 +17,6 @@ driver writes them as raw ``DateTime64(3)`` ticks): measured ~2x faster than
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -28,8 +25,8 @@ from context_cleaner.analysis.extract import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.analysis.records import UsageRecord, path_hash, record_version
 from context_cleaner.bridge.exceptions import DatabaseQueryError
+from context_cleaner.bridge.host import default_host, default_user
 from context_cleaner.bridge.queries import insert_rows
-from context_cleaner.settings import HOST_ENV
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -76,18 +73,6 @@ def synthetic_message_id(file_path: str, byte_offset: int) -> str:
 def storage_message_id(record: UsageRecord) -> str:
     """``record.message_id``, or its synthetic id when it has none."""
     return record.message_id or synthetic_message_id(record.file_path, record.byte_offset)
-
-
-def default_host() -> str:
-    """This machine's name on its rows: ``$CONTEXT_CLEANER_HOST`` when set, else the hostname."""
-    return os.environ.get(HOST_ENV, "").strip() or socket.gethostname()
-
-
-def default_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return ""
 
 
 def detail_columns(

@@ -29,8 +29,6 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 if TYPE_CHECKING:
     from context_cleaner.bridge.database import Database
 
@@ -43,6 +41,8 @@ ALIVE, GONE, UNKNOWN = "alive", "gone", "unknown"
 
 @cache
 def _own_start() -> float:
+    import psutil  # only a run's writer and a judge of crashed runs need it
+
     try:
         return float(psutil.Process(os.getpid()).create_time())
     except psutil.Error:
@@ -62,6 +62,8 @@ def process_state(process: Any, run_host: str, this_host: str) -> str:
     pid, started = process.get("pid"), process.get("started")
     if not isinstance(pid, int) or not isinstance(started, int | float):
         return UNKNOWN
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from context_cleaner.bridge.database import Database
-from context_cleaner.bridge.details import COUNTED_VIEW, default_host, default_user
+from context_cleaner.bridge.details import COUNTED_VIEW
 from context_cleaner.bridge.generation import bump_generation, read_generation
+from context_cleaner.bridge.host import default_host, default_user
 from context_cleaner.bridge.queries import query_rows
 from context_cleaner.bridge.reads import BridgeReads, Filters, read_alerts, totals_dict
 from context_cleaner.bridge.schema import setup_schema

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -54,7 +55,33 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The module under cli/ that registers each command. A run registers only its command's
+#: group, so ``sync`` (run hourly, usually with nothing new) imports neither the
+#: dashboard's settings nor the doctor's checks; ``--help`` and unknown words get all.
+COMMAND_GROUPS = {
+    "migrate": "migration",
+    "sync": "migration",
+    "run": "migration",
+    "serve": "migration",
+    "validate": "database",
+    "rollback": "database",
+    "status": "database",
+    "dashboard": "dashboard",
+    "report": "report",
+    "doctor": "doctor",
+}
+GROUPS = ("migration", "database", "dashboard", "report", "doctor")
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv``: its first word that is not a flag (the program's own
+    flags take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given ``argv`` whose command is known, only that command's
+    group is registered (the others are neither imported nor shown)."""
     parser = argparse.ArgumentParser(
         prog="context-cleaner",
         description="Exact Claude Code token and cost accounting from your transcripts, "
@@ -98,13 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.set_defaults(handler=cmd_analyze)
 
-    from context_cleaner.cli import dashboard, database, doctor, migration, report
-
-    migration.register(sub)
-    database.register(sub)
-    dashboard.register(sub)
-    report.register(sub)
-    doctor.register(sub)
+    command = command_of(argv) if argv is not None else None
+    if command == "analyze":  # registered above
+        groups: tuple[str, ...] = ()
+    elif command in COMMAND_GROUPS:
+        groups = (COMMAND_GROUPS[command],)
+    else:
+        groups = GROUPS
+    for name in groups:
+        importlib.import_module(f"context_cleaner.cli.{name}").register(sub)
     return parser
 
 
@@ -114,7 +143,8 @@ def debugging(args: argparse.Namespace) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:

@@ -124,7 +124,7 @@ def _fast_sync(
 ) -> tuple[int | None, Discovery]:
     """``sync`` when nothing changed (stat calls only, before the heavy imports): its exit
     code, else None; and what discovery found, so the full sync does not walk again."""
-    from context_cleaner.bridge.details import default_host
+    from context_cleaner.bridge.host import default_host
     from context_cleaner.migration.incremental import SyncRequest, fast_sync
 
     result, found = fast_sync(database, default_host(), SyncRequest(settings.sources))

@@ -103,7 +103,7 @@ def _add_options(p: argparse.ArgumentParser, name: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from context_cleaner.analysis.periods import ReportQuery
-    from context_cleaner.bridge.details import default_host
+    from context_cleaner.bridge.host import default_host
     from context_cleaner.cli.common import EXIT_OK, command_settings, print_json, stdout_console
 
     asked = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(ReportQuery)}

@@ -34,12 +34,7 @@ from context_cleaner.analysis.discovery import (
     Discovery,
     resolve_roots,
 )
-from context_cleaner.bridge import (
-    Database,
-    EnhancedTokenDatabaseBridge,
-    bump_generation,
-    read_generation,
-)
+from context_cleaner.bridge import Database
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import freshness
 from context_cleaner.migration.models import IncrementalMigrationResult
@@ -54,7 +49,8 @@ from context_cleaner.migration.sync_plan import (
 )
 from context_cleaner.settings import BATCH_SIZE, DEFAULTS
 
-if TYPE_CHECKING:  # the pipeline is imported when there is something to read (see run_sync)
+if TYPE_CHECKING:  # the bridge's reads and the pipeline: imported when a sync runs in full
+    from context_cleaner.bridge import EnhancedTokenDatabaseBridge
     from context_cleaner.migration.models import BatchProcessingResult
     from context_cleaner.migration.pipeline import ProgressCallback, RunOptions, RunState
 
@@ -157,6 +153,7 @@ def run_sync(
         quick = _nothing_new(bridge.database, bridge.host, request, found, run, started)
         if quick is not None:
             return quick
+    from context_cleaner.bridge import bump_generation, read_generation
     from context_cleaner.migration import pipeline
 
     files = select_files(found.files, request.only_paths, request.since)
