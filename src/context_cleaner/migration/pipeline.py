@@ -24,6 +24,7 @@ from collections.abc import Callable, Generator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from context_cleaner.analysis.discovery import Discovery, TranscriptFile, discover, resolve_roots
 from context_cleaner.analysis.scan import ScanResult, merge_scans
@@ -189,10 +190,19 @@ def record_batch(state: RunState, batch: Sequence[WorkItem], result: BatchProces
     state.last_progress = time.time()
 
 
-BatchExecutor = Callable[
-    [EnhancedTokenDatabaseBridge, RunState, RunOptions, list[list[WorkItem]], "BatchReader | None"],
-    Generator[tuple[Sequence[WorkItem], BatchProcessingResult], None, None],
-]
+class BatchJob(NamedTuple):
+    """What an executor is given: a run's planned batches, where they are committed and
+    how they are read (``reader``: an entered one to use, else the executor makes one)."""
+
+    bridge: EnhancedTokenDatabaseBridge
+    state: RunState
+    options: RunOptions
+    plan: list[list[WorkItem]]
+    reader: BatchReader | None
+
+
+BatchResults = Generator[tuple[Sequence[WorkItem], BatchProcessingResult], None, None]
+BatchExecutor = Callable[[BatchJob], BatchResults]
 """Reads and commits a run's planned batches, yielding each batch read and its result."""
 
 
@@ -277,18 +287,13 @@ class Gatherer:
         return unit if unit.indices else None
 
 
-def local_batches(
-    bridge: EnhancedTokenDatabaseBridge,
-    state: RunState,
-    options: RunOptions,
-    plan: list[list[WorkItem]],
-    reader: BatchReader | None,
-) -> Generator[tuple[Sequence[WorkItem], BatchProcessingResult], None, None]:
+def local_batches(job: BatchJob) -> BatchResults:
     """The plain executor: batches read on worker processes, committed here in order.
 
     Consecutive batches are committed together (:class:`Gatherer`) and yielded as one
     batch: the run counts and checkpoints what is committed.
     """
+    bridge, state, options, plan, reader = job
     own = reader is None
     made = BatchReader(read_workers(state, options)) if own else None
     gather = Gatherer(options, bridge, checkpoint_ends(plan, options.checkpoint_interval))
@@ -380,7 +385,7 @@ def run_batches(
     files_committed = 0
     checkpoint_no = 0
     executor = BATCH_EXECUTOR.get() or local_batches
-    with contextlib.closing(executor(bridge, state, options, plan, reader)) as results:
+    with contextlib.closing(executor(BatchJob(bridge, state, options, plan, reader))) as results:
         for batch, result in results:
             record_batch(state, batch, result)
             if (observer := BATCH_OBSERVER.get()) is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prefect import task
@@ -190,14 +190,8 @@ class PrefectBatches:
         self.tasks_cached = 0
         self.batches_cached = 0
 
-    def __call__(
-        self,
-        bridge: EnhancedTokenDatabaseBridge,
-        state: RunState,
-        options: RunOptions,
-        plan: list[list[WorkItem]],
-        reader: BatchReader | None,
-    ) -> Generator[tuple[Sequence[WorkItem], BatchProcessingResult], None, None]:
+    def __call__(self, job: pipeline.BatchJob) -> pipeline.BatchResults:
+        bridge, state, options, plan, reader = job
         assert state.plan is not None and state.discovery is not None
         fresh = resume_keys.plan_layout(plan, self.max_tasks)
         if options.dry_run:
