@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from context_cleaner.analysis.fields import TOKEN_FIELDS
 from context_cleaner.analysis.records import UsageRecord, path_hash
 
 
@@ -49,12 +50,7 @@ class RawLineSum(msgspec.Struct):
 
     @property
     def total_tokens(self) -> int:
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_creation_tokens
-            + self.cache_read_tokens
-        )
+        return sum(getattr(self, name) for name in TOKEN_FIELDS)
 
     def add(self, record: UsageRecord) -> None:
         self.lines += 1

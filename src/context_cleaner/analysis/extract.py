@@ -58,29 +58,27 @@ class _Message(msgspec.Struct):
     usage: _Usage | None = None
 
 
-class _Line(msgspec.Struct):
-    type: str | None = None
+class _Entry(msgspec.Struct):
+    """What a line says of the response it records: also the shape of the assistant
+    message a ``progress`` line carries in its ``data``."""
+
     timestamp: datetime | None = None
-    sessionId: str | None = None
     requestId: str | None = None
     isSidechain: bool | None = None
     costUSD: float | None = None
     message: _Message | None = None
+
+
+class _Line(_Entry):
+    type: str | None = None
+    sessionId: str | None = None
     data: msgspec.Raw = msgspec.Raw()
     """Kept undecoded until needed (``progress`` lines); empty when absent. (``Raw | None``
     would reject every object.)"""
 
 
-class _ProgressMessage(msgspec.Struct):
-    timestamp: datetime | None = None
-    requestId: str | None = None
-    isSidechain: bool | None = None
-    costUSD: float | None = None
-    message: _Message | None = None
-
-
 class _ProgressData(msgspec.Struct):
-    message: _ProgressMessage | None = None
+    message: _Entry | None = None
 
 
 _line_decoder = msgspec.json.Decoder(_Line)
