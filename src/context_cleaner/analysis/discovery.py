@@ -30,6 +30,13 @@ class TranscriptFile:
     device: int
     inode: int
 
+    @classmethod
+    def from_stat(
+        cls, root: Path, path: Path, relative_path: str, st: os.stat_result
+    ) -> TranscriptFile:
+        """The file as discovery finds it, from a ``stat`` of ``path`` (links followed)."""
+        return cls(root, path, relative_path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+
     @property
     def project(self) -> str:
         """The encoded project folder (first path part), or ``""`` for a file at the root."""
@@ -170,15 +177,7 @@ def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
                 else:
                     subdirs.append((Path(entry.path), rel + "/"))
             elif stat.S_ISREG(entry_stat.st_mode) and entry.name.endswith(".jsonl"):
-                yield TranscriptFile(
-                    root=root,
-                    path=Path(entry.path),
-                    relative_path=rel,
-                    size=entry_stat.st_size,
-                    mtime_ns=entry_stat.st_mtime_ns,
-                    device=entry_stat.st_dev,
-                    inode=entry_stat.st_ino,
-                )
+                yield TranscriptFile.from_stat(root, Path(entry.path), rel, entry_stat)
         stack.extend(reversed(subdirs))
 
 

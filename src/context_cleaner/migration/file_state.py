@@ -307,15 +307,8 @@ def classify_all(
 
 def transcript_from_stat(t: TrackedFile, st: os.stat_result) -> TranscriptFile:
     """A tracked file as discovery would find it, from a ``stat`` of its path."""
-    return TranscriptFile(
-        root=Path(t.source_root),
-        path=Path(t.source_root, t.file_path),
-        relative_path=t.file_path,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        device=st.st_dev,
-        inode=st.st_ino,
-    )
+    root = Path(t.source_root)
+    return TranscriptFile.from_stat(root, root / t.file_path, t.file_path, st)
 
 
 def classify_stats(

@@ -71,17 +71,8 @@ def discover_request(request: SyncRequest) -> Discovery:
                 found.problems.append(DiscoveryProblem(raw, exc.strerror or type(exc).__name__))
             continue  # gone: deleted or renamed away (its rows stay)
         if stat.S_ISREG(st.st_mode):
-            found.files.append(
-                TranscriptFile(
-                    root=root,
-                    path=path,
-                    relative_path=path.relative_to(root).as_posix(),
-                    size=st.st_size,
-                    mtime_ns=st.st_mtime_ns,
-                    device=st.st_dev,
-                    inode=st.st_ino,
-                )
-            )
+            relative = path.relative_to(root).as_posix()
+            found.files.append(TranscriptFile.from_stat(root, path, relative, st))
     return found
 
 

@@ -342,16 +342,7 @@ def tokens_of(records: Iterable[UsageRecord]) -> Tokens:
 def transcript(root: Path, relative_path: str) -> TranscriptFile:
     """A ``TranscriptFile`` for one file, as discovery would make it."""
     path = root / relative_path
-    st_ = os.stat(path)
-    return TranscriptFile(
-        root=root,
-        path=path,
-        relative_path=relative_path,
-        size=st_.st_size,
-        mtime_ns=st_.st_mtime_ns,
-        device=st_.st_dev,
-        inode=st_.st_ino,
-    )
+    return TranscriptFile.from_stat(root, path, relative_path, os.stat(path))
 
 
 # -- broken lines --------------------------------------------------------------------
