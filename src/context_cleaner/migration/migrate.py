@@ -9,6 +9,7 @@ reads and counts without writing anything.
 from __future__ import annotations
 
 import time
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,33 +44,31 @@ def counts_of(state: RunState) -> RunCounts:
     )
 
 
+@dataclass(eq=False)  # a run is itself: compared and hashed by identity
 class MigrationRun:
     """One run of :meth:`HistoricalDataMigrator.run` (a migration, a dry run, or a sync's
     plan read as a migration's)."""
 
-    def __init__(
-        self,
-        bridge: EnhancedTokenDatabaseBridge,
-        state: RunState,
-        options: RunOptions,
-        *,
-        kind: str = "migrate",
-        validation_enabled: bool = True,
-        keep_snapshots: int = rollback.DEFAULT_KEEP,
-        min_snapshot_interval: float = 0.0,
-        monitor: RunMonitor | None = None,
-    ) -> None:
-        self.bridge = bridge
-        self.state = state
-        self.options = options
-        self.kind = kind
-        self.dry_run = options.dry_run
-        self.validation_enabled = validation_enabled
-        self.keep_snapshots = keep_snapshots
-        self.min_snapshot_interval = min_snapshot_interval
-        self.monitor = monitor
-        self.recorder = RunRecorder(bridge, kind, state.migration_id, started=state.started)
-        self._last_snapshot = 0.0
+    bridge: EnhancedTokenDatabaseBridge
+    state: RunState
+    options: RunOptions
+    _: KW_ONLY
+    kind: str = "migrate"
+    validation_enabled: bool = True
+    keep_snapshots: int = rollback.DEFAULT_KEEP
+    min_snapshot_interval: float = 0.0
+    monitor: RunMonitor | None = None
+    recorder: RunRecorder = field(init=False)
+    _last_snapshot: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self.recorder = RunRecorder(
+            self.bridge, self.kind, self.state.migration_id, started=self.state.started
+        )
+
+    @property
+    def dry_run(self) -> bool:
+        return self.options.dry_run
 
     def execute(
         self, reader: BatchReader | None, progress: ProgressCallback | None
