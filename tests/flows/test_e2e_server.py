@@ -1,9 +1,10 @@
-"""End to end: a real ``prefect server start``, deployments/prefect.yaml, a process worker, serve.
+"""End to end: a real ``prefect server start``, deployments/prefect.yaml, a process worker, serve,
+and ``--engine prefect`` runs SIGKILLed mid-way.
 
-The server runs on a free loopback port with its own PREFECT_HOME; every command
-is the real CLI in a subprocess. The worker's environment points CLAUDE_CONFIG_DIR
-and the default database into tmp, so even a scheduled run that happens to fall
-due during the test never touches the user's transcripts or database.
+One server, on a free loopback port with its own PREFECT_HOME, serves every test of the
+module; every command is the real CLI in a subprocess. The worker's environment points
+CLAUDE_CONFIG_DIR and the default database into tmp, so even a scheduled run that happens
+to fall due during the test never touches the user's transcripts or database.
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ class Server:
         assert done.returncode == 0, f"{args}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
+    def run_failing(self, *args: str, env: dict[str, str], timeout: float = 120) -> str:
+        """Run a command that must fail; its output."""
+        done = subprocess.run(
+            list(args), env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+        )
+        assert done.returncode != 0, f"{args}\n{done.stdout[-3000:]}"
+        return done.stdout + done.stderr
+
     def get(self, path: str) -> Any:
         response = httpx.get(self.api_url + path, timeout=30)
         response.raise_for_status()
@@ -139,8 +148,40 @@ class _Webhook(http.server.BaseHTTPRequestHandler):
         pass
 
 
+WORK_POOL_DEPLOYMENTS = ("incremental-sync/hourly-sync", "validation/daily-validation")
+
+
+@pytest.fixture(scope="module")
+def deployed(server: Server) -> dict[str, dict[str, Any]]:
+    """deployments/prefect.yaml deployed to a process work pool: each deployment's
+    :func:`_as_deployed` view, as ``prefect deploy`` left it."""
+    server.run(PREFECT, "work-pool", "create", "context-cleaner", "--type", "process")
+    server.run(
+        PREFECT, "deploy", "--prefect-file", "deployments/prefect.yaml", "--all", "--no-prompt"
+    )
+    return {
+        name: _as_deployed(server.get(f"/deployments/name/{name}"))
+        for name in WORK_POOL_DEPLOYMENTS
+    }
+
+
+def _as_deployed(deployment: dict[str, Any]) -> dict[str, Any]:
+    """What ``serve`` must never change of a deployment it did not create."""
+    limit = deployment.get("global_concurrency_limit") or {}
+    return {
+        "work_pool_name": deployment["work_pool_name"],
+        "tags": sorted(deployment["tags"]),
+        "concurrency_limit": limit.get("limit"),
+        "schedules": [(s["schedule"], s["active"]) for s in deployment["schedules"]],
+        "paused": deployment["paused"],
+        "parameters": deployment["parameters"],
+        "entrypoint": deployment["entrypoint"],
+        "description": deployment["description"],
+    }
+
+
 def test_deployed_hourly_sync_runs_on_a_process_worker_and_alerts(
-    server: Server, fixtures_dir: Path, tmp_path: Path
+    server: Server, deployed: dict[str, dict[str, Any]], fixtures_dir: Path, tmp_path: Path
 ) -> None:
     hook = http.server.HTTPServer(("127.0.0.1", 0), _Webhook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
@@ -150,15 +191,11 @@ def test_deployed_hourly_sync_runs_on_a_process_worker_and_alerts(
         CONTEXT_CLEANER_CLICKHOUSE_URL=f"chdb://{tmp_path}/scheduled-db",
     )
     try:
-        server.run(PREFECT, "work-pool", "create", "context-cleaner", "--type", "process")
-        server.run(
-            PREFECT, "deploy", "--prefect-file", "deployments/prefect.yaml", "--all", "--no-prompt"
-        )
-        sync = server.get("/deployments/name/incremental-sync/hourly-sync")
+        sync, daily = (deployed[name] for name in WORK_POOL_DEPLOYMENTS)
         assert sync["work_pool_name"] == "context-cleaner"
-        assert [s["schedule"]["cron"] for s in sync["schedules"]] == ["0 * * * *"]
-        daily = server.get("/deployments/name/validation/daily-validation")
-        assert [s["schedule"]["cron"] for s in daily["schedules"]] == ["30 3 * * *"]
+        assert [s["cron"] for s, _ in sync["schedules"]] == ["0 * * * *"]
+        assert sync["concurrency_limit"] == 1 and sync["tags"] == ["context-cleaner"]
+        assert [s["cron"] for s, _ in daily["schedules"]] == ["30 3 * * *"]
 
         server.run(
             sys.executable,
@@ -197,13 +234,15 @@ def test_deployed_hourly_sync_runs_on_a_process_worker_and_alerts(
         hook.server_close()
 
 
-def test_serve_runs_the_scheduled_flows_from_its_own_process(
-    server: Server, fixtures_dir: Path, tmp_path: Path
+def test_serve_runs_its_own_deployments_and_leaves_the_work_pools_alone(
+    server: Server, deployed: dict[str, dict[str, Any]], fixtures_dir: Path, tmp_path: Path
 ) -> None:
     url = f"chdb://{tmp_path}/db"
     source = ["--source-dir", str(fixtures_dir / "projects")]
-    env = server.env(PREFECT_RUNNER_POLL_FREQUENCY="1")
-    log = (tmp_path / "serve.log").open("w")
+    env = server.env(PREFECT_RUNNER_POLL_FREQUENCY="1", CONTEXT_CLEANER_HOST="e2e-host")
+    served = ("incremental-sync/hourly-sync@e2e-host", "validation/daily-validation@e2e-host")
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("w")
     serve = subprocess.Popen(
         [sys.executable, "-m", "context_cleaner", "serve", "--clickhouse-url", url, *source],
         env=env,
@@ -214,32 +253,40 @@ def test_serve_runs_the_scheduled_flows_from_its_own_process(
     )
     try:
         deadline = time.monotonic() + 60
-        while True:  # serve (re)registers both deployments with its own parameters
+        while True:  # serve registers its two deployments, under names of its own
             try:
-                sync = server.get("/deployments/name/incremental-sync/hourly-sync")
-                daily = server.get("/deployments/name/validation/daily-validation")
-                if {sync["parameters"].get("clickhouse_url")} == {
-                    daily["parameters"].get("clickhouse_url"),
-                    url,
-                }:
+                sync, daily = (server.get(f"/deployments/name/{name}") for name in served)
+                if sync["last_polled"] and daily["parameters"].get("clickhouse_url") == url:
                     break
             except httpx.HTTPError:
                 pass
-            assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            assert serve.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
             time.sleep(0.5)
+        assert sync["work_pool_name"] is None and sync["parameters"]["clickhouse_url"] == url
         assert [s["schedule"]["cron"] for s in sync["schedules"]] == ["0 * * * *"]
         assert [s["schedule"]["cron"] for s in daily["schedules"]] == ["30 3 * * *"]
-        out = server.run(PREFECT, "deployment", "run", "incremental-sync/hourly-sync")
+        assert not sync["paused"] and not daily["paused"]
+        for name, before in deployed.items():  # untouched while serve runs
+            assert _as_deployed(server.get(f"/deployments/name/{name}")) == before, name
+        out = server.run(PREFECT, "deployment", "run", served[0])
         match = re.search(r"UUID: ([0-9a-f-]{36})", out)
         assert match, out
         assert server.wait_for_state(match.group(1)) == "COMPLETED"
         assert database_totals(url)["total_tokens"] == CCUSAGE_TOTAL
+
+        second = server.run_failing(  # a second serve of this host would take them over
+            sys.executable, "-m", "context_cleaner", "serve", "--clickhouse-url", url, env=env
+        )
+        assert "Another `context-cleaner serve` serves" in second
     finally:
-        os.killpg(serve.pid, signal.SIGINT)
+        os.killpg(serve.pid, signal.SIGTERM)
         try:
             serve.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait(timeout=30)
         log.close()
+    for name, before in deployed.items():  # stopping serve left them exactly as deployed
+        assert _as_deployed(server.get(f"/deployments/name/{name}")) == before, name
+    assert all(server.get(f"/deployments/name/{name}")["paused"] for name in served)

@@ -7,6 +7,7 @@ calls one core function and renders the answer.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from context_cleaner.cli.common import (
@@ -25,7 +26,7 @@ from context_cleaner.cli.common import (
     stdout_console,
 )
 from context_cleaner.cli.types import integer, number
-from context_cleaner.settings import DEFAULTS
+from context_cleaner.settings import API_ENV, DEFAULTS, Settings
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -124,6 +125,21 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _end_crashed_flow_runs(settings: Settings) -> None:
+    """A crashed run is shown: its Prefect flow run (if any) ends ``Crashed`` too, when the
+    commands run through a Prefect API (never starting a temporary server for it)."""
+    if not (settings.use_prefect() and os.environ.get(API_ENV)):
+        return
+    from context_cleaner.orchestration.crashed import end_crashed_flow_runs_now
+
+    try:
+        end_crashed_flow_runs_now()
+    except Exception as exc:  # status still answers without Prefect
+        stderr_console().print(
+            f"note: Prefect did not answer, its crashed runs stay: {escape(str(exc))}"
+        )
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """database totals, recent runs, per-file sync state and data lag
 
@@ -132,7 +148,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from context_cleaner.bridge.from_settings import open_bridge
     from context_cleaner.migration.status_report import status_payload
 
-    payload = status_payload(open_bridge(command_settings(args)), args.migration_id)
+    settings = command_settings(args)
+    payload = status_payload(open_bridge(settings), args.migration_id)
+    if any(run.get("status") == "crashed" for run in payload["runs"]):
+        _end_crashed_flow_runs(settings)
     if args.json:
         print_json(payload)
     else:

@@ -44,6 +44,7 @@ from context_cleaner.migration.models import (
     ValidationResult,
 )
 from context_cleaner.orchestration import resume_keys
+from context_cleaner.orchestration.crashed import claim_process
 from context_cleaner.orchestration.flow_reports import (
     migration_table,
     rollback_table,
@@ -164,7 +165,11 @@ def _publish(rows: list[dict[str, Any]], key: str, title: str, ok: bool, counts:
 # -- flows -----------------------------------------------------------------------------------
 
 
-@flow(name="historical-migration", description="context-cleaner migrate, as a Prefect flow.")
+@flow(
+    name="historical-migration",
+    description="context-cleaner migrate, as a Prefect flow.",
+    on_running=[claim_process],
+)
 def historical_migration_flow(
     source_dirs: list[str] | None = None,
     clickhouse_url: str | None = None,
@@ -206,7 +211,11 @@ def historical_migration_flow(
     return result
 
 
-@flow(name="incremental-sync", description="context-cleaner sync, as a Prefect flow.")
+@flow(
+    name="incremental-sync",
+    description="context-cleaner sync, as a Prefect flow.",
+    on_running=[claim_process],
+)
 def incremental_sync_flow(
     source_dirs: list[str] | None = None,
     clickhouse_url: str | None = None,
@@ -266,7 +275,11 @@ def validate_task(
     )
 
 
-@flow(name="validation", description="context-cleaner validate, as a Prefect flow (daily).")
+@flow(
+    name="validation",
+    description="context-cleaner validate, as a Prefect flow (daily).",
+    on_running=[claim_process],
+)
 def validation_flow(
     source_dirs: list[str] | None = None,
     clickhouse_url: str | None = None,
@@ -309,7 +322,11 @@ def rollback_task(
     return rollback_migration(bridge, migration_id, mode, to_checkpoint)
 
 
-@flow(name="rollback", description="context-cleaner rollback, as a Prefect flow.")
+@flow(
+    name="rollback",
+    description="context-cleaner rollback, as a Prefect flow.",
+    on_running=[claim_process],
+)
 def rollback_flow(
     migration_id: str,
     mode: str = "complete",
