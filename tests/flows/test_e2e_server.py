@@ -9,6 +9,7 @@ to fall due during the test never touches the user's transcripts or database.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+import psutil
 import pytest
 
 from .conftest import REPO
@@ -290,3 +292,147 @@ def test_serve_runs_its_own_deployments_and_leaves_the_work_pools_alone(
     for name, before in deployed.items():  # stopping serve left them exactly as deployed
         assert _as_deployed(server.get(f"/deployments/name/{name}")) == before, name
     assert all(server.get(f"/deployments/name/{name}")["paused"] for name in served)
+
+
+# -- a --engine prefect run SIGKILLed mid-way ---------------------------------------------------
+
+
+def _running_flow_run(api_url: str, pid: int) -> str | None:
+    """The id of the Running historical-migration flow run of process ``pid`` (None yet)."""
+    body = {
+        "flows": {"name": {"any_": ["historical-migration"]}},
+        "flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}},
+    }
+    try:
+        runs = httpx.post(api_url + "/flow_runs/filter", json=body, timeout=10).json()
+    except httpx.HTTPError:
+        return None
+    for run in runs:
+        if run["labels"].get("context-cleaner.pid") == pid:
+            return str(run["id"])
+    return None
+
+
+def _batches_done(api_url: str, flow_run_id: str) -> int:
+    body = {
+        "flow_runs": {"id": {"any_": [flow_run_id]}},
+        "task_runs": {"state": {"type": {"any_": ["COMPLETED"]}}},
+    }
+    runs = httpx.post(api_url + "/task_runs/filter", json=body, timeout=10).json()
+    return sum(1 for run in runs if run["name"].startswith("batch-"))
+
+
+def _temporary_api(proc: subprocess.Popen[bytes]) -> str | None:
+    """The API of the temporary server ``proc`` started (None while there is none)."""
+    try:
+        children = psutil.Process(proc.pid).children()
+    except psutil.Error:
+        return None
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            args = child.cmdline()
+            if "uvicorn" in args and "--port" in args:
+                return f"http://127.0.0.1:{args[args.index('--port') + 1]}/api"
+    return None
+
+
+def _kill_mid_run(args: list[str], env: dict[str, str], api_url: str | None) -> tuple[str, int]:
+    """Start ``args`` (a ``--engine prefect`` migrate), SIGKILL it once its flow run is
+    Running; the flow run's id and the session id of what it started."""
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        flow_run_id = None
+        while flow_run_id is None:
+            api = api_url or _temporary_api(proc)
+            flow_run_id = _running_flow_run(api, proc.pid) if api else None
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no Running flow run of the command"
+            time.sleep(0.2)
+        while not _batches_done(api, flow_run_id):  # mid-way: a batch committed
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no batch of the run finished"
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        return flow_run_id, proc.pid
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
+def _session_left(sid: int, timeout: float = 15) -> list[str]:
+    """The processes of session ``sid`` still alive after ``timeout`` s (command lines)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for p in psutil.process_iter(["pid"]):
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getsid(p.pid) == sid and p.status() != psutil.STATUS_ZOMBIE:
+                    left.append(" ".join(p.cmdline())[:200])
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def _migrate(corpus: Path, url: str) -> list[str]:
+    return [
+        *(sys.executable, "-m", "context_cleaner", "migrate", "--engine", "prefect"),
+        *("--batch-size", "1", "--source-dir", str(corpus), "--clickhouse-url", url),
+    ]
+
+
+def test_a_killed_run_is_crashed_in_prefect_after_the_next_status(
+    server: Server, small_corpus: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    url = f"chdb://{tmp_path}/db"
+    env = server.env(CLAUDE_CONFIG_DIR=str(tmp_path / "none"))
+    flow_run_id, _ = _kill_mid_run(_migrate(small_corpus[0], url), env, server.api_url)
+    assert server.get(f"/flow_runs/{flow_run_id}")["state"]["type"] == "RUNNING"
+
+    out = server.run(
+        sys.executable,
+        "-m",
+        "context_cleaner",
+        "status",
+        "--json",
+        "--clickhouse-url",
+        url,
+        env=env,
+    )
+    assert json.loads(out)["runs"][0]["status"] == "crashed"
+    state = server.get(f"/flow_runs/{flow_run_id}")["state"]
+    assert state["type"] == "CRASHED", state
+    assert "ended without finishing the run" in state["message"]
+
+
+def test_a_killed_run_leaves_no_temporary_server_behind(
+    small_corpus: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    """No PREFECT_API_URL: the run's own temporary server dies with it, SIGKILL too. (The
+    next run ending the flow run Crashed: tests/flows/test_crashed_flow_runs.py.)"""
+    home = tmp_path / "prefect-home"
+    url = f"chdb://{tmp_path}/db"
+    env = Server("", home).env(CLAUDE_CONFIG_DIR=str(tmp_path / "none"))
+    del env["PREFECT_API_URL"]
+    _, sid = _kill_mid_run(_migrate(small_corpus[0], url), env, None)
+    assert _session_left(sid) == []
+
+    status = subprocess.run(  # the local engine: no Prefect, its run record shows crashed
+        [sys.executable, "-m", "context_cleaner", "status", "--json", "--clickhouse-url", url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert json.loads(status.stdout)["runs"][0]["status"] == "crashed", status.stderr
