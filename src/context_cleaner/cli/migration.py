@@ -180,10 +180,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """run the hourly sync and a daily validation on a schedule (Prefect)
 
-    Serve two Prefect deployments from this process until interrupted:
-    incremental-sync/hourly-sync and validation/daily-validation. Needs a running `prefect
-    server start` (PREFECT_API_URL); runs show in its UI. deployments/prefect.yaml defines
-    the same for a work pool.
+    Serve two Prefect deployments of this host from this process until interrupted:
+    incremental-sync/hourly-sync@HOST and validation/daily-validation@HOST (HOST:
+    CONTEXT_CLEANER_HOST or the hostname). Needs a running `prefect server start`
+    (PREFECT_API_URL); runs show in its UI. deployments/prefect.yaml defines the same for a
+    work pool, under names serve never changes or pauses; stopping serve pauses its own two.
     """
     from context_cleaner.bridge.from_settings import open_database
     from context_cleaner.orchestration.engine import serve_flows

@@ -91,16 +91,21 @@ def prefect_api() -> Iterator[str]:
         check_api(url)
         yield url
         return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
     if url := PREFECT_API_URL.value():
         check_api(url)
         yield url
         return
     sys.stderr.write(NO_API_NOTE)
-    from context_cleaner.orchestration.temporary_server import temporary_server
+    from context_cleaner.orchestration.temporary_server import STARTUP_SECONDS, temporary_server
 
-    with temporary_server() as url, temporary_settings(updates={PREFECT_API_URL: url}):
+    timeout = max(STARTUP_SECONDS, float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
+    with temporary_server(timeout) as url, temporary_settings(updates={PREFECT_API_URL: url}):
         try:
             yield url
         finally:

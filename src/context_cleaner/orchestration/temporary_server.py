@@ -30,6 +30,8 @@ import httpx
 
 from context_cleaner.errors import ConfigurationError
 
+#: How long the server is given to answer (Prefect's own default, 20 s, is short on a
+#: busy machine); ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` when larger.
 STARTUP_SECONDS = 90.0
 
 
@@ -50,9 +52,9 @@ def _start(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
 
 
-def _wait_healthy(proc: subprocess.Popen[bytes], api_url: str) -> bool:
+def _wait_healthy(proc: subprocess.Popen[bytes], api_url: str, timeout: float) -> bool:
     """True once the server answers; False when it exited first (its port was taken)."""
-    deadline = time.monotonic() + STARTUP_SECONDS
+    deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -62,7 +64,7 @@ def _wait_healthy(proc: subprocess.Popen[bytes], api_url: str) -> bool:
                     return True
             time.sleep(0.1)
     raise ConfigurationError(
-        f"Prefect's temporary server did not answer within {STARTUP_SECONDS:.0f} s. "
+        f"Prefect's temporary server did not answer within {timeout:.0f} s. "
         "Start one with `prefect server start` and set PREFECT_API_URL."
     )
 
@@ -77,14 +79,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def temporary_server() -> Iterator[str]:
+def temporary_server(timeout: float = STARTUP_SECONDS) -> Iterator[str]:
     """A temporary Prefect server for this block, dying with this process; yields its API URL."""
     for _ in range(5):
         port = _free_port()
         proc = _start(port)
         api_url = f"http://127.0.0.1:{port}/api"
         try:
-            ready = _wait_healthy(proc, api_url)
+            ready = _wait_healthy(proc, api_url, timeout)
         except BaseException:
             _stop(proc)
             raise
