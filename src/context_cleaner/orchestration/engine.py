@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -185,7 +186,7 @@ def served_names(host: str | None = None) -> tuple[str, str]:
     """The names ``serve`` gives its sync and validation deployments: this host's own, so
     neither the work pool's (``hourly-sync``, ``daily-validation``) nor another host's
     ``serve`` is ever replaced."""
-    host = host or default_host()
+    host = re.sub(r"[/%&<>]", "-", host or default_host())  # characters Prefect refuses
     return f"hourly-sync@{host}", f"daily-validation@{host}"
 
 
