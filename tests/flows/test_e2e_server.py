@@ -339,27 +339,21 @@ def _temporary_api(proc: subprocess.Popen[bytes]) -> str | None:
 def _kill_mid_run(args: list[str], env: dict[str, str], api_url: str | None) -> tuple[str, int]:
     """Start ``args`` (a ``--engine prefect`` migrate), SIGKILL it once its flow run is
     Running; the flow run's id and the session id of what it started."""
-    proc = subprocess.Popen(
-        args,
-        env=env,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log = env["PREFECT_HOME"] + ".kill.log"  # what it printed, for the failures
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=out, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         flow_run_id = None
         while flow_run_id is None:
             api = api_url or _temporary_api(proc)
             flow_run_id = _running_flow_run(api, proc.pid) if api else None
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no Running flow run of the command"
+            assert proc.poll() is None, Path(log).read_text()[-3000:]
+            assert time.monotonic() < deadline, Path(log).read_text()[-3000:]
             time.sleep(0.2)
         while not _batches_done(api, flow_run_id):  # mid-way: a batch committed
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no batch of the run finished"
+            assert proc.poll() is None, Path(log).read_text()[-3000:]
+            assert time.monotonic() < deadline, Path(log).read_text()[-3000:]
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)

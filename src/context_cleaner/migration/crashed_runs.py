@@ -4,6 +4,11 @@ What a crashed run is (its recorded process is gone or reused) is decided in
 :mod:`context_cleaner.bridge.runs`; this module writes the verdict: the run's row
 becomes ``crashed`` (or ``failed``, when the database refused its last row and the
 row was kept beside the database), with the reason and the run that closed it.
+
+A run of the Prefect engine is also a flow run in the same process: the same verdict
+on that process (its labels) ends the flow run ``Crashed`` in Prefect, in
+:mod:`context_cleaner.orchestration.crashed` (only ``orchestration/`` imports Prefect),
+when the next flow run of the host starts or ``status`` shows the crashed run.
 """
 
 from __future__ import annotations
