@@ -165,11 +165,7 @@ def _publish(rows: list[dict[str, Any]], key: str, title: str, ok: bool, counts:
 # -- flows -----------------------------------------------------------------------------------
 
 
-@flow(
-    name="historical-migration",
-    description="context-cleaner migrate, as a Prefect flow.",
-    on_running=[claim_process],
-)
+@flow(name="historical-migration", description="context-cleaner migrate, as a Prefect flow.")
 def historical_migration_flow(
     source_dirs: list[str] | None = None,
     clickhouse_url: str | None = None,
@@ -211,11 +207,7 @@ def historical_migration_flow(
     return result
 
 
-@flow(
-    name="incremental-sync",
-    description="context-cleaner sync, as a Prefect flow.",
-    on_running=[claim_process],
-)
+@flow(name="incremental-sync", description="context-cleaner sync, as a Prefect flow.")
 def incremental_sync_flow(
     source_dirs: list[str] | None = None,
     clickhouse_url: str | None = None,
@@ -275,11 +267,7 @@ def validate_task(
     )
 
 
-@flow(
-    name="validation",
-    description="context-cleaner validate, as a Prefect flow (daily).",
-    on_running=[claim_process],
-)
+@flow(name="validation", description="context-cleaner validate, as a Prefect flow (daily).")
 def validation_flow(
     source_dirs: list[str] | None = None,
     clickhouse_url: str | None = None,
@@ -322,11 +310,7 @@ def rollback_task(
     return rollback_migration(bridge, migration_id, mode, to_checkpoint)
 
 
-@flow(
-    name="rollback",
-    description="context-cleaner rollback, as a Prefect flow.",
-    on_running=[claim_process],
-)
+@flow(name="rollback", description="context-cleaner rollback, as a Prefect flow.")
 def rollback_flow(
     migration_id: str,
     mode: str = "complete",
@@ -342,3 +326,9 @@ def rollback_flow(
         description=f"Rollback of {migration_id} ({result.mode}).",
     )
     return result
+
+
+# Every flow run names its process as it starts, and ends this host's flow runs whose
+# process is gone (orchestration/crashed.py).
+for _flow in (historical_migration_flow, incremental_sync_flow, validation_flow, rollback_flow):
+    _flow.on_running(claim_process)
