@@ -13,7 +13,7 @@ from uuid import UUID
 
 import pytest
 
-from context_cleaner.bridge.details import default_host
+from context_cleaner.bridge.host import default_host
 from context_cleaner.orchestration import crashed, flows
 from context_cleaner.orchestration.crashed import (
     HOST_LABEL,

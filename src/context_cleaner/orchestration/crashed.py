@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from context_cleaner.bridge.details import default_host
+from context_cleaner.bridge.host import default_host
 from context_cleaner.bridge.runs import GONE, process_state, this_process
 
 #: The flows whose runs carry the labels (their ``@flow`` names in :mod:`.flows`).

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from context_cleaner.bridge.database import Database
-from context_cleaner.bridge.details import default_host
+from context_cleaner.bridge.host import default_host
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.settings import API_ENV, HOST_ENV, PASSWORD_ENV, Settings
 
