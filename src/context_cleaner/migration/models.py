@@ -342,3 +342,27 @@ class RollbackResult(RunResult):
 
     def outcome(self) -> RunOutcome:
         return RunOutcome(success=self.success)
+
+
+@dataclass
+class SyncSetupResult(_Jsonable):
+    """What ``setup_incremental_sync`` set up (the spec names the type, not its fields).
+
+    ``scheduled``: a Prefect deployment now runs the sync every ``sync_interval_minutes``
+    (``scheduler`` ``"prefect"``); else (``"local"``) nothing was started and
+    ``next_steps`` says exactly how to start the sync."""
+
+    scheduled: bool
+    scheduler: str
+    sync_interval_minutes: int
+    real_time_enabled: bool
+    deployment_name: str | None = None
+    """``flow/deployment``, e.g. ``incremental-sync/api-sync``."""
+    deployment_id: str | None = None
+    work_pool: str | None = None
+    schedule: str = ""
+    """The schedule as Prefect holds it, e.g. ``every 60 minutes``."""
+    api_url: str | None = None
+    next_steps: list[str] = field(default_factory=list)
+    """Commands to run, in order (a worker to start, the watch for real-time sync)."""
+    message: str = ""
