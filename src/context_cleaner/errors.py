@@ -12,6 +12,7 @@
             ├── FileAccessError         a transcript cannot be read
             ├── AnalysisError           the analysis itself failed
             ├── ValidationError         migrated data disagrees with the source
+            │   └── MigrationValidationError  a migration's own check failed (report attached)
             └── ResourceError           out of memory or disk
 
 Each message names what is involved (file, line, session, migration id) and the
@@ -55,6 +56,21 @@ class AnalysisError(TerminalError):
 
 class ValidationError(TerminalError):
     """Migrated data does not match the source analysis."""
+
+
+class MigrationValidationError(ValidationError):
+    """A migration's own validation failed beyond its tolerance (the spec raises it under
+    both names: ``except ValidationError`` and ``except MigrationValidationError`` catch it).
+
+    The migration's data is committed; ``result`` is the run's result (a
+    ``HistoricalMigrationResult``) and ``report`` its validation report (a dict), so a
+    caller can print them as the command line does.
+    """
+
+    def __init__(self, message: str, *, result: object = None, report: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+        self.report = report
 
 
 class ResourceError(TerminalError):
