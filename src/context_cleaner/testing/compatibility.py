@@ -37,6 +37,7 @@ from context_cleaner.bridge import (
     pending_schema_files,
     query_rows,
 )
+from context_cleaner.bridge.given_client import ClientDatabase
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration.models import to_jsonable
 from context_cleaner.migration.status import get_migration_status
@@ -79,6 +80,10 @@ class CompatibilityResult:
 @contextlib.contextmanager
 def scratch_database(like: Database | None = None) -> Iterator[Database]:
     """An empty database of the same kind as ``like`` (default embedded), removed afterwards."""
+    if isinstance(like, ClientDatabase):  # a caller's client: a database on that client
+        with like.scratch() as scratch:
+            yield scratch
+        return
     if like is None or like.url.is_embedded:
         folder = tempfile.mkdtemp(prefix="context-cleaner-scratch-")
         try:
