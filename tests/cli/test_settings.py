@@ -154,16 +154,16 @@ def test_file_pattern_filters_discovery(tmp_path: Path) -> None:
     session.write_text("{}\n")
     agent.write_text("{}\n{}\n")
     m = HistoricalDataMigrator(f"chdb://{tmp_path}/db")  # no database yet: nothing opened
-    everything = m.discover_jsonl_files(str(tmp_path / "projects"))
+    everything = m.discover(str(tmp_path / "projects"))
     assert sorted(Path(f.path).name for f in everything.files) == ["agent-1.jsonl", "s1.jsonl"]
-    agents = m.discover_jsonl_files(str(tmp_path / "projects"), "agent-*.jsonl")
+    agents = m.discover(str(tmp_path / "projects"), "agent-*.jsonl")
     assert [Path(f.path) for f in agents.files] == [agent]
     assert agents.total_bytes == agents.pending_bytes == agent.stat().st_size
-    nested = m.discover_jsonl_files(str(tmp_path / "projects"), "subagents/*.jsonl")
+    nested = m.discover(str(tmp_path / "projects"), "subagents/*.jsonl")
     assert [Path(f.path) for f in nested.files] == [agent]
-    assert m.discover_jsonl_files(str(tmp_path / "projects"), "*.json").files == []
+    assert m.discover(str(tmp_path / "projects"), "*.json").files == []
     with pytest.raises(MigrationError, match="empty"):
-        m.discover_jsonl_files(str(tmp_path / "projects"), "")
+        m.discover(str(tmp_path / "projects"), "")
 
 
 def _modules() -> list[tuple[Path, ast.Module]]:

@@ -162,7 +162,11 @@ def test_in_process_migrator_equals_the_analyser(
     assert again.files_skipped == again.total_files_found == FIXTURE_FILES
     assert pick(b.get_migration_totals()) == pick(result.database_totals)
 
-    report = asyncio.run(migrator.verify_migration_completeness(str(fixtures_dir)))
+    report = asyncio.run(
+        migrator.validate_migration_integrity(
+            full_validation=True, tolerance=0.0, source_directory=str(fixtures_dir)
+        )
+    )
     assert report.passed and report.variance_ratio == 0.0 and not report.session_mismatches
     assert report.sessions_checked == len(expected_session["sessions"])
 

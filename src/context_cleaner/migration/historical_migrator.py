@@ -3,7 +3,16 @@
 Each method hands its work to the module that does it: a migration's run to
 :mod:`~context_cleaner.migration.migrate`, a sync to :mod:`~context_cleaner.migration.incremental`,
 validation and rollback to theirs; every run is recorded by
-:mod:`~context_cleaner.migration.run_record`. The spec's coroutines wrap the same methods.
+:mod:`~context_cleaner.migration.run_record`.
+
+Two faces, one implementation: the synchronous methods (``setup``, ``discover``,
+``process_batch``, ``run``/``migrate``, ``sync``, ``validate``, ``rollback``, ``status``,
+``checkpoint``: what the command line and the flows call) do the work; the spec's
+coroutines (``await migrator.setup_migration_infrastructure()`` ...) run them in a worker
+thread (:func:`asyncio.to_thread`), so the event loop stays free. Writes of one migrator
+take turns (a lock), so coroutines awaited together cannot interleave their units of
+work. The testing API and ``setup_incremental_sync`` live above this layer:
+``context_cleaner.HistoricalDataMigrator`` (:mod:`context_cleaner.api`) adds them.
 
 ``python -m context_cleaner.migration.historical_migrator`` runs it with the
 spec's flags (= ``context-cleaner migrate``).
@@ -11,27 +20,33 @@ spec's flags (= ``context-cleaner migrate``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.discovery import Discovery
 from context_cleaner.bridge import Database, EnhancedTokenDatabaseBridge
 from context_cleaner.bridge.from_settings import open_bridge
-from context_cleaner.errors import MigrationError
+from context_cleaner.bridge.given_client import ClientDatabase, bridge_for
+from context_cleaner.errors import MigrationError, MigrationValidationError
 from context_cleaner.migration import pipeline, rollback
+from context_cleaner.migration.checkpoints import save_checkpoint
 from context_cleaner.migration.incremental import SyncRequest, SyncRun, fast_sync, run_sync
 from context_cleaner.migration.migrate import MigrationRun, holds_schema
 from context_cleaner.migration.models import (
     BatchProcessingResult,
+    CheckpointResult,
     FileDiscoveryResult,
     HistoricalMigrationResult,
     IncrementalMigrationResult,
-    JSONLFileInfo,
+    MigrationProgress,
     RollbackResult,
     SetupResult,
     ValidationResult,
@@ -51,24 +66,32 @@ from context_cleaner.settings import (
 )
 
 if TYPE_CHECKING:  # the analyser (pydantic reports) is imported only when validating
+    from clickhouse_connect.driver.client import Client
+
     from context_cleaner.analysis.counter import EnhancedTokenCounter
+
+Sources = str | Sequence[str] | None
 
 
 class HistoricalDataMigrator:
     """Migrates Claude Code usage from JSONL transcripts into ClickHouse, exactly once.
 
-    ``clickhouse_client`` (a URL or :class:`Database`) and ``bridge_service`` default to
-    the configured database. ``token_counter`` is accepted for the spec's signature only:
-    the pipeline counts with its own reader processes, by the same rules. The positional
-    defaults are the spec's (``batch_size=100, parallel_workers=3``) so code written
-    against the spec behaves as it says; ``settings`` (what the command line, the flows
-    and ``serve`` pass) supplies every run setting instead, and its database when no
-    client or bridge is given.
+    ``clickhouse_client``: a clickhouse-connect client (``clickhouse_connect.get_client(
+    dsn="chdb:///dir")`` or a server's), used for every read and write of this migrator
+    and never closed by it; or a URL, or a :class:`Database`; default: the configured
+    database. ``bridge_service``: the :class:`EnhancedTokenDatabaseBridge` every write
+    and read goes through (given with a client of the same database, it is rebound to
+    that client). ``token_counter``: the :class:`EnhancedTokenCounter` validation uses
+    (its folders are the default source; ``verify_migration_completeness`` reconciles
+    its analysis with the database). The positional defaults are the spec's
+    (``batch_size=100, parallel_workers=3``); ``settings`` (what the command line, the
+    flows and ``serve`` pass) supplies every run setting instead, and its database
+    when no client or bridge is given.
     """
 
     def __init__(
         self,
-        clickhouse_client: Database | str | None = None,
+        clickhouse_client: Client | Database | str | None = None,
         token_counter: EnhancedTokenCounter | None = None,
         bridge_service: EnhancedTokenDatabaseBridge | None = None,
         batch_size: int = 100,
@@ -94,7 +117,8 @@ class HistoricalDataMigrator:
             raise MigrationError(f"--batch-size must be at least 1 (got {batch_size}).")
         if commit_every < 0:
             raise MigrationError(f"--commit-every must be 0 or more seconds (got {commit_every}).")
-        self.bridge = bridge_service or EnhancedTokenDatabaseBridge(clickhouse_client)
+        self.bridge = bridge_for(clickhouse_client, bridge_service)
+        self.token_counter = token_counter
         self.batch_size = batch_size
         self.parallel_workers = pipeline.resolve_workers(parallel_workers)
         self.validation_enabled = validation_enabled
@@ -106,12 +130,35 @@ class HistoricalDataMigrator:
         checkpoints closer than this are logged but not snapshotted nor listed."""
         self.commit_every = commit_every
         """Seconds of read batches gathered into one commit (0: every batch on its own)."""
+        self.tolerance_percentage = TOLERANCE * 100
+        """The spec's completeness tolerance, in percent of the source's tokens."""
+        self._writing = threading.RLock()
+        """Held by every method that writes: coroutines of one migrator take turns."""
+
+    @property
+    def bridge_service(self) -> EnhancedTokenDatabaseBridge:
+        """The spec's name for :attr:`bridge`."""
+        return self.bridge
+
+    @property
+    def clickhouse_client(self) -> Client | None:
+        """The client given to the constructor (None when the migrator opens its own)."""
+        database = self.bridge.database
+        return database.client if isinstance(database, ClientDatabase) else None
+
+    def _sources(self, source_directory: Sources) -> list[str] | None:
+        """``source_directory``, else the token counter's folders, else the default roots."""
+        if source_directory is None and self.token_counter is not None:
+            source_directory = [str(d) for d in self.token_counter.source_dirs] or None
+        return source_list(source_directory)
 
     # -- phase 1 ---------------------------------------------------------------------------
 
-    def setup_migration_infrastructure(self) -> SetupResult:
+    def setup(self) -> SetupResult:
+        """Apply the schema (tables, tracking tables, snapshot registry); see the coroutine."""
         started = time.perf_counter()
-        applied = self.bridge.setup_migration_infrastructure()
+        with self._writing:
+            applied = self.bridge.setup_migration_infrastructure()
         tables = sorted(
             self.bridge.table_counts(
                 [*rollback.DATA_TABLES, *rollback.HISTORY_TABLES, rollback.SNAPSHOTS]
@@ -124,13 +171,15 @@ class HistoricalDataMigrator:
             duration_seconds=time.perf_counter() - started,
         )
 
+    async def setup_migration_infrastructure(self) -> SetupResult:
+        """Create the schema (in order), the tracking tables and the rollback registry."""
+        return await asyncio.to_thread(self.setup)
+
     # -- phase 2 ---------------------------------------------------------------------------
 
-    def _options(
-        self, source_directory: str | Sequence[str] | None, dry_run: bool, checkpoint: int
-    ) -> RunOptions:
+    def _options(self, source_directory: Sources, dry_run: bool, checkpoint: int) -> RunOptions:
         return RunOptions(
-            source_dirs=source_list(source_directory),
+            source_dirs=self._sources(source_directory),
             batch_size=self.batch_size,
             parallel_workers=self.parallel_workers,
             checkpoint_interval=checkpoint,
@@ -141,75 +190,54 @@ class HistoricalDataMigrator:
             commit_max_records=self.commit_max_records,
         )
 
-    def discover_jsonl_files(
-        self, source_directory: str | Sequence[str] | None = None, file_pattern: str = "*.jsonl"
+    def discover(
+        self, source_directory: Sources = None, file_pattern: str = "*.jsonl"
     ) -> FileDiscoveryResult:
         """Every transcript file with its size, time and committed offset (nothing read).
 
         ``file_pattern`` keeps the files whose path below their root matches it, as a glob
-        matched from the right (``agent-*.jsonl``, ``*/subagents/*.jsonl``)."""
+        matched from the right (``agent-*.jsonl``, ``*/subagents/*.jsonl``).
+        ``estimated_sessions`` is 1 for the first file of each session (a session's file
+        and its subagents' files make one session, DESIGN §3 rule 6), else 0: their sum is
+        the number of sessions the files hold."""
         if not file_pattern.strip("/"):
             raise MigrationError(f"file_pattern {file_pattern!r} is empty; use e.g. '*.jsonl'.")
         options = self._options(source_directory, True, 0)
         bridge = self.bridge if holds_schema(self.bridge) else None
         found, plan = pipeline.discover_and_plan(bridge, options)
-        pending = {(str(i.file.path)): i.start_offset for i in plan.items}
-        kept = [f for f in found.files if PurePosixPath(f.relative_path).match(file_pattern)]
-        files = [
-            JSONLFileInfo(
-                path=str(f.path),
-                relative_path=f.relative_path,
-                size_bytes=f.size,
-                modified_at=datetime.fromtimestamp(f.mtime_ns / 1e9, UTC),
-                session_id=f.session_id,
-                project=f.project,
-                committed_offset=pending.get(str(f.path), f.size),
-            )
-            for f in kept
-        ]
-        return FileDiscoveryResult(
-            source_directories=[str(r) for r in found.roots],
-            files=files,
-            total_bytes=sum(f.size_bytes for f in files),
-            pending_bytes=sum(max(0, f.size_bytes - f.committed_offset) for f in files),
-            problems=[f"{p.path}: {p.reason}" for p in found.problems],
-        )
+        pending = {str(i.file.path): i.start_offset for i in plan.items}
+        return FileDiscoveryResult.catalogue(found, pending, file_pattern)
 
-    def process_file_batch(
+    async def discover_jsonl_files(
+        self, source_directory: Sources = None, file_pattern: str = "*.jsonl"
+    ) -> FileDiscoveryResult:
+        """Discover and catalogue the JSONL files (stat calls only); see :meth:`discover`."""
+        return await asyncio.to_thread(self.discover, source_directory, file_pattern)
+
+    def process_batch(
         self, file_batch: Sequence[str], batch_id: str, migration_id: str | None = None
     ) -> BatchProcessingResult:
         """Read the pending bytes of ``file_batch`` (paths) and commit them."""
         migration_id = migration_id or new_run_id("mig")
-        self.bridge.setup_migration_infrastructure()
         options = RunOptions(batch_size=max(1, len(file_batch)), parallel_workers=1)
         options.only_paths = {str(p) for p in file_batch}
-        roots = sorted({str(_root_of(p)) for p in file_batch})
-        options.source_dirs = roots
+        options.source_dirs = sorted({str(_root_of(p)) for p in file_batch})
         state = RunState(migration_id)
-        state.discovery, state.plan = pipeline.discover_and_plan(self.bridge, options)
-        pipeline.run_batches(self.bridge, state, options)
-        merged = BatchProcessingResult(batch_id=batch_id, files=list(file_batch))
-        for b in state.batches:
-            for name in (
-                "files_processed",
-                "files_failed",
-                "bytes_read",
-                "lines_read",
-                "usage_lines",
-                "records_inserted",
-                "tokens_in_records",
-                "skipped_lines",
-                "sessions_touched",
-            ):
-                setattr(merged, name, getattr(merged, name) + getattr(b, name))
-            merged.analysis_seconds += b.analysis_seconds
-            merged.insert_seconds += b.insert_seconds
-            merged.errors += b.errors
-        return merged
+        with self._writing:
+            self.bridge.setup_migration_infrastructure()
+            state.discovery, state.plan = pipeline.discover_and_plan(self.bridge, options)
+            pipeline.run_batches(self.bridge, state, options)
+        return BatchProcessingResult.merged(batch_id, list(file_batch), state.batches)
+
+    async def process_file_batch(
+        self, file_batch: list[str], batch_id: str
+    ) -> BatchProcessingResult:
+        """Read, analyse and commit a batch of files (their pending bytes only)."""
+        return await asyncio.to_thread(self.process_batch, file_batch, batch_id)
 
     def run(
         self,
-        source_directory: str | Sequence[str] | None = None,
+        source_directory: Sources = None,
         dry_run: bool = False,
         progress_callback: ProgressCallback | None = None,
         checkpoint_interval: int | None = None,
@@ -219,7 +247,8 @@ class HistoricalDataMigrator:
         only_paths: set[str] | None = None,
         migration_id: str | None = None,
     ) -> HistoricalMigrationResult:
-        """The whole migration (synchronous); see :meth:`migrate_all_historical_data`."""
+        """The whole migration, its result returned even when its validation failed (what
+        the flows and the testing API read); :meth:`migrate` raises then."""
         migration_id = migration_id or new_run_id("dry" if dry_run else kind[:4])
         monitor = RunMonitor(self.bridge, migration_id, kind, dry_run=dry_run)
         interval = self.checkpoint_interval if checkpoint_interval is None else checkpoint_interval
@@ -229,7 +258,12 @@ class HistoricalDataMigrator:
         # A migration's reader processes start first, before the monitor's thread (so they
         # can be forked, readers.worker_start_method); a sync's pool is sized by its plan.
         reader = pipeline.BatchReader(self.parallel_workers) if kind == "migrate" else None
-        with reader or contextlib.nullcontext(), self.bridge.database.held(), monitor:
+        with (
+            self._writing,
+            reader or contextlib.nullcontext(),
+            self.bridge.database.held(),
+            monitor,
+        ):
             migration = MigrationRun(
                 self.bridge,
                 RunState(migration_id),
@@ -244,21 +278,53 @@ class HistoricalDataMigrator:
             monitor.finished(result)
             return result
 
-    async def migrate_all_historical_data(
+    def migrate(
         self,
-        source_directory: str | Sequence[str] | None = None,
+        source_directory: Sources = None,
         dry_run: bool = False,
         progress_callback: ProgressCallback | None = None,
+        checkpoint_interval: int | None = None,
+        *,
+        force: bool = False,
+    ) -> HistoricalMigrationResult:
+        """:meth:`run`, raising :class:`MigrationValidationError` (a ``ValidationError``)
+        with the result and its report attached when the run's validation failed."""
+        result = self.run(
+            source_directory, dry_run, progress_callback, checkpoint_interval, force=force
+        )
+        if self.validation_enabled and not dry_run and not result.validation_passed:
+            report = result.consistency_check_results
+            raise MigrationValidationError(
+                f"Migration {result.migration_id} committed its data but failed validation "
+                f"(integrity {result.data_integrity_score:.4f}): "
+                + " ".join(report.get("explanations", [])[:2] or result.errors[:2])
+                + " Run `context-cleaner validate --full-validation` for the details.",
+                result=result,
+                report=report,
+            )
+        return result
+
+    async def migrate_all_historical_data(
+        self,
+        source_directory: Sources = None,
+        dry_run: bool = False,
+        progress_callback: Callable[[MigrationProgress], Any] | None = None,
         checkpoint_interval: int = SPEC_CHECKPOINT_INTERVAL,
     ) -> HistoricalMigrationResult:
-        """Migrate all historical JSONL data (the spec's coroutine; runs :meth:`run`)."""
-        return self.run(source_directory, dry_run, progress_callback, checkpoint_interval)
+        """Migrate all historical JSONL data (see :meth:`migrate`; ``source_directory``
+        None: the token counter's folders, else the default roots). A coroutine function
+        as ``progress_callback`` is awaited on this event loop. Cancelling the awaiting
+        task does not stop the run (a thread cannot be stopped): it finishes and commits."""
+        callback = _on_loop(progress_callback, asyncio.get_running_loop())
+        return await asyncio.to_thread(
+            self.migrate, source_directory, dry_run, callback, checkpoint_interval
+        )
 
     # -- incremental -------------------------------------------------------------------------
 
     def sync(
         self,
-        source_directory: str | Sequence[str] | None = None,
+        source_directory: Sources = None,
         *,
         since: datetime | None = None,
         modified_files_only: bool = True,
@@ -276,7 +342,7 @@ class HistoricalDataMigrator:
         ``discovery`` is what a caller's own :func:`fast_sync` found (it is not repeated).
         """
         request = SyncRequest(
-            source_dirs=source_list(source_directory),
+            source_dirs=self._sources(source_directory),
             only_paths=only_paths,
             since=since,
             modified_files_only=modified_files_only,
@@ -284,33 +350,36 @@ class HistoricalDataMigrator:
         )
         run = run or SyncRun()
         found = discovery
-        if found is None:
-            quick, found = fast_sync(self.bridge.database, self.bridge.host, request, run)
-            if quick is not None:  # nothing changed: stat calls only, nothing to monitor
-                return quick
-        with RunMonitor(self.bridge, run.migration_id, "sync") as monitor:
-            result = run_sync(
-                self.bridge,
-                request,
-                batch_size=self.batch_size,
-                parallel_workers=self.parallel_workers,
-                run=run,
-                progress=progress_callback,
-                should_stop=should_stop,
-                found=found,
-            )
-            monitor.finished(result)
-            return result
+        with self._writing:
+            if found is None:
+                quick, found = fast_sync(self.bridge.database, self.bridge.host, request, run)
+                if quick is not None:  # nothing changed: stat calls only, nothing to monitor
+                    return quick
+            with RunMonitor(self.bridge, run.migration_id, "sync") as monitor:
+                result = run_sync(
+                    self.bridge,
+                    request,
+                    batch_size=self.batch_size,
+                    parallel_workers=self.parallel_workers,
+                    run=run,
+                    progress=progress_callback,
+                    should_stop=should_stop,
+                    found=found,
+                )
+                monitor.finished(result)
+                return result
 
     async def migrate_incremental_changes(
         self,
         since: datetime | None = None,
         modified_files_only: bool = True,
         force_reanalysis: bool = False,
-        source_directory: str | Sequence[str] | None = None,
+        source_directory: Sources = None,
     ) -> IncrementalMigrationResult:
-        """The spec's coroutine for :meth:`sync`."""
-        return self.sync(
+        """Migrate what changed since the last commit of each file (``since``: only files
+        modified after it); ``tokens_added`` is the database's growth. See :meth:`sync`."""
+        return await asyncio.to_thread(
+            self.sync,
             source_directory,
             since=since,
             modified_files_only=modified_files_only,
@@ -319,29 +388,43 @@ class HistoricalDataMigrator:
 
     # -- phase 3 and recovery ----------------------------------------------------------------
 
+    def validate(
+        self,
+        sample_size: int = SAMPLE_SIZE,
+        full_validation: bool = False,
+        tolerance: float = TOLERANCE,
+        source_directory: Sources = None,
+    ) -> ValidationResult:
+        """The database against the bytes on disk, recorded as a ``validate`` run."""
+        with self._writing:
+            return validate_recorded(
+                self.bridge,
+                self._sources(source_directory),
+                sample_size=sample_size,
+                full_validation=full_validation,
+                tolerance=tolerance,
+            )
+
     async def validate_migration_integrity(
         self,
         sample_size: int = SAMPLE_SIZE,
         full_validation: bool = False,
         tolerance: float = TOLERANCE,
-        source_directory: str | Sequence[str] | None = None,
+        source_directory: Sources = None,
     ) -> ValidationResult:
-        """Validate the database against the transcripts, recorded as a ``validate`` run."""
-        return validate_recorded(
-            self.bridge,
-            source_list(source_directory),
-            sample_size=sample_size,
-            full_validation=full_validation,
-            tolerance=tolerance,
+        """Validate the database against the transcripts; see :meth:`validate`."""
+        return await asyncio.to_thread(
+            self.validate, sample_size, full_validation, tolerance, source_directory
         )
 
-    async def verify_migration_completeness(
-        self, source_directory: str | Sequence[str] | None = None
-    ) -> ValidationResult:
-        """Every session, file and token reconciled (a full validation at zero tolerance)."""
-        return await self.validate_migration_integrity(
-            full_validation=True, tolerance=0.0, source_directory=source_directory
-        )
+    def rollback(
+        self, migration_id: str, rollback_to_checkpoint: str | None = None, mode: str = "complete"
+    ) -> RollbackResult:
+        """Roll back (``complete``; ``partial`` to a checkpoint; ``data-only``; ``schema``)."""
+        with self._writing:
+            return rollback.rollback_migration(
+                self.bridge, migration_id, mode, rollback_to_checkpoint
+            )
 
     async def rollback_migration(
         self,
@@ -349,27 +432,53 @@ class HistoricalDataMigrator:
         rollback_to_checkpoint: str | None = None,
         mode: str = "complete",
     ) -> RollbackResult:
-        return rollback.rollback_migration(self.bridge, migration_id, mode, rollback_to_checkpoint)
+        """Roll back a migration: to before it, or (``rollback_to_checkpoint``) to one of
+        its checkpoints (a name a :class:`CheckpointResult` or the run listed)."""
+        return await asyncio.to_thread(self.rollback, migration_id, rollback_to_checkpoint, mode)
+
+    def status(self, migration_id: str | None = None) -> MigrationStatus | None:
+        """A run's status rebuilt from the database (default: the latest run)."""
+        return get_migration_status(self.bridge, migration_id)
 
     async def get_migration_status(self, migration_id: str | None = None) -> MigrationStatus | None:
         """Real-time status of a run (default: the latest) for display; see ``migration.status``."""
-        return get_migration_status(self.bridge, migration_id)
+        return await asyncio.to_thread(self.status, migration_id)
+
+    def checkpoint(self, checkpoint_data: dict[str, Any]) -> CheckpointResult:
+        """Snapshot the data tables now and log the checkpoint; see :mod:`.checkpoints`."""
+        with self._writing:
+            return save_checkpoint(self.bridge, checkpoint_data)
+
+    async def save_checkpoint(self, checkpoint_data: dict[str, Any]) -> CheckpointResult:
+        """Save a checkpoint (see :meth:`checkpoint`)."""
+        return await asyncio.to_thread(self.checkpoint, checkpoint_data)
 
     async def create_migration_checkpoint(
         self, migration_id: str, completed_files: list[str], current_state: dict[str, Any]
-    ) -> str:
-        """Record a checkpoint (and snapshot) now; returns its name."""
-        label = f"cp{int(time.time())}"
-        with self.bridge.writer() as w:
-            rollback.take_snapshot(w.client, self.bridge.host, migration_id, label)
-            w.log(
-                migration_id,
-                "checkpoint",
-                label,
-                "completed",
-                {"completed_files": len(completed_files), **current_state},
-            )
-        return label
+    ) -> CheckpointResult:
+        """Create a checkpoint that ``rollback_migration(migration_id,
+        rollback_to_checkpoint=result.checkpoint)`` returns the data to."""
+        checkpoint_data = {
+            "migration_id": migration_id,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "completed_files": completed_files,
+            "current_state": current_state,
+            "total_tokens_processed": current_state.get("tokens_processed", 0),
+        }
+        return await self.save_checkpoint(checkpoint_data)
+
+
+def _on_loop(
+    callback: Callable[[MigrationProgress], Any] | None, loop: asyncio.AbstractEventLoop
+) -> ProgressCallback | None:
+    """``callback`` as the worker thread calls it: a coroutine function runs on ``loop``."""
+    if callback is None or not inspect.iscoroutinefunction(callback):
+        return callback
+
+    def call(progress: MigrationProgress) -> None:
+        asyncio.run_coroutine_threadsafe(callback(progress), loop).result()
+
+    return call
 
 
 def _root_of(path: str) -> str:
@@ -383,8 +492,9 @@ def _root_of(path: str) -> str:
 if __name__ == "__main__":
     # The spec's ``python -m context_cleaner.migration.historical_migrator`` form of
     # ``context-cleaner migrate``: run the program by name (an entry point, not an import,
-    # so this layer never depends on the command line above it).
+    # so this layer never depends on the command line above it), under this module's name.
     import runpy
 
+    sys.argv[0] = "python -m context_cleaner.migration.historical_migrator"  # its help's name
     sys.argv[1:1] = ["migrate"]
-    runpy.run_module("context_cleaner", run_name="__main__", alter_sys=True)
+    runpy.run_module("context_cleaner", run_name="__main__")

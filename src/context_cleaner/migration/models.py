@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from context_cleaner.analysis.discovery import Discovery
 
 
 def to_jsonable(value: Any) -> Any:
@@ -45,6 +49,7 @@ class JSONLFileInfo(_Jsonable):
     committed_offset: int = 0
     """Bytes already in the database (0 for a file never migrated)."""
     estimated_sessions: int = 1
+    """1 for the first file of its session, 0 for the session's other files (subagents)."""
 
     @property
     def pending_bytes(self) -> int:
@@ -62,6 +67,46 @@ class FileDiscoveryResult(_Jsonable):
     @property
     def total_files(self) -> int:
         return len(self.files)
+
+    @property
+    def estimated_sessions(self) -> int:
+        """Sessions the files hold (a session's file and its subagents' files make one)."""
+        return sum(f.estimated_sessions for f in self.files)
+
+    @classmethod
+    def catalogue(
+        cls, found: Discovery, committed: dict[str, int], file_pattern: str
+    ) -> FileDiscoveryResult:
+        """The files of ``found`` whose path below their root matches ``file_pattern``
+        (``committed``: the committed offset of each path with bytes pending; a path
+        missing from it is committed to its end). ``estimated_sessions`` is 1 for the first
+        file of each session, else 0 (DESIGN §3 rule 6)."""
+        seen: set[tuple[str, str]] = set()
+        files = []
+        for f in found.files:
+            if not PurePosixPath(f.relative_path).match(file_pattern):
+                continue
+            session = (f.project, f.session_id)
+            files.append(
+                JSONLFileInfo(
+                    path=str(f.path),
+                    relative_path=f.relative_path,
+                    size_bytes=f.size,
+                    modified_at=datetime.fromtimestamp(f.mtime_ns / 1e9, UTC),
+                    session_id=f.session_id,
+                    project=f.project,
+                    committed_offset=committed.get(str(f.path), f.size),
+                    estimated_sessions=0 if session in seen else 1,
+                )
+            )
+            seen.add(session)
+        return cls(
+            source_directories=[str(r) for r in found.roots],
+            files=files,
+            total_bytes=sum(f.size_bytes for f in files),
+            pending_bytes=sum(f.pending_bytes for f in files),
+            problems=[f"{p.path}: {p.reason}" for p in found.problems],
+        )
 
 
 @dataclass
@@ -89,6 +134,20 @@ class BatchProcessingResult(_Jsonable):
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[str] = field(default_factory=list)
     """A few skipped lines: ``file:line (byte offset): reason detail``."""
+
+    @classmethod
+    def merged(
+        cls, batch_id: str, files: list[str], parts: list[BatchProcessingResult]
+    ) -> BatchProcessingResult:
+        """One result for ``parts`` (the batches a request was read in): counts summed."""
+        out = cls(batch_id=batch_id, files=files)
+        for part in parts:
+            for f in dataclasses.fields(cls):
+                mine, theirs = getattr(out, f.name), getattr(part, f.name)
+                if isinstance(mine, int | float) and f.name not in ("batch_id",):
+                    setattr(out, f.name, mine + theirs)
+            out.errors += part.errors
+        return out
 
 
 @dataclass
@@ -130,7 +189,9 @@ class RunResult(_Jsonable):
     Each run has one row in the runs table, named ``run_id``
     (:func:`~context_cleaner.migration.run_record.new_run_id`) and written by the run
     recorder (:mod:`~context_cleaner.migration.run_record`); the run monitor reads
-    :meth:`outcome`.
+    :meth:`outcome`. Every kind has ``errors`` and ``warnings`` (lists of messages), each
+    declared where its own field order puts them (the spec's migration result has them
+    among its positional fields).
     """
 
     run_kind: ClassVar[str] = ""
@@ -138,14 +199,24 @@ class RunResult(_Jsonable):
 
     run_id: str = ""
     """The id of the run's row (for migrate and sync the same as ``migration_id``)."""
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     alerts_fired: list[str] = field(default_factory=list)
     """Alerts that fired during the run (``high_error_rate`` makes it no clean success)."""
+
+    if TYPE_CHECKING:  # fields of every subclass (see above)
+        errors: list[str]
+        warnings: list[str]
 
     def outcome(self) -> RunOutcome:
         """What the run changed (nothing, unless the kind reads transcripts)."""
         return RunOutcome(success=not self.errors)
+
+
+@dataclass(kw_only=True)
+class RunMessages(RunResult):
+    """``errors`` and ``warnings`` as keyword fields, for the kinds the spec leaves open."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -162,13 +233,17 @@ class TranscriptRunResult(RunResult):
 
 @dataclass
 class HistoricalMigrationResult(TranscriptRunResult):
-    """Comprehensive result of a historical migration (every field measured)."""
+    """Comprehensive result of a historical migration (every field measured).
+
+    The spec's fields come first, in the spec's order (positional construction as the
+    spec reads works); ``errors`` are messages (str), not exception objects, so results
+    turn into JSON and cross process boundaries. Extras follow, all defaulted.
+    """
 
     migration_id: str
     start_time: datetime
     end_time: datetime
     success: bool
-    dry_run: bool
 
     total_files_found: int
     files_processed: int
@@ -176,6 +251,7 @@ class HistoricalMigrationResult(TranscriptRunResult):
     files_failed: int
 
     total_tokens_migrated: int
+    """Net: what this run added to the database's counted total (a dry run: what it read)."""
     total_sessions_created: int
     total_records_inserted: int
 
@@ -184,12 +260,15 @@ class HistoricalMigrationResult(TranscriptRunResult):
     peak_memory_usage_mb: float
     database_insertion_time: float
 
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
 
     data_integrity_score: float = 0.0
     validation_passed: bool = False
     consistency_check_results: dict[str, Any] = field(default_factory=dict)
 
+    dry_run: bool = False
     bytes_processed: int = 0
     skipped_lines: int = 0
     checkpoints: list[str] = field(default_factory=list)
@@ -218,8 +297,9 @@ class HistoricalMigrationResult(TranscriptRunResult):
 
 
 @dataclass
-class IncrementalMigrationResult(TranscriptRunResult):
-    """What an incremental sync did."""
+class IncrementalMigrationResult(TranscriptRunResult, RunMessages):
+    """What an incremental sync did (``tokens_added``, ``records_inserted``: the database's
+    growth, net of responses it already held)."""
 
     migration_id: str
     start_time: datetime
@@ -266,7 +346,7 @@ class SessionVariance(_Jsonable):
 
 
 @dataclass
-class ValidationResult(RunResult):
+class ValidationResult(RunMessages):
     """Analyser (source) against database: tokens, sessions, files, a per-session sample."""
 
     passed: bool
@@ -325,7 +405,7 @@ class SetupResult(_Jsonable):
 
 
 @dataclass
-class RollbackResult(RunResult):
+class RollbackResult(RunMessages):
     """A rollback of the run ``migration_id`` (its own run is ``run_id``)."""
 
     migration_id: str
@@ -342,6 +422,52 @@ class RollbackResult(RunResult):
 
     def outcome(self) -> RunOutcome:
         return RunOutcome(success=self.success)
+
+
+@dataclass
+class CheckpointResult(_Jsonable):
+    """A checkpoint made on request: a snapshot of the data tables and a log row.
+
+    ``checkpoint`` is what ``rollback_migration(migration_id, rollback_to_checkpoint=...)``
+    takes to return the data to this moment."""
+
+    migration_id: str
+    checkpoint: str
+    snapshot_id: str
+    created_at: datetime
+    completed_files: int
+    tokens_processed: int
+    row_counts: dict[str, int] = field(default_factory=dict)
+    success: bool = True
+
+
+@dataclass
+class CompletenessCheck(_Jsonable):
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class CompletenessResult(_Jsonable):
+    """The spec's five completeness checks: token count reconciliation (the token
+    counter's analysis against the database), session counts, files processed,
+    consistency across tables, referential integrity."""
+
+    complete: bool
+    checks: list[CompletenessCheck]
+    source_total_tokens: int
+    database_total_tokens: int
+    """The database's counted tokens backed by bytes on disk (retained history apart)."""
+    variance_percentage: float
+    tolerance_percentage: float
+    retained_total_tokens: int = 0
+    """Tokens the database keeps from files no longer on disk (never a variance)."""
+    duration_seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.complete
 
 
 @dataclass

@@ -85,7 +85,7 @@ def dry_run_migration(
     bridge = migrator.bridge
     owned = [*DATA_TABLES, *HISTORY_TABLES]
     before = bridge.exact_counts(owned) if database_exists(bridge) else None
-    found = migrator.discover_jsonl_files(source_directory)
+    found = migrator.discover(source_directory)
     report.check(
         "discovery",
         found.total_files > 0,

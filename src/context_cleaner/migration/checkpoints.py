@@ -1,0 +1,44 @@
+"""Checkpoints made on request (the spec's ``create_migration_checkpoint`` / ``save_checkpoint``).
+
+A migration makes its own checkpoints every ``--checkpoint-interval`` files
+(:mod:`.migrate`); this makes one now, for any recorded migration: a hard-link
+snapshot of the data tables (:func:`~context_cleaner.migration.rollback.take_snapshot`)
+and a ``checkpoint`` row in the execution log. ``rollback_migration(migration_id,
+rollback_to_checkpoint=result.checkpoint)`` returns the data to it. Like the run's own
+checkpoints, it is kept until the next migration begins (``rollback.prune_snapshots``).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from context_cleaner.bridge import EnhancedTokenDatabaseBridge
+from context_cleaner.migration import rollback
+from context_cleaner.migration.models import CheckpointResult
+
+
+def save_checkpoint(
+    bridge: EnhancedTokenDatabaseBridge, checkpoint_data: dict[str, Any]
+) -> CheckpointResult:
+    """Snapshot and log a checkpoint of ``checkpoint_data["migration_id"]`` (the spec's
+    dict: ``completed_files``, ``current_state``, ``total_tokens_processed``)."""
+    migration_id = str(checkpoint_data["migration_id"])
+    completed = list(checkpoint_data.get("completed_files") or [])
+    state = dict(checkpoint_data.get("current_state") or {})
+    tokens = int(checkpoint_data.get("total_tokens_processed", state.get("tokens_processed", 0)))
+    label = f"cp-{time.time_ns()}"
+    details = {**state, "completed_files": len(completed), "tokens_processed": tokens}
+    with bridge.writer() as w:
+        snap = rollback.take_snapshot(w.client, bridge.host, migration_id, label)
+        w.log(migration_id, "checkpoint", label, "completed", details)
+    return CheckpointResult(
+        migration_id=migration_id,
+        checkpoint=label,
+        snapshot_id=snap.snapshot_id,
+        created_at=datetime.now(UTC),
+        completed_files=len(completed),
+        tokens_processed=tokens,
+        row_counts=dict(snap.row_counts),
+    )
