@@ -29,7 +29,48 @@ SPEC_NAMES = (
     "AnalysisError",
     "DatabaseError",
     "ValidationError",
+    "MigrationValidationError",
     "ResourceError",
+    # the spec's result types
+    "SetupResult",
+    "FileDiscoveryResult",
+    "HistoricalMigrationResult",
+    "IncrementalMigrationResult",
+    "ValidationResult",
+    "CompletenessResult",
+    "CheckpointResult",
+    "RollbackResult",
+    "MigrationStatus",
+    "PerformanceBenchmark",
+    "SyncSetupResult",
+    "DryRunResult",
+    "CompatibilityResult",
+    "IntegrationTestResult",
+    "PerformanceTestResult",
+    "ValidationSuite",
+)
+
+#: Every method the spec declares ``async`` (the migrator's; the memory manager's and the
+#: connection pool's are their own classes).
+SPEC_COROUTINES = (
+    "migrate_all_historical_data",
+    "migrate_incremental_changes",
+    "validate_migration_integrity",
+    "setup_migration_infrastructure",
+    "discover_jsonl_files",
+    "process_file_batch",
+    "verify_migration_completeness",
+    "benchmark_migration_performance",
+    "setup_incremental_sync",
+    "create_migration_checkpoint",
+    "save_checkpoint",
+    "rollback_migration",
+    "get_migration_status",
+    "dry_run_migration",
+    "test_schema_compatibility",
+    "test_end_to_end_migration",
+    "performance_test_migration",
+    "comprehensive_data_validation",
 )
 
 
@@ -69,6 +110,53 @@ def test_the_spec_names_come_from_the_top() -> None:
     assert set(SPEC_NAMES) <= set(context_cleaner.__all__)
     for name in ("FileAccessError", "AnalysisError", "DatabaseError", "ValidationError"):
         assert issubclass(getattr(context_cleaner, name), context_cleaner.MigrationError)
-    from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
+    from context_cleaner.api import HistoricalDataMigrator
+    from context_cleaner.migration import historical_migrator
 
     assert context_cleaner.HistoricalDataMigrator is HistoricalDataMigrator
+    assert issubclass(HistoricalDataMigrator, historical_migrator.HistoricalDataMigrator)
+
+
+def test_the_spec_error_tree_and_both_validation_names() -> None:
+    import context_cleaner as cc
+
+    for name in ("FileAccessError", "AnalysisError", "DatabaseError", "ResourceError"):
+        assert issubclass(getattr(cc, name), cc.MigrationError)
+    assert issubclass(cc.MigrationValidationError, cc.ValidationError)
+    assert issubclass(cc.ValidationError, cc.MigrationError)
+    error = cc.MigrationValidationError("failed", result="r", report={"passed": False})
+    assert (error.result, error.report) == ("r", {"passed": False})
+
+
+@pytest.mark.parametrize("name", SPEC_COROUTINES)
+def test_every_spec_async_method_is_a_coroutine_on_the_migrator(name: str) -> None:
+    import inspect
+
+    from context_cleaner import HistoricalDataMigrator
+
+    assert inspect.iscoroutinefunction(getattr(HistoricalDataMigrator, name)), name
+
+
+def test_the_migration_result_takes_the_spec_fields_in_the_spec_order() -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from context_cleaner import HistoricalMigrationResult
+
+    spec_order = [
+        "migration_id", "start_time", "end_time", "success",
+        "total_files_found", "files_processed", "files_skipped", "files_failed",
+        "total_tokens_migrated", "total_sessions_created", "total_records_inserted",
+        "processing_duration", "average_processing_speed_tokens_per_second",
+        "peak_memory_usage_mb", "database_insertion_time",
+        "errors", "warnings", "skipped_files",
+        "data_integrity_score", "validation_passed", "consistency_check_results",
+    ]  # fmt: skip
+    positional = [f.name for f in dataclasses.fields(HistoricalMigrationResult) if not f.kw_only]
+    assert positional[: len(spec_order)] == spec_order
+    now = datetime.now(UTC)
+    values = ["m", now, now, True, 5, 5, 0, 0, 10, 2, 3, 1.0, 10.0, 50.0, 0.1,
+              [], ["w"], [], 1.0, True, {"plan": {}}]  # fmt: skip
+    result = HistoricalMigrationResult(*values)
+    assert [getattr(result, n) for n in spec_order] == values
+    assert result.dry_run is False and result.run_id == "m"  # extras: defaulted

@@ -33,6 +33,7 @@ FLOORS: dict[str, int] = {
     "testing": 6,
     "dashboard": 6,
     "cli": 7,
+    "api": 7,
     "__main__": 8,
 }
 
