@@ -134,7 +134,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         groups = GROUPS
     for name in groups:
         importlib.import_module(f"context_cleaner.cli.{name}").register(sub)
+    # ``python -m context_cleaner.migration.historical_migrator`` (and ``.validator``) run
+    # one command under their own name, which they put in argv[0]: help and errors say it.
+    program, _, module = sys.argv[0].partition("python -m ")
+    entry = ENTRY_MODULES.get(module) if not program else None
+    if entry in sub.choices:
+        sub.choices[entry].prog = sys.argv[0]
     return parser
+
+
+#: The spec's module entry points and the command each runs (see ``build_parser``).
+ENTRY_MODULES = {
+    "context_cleaner.migration.historical_migrator": "migrate",
+    "context_cleaner.migration.validator": "validate",
+}
 
 
 def debugging(args: argparse.Namespace) -> bool:

@@ -26,6 +26,7 @@ from context_cleaner.cli.common import (
     stdout_console,
 )
 from context_cleaner.cli.types import number
+from context_cleaner.errors import MigrationValidationError
 from context_cleaner.settings import DEFAULTS, POLL_ENV
 
 if TYPE_CHECKING:
@@ -59,9 +60,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     else:
         migrator = open_migrator(settings)
         with progress_display(not args.json and sys.stderr.isatty()) as progress:
-            result = migrator.run(
-                settings.sources, settings.dry_run, progress, force=settings.force
-            )
+            try:
+                result = migrator.migrate(
+                    settings.sources, settings.dry_run, progress, force=settings.force
+                )
+            except MigrationValidationError as failed:  # committed; the report says why: exit 1
+                result = failed.result
     if args.json:
         print_json(result.to_dict())
     else:

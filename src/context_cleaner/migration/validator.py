@@ -224,5 +224,6 @@ if __name__ == "__main__":
     # so this layer never depends on the command line above it).
     import runpy
 
+    sys.argv[0] = "python -m context_cleaner.migration.validator"  # its help's name
     sys.argv[1:1] = ["validate"]
-    runpy.run_module("context_cleaner", run_name="__main__", alter_sys=True)
+    runpy.run_module("context_cleaner", run_name="__main__")
