@@ -40,6 +40,24 @@ def cli_env(url: str | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_script_once(script: Path, timeout: float = 300) -> list[str]:
+    """Run a user's ``script`` as ``python script.py``; its output lines, after checking it
+    succeeded and ran once (it prints ``SCRIPT STARTED`` first: a reader process that
+    imported it again would print it again)."""
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        env=cli_env(),
+        cwd=script.parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert sum(line.startswith("SCRIPT STARTED") for line in lines) == 1, out.stdout
+    return lines
+
+
 def cli_command(*args: str, module: str = "context_cleaner") -> list[str]:
     return [sys.executable, "-m", module, *args]
 
