@@ -1,21 +1,13 @@
 """HistoricalDataMigrator: the spec's migration service, over the plain pipeline.
 
-Each method hands its work to the module that does it: a migration's run to
-:mod:`~context_cleaner.migration.migrate`, a sync to :mod:`~context_cleaner.migration.incremental`,
-validation and rollback to theirs; every run is recorded by
-:mod:`~context_cleaner.migration.run_record`.
-
-Two faces, one implementation: the synchronous methods (``setup``, ``discover``,
-``process_batch``, ``run``/``migrate``, ``sync``, ``validate``, ``rollback``, ``status``,
-``checkpoint``: what the command line and the flows call) do the work; the spec's
-coroutines (``await migrator.setup_migration_infrastructure()`` ...) run them in a worker
-thread (:func:`asyncio.to_thread`), so the event loop stays free. Writes of one migrator
-take turns (a lock), so coroutines awaited together cannot interleave their units of
-work. The testing API and ``setup_incremental_sync`` live above this layer:
-``context_cleaner.HistoricalDataMigrator`` (:mod:`context_cleaner.api`) adds them.
-
-``python -m context_cleaner.migration.historical_migrator`` runs it with the
-spec's flags (= ``context-cleaner migrate``).
+Each method hands its work to its module (:mod:`.migrate`, :mod:`.incremental`,
+:mod:`.validator`, :mod:`.rollback`, :mod:`.checkpoints`); :mod:`.run_record` records every
+run. One implementation, two faces: the synchronous methods (what the command line and
+the flows call) do the work; the spec's coroutines run them in a worker thread
+(:func:`asyncio.to_thread`: the event loop stays free), and writes of one migrator take
+turns (a lock). :mod:`context_cleaner.api` adds the methods whose homes sit above this
+layer (the testing API, ``setup_incremental_sync``). ``python -m
+context_cleaner.migration.historical_migrator`` = ``context-cleaner migrate``.
 """
 
 from __future__ import annotations
@@ -135,10 +127,7 @@ class HistoricalDataMigrator:
         self._writing = threading.RLock()
         """Held by every method that writes: coroutines of one migrator take turns."""
 
-    @property
-    def bridge_service(self) -> EnhancedTokenDatabaseBridge:
-        """The spec's name for :attr:`bridge`."""
-        return self.bridge
+    bridge_service = property(lambda self: self.bridge, doc="The spec's name for ``bridge``.")
 
     @property
     def clickhouse_client(self) -> Client | None:
