@@ -59,6 +59,7 @@ SPEC_COROUTINES = (
     "setup_migration_infrastructure",
     "discover_jsonl_files",
     "process_file_batch",
+    "process_files_parallel",
     "verify_migration_completeness",
     "benchmark_migration_performance",
     "setup_incremental_sync",

@@ -5,6 +5,7 @@ what the command line and the flows use) has every coroutine of the spec's migra
 validation and recovery. This subclass adds the ones whose homes sit above the migration
 layer, so the spec's calls all work on one object::
 
+    process_files_parallel(...)         the spec's semaphore over process_file_batch
     verify_migration_completeness()     the five checks, the token counter's analysis reconciled
     setup_incremental_sync(...)         the ongoing sync (orchestration/)
     dry_run_migration(...), test_schema_compatibility(), test_end_to_end_migration(...),
@@ -24,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from context_cleaner.migration import historical_migrator
 from context_cleaner.migration.models import (
+    BatchProcessingResult,
     CompletenessCheck,
     CompletenessResult,
     SyncSetupResult,
@@ -58,6 +60,23 @@ class HistoricalDataMigrator(historical_migrator.HistoricalDataMigrator):
                 return work(*args, **kwargs)
 
         return await asyncio.to_thread(run)
+
+    # -- phase 2 -------------------------------------------------------------------------------
+
+    async def process_files_parallel(
+        self, file_list: list[str], max_workers: int = 3
+    ) -> list[BatchProcessingResult | BaseException]:
+        """Each file as its own batch, at most ``max_workers`` awaited at once (the spec's
+        own code); their commits take turns, so this is no faster than one batch of them
+        all (``migrate_all_historical_data`` reads on worker processes instead)."""
+        semaphore = asyncio.Semaphore(max_workers)
+
+        async def process_with_limit(index: int, file_path: str) -> BatchProcessingResult:
+            async with semaphore:
+                return await self.process_file_batch([file_path], f"file-{index}")
+
+        tasks = [process_with_limit(i, path) for i, path in enumerate(file_list)]
+        return await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- phase 3 -------------------------------------------------------------------------------
 

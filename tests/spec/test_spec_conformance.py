@@ -133,6 +133,8 @@ async def _spec_script(source: str, db: str) -> dict[str, Any]:
     out["totals_after_rollback"] = bridge_service.get_migration_totals()
     out["batch"] = await migrator.process_file_batch(file_batch=[str(fresh)], batch_id="b1")
     out["totals_after_batch"] = bridge_service.get_migration_totals()
+    out["parallel_files"] = [str(fresh), str(session)]
+    out["parallel"] = await migrator.process_files_parallel(out["parallel_files"], max_workers=3)
     out["suite"] = await migrator.comprehensive_data_validation()
 
     # Phase 4
@@ -246,6 +248,9 @@ def test_rollback_to_a_checkpoint_made_through_the_api(spec_run: dict) -> None:
     batch = spec_run["batch"]
     assert batch.files_processed == 1 and batch.records_inserted == 1
     assert spec_run["totals_after_batch"] == spec_run["totals_after_sync"]
+    parallel = spec_run["parallel"]  # both files committed already: nothing left to read
+    assert [r.files for r in parallel] == [[path] for path in spec_run["parallel_files"]]
+    assert sum(r.records_inserted for r in parallel) == 0
     assert spec_run["suite"].passed, spec_run["suite"].checks
 
 
