@@ -61,8 +61,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         migrator = open_migrator(settings)
         with progress_display(not args.json and sys.stderr.isatty()) as progress:
             try:
-                result = migrator.migrate(
-                    settings.sources, settings.dry_run, progress, force=settings.force
+                result = migrator.run(
+                    settings.sources,
+                    settings.dry_run,
+                    progress,
+                    force=settings.force,
+                    raise_invalid=True,
                 )
             except MigrationValidationError as failed:  # committed; the report says why: exit 1
                 result = failed.result

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import sys
 import threading
@@ -63,6 +64,25 @@ if TYPE_CHECKING:  # the analyser (pydantic reports) is imported only when valid
     from context_cleaner.analysis.counter import EnhancedTokenCounter
 
 Sources = str | Sequence[str] | None
+
+
+class _InThread:
+    """The spec's coroutine of a synchronous method: the same parameters, its work in a
+    worker thread. Replaced by that coroutine function when its class is made."""
+
+    def __init__(self, method: Callable[..., Any], doc: str) -> None:
+        self.method, self.doc = method, doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        method = self.method
+
+        @functools.wraps(method)  # inspect.signature shows the method's parameters
+        async def coroutine(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(method, self, *args, **kwargs)
+
+        coroutine.__name__, coroutine.__doc__ = name, self.doc
+        coroutine.__qualname__ = f"{owner.__qualname__}.{name}"
+        setattr(owner, name, coroutine)
 
 
 class HistoricalDataMigrator:
@@ -160,9 +180,10 @@ class HistoricalDataMigrator:
             duration_seconds=time.perf_counter() - started,
         )
 
-    async def setup_migration_infrastructure(self) -> SetupResult:
-        """Create the schema (in order), the tracking tables and the rollback registry."""
-        return await asyncio.to_thread(self.setup)
+    setup_migration_infrastructure = _InThread(
+        setup,
+        "Create the schema (in order), the tracking tables and the rollback registry.",
+    )
 
     # -- phase 2 ---------------------------------------------------------------------------
 
@@ -197,11 +218,9 @@ class HistoricalDataMigrator:
         pending = {str(i.file.path): i.start_offset for i in plan.items}
         return FileDiscoveryResult.catalogue(found, pending, file_pattern)
 
-    async def discover_jsonl_files(
-        self, source_directory: Sources = None, file_pattern: str = "*.jsonl"
-    ) -> FileDiscoveryResult:
-        """Discover and catalogue the JSONL files (stat calls only); see :meth:`discover`."""
-        return await asyncio.to_thread(self.discover, source_directory, file_pattern)
+    discover_jsonl_files = _InThread(
+        discover, "Discover and catalogue the JSONL files (stat calls only); see discover."
+    )
 
     def process_batch(
         self, file_batch: Sequence[str], batch_id: str, migration_id: str | None = None
@@ -235,9 +254,11 @@ class HistoricalDataMigrator:
         force: bool = False,
         only_paths: set[str] | None = None,
         migration_id: str | None = None,
+        raise_invalid: bool = False,
     ) -> HistoricalMigrationResult:
-        """The whole migration, its result returned even when its validation failed (what
-        the flows and the testing API read); :meth:`migrate` raises then."""
+        """The whole migration. A failed validation is in the result (what the flows and the
+        testing API read), or with ``raise_invalid`` raises :class:`MigrationValidationError`
+        (a ``ValidationError``) with the result and its report attached, after committing."""
         migration_id = migration_id or new_run_id("dry" if dry_run else kind[:4])
         monitor = RunMonitor(self.bridge, migration_id, kind, dry_run=dry_run)
         interval = self.checkpoint_interval if checkpoint_interval is None else checkpoint_interval
@@ -265,32 +286,8 @@ class HistoricalDataMigrator:
             )
             result = migration.execute(reader, progress_callback)
             monitor.finished(result)
-            return result
-
-    def migrate(
-        self,
-        source_directory: Sources = None,
-        dry_run: bool = False,
-        progress_callback: ProgressCallback | None = None,
-        checkpoint_interval: int | None = None,
-        *,
-        force: bool = False,
-    ) -> HistoricalMigrationResult:
-        """:meth:`run`, raising :class:`MigrationValidationError` (a ``ValidationError``)
-        with the result and its report attached when the run's validation failed."""
-        result = self.run(
-            source_directory, dry_run, progress_callback, checkpoint_interval, force=force
-        )
-        if self.validation_enabled and not dry_run and not result.validation_passed:
-            report = result.consistency_check_results
-            raise MigrationValidationError(
-                f"Migration {result.migration_id} committed its data but failed validation "
-                f"(integrity {result.data_integrity_score:.4f}): "
-                + " ".join(report.get("explanations", [])[:2] or result.errors[:2])
-                + " Run `context-cleaner validate --full-validation` for the details.",
-                result=result,
-                report=report,
-            )
+        if raise_invalid and self.validation_enabled and not dry_run:
+            _raise_if_invalid(result)
         return result
 
     async def migrate_all_historical_data(
@@ -300,13 +297,13 @@ class HistoricalDataMigrator:
         progress_callback: Callable[[MigrationProgress], Any] | None = None,
         checkpoint_interval: int = SPEC_CHECKPOINT_INTERVAL,
     ) -> HistoricalMigrationResult:
-        """Migrate all historical JSONL data (see :meth:`migrate`; ``source_directory``
+        """Migrate all historical JSONL data (see :meth:`run`; ``source_directory``
         None: the token counter's folders, else the default roots). A coroutine function
         as ``progress_callback`` is awaited on this event loop. Cancelling the awaiting
         task does not stop the run (a thread cannot be stopped): it finishes and commits."""
         callback = _on_loop(progress_callback, asyncio.get_running_loop())
         return await asyncio.to_thread(
-            self.migrate, source_directory, dry_run, callback, checkpoint_interval
+            self.run, source_directory, dry_run, callback, checkpoint_interval, raise_invalid=True
         )
 
     # -- incremental -------------------------------------------------------------------------
@@ -394,17 +391,9 @@ class HistoricalDataMigrator:
                 tolerance=tolerance,
             )
 
-    async def validate_migration_integrity(
-        self,
-        sample_size: int = SAMPLE_SIZE,
-        full_validation: bool = False,
-        tolerance: float = TOLERANCE,
-        source_directory: Sources = None,
-    ) -> ValidationResult:
-        """Validate the database against the transcripts; see :meth:`validate`."""
-        return await asyncio.to_thread(
-            self.validate, sample_size, full_validation, tolerance, source_directory
-        )
+    validate_migration_integrity = _InThread(
+        validate, "Validate the database against the transcripts; see validate."
+    )
 
     def rollback(
         self, migration_id: str, rollback_to_checkpoint: str | None = None, mode: str = "complete"
@@ -415,32 +404,26 @@ class HistoricalDataMigrator:
                 self.bridge, migration_id, mode, rollback_to_checkpoint
             )
 
-    async def rollback_migration(
-        self,
-        migration_id: str,
-        rollback_to_checkpoint: str | None = None,
-        mode: str = "complete",
-    ) -> RollbackResult:
-        """Roll back a migration: to before it, or (``rollback_to_checkpoint``) to one of
-        its checkpoints (a name a :class:`CheckpointResult` or the run listed)."""
-        return await asyncio.to_thread(self.rollback, migration_id, rollback_to_checkpoint, mode)
+    rollback_migration = _InThread(
+        rollback,
+        "Roll back a migration: to before it, or (rollback_to_checkpoint) to one of its "
+        "checkpoints (a name a CheckpointResult or the run listed).",
+    )
 
     def status(self, migration_id: str | None = None) -> MigrationStatus | None:
         """A run's status rebuilt from the database (default: the latest run)."""
         return get_migration_status(self.bridge, migration_id)
 
-    async def get_migration_status(self, migration_id: str | None = None) -> MigrationStatus | None:
-        """Real-time status of a run (default: the latest) for display; see ``migration.status``."""
-        return await asyncio.to_thread(self.status, migration_id)
+    get_migration_status = _InThread(
+        status, "Real-time status of a run (default: the latest) for display; see status."
+    )
 
     def checkpoint(self, checkpoint_data: dict[str, Any]) -> CheckpointResult:
         """Snapshot the data tables now and log the checkpoint; see :mod:`.checkpoints`."""
         with self._writing:
             return save_checkpoint(self.bridge, checkpoint_data)
 
-    async def save_checkpoint(self, checkpoint_data: dict[str, Any]) -> CheckpointResult:
-        """Save a checkpoint (see :meth:`checkpoint`)."""
-        return await asyncio.to_thread(self.checkpoint, checkpoint_data)
+    save_checkpoint = _InThread(checkpoint, "Save a checkpoint; see checkpoint.")
 
     async def create_migration_checkpoint(
         self, migration_id: str, completed_files: list[str], current_state: dict[str, Any]
@@ -455,6 +438,22 @@ class HistoricalDataMigrator:
             "total_tokens_processed": current_state.get("tokens_processed", 0),
         }
         return await self.save_checkpoint(checkpoint_data)
+
+
+def _raise_if_invalid(result: HistoricalMigrationResult) -> None:
+    """Raise when the run's validation ran and failed (a run whose files failed returns:
+    ``success`` says so)."""
+    report = result.consistency_check_results
+    if result.validation_passed or report.get("passed") is not False:
+        return
+    raise MigrationValidationError(
+        f"Migration {result.migration_id} committed its data but failed validation "
+        f"(integrity {result.data_integrity_score:.4f}): "
+        + " ".join(report.get("explanations", [])[:2] or result.errors[:2])
+        + " Run `context-cleaner validate --full-validation` for the details.",
+        result=result,
+        report=report,
+    )
 
 
 def _on_loop(
