@@ -230,6 +230,12 @@ class TranscriptRunResult(RunResult):
     closed_runs: list[dict[str, Any]] = field(default_factory=list)
     """Crashed runs of this host this run found and closed (see ``bridge.runs``)."""
 
+    if TYPE_CHECKING:
+        migration_id: str  # each kind's own field
+
+    def __post_init__(self) -> None:
+        self.run_id = self.run_id or self.migration_id  # a migration's row is named by its id
+
 
 @dataclass
 class HistoricalMigrationResult(TranscriptRunResult):
@@ -282,9 +288,6 @@ class HistoricalMigrationResult(TranscriptRunResult):
 
     run_kind: ClassVar[str] = "migrate"
 
-    def __post_init__(self) -> None:
-        self.run_id = self.run_id or self.migration_id
-
     def outcome(self) -> RunOutcome:
         return RunOutcome(
             success=self.success,
@@ -319,9 +322,6 @@ class IncrementalMigrationResult(TranscriptRunResult, RunMessages):
     data_lag_seconds: float | None = None
 
     run_kind: ClassVar[str] = "sync"
-
-    def __post_init__(self) -> None:
-        self.run_id = self.run_id or self.migration_id
 
     def outcome(self) -> RunOutcome:
         failed = len(self.errors)
