@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from context_cleaner.migration import historical_migrator
@@ -46,7 +46,7 @@ __all__ = ["HistoricalDataMigrator"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-Sources = str | Sequence[str] | None
+Sources = historical_migrator.Sources
 
 
 class HistoricalDataMigrator(historical_migrator.HistoricalDataMigrator):
