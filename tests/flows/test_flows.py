@@ -113,6 +113,29 @@ def test_migration_flow_tasks_and_artifacts(
     assert database_totals(url) == exact(manifest["totals"])  # type: ignore[arg-type]
 
 
+def test_small_batch_tasks_keep_both_rollups_equal_to_the_usage_rows(
+    prefect_harness: Any, small_corpus: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Tasks of 4 files are units of their own: a resumed session's copies of earlier
+    messages arrive in a later unit than the originals and take their records (rule 3),
+    while background merges drop the originals' rows. Each rollup group must still equal
+    the counted records (the run's own validation checks the totals)."""
+    from context_cleaner.bridge.buckets import rollup_differences
+    from context_cleaner.bridge.database import Database
+    from context_cleaner.orchestration.flows import historical_migration_flow
+
+    projects, manifest = small_corpus
+    url = f"chdb://{tmp_path}/db"
+    result = historical_migration_flow(
+        source_dirs=[str(projects)], clickhouse_url=url, batch_size=4, parallel_workers=2
+    )
+    assert result.validation_passed
+    with Database(url).session() as client:
+        differences = rollup_differences(client)
+    assert differences == {"enhanced_token_summaries": [], "enhanced_token_buckets": []}
+    assert database_totals(url) == exact(manifest["totals"])  # type: ignore[arg-type]
+
+
 def test_rollback_starts_a_new_cache_epoch(
     prefect_harness: Any, small_corpus: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:

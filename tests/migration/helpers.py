@@ -25,6 +25,7 @@ TOKEN_KEYS = (*MANIFEST_KEYS, "records")
 DATA_TABLES = (
     "enhanced_token_details",
     "enhanced_token_summaries",
+    "enhanced_token_buckets",
     "migration_file_tracking",
 )
 

@@ -1,7 +1,7 @@
 """Reports from the database: one SQL query per report, over the counted records.
 
-Reads the rollup of the counted records (per session, UTC day and model,
-``bridge/summaries.py``) when it can answer, else the view
+Reads a rollup of the counted records (per UTC day, ``bridge/summaries.py``, when it can
+answer, else per 15 minutes, ``bridge/buckets.py``), or the view
 ``counted_token_details`` itself (rule 3 by ``FINAL``, then rule 4: the exact,
 de-duplicated usage that validation compares) when the rollup cannot answer exactly; never
 the transcripts, so reports hold the rows of transcripts Claude Code has deleted. The
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.periods import HOUR_MS, Cell, ReportQuery
 from context_cleaner.analysis.report_rows import build_report
+from context_cleaner.bridge.buckets import BUCKETS
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.details import COUNTED_VIEW
 from context_cleaner.bridge.queries import Where, query_rows
@@ -94,6 +95,75 @@ def summary_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]] | None:
     return sql, where.params
 
 
+def bucket_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
+    """The same cells from the 15-minute rollup (``bridge/buckets.py``), for every kind and zone.
+
+    The rollup holds exactly the counted records' sums, ~50x fewer rows. A rollup row's
+    records share one day in any zone whose offsets are multiples of 15 minutes, and one
+    end-closed UTC hour, so its first record's day and hour are every record's. The last
+    column counts the rows whose first and last records fall on different days or offsets
+    in the report's zone (a zone's offset before 1972 that is not a multiple of 15 minutes):
+    when it is not 0, :func:`report_cells` reads the usage rows instead. So that a row
+    outside ``since``/``until`` whose records reach into them is counted there too, rows
+    two days around them are read and the others summed only where their first day is in.
+    """
+    query.tz  # noqa: B018 - raises the package's error for an unknown zone
+    day = _day_expr(query.timezone).replace("timestamp", "first_timestamp")
+    zoned = query.timezone != "UTC"
+    where = ["is_deleted = 0"]
+    keep = []
+    params: dict[str, Any] = {}
+    for name, op, margin in (("since", ">=", "subtractDays"), ("until", "<=", "addDays")):
+        value = getattr(query, name)
+        if value is not None:
+            keep.append(f"{day} {op} {{{name}:Date}}")
+            where.append(f"{day} {op} {margin}({{{name}:Date}}, 2)" if zoned else keep[-1])
+            params[name] = value
+    for column in ("project", "model", "host"):
+        value = getattr(query, column)
+        if value is not None:
+            where.append(f"{column} = {{{column}:String}}")
+            params[column] = value
+    uses_days = query.grouping == "day" or keep
+    zone = day.split(", ")[1].rstrip(")")
+    split = (
+        f"countIf({day} != toDate(last_timestamp, {zone}) OR "
+        f"timeZoneOffset(toTimeZone(first_timestamp, {zone})) != "
+        f"timeZoneOffset(toTimeZone(last_timestamp, {zone})))"
+        if uses_days and zoned
+        else "0"
+    )
+    cond = " AND ".join(keep) if keep and zoned else ""
+
+    def agg(function: str, column: str) -> str:
+        return f"{function}If({column}, {cond})" if cond else f"{function}({column})"
+
+    key = {
+        "day": f"toString({day})",
+        "session": "session_id",
+        "hour": f"toString(intDiv(toUnixTimestamp64Milli(first_timestamp) - 1, {HOUR_MS}))",
+    }[query.grouping]
+    sums = ", ".join(
+        agg("sum", c)
+        for c in (
+            "input_tokens",
+            "output_tokens",
+            "cache_creation_5m_tokens + cache_creation_1h_tokens",
+            "cache_read_tokens",
+            "cost_usd",
+            "record_count",
+        )
+    )
+    sql = (
+        f"SELECT {key} AS k, toString(model) AS m, {sums}, "
+        f"toUnixTimestamp64Milli({agg('min', 'first_timestamp')}), "
+        f"toUnixTimestamp64Milli({agg('max', 'last_timestamp')}), "
+        f"toString({agg('min', 'project')}), {split} FROM {BUCKETS} FINAL "
+        f"WHERE {' AND '.join(where)} GROUP BY k, m"
+    )
+    return sql, params
+
+
 def _cells(rows: list[tuple], hourly: bool) -> list[Cell]:
     return [
         Cell(
@@ -114,12 +184,17 @@ def _cells(rows: list[tuple], hourly: bool) -> list[Cell]:
 
 
 def report_cells(client: Client, query: ReportQuery, *, rollup: bool = True) -> list[Cell]:
-    """``query``'s cells: from the per-day rollup (``rollup``) when it can answer, else
-    from the usage rows (the reference)."""
+    """``query``'s cells: from a rollup (``rollup``), the per-day one when it can answer,
+    else the 15-minute one unless it cannot split them by day exactly in the report's zone;
+    else from the usage rows (the reference)."""
     hourly = query.grouping == "hour"
     fast = summary_cells_sql(query) if rollup else None
     if fast is not None:
         return _cells(query_rows(client, *fast), hourly)
+    if rollup:
+        rows = query_rows(client, *bucket_cells_sql(query))
+        if not any(r[11] for r in rows):  # rows two days around since/until may sum nothing
+            return _cells([r for r in rows if r[7]], hourly)
     return _cells(query_rows(client, *cells_sql(query)), hourly)
 
 

@@ -8,12 +8,18 @@ that shares a message id with them: a better duplicate arriving in session B
 takes the record away from session A (rule 3), and a main-chain copy of a
 message drops its sidechain replay wherever it is (rule 4), so A must be
 recomputed too. Groups that lost all their records get a tombstone.
+
+A is found before the rows are inserted (:func:`sessions_holding`), not only after:
+once B's version of a key is in, a background merge may drop A's at any moment, and
+then no row is left to tell that A held it; A's rollup rows would go on counting the
+record (a Prefect run with small batches merged between a unit's insert and refresh).
+Every rollup of a unit is recomputed from the one widened set (:func:`widen_sessions`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +32,7 @@ if TYPE_CHECKING:
 
 SUMMARIES = "enhanced_token_summaries"
 
-_SESSION_IDS = f"(SELECT message_id FROM {DETAILS} WHERE session_id IN {{sessions:Array(String)}})"
+SESSION_IDS = f"(SELECT message_id FROM {DETAILS} WHERE session_id IN {{sessions:Array(String)}})"
 """The message ids of the sessions being recomputed."""
 
 #: Rule 4 over those sessions' rows: drop sidechain rows whose message id has a main-chain
@@ -35,7 +41,7 @@ _SESSION_IDS = f"(SELECT message_id FROM {DETAILS} WHERE session_id IN {{session
 #: where the set of every main-chain id in the table was built for each refresh.
 NOT_A_REPLAY = (
     "NOT (is_sidechain AND message_id IN "
-    f"(SELECT message_id FROM {DETAILS} WHERE NOT is_sidechain AND message_id IN {_SESSION_IDS}))"
+    f"(SELECT message_id FROM {DETAILS} WHERE NOT is_sidechain AND message_id IN {SESSION_IDS}))"
 )
 
 _SUMS = ", ".join(f"sum({name}) AS {name}" for name in (*STORED_TOKEN_FIELDS, "cost_usd"))
@@ -44,7 +50,8 @@ TOKEN_SUMS = f"{_SUMS}, count() AS record_count"
 ROLLUP_SUMS = f"{_SUMS}, sum(record_count) AS record_count"
 """The same sums over rollup rows."""
 
-_WIDEN = f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN {_SESSION_IDS}"
+_WIDEN = f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN {SESSION_IDS}"
+_HOLDERS = f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN {{ids:Array(String)}}"
 
 #: ``toDate(timestamp)`` is the UTC day (the column's zone). It is exact only for times inside
 #: ``Date``'s range, 1970-01-01 .. 2149-06-06 (outside it wraps around): the analysis skips
@@ -54,7 +61,7 @@ SELECT session_id, toDate(timestamp) AS day, model, any(project) AS project, any
        {TOKEN_SUMS}, min(timestamp) AS first_timestamp, max(timestamp) AS last_timestamp
 FROM (
     SELECT * FROM {DETAILS} FINAL
-    WHERE message_id IN {_SESSION_IDS}
+    WHERE message_id IN {SESSION_IDS}
 )
 WHERE session_id IN {{sessions:Array(String)}} AND {NOT_A_REPLAY}
 GROUP BY session_id, day, model
@@ -80,13 +87,34 @@ SUMMARY_COLUMNS = (
 )
 
 
+def sessions_holding(client: Client, message_ids: Collection[str]) -> set[str]:
+    """The sessions with a row (any version) of one of ``message_ids``: asked before rows
+    of those ids are inserted, so the sessions they may take a record from are known
+    whatever the merges do next (see the module docstring)."""
+    if not message_ids:
+        return set()
+    rows = query_rows(
+        client, _HOLDERS, {"ids": list(message_ids)}, action="finding sessions that hold messages"
+    )
+    return {r[0] for r in rows}
+
+
+def widen_sessions(client: Client, sessions: Collection[str]) -> list[str]:
+    """``sessions`` and every session sharing a message id with them, sorted."""
+    if not sessions:
+        return []
+    params = {"sessions": sorted(sessions)}
+    shared = query_rows(client, _WIDEN, params, action="finding sessions that share messages")
+    return sorted({r[0] for r in shared} | set(sessions))
+
+
 def refresh_summaries(
     client: Client,
-    sessions: Collection[str],
+    widened: Sequence[str],
     migration_id: str,
     change: dict[str, float] | None = None,
 ) -> int:
-    """Recompute the rollup of ``sessions`` and of every session sharing a message id with them.
+    """Recompute the rollup of ``widened`` (:func:`widen_sessions`' sessions).
 
     Returns how many sessions were recomputed. Safe to repeat. ``change``, when given,
     gets the rollup's sums after minus before added to it (:data:`CHANGE_KEYS`): the net
@@ -94,12 +122,9 @@ def refresh_summaries(
     refresh of these sessions, as the rollup equals the counted rows it covers. Free: the
     sums are the rows this refresh reads and writes anyway.
     """
-    if not sessions:
+    if not widened:
         return 0
-    params = {"sessions": sorted(sessions)}
-    shared = query_rows(client, _WIDEN, params, action="finding sessions that share messages")
-    widened = sorted({r[0] for r in shared} | set(sessions))
-    params = {"sessions": widened}
+    params = {"sessions": list(widened)}
     fresh = query_rows(client, _RECOMPUTE, params, action="recomputing session summaries")
     existing = query_rows(client, _EXISTING, params, action="reading session summaries")
     ver = time.time_ns()

@@ -18,10 +18,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from context_cleaner.analysis.records import UsageRecord
+from context_cleaner.bridge.buckets import BUCKETS, refresh_buckets
 from context_cleaner.bridge.details import DETAILS_TABLE, insert_details
 from context_cleaner.bridge.queries import insert_rows
 from context_cleaner.bridge.runs import this_process
-from context_cleaner.bridge.summaries import SUMMARIES, refresh_summaries
+from context_cleaner.bridge.summaries import (
+    SUMMARIES,
+    refresh_summaries,
+    sessions_holding,
+    widen_sessions,
+)
 from context_cleaner.bridge.tables import ALERT_COLUMNS, ALERTS, EXECUTION_LOG, METADATA
 from context_cleaner.bridge.tracking import TRACKING, FileCommit, commit_files, compact_files
 from context_cleaner.observability.telemetry import db_call
@@ -58,9 +64,14 @@ class BridgeWriter:
     def __init__(self, bridge: WriterOwner, client: Client) -> None:
         self._bridge = bridge
         self.client = client
+        self._displaced: set[str] = set()
+        """Sessions that held a message id of the rows inserted since the last refresh."""
 
     def insert_records(self, records: Sequence[UsageRecord], migration_id: str) -> int:
         bridge = self._bridge
+        ids = {r.message_id for r in records if r.message_id}  # synthetic ids never move
+        with db_call("SELECT", DETAILS_TABLE, rows=len(ids)):
+            self._displaced |= sessions_holding(self.client, ids)
         with db_call("INSERT", DETAILS_TABLE, rows=len(records)):
             return insert_details(
                 self.client,
@@ -77,10 +88,17 @@ class BridgeWriter:
         migration_id: str,
         change: dict[str, float] | None = None,
     ) -> int:
-        """Recompute the rollup of ``sessions``; ``change`` gets the net change of the
-        counted totals (see :func:`~context_cleaner.bridge.summaries.refresh_summaries`)."""
-        with db_call("REFRESH", SUMMARIES, sessions=len(sessions)):
-            return refresh_summaries(self.client, sessions, migration_id, change)
+        """Recompute both rollups of ``sessions``, of the sessions the rows inserted since
+        the last refresh may have taken records from, and of the sessions sharing a message
+        id with them; ``change`` gets the net change of the counted totals (see
+        :func:`~context_cleaner.bridge.summaries.refresh_summaries`)."""
+        widened = widen_sessions(self.client, {*sessions, *self._displaced})
+        with db_call("REFRESH", SUMMARIES, sessions=len(widened)):
+            refresh_summaries(self.client, widened, migration_id, change)
+        with db_call("REFRESH", BUCKETS, sessions=len(widened)):
+            refresh_buckets(self.client, widened, migration_id)
+        self._displaced.clear()
+        return len(widened)
 
     def commit_files(self, commits: Sequence[FileCommit], migration_id: str) -> None:
         with db_call("INSERT", TRACKING, rows=len(commits)):

@@ -206,6 +206,7 @@ def validation_lines(report: Any) -> list[str]:
 _ROLLBACK_TABLES = {
     "enhanced_token_details": "usage rows",
     "enhanced_token_summaries": "summary rows",
+    "enhanced_token_buckets": "15-minute rollup rows",
     "migration_file_tracking": "file tracking rows",
 }
 

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 DATA_TABLES = (
     "enhanced_token_details",
     "enhanced_token_summaries",
+    "enhanced_token_buckets",
     "migration_file_tracking",
 )
 HISTORY_TABLES = ("enhanced_analysis_metadata", "migration_execution_log")

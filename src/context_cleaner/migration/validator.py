@@ -42,6 +42,8 @@ from typing import Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge import DETAILS_TABLE, EnhancedTokenDatabaseBridge, query_rows
+from context_cleaner.bridge.buckets import TOTALS_SQL as BUCKET_TOTALS
+from context_cleaner.bridge.buckets import checked_totals
 from context_cleaner.migration.comparison import Comparison, Sums, compare
 from context_cleaner.migration.ledger import Ledger, scan_committed
 from context_cleaner.migration.models import ValidationResult
@@ -84,7 +86,7 @@ def validate_migration_integrity(
     with bridge.reading():
         stored = query_stored(bridge, ALL_ROWS, {}) if bridge.is_initialised() else {}
         db_totals = bridge.get_migration_totals() if stored else _empty_totals()
-        summary_totals = bridge.summary_totals() if stored else _empty_totals()
+        summary_totals = _rollup_totals(bridge) if stored else _empty_totals()
     comparison = compare(disk, stored, scope.origin_function(), all_rows=True)
     db_sessions = {row.session_id for row in stored.values() if row.counted}
     return build_result(
@@ -101,6 +103,11 @@ def validate_migration_integrity(
         seed=seed,
         started=started,
     )
+
+
+def _rollup_totals(bridge: EnhancedTokenDatabaseBridge) -> dict[str, Any]:
+    """Both rollups' totals: the first that differs from the other fails the summaries check."""
+    return checked_totals(bridge.summary_totals(), bridge._query(BUCKET_TOTALS))
 
 
 def validate_run(
@@ -130,7 +137,7 @@ def validate_run(
     with bridge.reading():
         if database_totals is None:
             database_totals = bridge.get_migration_totals()
-        summary_totals = bridge.summary_totals()
+        summary_totals = _rollup_totals(bridge)
         comparison = _same_sums(bridge, read, started_empty) if paths else Comparison()
         if comparison is None:  # the checksums differ: compare key by key to say why
             stored = query_stored(bridge, ROWS_OF_FILES, {"paths": paths})

@@ -47,6 +47,7 @@ from context_cleaner.testing.transcripts.sample import generate_transcripts
 CHECKED_TABLES = (
     "enhanced_token_details",
     "enhanced_token_summaries",
+    "enhanced_token_buckets",
     "enhanced_analysis_metadata",
     "migration_execution_log",
     "migration_file_tracking",

@@ -1,0 +1,164 @@
+"""The 15-minute rollup reports read, recomputed for the sessions a batch touched.
+
+Kept exactly like the (session, day, model) rollup of :mod:`~.summaries`, inside the same
+unit of work, for the same widened sessions and from the same selection (message ids
+first so ``FINAL`` sees every version of a key, rule 4 over them): a crash before it
+leaves the files' offsets uncommitted, so the next run writes the rows and this rollup
+again. One row per (session, UTC 15-minute bucket, model, project, host,
+edge): every UTC offset in use is a multiple of 15 minutes, so a row never spans a local
+midnight, and ``edge`` keeps the records exactly at a bucket's start (they close the
+previous hour, see ``periods.hour_bucket``) apart, so a row never spans a block's hour.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
+from context_cleaner.bridge.details import COUNTED_VIEW
+from context_cleaner.bridge.queries import insert_rows, query_rows
+from context_cleaner.bridge.summaries import (
+    DETAILS,
+    NOT_A_REPLAY,
+    SESSION_IDS,
+    SUMMARIES,
+    TOKEN_SUMS,
+)
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+BUCKETS = "enhanced_token_buckets"
+BUCKET_MS = 900_000
+
+_RECOMPUTE = f"""
+SELECT session_id,
+       toDateTime(intDiv(toUnixTimestamp64Milli(timestamp), {BUCKET_MS}) * 900, 'UTC') AS bucket,
+       model, project, host,
+       toUInt8(toUnixTimestamp64Milli(timestamp) % {BUCKET_MS} = 0) AS edge,
+       {TOKEN_SUMS}, min(timestamp) AS first_timestamp, max(timestamp) AS last_timestamp
+FROM (
+    SELECT * FROM {DETAILS} FINAL
+    WHERE message_id IN {SESSION_IDS}
+)
+WHERE session_id IN {{sessions:Array(String)}} AND {NOT_A_REPLAY}
+GROUP BY session_id, bucket, model, project, host, edge
+"""
+
+_EXISTING = (
+    "SELECT session_id, bucket, model, project, host, edge "
+    f"FROM {BUCKETS} FINAL WHERE session_id IN {{sessions:Array(String)}} AND is_deleted = 0"
+)
+
+BUCKET_COLUMNS = (
+    *("session_id", "bucket", "model", "project", "host", "edge"),
+    *STORED_TOKEN_FIELDS,
+    *("cost_usd", "record_count", "first_timestamp", "last_timestamp"),
+    *("migration_id", "ver", "is_deleted"),
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: The rollup's totals, in the order of ``token_bridge.totals_dict``.
+TOTALS_SQL = (
+    "SELECT sum(input_tokens), sum(output_tokens), sum(cache_creation_5m_tokens), "
+    "sum(cache_creation_1h_tokens), sum(cache_read_tokens), sum(cost_usd), sum(record_count) "
+    f"FROM {BUCKETS} FINAL WHERE is_deleted = 0"
+)
+
+
+def refresh_buckets(client: Client, widened: Sequence[str], migration_id: str) -> int:
+    """Recompute the rollup of ``widened`` (``summaries.widen_sessions``' sessions).
+
+    Returns how many sessions were recomputed. Safe to repeat.
+    """
+    if not widened:
+        return 0
+    params: dict[str, Any] = {"sessions": list(widened)}
+    fresh = query_rows(client, _RECOMPUTE, params, action="recomputing the 15-minute rollup")
+    existing = query_rows(client, _EXISTING, params, action="reading the 15-minute rollup")
+    ver = time.time_ns()
+    rows: list[list[Any]] = [[*row, migration_id, ver, 0] for row in fresh]
+    fresh_keys = {tuple(r[:6]) for r in fresh}
+    for key in existing:
+        if tuple(key) not in fresh_keys:
+            rows.append([*key, 0, 0, 0, 0, 0, 0.0, 0, _EPOCH, _EPOCH, migration_id, ver, 1])
+    if rows:
+        action = f"writing {len(rows)} rollup rows (migration {migration_id})"
+        insert_rows(client, BUCKETS, rows, BUCKET_COLUMNS, action=action)
+    return len(widened)
+
+
+def checked_totals(summary_totals: dict[str, Any], bucket_rows: list[tuple]) -> dict[str, Any]:
+    """The rollups' totals for validation: ``summary_totals`` when this rollup's sums
+    (``bucket_rows``: :data:`TOTALS_SQL`'s row) equal them, else this rollup's, so that a
+    divergence of either rollup from the usage rows fails the summaries check."""
+    inp, out, c5, c1, read = (int(v or 0) for v in bucket_rows[0][:5])
+    cost, count = float(bucket_rows[0][5] or 0), int(bucket_rows[0][6] or 0)
+    mine = {
+        "input_tokens": inp,
+        "output_tokens": out,
+        "cache_creation_tokens": c5 + c1,
+        "cache_read_tokens": read,
+    }
+    if all(mine[k] == summary_totals[k] for k in mine) and count == summary_totals["records"]:
+        return summary_totals
+    return {
+        **summary_totals,
+        **mine,
+        "total_tokens": inp + out + c5 + c1 + read,
+        "cost_usd": round(cost, 10),
+        "cache_creation_5m_tokens": c5,
+        "cache_creation_1h_tokens": c1,
+        "records": count,
+    }
+
+
+_COUNTED_SUMS = f"sum(total_tokens), sum(cost_usd), count() FROM {COUNTED_VIEW}"
+_ROLLED_SUMS = (
+    f"sum({' + '.join(STORED_TOKEN_FIELDS)}), sum(cost_usd), sum(record_count) "
+    "FROM {table} FINAL WHERE is_deleted = 0"
+)
+#: Each rollup's key and the same key computed from a counted record.
+_KEYS = {
+    SUMMARIES: ("session_id, day, model", "session_id, toDate(timestamp) AS day, model"),
+    BUCKETS: (
+        "session_id, bucket, model, project, host, edge",
+        "session_id, "
+        f"toDateTime(intDiv(toUnixTimestamp64Milli(timestamp), {BUCKET_MS}) * 900, 'UTC') "
+        f"AS bucket, model, project, host, "
+        f"toUInt8(toUnixTimestamp64Milli(timestamp) % {BUCKET_MS} = 0) AS edge",
+    ),
+}
+
+
+def rollup_differences(client: Client) -> dict[str, list[tuple]]:
+    """Per rollup table, the groups whose tokens, cost (to 1e-6 USD) or record count differ
+    from the counted records' (a full scan: for tests and diagnosis, not every validation)."""
+    found: dict[str, list[tuple]] = {}
+    for table, (key, computed) in _KEYS.items():
+        counted = {
+            tuple(r[:-3]): r[-3:]
+            for r in query_rows(client, f"SELECT {computed}, {_COUNTED_SUMS} GROUP BY {key}")
+        }
+        rolled = {
+            tuple(r[:-3]): r[-3:]
+            for r in query_rows(
+                client, f"SELECT {key}, {_ROLLED_SUMS.format(table=table)} GROUP BY {key}"
+            )
+        }
+        found[table] = [
+            (*k, counted.get(k), rolled.get(k))
+            for k in sorted(counted.keys() | rolled.keys(), key=repr)
+            if not _same(counted.get(k), rolled.get(k))
+        ]
+    return found
+
+
+def _same(a: tuple | None, b: tuple | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a[0] == b[0] and a[2] == b[2] and abs(float(a[1]) - float(b[1])) < 1e-6
