@@ -101,15 +101,13 @@ def _query_times(ctx: BenchContext) -> list[Result]:
 def _fill_rollup(client: object) -> None:
     """The synthetic database is written by SQL, not the pipeline: fill the 15-minute rollup
     as an upgrade does (the backfill of its schema file), once."""
-    from context_cleaner.bridge.buckets import BUCKETS
-    from context_cleaner.bridge.schema import load_schema_files
+    from context_cleaner.bridge.buckets import BUCKETS, backfill_sql
     from context_cleaner.bridge.token_bridge import query_rows
 
     if query_rows(client, f"SELECT count() FROM {BUCKETS}")[0][0]:  # type: ignore[arg-type]
         return
     started = time.perf_counter()
-    (backfill,) = [f for f in load_schema_files() if f.name.startswith("006")]
-    client.command(backfill.statements[-1])  # type: ignore[attr-defined]
+    client.command(backfill_sql())  # type: ignore[attr-defined]
     client.command(f"OPTIMIZE TABLE {BUCKETS} FINAL")  # type: ignore[attr-defined]
     print(f"15-minute rollup filled in {time.perf_counter() - started:.1f} s", flush=True)
 

@@ -313,3 +313,38 @@ def test_validation_fails_when_the_rollup_diverges(fixtures_dir: Path, tmp_path:
     assert not result.summaries_agree and not result.passed
     summary = bridge.summary_totals()
     assert checked_totals(summary, [(1, 0, 0, 0, 0, 0.0, 0)])["input_tokens"] == 1
+
+
+def test_a_rollback_to_a_snapshot_older_than_the_rollup_rebuilds_it(
+    fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot taken by a version before sql/006 holds no copy of the rollup: the
+    rollback refills it from the restored usage rows."""
+    import shutil
+
+    from context_cleaner.migration import rollback
+
+    source = tmp_path / "projects"
+    shutil.copytree(fixtures_dir / "projects", source)
+    later = sorted(source.rglob("*.jsonl"))[1::2]
+    kept = {p: p.read_bytes() for p in later}
+    for path in later:
+        path.unlink()
+    url = f"chdb://{tmp_path}/db"
+    monkeypatch.setenv("CONTEXT_CLEANER_HOST", "host-a")
+    assert HistoricalDataMigrator(url, parallel_workers=1).run(str(source)).success
+    with Database(url).session() as client:
+        first = query_rows(client, TOTALS_SQL)[0][6]
+    for path, data in kept.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    old_tables = tuple(t for t in rollback.DATA_TABLES if t != BUCKETS)
+    with monkeypatch.context() as mp:
+        mp.setattr(rollback, "DATA_TABLES", old_tables)  # what an older version copied
+        second = HistoricalDataMigrator(url, parallel_workers=1).run(str(source))
+    assert second.success
+    bridge = EnhancedTokenDatabaseBridge(url, host="host-a")
+    rollback.rollback_migration(bridge, second.migration_id)
+    with Database(url).session() as client:
+        test_the_rollup_equals_the_counted_rows(client)
+        assert query_rows(client, TOTALS_SQL)[0][6] == first > 0

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge.details import COUNTED_VIEW
 from context_cleaner.bridge.queries import insert_rows, query_rows
+from context_cleaner.bridge.schema import load_schema_files
 from context_cleaner.bridge.summaries import (
     DETAILS,
     NOT_A_REPLAY,
@@ -68,6 +69,13 @@ TOTALS_SQL = (
     "sum(cache_creation_1h_tokens), sum(cache_read_tokens), sum(cost_usd), sum(record_count) "
     f"FROM {BUCKETS} FINAL WHERE is_deleted = 0"
 )
+
+
+def backfill_sql() -> str:
+    """The statement filling the rollup from the counted records, as an upgrade does (the
+    last of ``sql/006``): for a rollback to a snapshot taken before the rollup existed."""
+    (schema,) = [f for f in load_schema_files() if f.name.startswith("006")]
+    return schema.statements[-1]
 
 
 def refresh_buckets(client: Client, widened: Sequence[str], migration_id: str) -> int:

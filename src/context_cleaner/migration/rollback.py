@@ -48,6 +48,7 @@ from context_cleaner.bridge import (
     table_exists,
     utc,
 )
+from context_cleaner.bridge.buckets import BUCKETS, backfill_sql
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration.models import RollbackResult
 from context_cleaner.migration.run_record import record_rollback
@@ -318,6 +319,8 @@ def rollback_migration(
                     "--mode data-only to remove all data."
                 )
             steps = [Step("restore", table, copy) for table, copy in snap.tables.items()]
+            if BUCKETS not in snap.tables:  # taken before the 15-minute rollup existed
+                steps += [Step("truncate", BUCKETS), Step("sql", BUCKETS, backfill_sql())]
             restored = list(snap.tables)
         elif mode == "data-only":
             steps = [Step("truncate", table) for table in DATA_TABLES]
