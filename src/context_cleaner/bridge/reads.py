@@ -31,6 +31,7 @@ from context_cleaner.observability.telemetry import db_call
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
+    from context_cleaner.analysis.periods import ReportQuery
     from context_cleaner.bridge.database import Database
 
 #: Dimensions the summaries can be broken down by, and their column.
@@ -118,6 +119,14 @@ class BridgeReads:
     def _query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
         with db_call("SELECT", table_of(sql)), self._session() as client:
             return query_rows(client, sql, parameters)
+
+    def report(self, query: ReportQuery) -> dict[str, object]:
+        """``query``'s report from the database (:mod:`.reports`), in the open read session
+        when there is one (see :meth:`reading`)."""
+        from context_cleaner.bridge.reports import report_from_database  # on first use
+
+        with db_call("SELECT", "report"), self._session() as client:
+            return report_from_database(client, query)
 
     def is_initialised(self) -> bool:
         """True when the schema exists (nothing has been migrated before otherwise)."""

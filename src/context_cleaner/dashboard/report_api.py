@@ -162,8 +162,6 @@ def read_report(source: DashboardSource, query: ReportQuery) -> dict[str, Any]:
             host=source.host,  # type: ignore[attr-defined]
         )
         return build_report(query, cells, source="transcripts")
-    from context_cleaner.bridge import report_from_database
-
     if not source.describe()["initialised"]:
         return build_report(query, [], source="database")
     # Sessions do not depend on the timezone unless days are filtered: asked in UTC, the
@@ -172,9 +170,8 @@ def read_report(source: DashboardSource, query: ReportQuery) -> dict[str, Any]:
     asked = query
     if query.kind == "session" and query.since is None and query.until is None:
         asked = replace(query, timezone="UTC")
-    # The request's unit of work already holds the database session; reuse its client.
-    with source.bridge._session() as client:  # type: ignore[attr-defined]
-        payload = report_from_database(client, asked)
+    # The request's unit of work already holds the database session; the bridge reuses it.
+    payload = source.bridge.report(asked)  # type: ignore[attr-defined]
     payload["timezone"] = query.timezone
     return payload
 
