@@ -302,8 +302,15 @@ CLIENTS = 4
 WRITERS_TARGET = 3.0
 """With the clients polling, ``migrate`` and ``sync`` each within this many times their
 time alone."""
-PAGE_REQUESTS = ("/api/info", "/api/overview", "/api/health", "/api/sessions?limit=10&offset=0")
-"""What the page requests on each load (``static/app.js``)."""
+PAGE_REQUESTS = (
+    "/api/info",
+    "/api/overview",
+    "/api/health",
+    "/api/report/daily?breakdown=1&timezone=Europe/Berlin",
+    "/api/report/session?timezone=Europe/Berlin",
+)
+"""What the page requests on each load (``static/app.js``, ``load``), in a browser whose
+zone is not UTC."""
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
 
 
