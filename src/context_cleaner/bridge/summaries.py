@@ -52,6 +52,12 @@ ROLLUP_SUMS = f"{_SUMS}, sum(record_count) AS record_count"
 
 _WIDEN = f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN {SESSION_IDS}"
 _HOLDERS = f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN {{ids:Array(String)}}"
+#: The same, the ids passed as one string: 40,000 ids (a unit's most) as an array took
+#: 2.3-2.9 s, as one string 0.6 s (0.47 s of it the driver's escaping), on a loaded machine.
+_HOLDERS_JOINED = (
+    f"SELECT DISTINCT session_id FROM {DETAILS} "
+    "WHERE message_id IN splitByChar('\\n', {ids:String})"
+)
 
 #: ``toDate(timestamp)`` is the UTC day (the column's zone). It is exact only for times inside
 #: ``Date``'s range, 1970-01-01 .. 2149-06-06 (outside it wraps around): the analysis skips
@@ -93,9 +99,11 @@ def sessions_holding(client: Client, message_ids: Collection[str]) -> set[str]:
     whatever the merges do next (see the module docstring)."""
     if not message_ids:
         return set()
-    rows = query_rows(
-        client, _HOLDERS, {"ids": list(message_ids)}, action="finding sessions that hold messages"
-    )
+    action = "finding sessions that hold messages"
+    if any("\n" in m for m in message_ids):  # ids are never split wrongly
+        rows = query_rows(client, _HOLDERS, {"ids": list(message_ids)}, action=action)
+    else:
+        rows = query_rows(client, _HOLDERS_JOINED, {"ids": "\n".join(message_ids)}, action=action)
     return {r[0] for r in rows}
 
 
