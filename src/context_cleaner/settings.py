@@ -36,6 +36,7 @@ from context_cleaner.errors import ConfigurationError
 
 URL_ENV = "CONTEXT_CLEANER_CLICKHOUSE_URL"
 PASSWORD_ENV = "CONTEXT_CLEANER_CLICKHOUSE_PASSWORD"
+CREDENTIALS_ENV = "CONTEXT_CLEANER_CREDENTIALS_BLOCK"
 PRICES_ENV = "CONTEXT_CLEANER_PRICES"
 LOCK_TIMEOUT_ENV = "CONTEXT_CLEANER_LOCK_TIMEOUT"
 HOST_ENV = "CONTEXT_CLEANER_HOST"
@@ -50,6 +51,7 @@ API_ENV = "PREFECT_API_URL"
 ENVIRONMENT: dict[str, str] = {
     URL_ENV: "the database URL (`clickhouse_url`)",
     PASSWORD_ENV: "a server's password, so it need not be written into the URL",
+    CREDENTIALS_ENV: "the name of a `ClickHouseCredentials` Prefect block (`credentials_block`)",
     PRICES_ENV: "a JSON file of price overrides (`prices`)",
     LOCK_TIMEOUT_ENV: "seconds to wait for another process holding the embedded database "
     "(default 30)",
@@ -80,6 +82,9 @@ TOLERANCE = 0.001
 SYNC_CRON = "0 * * * *"
 VALIDATION_CRON = "30 3 * * *"
 ENGINES = ("auto", "prefect", "local")
+WRITE_LIMIT = "context-cleaner-database"
+"""The Prefect global concurrency limit (one slot) every flow run that writes or validates
+holds, so scheduled and triggered runs never overlap on the database."""
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -112,6 +117,15 @@ class Settings:
     """The database, kept as given: ``chdb:///path`` (embedded) or
     ``http(s)://user@host:8123/db``. None: the embedded ``chdb://~/.context_cleaner/clickhouse``.
     Never shown as given (``repr`` hides it; the bridge shows it redacted)."""
+
+    credentials_block: str | None = field(
+        default=None, metadata=_setting("--credentials-block", CREDENTIALS_ENV)
+    )
+    """The name of a ``ClickHouseCredentials`` Prefect block holding the database's URL,
+    user, password (a secret) and TLS options, instead of :attr:`clickhouse_url`
+    (``prefect block register -m context_cleaner.orchestration.blocks``). One of the two
+    names the database: a flag or parameter given wins over the other's environment
+    variable."""
 
     prices: str | None = field(default=None, metadata=_setting("--prices", PRICES_ENV))
     """A JSON file of price overrides laid over the bundled table. None: the bundled table."""
@@ -216,7 +230,9 @@ class Settings:
                 values[name] = raw.lower() in _TRUE
             elif raw:
                 values[name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        _one_database(values, given)
+        values.update(given)
         return cls(**values)
 
     @property
@@ -243,6 +259,21 @@ class Settings:
         if self.engine == "prefect":
             return True
         return self.engine == "auto" and bool(env.get(API_ENV))
+
+
+def _one_database(from_env: dict[str, Any], given: dict[str, Any]) -> None:
+    """The database is named by a URL or a credentials block, never both: one given as a
+    flag drops the other's environment variable; both given (or both in the environment)
+    is an error."""
+    both = ("clickhouse_url", "credentials_block")
+    named = [name for name in both if name in given]
+    if len(named) == 2 or (not named and all(name in from_env for name in both)):
+        raise ConfigurationError(
+            "Both a ClickHouse URL and a credentials block name the database; give one "
+            f"(--clickhouse-url / {URL_ENV} or --credentials-block / {CREDENTIALS_ENV})."
+        )
+    for name in named:
+        from_env.pop(both[1 - both.index(name)], None)
 
 
 DEFAULTS = Settings()

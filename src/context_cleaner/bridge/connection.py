@@ -293,6 +293,7 @@ def _open_server(
                 settings=dict(settings or {}),
                 autogenerate_session_id=False,
                 client_name="context-cleaner",
+                **target.tls_options(),
             )
         except Exception as exc:
             error: MigrationError = translate_clickhouse_error(

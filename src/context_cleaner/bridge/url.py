@@ -17,11 +17,12 @@ into shell history. The password is held out of ``repr`` and ``str``; only
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from context_cleaner.bridge.exceptions import redact_text
@@ -46,6 +47,10 @@ class DatabaseURL:
     password: str = field(default="", repr=False)
     database: str = ""
     """Server database from the URL path; empty means the user's default."""
+    verify: bool = True
+    """https: check the server's certificate (a credentials block may turn it off)."""
+    ca_cert: str = ""
+    """https: a CA bundle file to check the certificate with; empty: the system's."""
 
     @property
     def is_embedded(self) -> bool:
@@ -97,15 +102,16 @@ class DatabaseURL:
 
     def with_password(self, password: str) -> DatabaseURL:
         """A copy with ``password`` set."""
-        return DatabaseURL(
-            scheme=self.scheme,
-            path=self.path,
-            host=self.host,
-            port=self.port,
-            username=self.username,
-            password=password,
-            database=self.database,
-        )
+        return dataclasses.replace(self, password=password)
+
+    def tls_options(self) -> dict[str, Any]:
+        """The client's TLS arguments that differ from its defaults (none for plain http)."""
+        if self.scheme != "https":
+            return {}
+        options: dict[str, Any] = {} if self.verify else {"verify": False}
+        if self.ca_cert:
+            options["ca_cert"] = self.ca_cert
+        return options
 
 
 def redact(url: str) -> str:

@@ -19,6 +19,7 @@ from context_cleaner.cli.types import database_url, integer, number
 from context_cleaner.settings import (
     API_ENV,
     CONFIG_DIR_ENV,
+    CREDENTIALS_ENV,
     DEFAULT_EMBEDDED_PATH,
     DEFAULTS,
     ENGINES,
@@ -170,6 +171,12 @@ def add_database_args(parser: argparse.ArgumentParser) -> None:
         help=f"chdb:///path (embedded, default {DEFAULT_EMBEDDED_PATH}) or "
         f"http(s)://user:pass@host:8123/db; default ${URL_ENV}",
     )
+    parser.add_argument(
+        "--credentials-block",
+        metavar="NAME",
+        help="instead of --clickhouse-url: a ClickHouseCredentials Prefect block (URL, user, "
+        f"secret password, TLS options); default ${CREDENTIALS_ENV}",
+    )
 
 
 def add_json_arg(parser: argparse.ArgumentParser, what: str = "the result") -> None:
@@ -262,8 +269,19 @@ def command_settings(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """The command's settings: its flags (those it has and was given), then the
-    environment, then the defaults."""
-    return Settings.from_values(vars(args), environ)
+    environment, then the defaults.
+
+    A credentials block is loaded here for a command that opens the database in this
+    process; a run through Prefect (``--engine``) passes its name, and the flow run
+    loads it."""
+    settings = Settings.from_values(vars(args), environ)
+    if not settings.credentials_block or "clickhouse_url" not in vars(args):
+        return settings
+    if "engine" in vars(args) and settings.use_prefect() and not getattr(args, "watch", False):
+        return settings
+    from context_cleaner.orchestration.blocks import with_credentials
+
+    return with_credentials(settings)
 
 
 def run_exit_code(ok: bool, result: Any) -> int:

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from context_cleaner.cli.common import (
     EXIT_FAILED,
@@ -155,13 +155,28 @@ def debugging(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
+@contextlib.contextmanager
+def _debug_environment(on: bool) -> Iterator[None]:
+    """``--debug`` as ``$CONTEXT_CLEANER_DEBUG=1`` while the command runs, for what reads
+    it below the command line (the Prefect engine keeps tracebacks in its logs then)."""
+    if not on or DEBUG_ENV in os.environ:
+        yield
+        return
+    os.environ[DEBUG_ENV] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(DEBUG_ENV, None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        with _debug_environment(getattr(args, "debug", False)):
+            return handler(args)
     except ContextCleanerError as exc:
         if debugging(args):
             traceback.print_exc()

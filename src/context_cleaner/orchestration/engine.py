@@ -40,8 +40,9 @@ def _database_parameter(
     settings: Settings, database: Database
 ) -> tuple[str | None, dict[str, str]]:
     """The ``clickhouse_url`` parameter (None: the worker's own default), and the
-    environment that carries its password; ``database`` is the settings' database, open."""
-    if not settings.clickhouse_url:
+    environment that carries its password; ``database`` is the settings' database, open.
+    With a credentials block the run loads the block itself: no URL, no password here."""
+    if not settings.clickhouse_url or settings.credentials_block:
         return None, {}
     url = database.url
     if url.is_embedded or not url.password:
@@ -128,13 +129,10 @@ def flow_parameters(
     """The flow parameters for a command's settings (``clickhouse_url`` without password);
     ``extra``: rollback's ``migration_id``, ``mode`` and ``to_checkpoint``."""
     url, _ = _database_parameter(settings, database)
+    where = {"clickhouse_url": url, "credentials_block": settings.credentials_block}
     if kind == "rollback":
-        return {**extra, "clickhouse_url": url}
-    common = {
-        "source_dirs": settings.sources,
-        "clickhouse_url": url,
-        "prices": settings.prices,
-    }
+        return {**extra, **where}
+    common = {"source_dirs": settings.sources, **where, "prices": settings.prices}
     if kind == "validate":
         return {
             **common,
@@ -175,7 +173,10 @@ def run_with_prefect(kind: str, settings: Settings, database: Database, **extra:
     _, env = _database_parameter(settings, database)
     with prefect_api(), _environment(env):
         try:
-            return runs[kind](**flow_parameters(kind, settings, database, **extra))
+            # No flow-level retries here: the person at the terminal sees the failure at
+            # once, as with the local engine (the bridge retried connecting already).
+            run = runs[kind].with_options(retries=0)
+            return run(**flow_parameters(kind, settings, database, **extra))
         except flows.FlowRunFailed as exc:
             if exc.result is None:
                 raise

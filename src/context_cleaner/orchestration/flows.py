@@ -14,14 +14,17 @@ finished as Cached and skips them (how the cache stays honest: :mod:`resume_keys
 Artifacts: a progress bar updated per batch, a table of the result, a markdown
 validation report. The run monitor's alert transitions become Prefect events
 ``context-cleaner.alert.firing`` / ``.resolved`` (``deployments/automations/``
-turns them into notifications). A run that failed raises :class:`FlowRunFailed`
-carrying its result, so Prefect records it Failed, never Completed; so does a run in
-which the error-rate alert fired (its data is committed; the CLI exits 3 for it).
+turns them into notifications). A run that failed ends Failed with a
+:class:`FlowRunFailed` carrying its result, never Completed; so does a run in which the
+error-rate alert fired (its data is committed; the CLI exits 3 for it). How each run
+starts and ends (tags, credentials blocks, the write limit, retries, quiet failures):
+:mod:`run_guard`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,6 +35,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from context_cleaner.bridge import EnhancedTokenDatabaseBridge
+from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.from_settings import open_bridge
 from context_cleaner.errors import TerminalError
 from context_cleaner.migration import monitor, pipeline
@@ -58,6 +62,7 @@ from context_cleaner.orchestration.flow_tasks import (
     plan_batches,
     retry_transient_only,
 )
+from context_cleaner.orchestration.run_guard import RETRYING_FLOW, guarded, quiet_expected_errors
 from context_cleaner.settings import BATCH_SIZE, SAMPLE_SIZE, TOLERANCE, Settings
 
 __all__ = [
@@ -71,6 +76,9 @@ __all__ = [
     "rollback_flow",
     "validation_flow",
 ]
+
+
+quiet_expected_errors()
 
 
 class FlowRunFailed(TerminalError):
@@ -165,24 +173,12 @@ def _publish(rows: list[dict[str, Any]], key: str, title: str, ok: bool, counts:
 # -- flows -----------------------------------------------------------------------------------
 
 
-@flow(name="historical-migration", description="context-cleaner migrate, as a Prefect flow.")
-def historical_migration_flow(
-    source_dirs: list[str] | None = None,
-    clickhouse_url: str | None = None,
-    batch_size: int = BATCH_SIZE,
-    parallel_workers: int | None = None,
-    checkpoint_interval: int = 0,
-    dry_run: bool = False,
-    force: bool = False,
-    prices: str | None = None,
-    max_batch_tasks: int = resume_keys.MAX_BATCH_TASKS,
+def _migrate(
+    settings: Settings, database: Database, max_batch_tasks: int
 ) -> HistoricalMigrationResult:
-    """Migrate every transcript (resumable). ``None`` settings come from the environment, as in
-    the CLI; never put a password in ``clickhouse_url`` (Prefect stores parameters): set
-    ``CONTEXT_CLEANER_CLICKHOUSE_PASSWORD`` in the worker's environment instead.
-    ``max_batch_tasks``: more batches than this are grouped into at most this many tasks."""
-    settings = Settings.from_values(locals())  # the parameters; then environment, defaults
-    migrator = HistoricalDataMigrator(settings=settings)
+    migrator = HistoricalDataMigrator(
+        bridge_service=open_bridge(settings, database), settings=settings
+    )
     with orchestrated(max_batch_tasks) as batches:
         result = migrator.run(settings.source_dirs, settings.dry_run, None, force=settings.force)
     ok = result.success and (result.dry_run or result.validation_passed)
@@ -207,26 +203,48 @@ def historical_migration_flow(
     return result
 
 
-@flow(name="incremental-sync", description="context-cleaner sync, as a Prefect flow.")
-def incremental_sync_flow(
+@flow(
+    name="historical-migration",
+    description="context-cleaner migrate, as a Prefect flow.",
+    **RETRYING_FLOW,
+)
+def historical_migration_flow(
     source_dirs: list[str] | None = None,
     clickhouse_url: str | None = None,
     batch_size: int = BATCH_SIZE,
     parallel_workers: int | None = None,
+    checkpoint_interval: int = 0,
     dry_run: bool = False,
+    force: bool = False,
     prices: str | None = None,
     max_batch_tasks: int = resume_keys.MAX_BATCH_TASKS,
+    credentials_block: str | None = None,
+) -> HistoricalMigrationResult:
+    """Migrate every transcript (resumable). ``None`` settings come from the environment, as in
+    the CLI. Never put a password in ``clickhouse_url`` (Prefect stores parameters): name a
+    ``ClickHouseCredentials`` block in ``credentials_block`` instead (or set
+    ``CONTEXT_CLEANER_CLICKHOUSE_PASSWORD`` in the worker's environment).
+    ``max_batch_tasks``: more batches than this are grouped into at most this many tasks."""
+    return guarded(  # type: ignore[return-value]
+        "migrate",
+        locals(),
+        functools.partial(_migrate, max_batch_tasks=max_batch_tasks),
+        writes=not dry_run,
+    )
+
+
+def _sync(
+    settings: Settings, database: Database, max_batch_tasks: int
 ) -> IncrementalMigrationResult | HistoricalMigrationResult:
-    """Add what was appended since the last run (the hourly deployment). Settings as for
-    :func:`historical_migration_flow`; a dry run returns what a sync would read."""
-    settings = Settings.from_values(locals())  # the parameters; then environment, defaults
-    migrator = HistoricalDataMigrator(settings=settings)
+    migrator = HistoricalDataMigrator(
+        bridge_service=open_bridge(settings, database), settings=settings
+    )
     with orchestrated(max_batch_tasks) as batches:
-        if dry_run:
+        if settings.dry_run:
             planned = migrator.run(settings.source_dirs, True, kind="sync")
         else:
             result = migrator.sync(settings.source_dirs)
-    if dry_run:
+    if settings.dry_run:
         create_table_artifact(migration_table(planned, _tasks_note(batches)), key="sync-result")
         return planned
     note = _tasks_note(batches)
@@ -245,6 +263,31 @@ def incremental_sync_flow(
     if paragraph := alerted(result):
         raise FlowRunFailed(paragraph, result)
     return result
+
+
+@flow(
+    name="incremental-sync",
+    description="context-cleaner sync, as a Prefect flow.",
+    **RETRYING_FLOW,
+)
+def incremental_sync_flow(
+    source_dirs: list[str] | None = None,
+    clickhouse_url: str | None = None,
+    batch_size: int = BATCH_SIZE,
+    parallel_workers: int | None = None,
+    dry_run: bool = False,
+    prices: str | None = None,
+    max_batch_tasks: int = resume_keys.MAX_BATCH_TASKS,
+    credentials_block: str | None = None,
+) -> IncrementalMigrationResult | HistoricalMigrationResult:
+    """Add what was appended since the last run (the hourly deployment). Settings as for
+    :func:`historical_migration_flow`; a dry run returns what a sync would read."""
+    return guarded(  # type: ignore[return-value]
+        "sync",
+        locals(),
+        functools.partial(_sync, max_batch_tasks=max_batch_tasks),
+        writes=not dry_run,
+    )
 
 
 @task(name="validate", cache_policy=NO_CACHE, timeout_seconds=3600, **RETRYING)
@@ -267,19 +310,9 @@ def validate_task(
     )
 
 
-@flow(name="validation", description="context-cleaner validate, as a Prefect flow (daily).")
-def validation_flow(
-    source_dirs: list[str] | None = None,
-    clickhouse_url: str | None = None,
-    full_validation: bool = False,
-    sample_size: int = SAMPLE_SIZE,
-    tolerance: float = TOLERANCE,
-    prices: str | None = None,
-) -> ValidationResult:
-    """Reconcile the database with the transcripts; Failed when they disagree."""
-    settings = Settings.from_values(locals())  # the parameters; then environment, defaults
+def _validate(settings: Settings, database: Database) -> ValidationResult:
     report = validate_task(
-        open_bridge(settings),
+        open_bridge(settings, database),
         settings.sources,
         settings.sample_size,
         settings.full_validation,
@@ -300,6 +333,25 @@ def validation_flow(
     return report
 
 
+@flow(
+    name="validation",
+    description="context-cleaner validate, as a Prefect flow (daily).",
+    **RETRYING_FLOW,
+)
+def validation_flow(
+    source_dirs: list[str] | None = None,
+    clickhouse_url: str | None = None,
+    full_validation: bool = False,
+    sample_size: int = SAMPLE_SIZE,
+    tolerance: float = TOLERANCE,
+    prices: str | None = None,
+    credentials_block: str | None = None,
+) -> ValidationResult:
+    """Reconcile the database with the transcripts; Failed when they disagree. It holds the
+    write limit too: a validation read while a sync writes would see half of it."""
+    return guarded("validate", locals(), _validate)  # type: ignore[return-value]
+
+
 @task(name="rollback", cache_policy=NO_CACHE, retries=0)
 def rollback_task(
     bridge: EnhancedTokenDatabaseBridge, migration_id: str, mode: str, to_checkpoint: str | None
@@ -310,22 +362,36 @@ def rollback_task(
     return rollback_migration(bridge, migration_id, mode, to_checkpoint)
 
 
-@flow(name="rollback", description="context-cleaner rollback, as a Prefect flow.")
-def rollback_flow(
-    migration_id: str,
-    mode: str = "complete",
-    to_checkpoint: str | None = None,
-    clickhouse_url: str | None = None,
+def _rollback(
+    settings: Settings, database: Database, migration_id: str, mode: str, to_checkpoint: str | None
 ) -> RollbackResult:
-    """Roll back ``migration_id`` (modes as in ``context-cleaner rollback``; no confirmation)."""
-    bridge = open_bridge(Settings.from_values(locals()))
-    result = rollback_task(bridge, migration_id, mode, to_checkpoint)
+    result = rollback_task(open_bridge(settings, database), migration_id, mode, to_checkpoint)
     create_table_artifact(
         rollback_table(result),
         key="rollback-result",
         description=f"Rollback of {migration_id} ({result.mode}).",
     )
     return result
+
+
+@flow(
+    name="rollback",
+    description="context-cleaner rollback, as a Prefect flow.",
+    **RETRYING_FLOW,
+)
+def rollback_flow(
+    migration_id: str,
+    mode: str = "complete",
+    to_checkpoint: str | None = None,
+    clickhouse_url: str | None = None,
+    credentials_block: str | None = None,
+) -> RollbackResult:
+    """Roll back ``migration_id`` (modes as in ``context-cleaner rollback``; no confirmation).
+    Retried only when the database does not answer at start, before anything is changed."""
+    body = functools.partial(
+        _rollback, migration_id=migration_id, mode=mode, to_checkpoint=to_checkpoint
+    )
+    return guarded("rollback", locals(), body)  # type: ignore[return-value]
 
 
 # Every flow run names its process as it starts, and ends this host's flow runs whose
