@@ -266,6 +266,7 @@ def test_two_runs_started_at_once_never_write_at_the_same_time(
                 "migrate",
                 "--engine",
                 "prefect",
+                "--no-validate",
                 "--source-dir",
                 str(fixtures_dir / "projects"),
                 "--clickhouse-url",
@@ -294,6 +295,15 @@ def test_two_runs_started_at_once_never_write_at_the_same_time(
     assert first[1] <= second[0], f"the runs wrote at the same time: {windows}"
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(WRITE_LIMIT).limit == 1
+        flow_runs = [
+            r
+            for r in client.read_flow_runs(limit=200)
+            if (r.parameters or {}).get("clickhouse_url") in urls
+        ]
+    # Both flow runs were running at once (one waited for the slot): the limit, not
+    # chance, kept their writes apart.
+    assert len(flow_runs) == 2
+    assert max(r.start_time for r in flow_runs) < min(r.end_time for r in flow_runs)
 
 
 def _time(value: Any) -> datetime:
@@ -301,27 +311,21 @@ def _time(value: Any) -> datetime:
 
 
 def test_expected_failures_through_prefect_print_one_error_line(
-    prefect_harness: Any, fixtures_dir: Path, tmp_path: Path
+    prefect_harness: Any, fixtures_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from context_cleaner.cli.main import main
+
     url = f"chdb://{tmp_path}/db"
+    source = str(fixtures_dir / "projects")
+    assert (
+        main(
+            ["sync", "--engine", "local", "--json", "--source-dir", source, "--clickhouse-url", url]
+        )
+        == 0
+    )
+    sync_id = json.loads(capsys.readouterr().out)["migration_id"]  # a sync keeps no snapshot
     env = prefect_harness.env()
     env.pop(DEBUG_ENV, None)
-    synced = subprocess.run(
-        _cli(
-            "sync",
-            "--json",
-            "--source-dir",
-            str(fixtures_dir / "projects"),
-            "--clickhouse-url",
-            url,
-        ),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert synced.returncode == 0, synced.stderr[-3000:]
-    sync_id = json.loads(synced.stdout)["migration_id"]  # a sync keeps no snapshot
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=180)

@@ -173,12 +173,14 @@ def _publish(rows: list[dict[str, Any]], key: str, title: str, ok: bool, counts:
 # -- flows -----------------------------------------------------------------------------------
 
 
+def _migrator(settings: Settings, database: Database) -> HistoricalDataMigrator:
+    return HistoricalDataMigrator(bridge_service=open_bridge(settings, database), settings=settings)
+
+
 def _migrate(
     settings: Settings, database: Database, max_batch_tasks: int
 ) -> HistoricalMigrationResult:
-    migrator = HistoricalDataMigrator(
-        bridge_service=open_bridge(settings, database), settings=settings
-    )
+    migrator = _migrator(settings, database)
     with orchestrated(max_batch_tasks) as batches:
         result = migrator.run(settings.source_dirs, settings.dry_run, None, force=settings.force)
     ok = result.success and (result.dry_run or result.validation_passed)
@@ -236,9 +238,7 @@ def historical_migration_flow(
 def _sync(
     settings: Settings, database: Database, max_batch_tasks: int
 ) -> IncrementalMigrationResult | HistoricalMigrationResult:
-    migrator = HistoricalDataMigrator(
-        bridge_service=open_bridge(settings, database), settings=settings
-    )
+    migrator = _migrator(settings, database)
     with orchestrated(max_batch_tasks) as batches:
         if settings.dry_run:
             planned = migrator.run(settings.source_dirs, True, kind="sync")

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from prefect import get_client, get_run_logger
 from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
@@ -125,7 +126,9 @@ def write_slot(writes: bool) -> Iterator[None]:
         yield
         return
     ensure_write_limit()
-    with concurrency(WRITE_LIMIT, occupy=1, strict=True):
+    # strict: a limit that cannot be taken fails the run rather than letting it write
+    # unguarded; a lease renewal that fails once (an API blip) does not stop a long run.
+    with concurrency(WRITE_LIMIT, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
         yield
 
 
@@ -138,8 +141,9 @@ def _reach(database: Database) -> None:
 
 def _no_more_retries() -> None:
     """Spend the run's remaining retries, so the failure it proposes next is final."""
+    context = FlowRunContext.get()
     run_id = flow_run.get_id()
-    if not run_id:
+    if not run_id or context is None or not context.flow or not context.flow.retries:
         return
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)
