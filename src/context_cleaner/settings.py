@@ -84,7 +84,7 @@ VALIDATION_CRON = "30 3 * * *"
 ENGINES = ("auto", "prefect", "local")
 WRITE_LIMIT = "context-cleaner-database"
 """The Prefect global concurrency limit (one slot) every flow run that writes or validates
-holds, so scheduled and triggered runs never overlap on the database."""
+a server's database holds, so scheduled and triggered runs never overlap there."""
 
 _TRUE = ("1", "true", "yes", "on")
 

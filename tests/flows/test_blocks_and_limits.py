@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -252,58 +254,48 @@ def test_a_block_logs_in_to_a_server(prefect_harness: Any, fixtures_dir: Path) -
 
 
 def test_two_runs_started_at_once_never_write_at_the_same_time(
-    prefect_harness: Any, fixtures_dir: Path, tmp_path: Path
+    prefect_harness: Any, fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two databases, so no file lock orders them: only the global limit does."""
+    """Two syncs of one database started together, holding the write limit as runs against
+    a server's database do (no server here: the rule is widened to the embedded one)."""
     from prefect import get_client
 
     from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+    from context_cleaner.orchestration import run_guard
+    from context_cleaner.orchestration.flows import incremental_sync_flow
 
-    urls = [f"chdb://{tmp_path}/db{n}" for n in range(2)]
-    runs = [
-        subprocess.Popen(
-            _cli(
-                "migrate",
-                "--engine",
-                "prefect",
-                "--no-validate",
-                "--source-dir",
-                str(fixtures_dir / "projects"),
-                "--clickhouse-url",
-                url,
-                "--json",
-            ),
-            env=prefect_harness.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for url in urls
+    monkeypatch.setattr(run_guard, "needs_write_slot", lambda database: True)
+    url = f"chdb://{tmp_path}/db"
+    files = sorted((fixtures_dir / "projects").rglob("*.jsonl"))
+    sources = [tmp_path / "a", tmp_path / "b"]  # each sync has files of its own to write
+    for n, file in enumerate(files):
+        target = sources[n % 2] / "projects" / file.parent.name / file.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(file, target)
+    states: list[Any] = []
+
+    def sync(source: Path) -> None:
+        run = incremental_sync_flow.with_options(retries=0)
+        states.append(run(source_dirs=[str(source)], clickhouse_url=url, return_state=True))
+
+    threads = [threading.Thread(target=sync, args=(source,)) for source in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert len(states) == 2 and all(s.is_completed() for s in states), states
+    records = [
+        r for r in EnhancedTokenDatabaseBridge(url).migration_runs() if r["run_kind"] == "sync"
     ]
-    for run in runs:
-        _, err = run.communicate(timeout=240)
-        assert run.returncode == 0, err[-3000:]
-    windows = []
-    for url in urls:
-        (record,) = [
-            r
-            for r in EnhancedTokenDatabaseBridge(url).migration_runs()
-            if r["run_kind"] == "migrate"
-        ]
-        windows.append((_time(record["started_at"]), _time(record["finished_at"])))
-    first, second = sorted(windows)
-    assert first[1] <= second[0], f"the runs wrote at the same time: {windows}"
+    windows = sorted((_time(r["started_at"]), _time(r["finished_at"])) for r in records)
+    assert len(windows) == 2
+    assert windows[0][1] <= windows[1][0], f"the runs wrote at the same time: {windows}"
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(WRITE_LIMIT).limit == 1
-        flow_runs = [
-            r
-            for r in client.read_flow_runs(limit=200)
-            if (r.parameters or {}).get("clickhouse_url") in urls
-        ]
+        runs = [client.read_flow_run(s.state_details.flow_run_id) for s in states]
     # Both flow runs were running at once (one waited for the slot): the limit, not
     # chance, kept their writes apart.
-    assert len(flow_runs) == 2
-    assert max(r.start_time for r in flow_runs) < min(r.end_time for r in flow_runs)
+    assert max(r.start_time for r in runs) < min(r.end_time for r in runs)
 
 
 def _time(value: Any) -> datetime:

@@ -11,11 +11,11 @@
    :class:`~context_cleaner.errors.TransientError` here is the one failure a flow-level
    retry is for (``retries`` on the flows; a run from the command line fails at once,
    after the bridge's own connection retries, as the local engine does).
-4. **The write limit**: a run that writes or validates holds a slot of the global
-   concurrency limit :data:`~context_cleaner.settings.WRITE_LIMIT` (one slot; created on
-   first use), so sync, migrate, validation and rollback runs never overlap on the
-   database, whichever deployment or process started them. The embedded engine's file
-   lock stays as it was (it also guards the local engine and the dashboard).
+4. **The write limit**: a run that writes or validates a server's database holds a slot
+   of the global concurrency limit :data:`~context_cleaner.settings.WRITE_LIMIT` (one
+   slot; created on first use), so sync, migrate, validation and rollback runs never
+   overlap there, whichever deployment or process started them. The embedded engine
+   keeps its file lock instead (it also orders the local engine and the dashboard).
 5. **Failures**: an error of this package (an expected condition: no snapshot kept, an
    unknown run id, a database that does not answer, a failed validation) ends the run
    ``Failed`` with its one-paragraph message as the state message and no traceback;
@@ -118,17 +118,39 @@ def ensure_write_limit(name: str = WRITE_LIMIT) -> None:
                 )
 
 
+LEASE_SECONDS = 60.0
+"""A slot's lease: renewed while the run lives; a killed run's slot is freed by the
+server within about this long (its repossessor service)."""
+
+
+def needs_write_slot(database: Database) -> bool:
+    """True for a server's database with a Prefect server configured.
+
+    The embedded engine's file lock already orders its writers. Prefect's temporary
+    server (no ``PREFECT_API_URL``) runs no repossessor, so a slot a killed run held there
+    would never be freed and every later run would wait for it."""
+    from prefect.settings import PREFECT_API_URL
+
+    return not database.url.is_embedded and bool(PREFECT_API_URL.value())
+
+
 @contextlib.contextmanager
-def write_slot(writes: bool) -> Iterator[None]:
-    """Hold a slot of :data:`WRITE_LIMIT` while the block runs (nothing when ``writes`` is
-    False: dry runs)."""
-    if not writes:
+def write_slot(database: Database, writes: bool) -> Iterator[None]:
+    """Hold a slot of :data:`WRITE_LIMIT` while the block runs, for a run that writes (not
+    a dry run) to a database that needs it (:func:`needs_write_slot`)."""
+    if not writes or not needs_write_slot(database):
         yield
         return
     ensure_write_limit()
     # strict: a limit that cannot be taken fails the run rather than letting it write
     # unguarded; a lease renewal that fails once (an API blip) does not stop a long run.
-    with concurrency(WRITE_LIMIT, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
+    with concurrency(
+        WRITE_LIMIT,
+        occupy=1,
+        lease_duration=LEASE_SECONDS,
+        strict=True,
+        raise_on_lease_renewal_failure=False,
+    ):
         yield
 
 
@@ -175,7 +197,7 @@ def guarded(
         database = open_database(settings)
         _reach(database)
         started = True
-        with write_slot(writes):
+        with write_slot(database, writes):
             return body(settings, database)
     except ContextCleanerError as exc:
         if started or not isinstance(exc, TransientError):
