@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,7 @@ def test_two_runs_started_at_once_never_write_at_the_same_time(
     """Two syncs of one database started together, holding the write limit as runs against
     a server's database do (no server here: the rule is widened to the embedded one)."""
     from prefect import get_client
+    from prefect.concurrency.sync import concurrency
 
     from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
     from context_cleaner.orchestration import run_guard
@@ -279,8 +281,11 @@ def test_two_runs_started_at_once_never_write_at_the_same_time(
         states.append(run(source_dirs=[str(source)], clickhouse_url=url, return_state=True))
 
     threads = [threading.Thread(target=sync, args=(source,)) for source in sources]
-    for thread in threads:
-        thread.start()
+    run_guard.ensure_write_limit()
+    with concurrency(WRITE_LIMIT, occupy=1, strict=True):  # both start, and wait for it
+        for thread in threads:
+            thread.start()
+        _wait_until_running(url, runs=2)
     for thread in threads:
         thread.join(timeout=240)
     assert len(states) == 2 and all(s.is_completed() for s in states), states
@@ -292,10 +297,28 @@ def test_two_runs_started_at_once_never_write_at_the_same_time(
     assert windows[0][1] <= windows[1][0], f"the runs wrote at the same time: {windows}"
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(WRITE_LIMIT).limit == 1
-        runs = [client.read_flow_run(s.state_details.flow_run_id) for s in states]
-    # Both flow runs were running at once (one waited for the slot): the limit, not
-    # chance, kept their writes apart.
-    assert max(r.start_time for r in runs) < min(r.end_time for r in runs)
+
+
+def _wait_until_running(url: str, runs: int) -> None:
+    """Until ``runs`` flow runs on ``url`` are Running (so both wait for the slot at once)."""
+    from prefect import get_client
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            found = client.read_flow_runs(limit=50, sort="EXPECTED_START_TIME_DESC")
+        running = [
+            r
+            for r in found
+            if (r.parameters or {}).get("clickhouse_url") == url
+            and r.state is not None
+            and r.state.is_running()
+        ]
+        if len(running) >= runs:
+            time.sleep(1.0)  # past the tags and the start-up check, at the slot
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{runs} runs on {url} never ran at once")
 
 
 def _time(value: Any) -> datetime:
