@@ -87,7 +87,7 @@ def quiet_expected_errors() -> None:
 
 def run_tags(kind: str) -> list[str]:
     """The tags of a run of ``kind``."""
-    from context_cleaner.bridge.details import default_host
+    from context_cleaner.bridge.host import default_host
 
     return [TAG, kind, f"host:{default_host()}"]
 
