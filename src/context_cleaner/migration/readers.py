@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import multiprocessing
 import os
 import sys
 import threading
@@ -21,7 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import psutil
 
 from context_cleaner.analysis.discovery import TranscriptFile
-from context_cleaner.analysis.processes import die_with_parent
+from context_cleaner.analysis.processes import die_with_parent, pool_context
 from context_cleaner.analysis.scan import ScanResult, decode_scan, scan_ranges, scan_ranges_encoded
 from context_cleaner.migration.planning import WorkItem
 
@@ -131,7 +130,7 @@ class BatchReader:
             try:
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.workers,
-                    mp_context=multiprocessing.get_context(method),
+                    mp_context=pool_context(method),
                     initializer=_start_reader,
                     initargs=(os.getpid(),),
                 )
