@@ -76,6 +76,7 @@ interval (the command line's is :attr:`Settings.checkpoint_interval`, 0)."""
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 COMMIT_EVERY = 1.0
 COMMIT_MAX_RECORDS = 40_000
+MAX_MEMORY_MB = 200
 DEBOUNCE = 1.0
 SAMPLE_SIZE = 100
 TOLERANCE = 0.001
@@ -153,6 +154,11 @@ class Settings:
     """migrate: usage records one commit gathers at most, so memory stays flat whatever the
     corpus (usually :attr:`commit_every` ends a commit first; measurements in
     docs/benchmarks.md)."""
+
+    max_memory_mb: int = field(default=MAX_MEMORY_MB, metadata=_setting())
+    """migrate, sync: the bound on a run's private memory (its processes' own memory, not
+    the pages of files they map): near it, a run commits what it gathered at once
+    (``migration.memory``)."""
 
     engine: str = field(default="auto", metadata=_setting("--engine"))
     """``local``, ``prefect`` (run as a Prefect flow) or ``auto``: Prefect when

@@ -114,7 +114,8 @@ def render_migration(out: Console, result: Any) -> None:
             f"Tokens added: {result.total_tokens_migrated:,}; database now holds "
             f"{result.database_totals.get('total_tokens', 0):,} tokens "
             f"(${result.database_totals.get('cost_usd', 0):,.2f}). {validation} Peak memory "
-            f"{result.peak_memory_usage_mb:,.0f} MB, working memory "
+            f"{result.peak_memory_usage_mb:,.0f} MB private ("
+            f"{result.peak_resident_memory_mb:,.0f} MB resident), working memory "
             f"{result.working_memory_mb:,.0f} MB."
         )
         if result.checkpoints:

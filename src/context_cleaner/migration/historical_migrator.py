@@ -32,6 +32,7 @@ from context_cleaner.errors import MigrationError, MigrationValidationError
 from context_cleaner.migration import pipeline, rollback
 from context_cleaner.migration.checkpoints import save_checkpoint
 from context_cleaner.migration.incremental import SyncRequest, SyncRun, fast_sync, run_sync
+from context_cleaner.migration.memory import MigrationMemoryManager
 from context_cleaner.migration.migrate import MigrationRun, holds_schema
 from context_cleaner.migration.models import (
     BatchProcessingResult,
@@ -119,6 +120,8 @@ class HistoricalDataMigrator:
     ) -> None:
         self.max_batch_bytes = (settings or DEFAULTS).max_batch_bytes
         self.commit_max_records = (settings or DEFAULTS).commit_max_records
+        self.max_memory_mb = (settings or DEFAULTS).max_memory_mb
+        """Each run's bound on its private memory (``migration.memory``)."""
         if settings is not None:
             batch_size, parallel_workers = settings.batch_size, settings.parallel_workers
             validation_enabled, commit_every = settings.validate, settings.commit_every
@@ -198,6 +201,7 @@ class HistoricalDataMigrator:
             commit_every=self.commit_every,
             max_batch_bytes=self.max_batch_bytes,
             commit_max_records=self.commit_max_records,
+            memory=MigrationMemoryManager(self.max_memory_mb),
         )
 
     def discover(

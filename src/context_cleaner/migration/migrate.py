@@ -95,6 +95,7 @@ class MigrationRun:
                 prefetched = False
         else:
             state.baseline_rss = tree_rss()
+        state.note_memory(options.memory)
         if not prefetched:
             state.discovery, state.plan = pipeline.discover_and_plan(
                 bridge if (exists or not dry_run) else None, options
@@ -126,6 +127,8 @@ class MigrationRun:
             raise
         finally:
             RUN_LEDGER.reset(token)
+        options.memory.sample(force=True)
+        state.note_memory(options.memory)
         result = migration_result(bridge, state, dry_run, sessions_before, options)
         if self.monitor is not None:
             result.alerts_fired = self.monitor.fired()
@@ -135,6 +138,9 @@ class MigrationRun:
             else:
                 result.validation_passed = not state.errors
                 result.data_integrity_score = 1.0 if not state.errors else 0.0
+            options.memory.sample(force=True)  # the validation's memory counts too
+            state.note_memory(options.memory)
+            set_memory(result, state)
             self._finish("completed" if result.success else "failed", result=result)
         return result
 
@@ -292,7 +298,7 @@ def migration_result(
         warnings.append(skipped_note(state.skipped_lines, state.skipped_by_reason))
     warnings += state.warnings
     warnings += [f"{p.path}: {p.reason}" for p in state.discovery.problems]
-    return HistoricalMigrationResult(
+    result = HistoricalMigrationResult(
         migration_id=state.migration_id,
         start_time=datetime.fromtimestamp(state.started, UTC),
         end_time=datetime.fromtimestamp(end, UTC),
@@ -307,8 +313,7 @@ def migration_result(
         total_records_inserted=records,
         processing_duration=duration,
         average_processing_speed_tokens_per_second=state.tokens_in_records / max(duration, 1e-9),
-        peak_memory_usage_mb=state.peak_rss / 2**20,
-        working_memory_mb=max(0, state.peak_rss - state.baseline_rss) / 2**20,
+        peak_memory_usage_mb=0.0,  # set_memory
         database_insertion_time=state.insert_seconds,
         errors=state.errors,
         warnings=warnings,
@@ -324,3 +329,13 @@ def migration_result(
         skipped_line_examples=list(state.skipped_examples),
         closed_runs=list(state.closed_runs),
     )
+    set_memory(result, state)
+    return result
+
+
+def set_memory(result: HistoricalMigrationResult, state: RunState) -> None:
+    """The run's memory as sampled so far (``migration.memory``): peak private memory of
+    the process tree as ``peak_memory_usage_mb``, its resident memory beside it."""
+    result.peak_memory_usage_mb = state.peak_private / 2**20
+    result.peak_resident_memory_mb = state.peak_rss / 2**20
+    result.working_memory_mb = max(0, state.peak_rss - state.baseline_rss) / 2**20

@@ -285,6 +285,9 @@ class HistoricalMigrationResult(TranscriptRunResult):
     """Peak resident memory minus the memory after connecting (process and workers)."""
     projected_seconds: float | None = None
     """Dry runs: the projected wall time of the real migration."""
+    peak_resident_memory_mb: float = 0.0
+    """Peak resident memory (RSS) of the process tree, the pages of mapped files included
+    (``peak_memory_usage_mb`` is its private memory: ``migration.memory``)."""
 
     run_kind: ClassVar[str] = "migrate"
 

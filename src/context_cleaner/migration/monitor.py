@@ -39,7 +39,6 @@ from context_cleaner.migration.alerts import (
 )
 from context_cleaner.migration.models import BatchProcessingResult, RunResult
 from context_cleaner.migration.pipeline import RunState
-from context_cleaner.migration.readers import tree_rss
 from context_cleaner.observability.telemetry import Telemetry, get_telemetry
 
 log = logging.getLogger(__name__)
@@ -182,7 +181,7 @@ class RunMonitor:
             )
         elapsed = max(now - state.started, 1e-9)
         metrics.processing_rate_gauge.set(state.tokens_in_records / elapsed, self._attributes)
-        metrics.memory_usage_gauge.set(tree_rss() / 2**20, self._attributes)
+        metrics.memory_usage_gauge.set(state.private_memory / 2**20, self._attributes)
         self.last_progress = now
         self._handle(self.evaluator.observe(self._sample(state, now, 0.0)))
         self.flush(quiet=True)

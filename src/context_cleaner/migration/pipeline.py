@@ -31,9 +31,10 @@ from context_cleaner.analysis.scan import ScanResult, merge_scans
 from context_cleaner.bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration.commits import SKIPPED_EXAMPLES, add_net, commit_scan, net_tokens
+from context_cleaner.migration.memory import MigrationMemoryManager
 from context_cleaner.migration.models import BatchProcessingResult, MigrationProgress
 from context_cleaner.migration.planning import FileState, Plan, WorkItem, batches, plan_work
-from context_cleaner.migration.readers import BatchReader, tree_rss
+from context_cleaner.migration.readers import BatchReader
 from context_cleaner.settings import (
     BATCH_SIZE,
     COMMIT_EVERY,
@@ -68,6 +69,11 @@ class RunOptions:
     """Gather the batches read over this many seconds into one commit: fewer, larger
     units of work. A commit is made sooner when another process waits for the
     database, and 0 commits every batch on its own."""
+    memory: MigrationMemoryManager = field(
+        default_factory=lambda: MigrationMemoryManager(DEFAULTS.max_memory_mb)
+    )
+    """Samples the run's memory and bounds its private memory: near the bound a commit
+    is made at once (:mod:`~context_cleaner.migration.memory`)."""
 
 
 @dataclass(slots=True)
@@ -88,8 +94,13 @@ class RunState:
     insert_seconds: float = 0.0
     analysis_seconds: float = 0.0
     peak_rss: int = 0
+    """Peak resident memory of the run's process tree (sampled: ``RunOptions.memory``)."""
     baseline_rss: int = 0
     """Resident memory after connecting to the database, before reading anything."""
+    peak_private: int = 0
+    """Peak private memory of the run's process tree (``migration.memory``)."""
+    private_memory: int = 0
+    """Private memory of the run's process tree at the last sample."""
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed_files: list[str] = field(default_factory=list)
@@ -115,10 +126,12 @@ class RunState:
         """Counted records this run added to the database (net)."""
         return int(self.net.get("records", 0))
 
-    def note_memory(self) -> None:
-        rss = tree_rss()
-        if rss > self.peak_rss:
-            self.peak_rss = rss
+    def note_memory(self, memory: MigrationMemoryManager) -> None:
+        """Sample the tree's memory (at most a few times a second) and keep the peaks."""
+        now = memory.sample()
+        self.private_memory = now.private
+        self.peak_private = max(self.peak_private, now.private)
+        self.peak_rss = max(self.peak_rss, now.resident)
 
 
 def load_states(bridge: EnhancedTokenDatabaseBridge) -> dict[tuple[str, str], FileState]:
@@ -186,7 +199,6 @@ def record_batch(state: RunState, batch: Sequence[WorkItem], result: BatchProces
     if room > 0:
         state.skipped_examples += result.skipped_examples[:room]
     state.batches.append(result)
-    state.note_memory()
     state.last_progress = time.time()
 
 
@@ -254,6 +266,7 @@ class Gatherer:
     ) -> None:
         self.every = options.commit_every
         self.max_records = options.commit_max_records
+        self.memory = options.memory
         self.database = bridge.database
         self.unit = CommitUnit()
         self.checkpoints = checkpoints or set()
@@ -277,6 +290,7 @@ class Gatherer:
             or time.monotonic() - unit.started >= self.every
             or unit.records >= self.max_records
             or self.database.someone_waiting()
+            or self.memory.near_limit()  # what the unit holds is freed by its commit
         ):
             return self.take()
         return None
@@ -388,6 +402,7 @@ def run_batches(
     with contextlib.closing(executor(BatchJob(bridge, state, options, plan, reader))) as results:
         for batch, result in results:
             record_batch(state, batch, result)
+            state.note_memory(options.memory)
             if (observer := BATCH_OBSERVER.get()) is not None:
                 observer(state, result)
             if on_batch is not None:

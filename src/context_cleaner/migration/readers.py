@@ -23,6 +23,7 @@ from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.analysis.processes import die_with_parent, pool_context
 from context_cleaner.analysis.scan import ScanResult, decode_scan, scan_ranges, scan_ranges_encoded
 from context_cleaner.migration.planning import WorkItem
+from context_cleaner.observability.process_memory import sample_tree
 
 
 def own_rss() -> int:
@@ -35,17 +36,7 @@ def own_rss() -> int:
 
 def tree_rss() -> int:
     """Resident memory of this process and its workers, in bytes."""
-    try:
-        me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                continue
-        return total
-    except psutil.Error:
-        return 0
+    return sample_tree().resident
 
 
 def _ranges(batch: Sequence[WorkItem]) -> list[tuple[TranscriptFile, int, int]]:

@@ -60,7 +60,8 @@ def progress_record(state: RunState, phase: str = "migrating") -> dict[str, Any]
         "lines_skipped": state.skipped_lines,
         "tokens_per_second": round(p.current_processing_rate, 3),
         "errors": p.errors_encountered,
-        "peak_memory_mb": round(state.peak_rss / 2**20, 1),
+        "peak_memory_mb": round(state.peak_private / 2**20, 1),
+        "peak_resident_mb": round(state.peak_rss / 2**20, 1),
         "working_memory_mb": round(max(0, state.peak_rss - state.baseline_rss) / 2**20, 1),
     }
 
@@ -409,7 +410,9 @@ def status_lines(status: dict[str, Any] | None) -> list[str]:
         )
     memory = []
     if s["peak_memory_mb"] is not None:
-        memory.append(f"peak {s['peak_memory_mb']:,.0f} MB (working {s['working_memory_mb']:,.0f})")
+        memory.append(
+            f"peak {s['peak_memory_mb']:,.0f} MB private (working {s['working_memory_mb']:,.0f})"
+        )
     if s["memory_usage_ratio"] is not None:
         memory.append(f"machine {s['memory_usage_ratio']:.0%} in use")
     if memory:

@@ -60,7 +60,7 @@ INSTRUMENTS: tuple[tuple[str, str, str, str, str], ...] = (
         "gauge",
         "context_cleaner.migration.memory_usage",
         "MiBy",
-        "Resident memory of the migrating process and its workers.",
+        "Private memory of the migrating process and its workers (files' pages excluded).",
     ),
     (
         "database_latency_histogram",
