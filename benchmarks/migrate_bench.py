@@ -87,8 +87,9 @@ def run(ctx: BenchContext) -> list[Result]:
         row.check = "= manifest" if not bad else "MISMATCH"
         row.failed = bool(bad)
         memory = max(float(f[1]["working_memory_mb"]) for f in fresh if f[1] is not None)  # type: ignore[arg-type]
+        private = max(float(f[1]["peak_memory_usage_mb"]) for f in fresh if f[1] is not None)  # type: ignore[arg-type]
         row.notes = (
-            f"working memory {memory:,.0f} MiB; insert "
+            f"private peak {private:,.0f} MiB; working memory {memory:,.0f} MiB; insert "
             f"{doc['database_insertion_time']:.1f} s; {doc['total_records_inserted']:,} records"
         )
         if bad:

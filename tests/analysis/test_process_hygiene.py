@@ -23,16 +23,26 @@ from context_cleaner.migration.freshness import last_usage_line
 from context_cleaner.migration.planning import head_hash
 from context_cleaner.testing.transcripts.lines import BASE_MS, assistant, dumps, usage
 
-DRIVER = textwrap.dedent(
+# The workers' function lives in a module of its own: spawned workers never import the
+# driver's __main__ (analysis.processes.pool_context), so they could not find it there.
+SLOW = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from context_cleaner.analysis import scan
-    from context_cleaner.analysis.discovery import discover
 
     def slow(ranges, max_line_bytes):
-        Path(sys.argv[2], str(os.getpid())).write_text("")
+        Path(os.environ["CC_TEST_PIDS"], str(os.getpid())).write_text("")
         time.sleep(120)
+    """
+)
+
+DRIVER = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from context_cleaner.analysis import scan
+    from context_cleaner.analysis.discovery import discover
+    from slow_scan import slow
 
     if __name__ == "__main__":
         scan.PARALLEL_MIN_BYTES = 0
@@ -79,8 +89,10 @@ def test_analysis_workers_die_with_a_sigkilled_parent(tmp_path: Path, start_meth
     pids.mkdir()
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
+    (tmp_path / "slow_scan.py").write_text(SLOW)
     proc = subprocess.Popen(
-        [sys.executable, str(driver), str(tmp_path / "projects"), str(pids), start_method]
+        [sys.executable, str(driver), str(tmp_path / "projects"), str(pids), start_method],
+        env={**os.environ, "CC_TEST_PIDS": str(pids)},
     )
     try:
         assert _wait_for(lambda: len(os.listdir(pids)) >= 2, 60), "the workers never started"
