@@ -61,8 +61,10 @@ class _LibrarySpawnProcess(SpawnProcess):
     Why here and not around the pool: a pool spawns workers lazily, on later submits from
     any thread, so only the process's own launch is the exact window; and swapping the
     ``sys.modules`` entry, not clearing the user's module's ``__file__``/``__spec__``,
-    leaves the user's globals untouched for their other threads. Launching workers through
-    a ``-m`` entry point of our own would need a pool of our own as well.
+    leaves the user's globals untouched for their other threads (one that looks the entry up
+    during those milliseconds sees the bare module). Launching workers through a ``-m``
+    entry point of our own would need a pool of our own as well. The price: a function
+    handed to these workers must be importable, not defined in ``__main__``.
     """
 
     @staticmethod
