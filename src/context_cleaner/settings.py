@@ -156,9 +156,9 @@ class Settings:
     docs/benchmarks.md)."""
 
     max_memory_mb: int = field(default=MAX_MEMORY_MB, metadata=_setting())
-    """migrate, sync: the bound on a run's private memory (its processes' own memory, not
-    the pages of files they map): near it, a run commits what it gathered at once
-    (``migration.memory``)."""
+    """migrate, sync: the bound on the private memory a run adds to its process tree (the
+    processes' own memory, not the pages of files they map): near it, a run commits what
+    it gathered at once (``migration.memory``)."""
 
     engine: str = field(default="auto", metadata=_setting("--engine"))
     """``local``, ``prefect`` (run as a Prefect flow) or ``auto``: Prefect when

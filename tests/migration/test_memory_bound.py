@@ -47,7 +47,7 @@ def test_near_its_bound_a_run_commits_every_batch_on_its_own(
     url = f"chdb://{tmp_path / 'db'}"
     roomy = _units(url, fixtures_dir, MigrationMemoryManager(100_000))
     assert len(roomy.batches) == 1  # the five one-file batches gathered into one commit
-    tight = MigrationMemoryManager(1, sample_every=0.0)
+    tight = MigrationMemoryManager(1, sample_every=0.0, count_host=True)
     state = _units(url, fixtures_dir, tight)  # the same rows again: the totals stay exact
     assert len(state.batches) == 5  # each batch its own commit
     assert tight.pressured >= 5 and tight.samples >= 5
@@ -70,11 +70,24 @@ def test_a_run_reports_private_memory_below_its_resident_memory(
 
 
 def test_the_spec_coroutines_check_and_clean_up() -> None:
-    roomy, tight = MigrationMemoryManager(100_000), MigrationMemoryManager(1)
+    roomy, tight = MigrationMemoryManager(100_000), MigrationMemoryManager(1, count_host=True)
     assert roomy.max_memory_bytes == 100_000 * 2**20
     assert asyncio.run(roomy.check_memory_availability(2**20))
     assert not asyncio.run(tight.check_memory_availability(0))
     asyncio.run(tight.cleanup_if_needed())  # near the bound: collects, then samples again
     assert tight.current_usage > 0 and tight.pressured >= 1
+
+
+def test_the_bound_is_on_what_the_run_adds_not_on_its_host() -> None:
+    """A host that already holds memory (a notebook, a test runner) is not the run's."""
+    held = bytearray(b"x" * (64 * 2**20))  # the host's own memory, held before the run
+    manager = MigrationMemoryManager(32)
+    assert manager.baseline_usage >= 64 * 2**20
+    assert not manager.near_limit() and manager.check(16 * 2**20)
+    more = bytearray(b"y" * (32 * 2**20))  # the run's: it reaches the bound
+    manager.sample(force=True)
+    assert manager.near_limit() and manager.run_usage >= 32 * 2**20
+    assert MigrationMemoryManager(32, count_host=True).near_limit()  # the whole tree
+    del held, more
     with pytest.raises(Exception, match="positive"):
         MigrationMemoryManager(0)
