@@ -60,11 +60,6 @@ print("RESULT " + json.dumps(asyncio.run(main())), flush=True)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="spawned reader processes run a script without a main guard again until they no "
-    "longer import the caller's __main__ (a change of the process start, not yet here)",
-)
 def test_a_spec_literal_script_without_main_guard(
     tmp_path: Path, fixtures_dir: Path, expected_daily: dict[str, Any]
 ) -> None:
