@@ -23,8 +23,6 @@ import os
 import sys
 from dataclasses import dataclass
 
-import psutil
-
 
 @dataclass(frozen=True, slots=True)
 class MemorySample:
@@ -86,6 +84,8 @@ def tree_pids(root: int | None = None) -> list[int]:
     """``root`` (default: this process) and all its descendants, root first."""
     root = os.getpid() if root is None else root
     if sys.platform != "linux" or not os.path.exists(f"/proc/{root}/task/{root}/children"):
+        import psutil  # only here: on Linux a sample reads /proc alone
+
         try:
             return [root, *(c.pid for c in psutil.Process(root).children(recursive=True))]
         except psutil.Error:
@@ -119,6 +119,8 @@ def sample_tree(root: int | None = None) -> MemorySample:
 
 
 def _sample_psutil(pids: list[int]) -> MemorySample:
+    import psutil
+
     private = resident = counted = 0
     for pid in pids:
         try:
