@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the names' homes; at run time ``__getattr__`` imports each 
         is_transient,
     )
     from context_cleaner.migration.alerts import MIGRATION_ALERTS
+    from context_cleaner.migration.memory import MigrationMemoryManager
     from context_cleaner.migration.models import (
         BatchProcessingResult,
         CheckpointResult,
@@ -91,6 +92,7 @@ __all__ = [
     "IntegrationTestResult",
     "JSONLFileInfo",
     "MigrationError",
+    "MigrationMemoryManager",
     "MigrationMetrics",
     "MigrationProgress",
     "MigrationStatus",

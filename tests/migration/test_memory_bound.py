@@ -70,6 +70,13 @@ def test_a_run_reports_private_memory_below_its_resident_memory(
 
 
 def test_the_spec_coroutines_check_and_clean_up() -> None:
+    import inspect
+
+    import context_cleaner
+
+    assert context_cleaner.MigrationMemoryManager is MigrationMemoryManager
+    for name in ("check_memory_availability", "cleanup_if_needed"):
+        assert inspect.iscoroutinefunction(getattr(MigrationMemoryManager, name))
     roomy, tight = MigrationMemoryManager(100_000), MigrationMemoryManager(1, count_host=True)
     assert roomy.max_memory_bytes == 100_000 * 2**20
     assert asyncio.run(roomy.check_memory_availability(2**20))
