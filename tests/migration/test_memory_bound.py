@@ -91,9 +91,11 @@ def test_the_bound_is_on_what_the_run_adds_not_on_its_host() -> None:
     manager = MigrationMemoryManager(32)
     assert manager.baseline_usage >= 64 * 2**20
     assert not manager.near_limit() and manager.check(16 * 2**20)
-    more = bytearray(b"y" * (32 * 2**20))  # the run's: it reaches the bound
+    # The run's: past the bound (by a margin: a child of this test process that ends
+    # meanwhile lowers the tree's memory too).
+    more = bytearray(b"y" * (96 * 2**20))
     manager.sample(force=True)
-    assert manager.near_limit() and manager.run_usage >= 32 * 2**20
+    assert manager.near_limit() and manager.run_usage >= 0.8 * manager.max_memory_bytes
     assert MigrationMemoryManager(32, count_host=True).near_limit()  # the whole tree
     del held, more
     with pytest.raises(Exception, match="positive"):
