@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/context-cleaner run
 
-## test: install what the tests need and run them all
+# Test workers for `make test`: most tests wait on subprocesses, servers and a browser, so two
+# workers keep a 2-core machine busy; a file's tests stay on one worker (their fixtures are shared).
+TEST_WORKERS ?= 2
+
+## test: install what the tests need and run them all (TEST_WORKERS=0 runs them in this process)
 test: $(STAMP) browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 ## test-fast: the quick tier, every test not marked slow (under a minute; reaches every module)
 test-fast: $(STAMP)

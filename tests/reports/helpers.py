@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -33,6 +34,14 @@ def ccusage() -> Path:
     found = _installed()
     if found is not None:
         return found
+    # Test workers run in parallel: one installs, the others wait for it and find it installed.
+    TOOLS.mkdir(exist_ok=True)
+    with (TOOLS / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _installed() or _install()
+
+
+def _install() -> Path:
     npm = shutil.which("npm")
     if npm is None:
         pytest.skip("npm is not installed: cannot install ccusage to compare with (install Node)")
