@@ -114,7 +114,11 @@ def test_writer_watch_and_status_together(
     assert "stopped" in stderr and "Traceback" not in stderr
     lines = _lines(out_path)
     assert all(line["success"] for line in lines), [line for line in lines if not line["success"]]
-    assert {"initial", "change"} <= {line["trigger"] for line in lines}
+    triggers = {line["trigger"] for line in lines}
+    # A polling watcher also runs its safety-net full sync every few seconds; on a loaded machine
+    # that sync can pick the writes up before a poll reports them. With events it is a minute away.
+    picked_up_by = {"change"} if mode == "events" else {"change", "full"}
+    assert "initial" in triggers and triggers & picked_up_by, triggers
     assert len({line["migration_id"] for line in lines}) == 1  # one run for the whole watch
     assert sum(line["files_new"] for line in lines) == len(list(target.rglob("*.jsonl")))
     assert_matches_analyser(migrator(db_url), target)
