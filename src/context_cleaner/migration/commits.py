@@ -17,15 +17,13 @@ from context_cleaner.analysis.scan import FileStats, ScanResult
 from context_cleaner.bridge import CHANGE_KEYS, EnhancedTokenDatabaseBridge, FileCommit
 from context_cleaner.errors import TransientError
 from context_cleaner.migration import ledger
+from context_cleaner.migration.counts import SKIPPED_EXAMPLES, add_net
 from context_cleaner.migration.models import BatchProcessingResult
 from context_cleaner.migration.planning import HEAD_BYTES, WorkItem, head_hash
 from context_cleaner.observability import telemetry
 
 #: Retries of a batch's database work on transient errors (then the run fails, resumable).
 BATCH_RETRIES = 3
-
-#: Skipped lines kept as examples per batch and per run (their counts are always complete).
-SKIPPED_EXAMPLES = 20
 
 
 @dataclass(slots=True)
@@ -129,12 +127,6 @@ def write_batch(
 
 NET_KEYS = CHANGE_KEYS
 """The counted totals whose net change a run measures (token kinds, cost, records)."""
-
-
-def add_net(into: dict[str, float], change: dict[str, float]) -> None:
-    """Add one net change to another (token counts and records stay integers)."""
-    for key, value in change.items():
-        into[key] = into.get(key, 0) + value
 
 
 def net_tokens(net: dict[str, float]) -> int:

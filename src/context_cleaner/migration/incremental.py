@@ -37,6 +37,7 @@ from context_cleaner.analysis.discovery import (
 from context_cleaner.bridge import Database
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import freshness
+from context_cleaner.migration.counts import add_net
 from context_cleaner.migration.models import IncrementalMigrationResult
 from context_cleaner.migration.run_record import LogEntry, RunCounts, RunRecorder, new_run_id
 from context_cleaner.migration.sync_plan import (
@@ -209,7 +210,7 @@ def run_sync(
         files_new=sum(1 for i in plan.items if i.reason in ("new", "forced")),
         files_reset=len(plan.reset),
         files_deleted=deleted,
-        bytes_read=state.bytes_done,
+        bytes_read=state.bytes_read,
         records_inserted=state.records_added,
         tokens_added=state.tokens_added,
         skipped_lines=state.skipped_lines,
@@ -262,11 +263,9 @@ def _record_run(
     totals.files_failed += state.files_failed
     totals.records_inserted += state.records_added
     totals.lines_skipped += state.skipped_lines
-    from context_cleaner.migration.commits import add_net  # the read path's module
-
     add_net(totals.net, state.net)
     run.tokens += state.tokens_added
-    run.bytes_read += state.bytes_done
+    run.bytes_read += state.bytes_read
     for reason, count in state.skipped_by_reason.items():
         run.skipped_by_reason[reason] = run.skipped_by_reason.get(reason, 0) + count
     run.errors = (run.errors + state.errors + ([error] if error else []))[-50:]
@@ -285,7 +284,7 @@ def _record_run(
     this_sync = {
         "progress": progress_record(state, status),
         "files": state.files_done,
-        "bytes": state.bytes_done,
+        "bytes": state.bytes_read,
         "records": state.records_inserted,
         "tokens_read": state.tokens_in_records,
         "errors": state.errors[:20] + ([error] if error else []),

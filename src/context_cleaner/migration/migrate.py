@@ -318,7 +318,7 @@ def migration_result(
         errors=state.errors,
         warnings=warnings,
         skipped_files=state.failed_files,
-        bytes_processed=state.bytes_done,
+        bytes_processed=state.bytes_read,
         skipped_lines=state.skipped_lines,
         checkpoints=state.checkpoints,
         resumed_files=counts["appended"],

@@ -7,10 +7,12 @@ Plain dataclasses: built on the hot path cheaply, turned into JSON by
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from context_cleaner.migration.counts import BatchCounts
 
 if TYPE_CHECKING:
     from context_cleaner.analysis.discovery import Discovery
@@ -110,30 +112,15 @@ class FileDiscoveryResult(_Jsonable):
 
 
 @dataclass
-class BatchProcessingResult(_Jsonable):
-    """What one batch of files did."""
+class BatchProcessingResult(BatchCounts, _Jsonable):
+    """What one batch of files did: its counts (:class:`BatchCounts`) and these."""
 
     batch_id: str
     files: list[str]
+    _: KW_ONLY
     files_processed: int = 0
-    files_failed: int = 0
-    bytes_read: int = 0
-    lines_read: int = 0
     usage_lines: int = 0
-    records_inserted: int = 0
-    """Records sent to the database (read); see ``net`` for what they changed."""
-    tokens_in_records: int = 0
-    skipped_lines: int = 0
     sessions_touched: int = 0
-    analysis_seconds: float = 0.0
-    insert_seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
-    net: dict[str, float] = field(default_factory=dict)
-    """The change of the database's counted totals this batch's commit made (token keys,
-    ``cost_usd``, ``records``): 0 for responses it already held (see ``commits.NET_KEYS``)."""
-    skipped_by_reason: dict[str, int] = field(default_factory=dict)
-    skipped_examples: list[str] = field(default_factory=list)
-    """A few skipped lines: ``file:line (byte offset): reason detail``."""
 
     @classmethod
     def merged(

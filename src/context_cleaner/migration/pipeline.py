@@ -30,7 +30,8 @@ from context_cleaner.analysis.discovery import Discovery, TranscriptFile, discov
 from context_cleaner.analysis.scan import ScanResult, merge_scans
 from context_cleaner.bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
-from context_cleaner.migration.commits import SKIPPED_EXAMPLES, add_net, commit_scan, net_tokens
+from context_cleaner.migration.commits import commit_scan, net_tokens
+from context_cleaner.migration.counts import BatchCounts
 from context_cleaner.migration.memory import MigrationMemoryManager
 from context_cleaner.migration.models import BatchProcessingResult, MigrationProgress
 from context_cleaner.migration.planning import FileState, Plan, WorkItem, batches, plan_work
@@ -77,22 +78,15 @@ class RunOptions:
 
 
 @dataclass(slots=True)
-class RunState:
-    """Counters a run accumulates; the results are computed from them."""
+class RunState(BatchCounts):
+    """Counters a run accumulates (its batches' counts, :class:`BatchCounts`, summed and
+    these); the results are computed from them."""
 
     migration_id: str
     started: float = field(default_factory=time.time)
     discovery: Discovery | None = None
     plan: Plan | None = None
     files_done: int = 0
-    files_failed: int = 0
-    bytes_done: int = 0
-    lines_read: int = 0
-    records_inserted: int = 0
-    tokens_in_records: int = 0
-    skipped_lines: int = 0
-    insert_seconds: float = 0.0
-    analysis_seconds: float = 0.0
     peak_rss: int = 0
     """Peak resident memory of the run's process tree (sampled: ``RunOptions.memory``)."""
     baseline_rss: int = 0
@@ -101,7 +95,6 @@ class RunState:
     """Peak private memory of the run's process tree (``migration.memory``)."""
     private_memory: int = 0
     """Private memory of the run's process tree at the last sample."""
-    errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed_files: list[str] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
@@ -109,10 +102,6 @@ class RunState:
     batched: list[list[WorkItem]] | None = None
     """``plan`` in batches, as :func:`planned_batches` made them."""
     last_progress: float = field(default_factory=time.time)
-    net: dict[str, float] = field(default_factory=dict)
-    """The net change of the database's counted totals made by this run's commits."""
-    skipped_by_reason: dict[str, int] = field(default_factory=dict)
-    skipped_examples: list[str] = field(default_factory=list)
     closed_runs: list[dict[str, object]] = field(default_factory=list)
     """Crashed runs this run closed (``crashed_runs.close_crashed_runs``)."""
 
@@ -160,8 +149,8 @@ def progress_of(state: RunState, phase: str) -> MigrationProgress:
     elapsed = max(time.time() - state.started, 1e-6)
     rate = state.tokens_in_records / elapsed
     eta = None
-    if state.bytes_done and total_bytes > state.bytes_done:
-        remaining = (total_bytes - state.bytes_done) * elapsed / state.bytes_done
+    if state.bytes_read and total_bytes > state.bytes_read:
+        remaining = (total_bytes - state.bytes_read) * elapsed / state.bytes_read
         eta = datetime.now(UTC) + timedelta(seconds=remaining)
     return MigrationProgress(
         migration_id=state.migration_id,
@@ -173,7 +162,7 @@ def progress_of(state: RunState, phase: str) -> MigrationProgress:
         current_processing_rate=rate,
         errors_encountered=len(state.errors) + state.files_failed,
         warnings_count=len(state.warnings),
-        bytes_completed=state.bytes_done,
+        bytes_completed=state.bytes_read,
         bytes_total=total_bytes,
         records_inserted=state.records_inserted,
     )
@@ -181,23 +170,9 @@ def progress_of(state: RunState, phase: str) -> MigrationProgress:
 
 def record_batch(state: RunState, batch: Sequence[WorkItem], result: BatchProcessingResult) -> None:
     """Add a committed batch's counts to the run's."""
-    state.analysis_seconds += result.analysis_seconds
-    state.insert_seconds += result.insert_seconds
     state.files_done += len(batch)
-    state.files_failed += result.files_failed
     state.failed_files += [e.split(": ", 1)[0] for e in result.errors]
-    state.errors += result.errors
-    state.bytes_done += result.bytes_read
-    state.lines_read += result.lines_read
-    state.records_inserted += result.records_inserted
-    state.tokens_in_records += result.tokens_in_records
-    state.skipped_lines += result.skipped_lines
-    add_net(state.net, result.net)
-    for reason, count in result.skipped_by_reason.items():
-        state.skipped_by_reason[reason] = state.skipped_by_reason.get(reason, 0) + count
-    room = SKIPPED_EXAMPLES - len(state.skipped_examples)
-    if room > 0:
-        state.skipped_examples += result.skipped_examples[:room]
+    state.add_counts(result)
     state.batches.append(result)
     state.last_progress = time.time()
 

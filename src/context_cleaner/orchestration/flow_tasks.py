@@ -164,7 +164,7 @@ class _Progress:
         self.at = 0.0
 
     def update(self, final: bool = False) -> None:
-        done = self.state.bytes_done
+        done = self.state.bytes_read
         pct = 100.0 if final or not self.total else min(100.0, 100.0 * done / self.total)
         now = time.monotonic()
         if not final and pct - self.shown < 1.0 and now - self.at < PROGRESS_EVERY_SECONDS:
