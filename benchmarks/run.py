@@ -1,10 +1,11 @@
 """Run the benchmarks (what ``make bench`` runs).
 
-    python benchmarks/run.py [--sizes 100MB,1GB] [--only analyze] [--markdown FILE]
+    python benchmarks/run.py [--sizes 100MB,1GB,20000files] [--only analyze] [--markdown FILE]
 
 For each size, a corpus is generated once into ``bench-data/<size>/`` (reused
-while its manifest matches the size and seed), its files are read once to warm
-the page cache, then each selected benchmark runs on it. Results are printed as
+while its manifest matches the size and seed); a size of ``Nfiles`` is the
+many-files shape (N small one-turn sessions) instead of a byte target. Each
+selected benchmark then runs on it. Results are printed as
 a markdown table followed by the comparison lines; ``--markdown FILE`` also
 writes them to FILE. The exit code is non-zero when a run failed or a total did
 not match the manifest.
@@ -69,7 +70,16 @@ def load_benchmark(name: str) -> Benchmark:
     return fn
 
 
-def ensure_corpus(data_dir: Path, label: str, target: int, seed: int) -> dict[str, object]:
+def parse_corpus(text: str) -> tuple[str, int, int]:
+    """``500MB`` -> (label, target bytes, 0); ``20000files`` -> (label, 0, target files)."""
+    if text.lower().endswith("files") and text[:-5].isdigit():
+        return f"{int(text[:-5])}files", 0, int(text[:-5])
+    return format_size(parse_size(text)), parse_size(text), 0
+
+
+def ensure_corpus(
+    data_dir: Path, label: str, target: int, seed: int, files: int = 0
+) -> dict[str, object]:
     """The corpus in ``data_dir/label``, generated unless a matching one is there."""
     corpus = data_dir / label
     manifest_path = corpus / "manifest.json"
@@ -77,6 +87,7 @@ def ensure_corpus(data_dir: Path, label: str, target: int, seed: int) -> dict[st
         manifest: dict[str, object] = json.loads(manifest_path.read_text())
         if (
             manifest.get("target_bytes") == target
+            and manifest.get("target_files", 0) == files
             and manifest.get("seed") == seed
             and manifest.get("generator_version") == GENERATOR_VERSION
         ):
@@ -86,7 +97,7 @@ def ensure_corpus(data_dir: Path, label: str, target: int, seed: int) -> dict[st
         shutil.rmtree(corpus)
     print(f"corpus {label}: generating into {corpus} ...", end=" ", flush=True)
     started = time.perf_counter()
-    manifest = generate_corpus(corpus, target, seed)
+    manifest = generate_corpus(corpus, target, seed, target_files=files)
     seconds = time.perf_counter() - started
     size = int(manifest["bytes"])  # type: ignore[call-overload]
     print(f"{size / 1e6:,.0f} MB in {seconds:.1f} s ({size / 1e6 / seconds:,.0f} MB/s)", flush=True)
@@ -98,7 +109,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--sizes",
         default=",".join(DEFAULT_SIZES),
-        help="comma-separated corpus sizes (default %(default)s); e.g. 500MB,1.5GB",
+        help="comma-separated corpus sizes (default %(default)s); e.g. 500MB,1.5GB,20000files",
     )
     p.add_argument(
         "--only",
@@ -128,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown benchmark(s) {unknown}; available: {list(BENCHMARKS)}")
         return 2
     try:
-        sizes = [(format_size(parse_size(s)), parse_size(s)) for s in args.sizes.split(",") if s]
+        sizes = [parse_corpus(s.strip()) for s in args.sizes.split(",") if s.strip()]
     except ValueError as exc:
         print(f"error: {exc}")
         return 2
@@ -146,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[Result] = []
     args.data_dir = args.data_dir.resolve()  # database URLs below it must be absolute
-    for label, target in sizes:
-        manifest = ensure_corpus(args.data_dir, label, target, args.seed)
+    for label, target, files in sizes:
+        manifest = ensure_corpus(args.data_dir, label, target, args.seed, files)
         ctx = BenchContext(label, args.data_dir / label, manifest, options)
         for name in names:
             print(f"running {name} on {label} ...", flush=True)

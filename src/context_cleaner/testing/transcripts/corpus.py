@@ -7,6 +7,11 @@ the target size, and ``out_dir/manifest.json`` with the counts and the exact
 totals a correct analyser must report (see :mod:`.expected` for the rules).
 ``benchmarks/generate_corpus.py`` is its command line.
 
+``generate_corpus(out_dir, 0, seed, target_files=N)`` draws the other shape, many
+small files as a heavy user accumulates them: sessions of one turn of three plain
+answers (no tool calls, so no subagent files; resumed sessions as usual) over 40
+projects, until ``N`` files are written.
+
 The lines imitate Claude Code 2.x (and a few 1.0.x sessions): one assistant
 line per content block repeating the response's usage, partial
 ``output_tokens`` first and the final count last; tool results; hook, bash and
@@ -23,6 +28,7 @@ import json
 import math
 import random
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from context_cleaner.testing.transcripts.content import ContentPools, uuid4
@@ -62,6 +68,9 @@ _PROJECTS = (
     "firmware",
     "blog",
 )
+
+#: the many-files shape spreads its sessions over 40 projects
+_MANY_PROJECTS = _PROJECTS + tuple(f"{p}-2" for p in _PROJECTS[:16])
 
 _MAIN_MODELS = (
     ("claude-opus-4-6", 45),
@@ -108,11 +117,13 @@ def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
 class _Corpus:
     """Drives session generation until the byte target is reached."""
 
-    def __init__(self, out_dir: Path, target_bytes: int, seed: int) -> None:
+    def __init__(self, out_dir: Path, target_bytes: int, seed: int, target_files: int) -> None:
         self.rng = random.Random(seed)
         self.out_dir = out_dir
         self.projects_dir = out_dir / "projects"
         self.target = target_bytes
+        self.target_files = target_files
+        self.projects = _MANY_PROJECTS if target_files else _PROJECTS
         self.seed = seed
         self.expected = ExpectedUsage()
         self.state = SharedState(
@@ -122,7 +133,7 @@ class _Corpus:
             expected=self.expected,
         )
         self.session_budget = max(150_000, target_bytes // 6)
-        self.project_weights = [1.0 / (i + 1) for i in range(len(_PROJECTS))]
+        self.project_weights = [1.0 / (i + 1) for i in range(len(self.projects))]
         self.resumed: list[dict[str, object]] = []
 
     def _spec(self, index: int) -> SessionSpec:
@@ -131,7 +142,7 @@ class _Corpus:
         if index < 3:
             project = _PROJECTS[index % 2]
         else:
-            project = rng.choices(_PROJECTS, self.project_weights)[0]
+            project = rng.choices(self.projects, self.project_weights)[0]
         legacy = index == 1 or (index > 3 and rng.random() < 0.06)
         if legacy:
             model = "claude-opus-4-1-20250805"
@@ -142,7 +153,7 @@ class _Corpus:
         cache_mode = rng.choices(("1h", "5m", "mixed"), (60, 30, 10))[0]
         turns = max(1, min(80, int(6 * math.exp(rng.gauss(0.0, 0.9)))))
         slug = "-".join(rng.sample(_SLUG_WORDS, 3)).encode()
-        return SessionSpec(
+        spec = SessionSpec(
             project=project,
             session_id=uuid4(rng),
             version=rng.choice(_LEGACY_VERSIONS if legacy else _VERSIONS),
@@ -156,11 +167,17 @@ class _Corpus:
             byte_budget=self.session_budget,
             force_features=index == 0,
         )
+        return replace(spec, turns=1, responses=3) if self.target_files else spec
+
+    def _more(self) -> bool:
+        if self.target_files:
+            return self.state.written["files"] < self.target_files
+        return self.state.written["bytes"] < self.target
 
     def run(self) -> None:
         rng = self.rng
         index = 0
-        while self.state.written["bytes"] < self.target:
+        while self._more():
             spec = self._spec(index)
             previous = self.state.last_session.get(spec.project)
             resume = (
@@ -177,7 +194,7 @@ class _Corpus:
                         "copied_lines": copied,
                     }
                 )
-            writer.run(stop_at_bytes=self.target)
+            writer.run(stop_at_bytes=self.target or 1 << 62)
             index += 1
 
     def _session_groups(self) -> list[list[str]]:
@@ -197,8 +214,10 @@ class _Corpus:
         result = self.expected.result()
         days = result["days"]
         assert isinstance(days, list)
+        shape = {"shape": "many-files", "target_files": self.target_files}
         return {
             "format": MANIFEST_FORMAT,
+            **(shape if self.target_files else {}),
             "generator": "context_cleaner.testing.transcripts",
             "generator_version": GENERATOR_VERSION,
             "seed": self.seed,
@@ -226,8 +245,13 @@ class _Corpus:
         }
 
 
-def generate_corpus(out_dir: Path, target_bytes: int, seed: int = 0) -> dict[str, object]:
+def generate_corpus(
+    out_dir: Path, target_bytes: int, seed: int = 0, *, target_files: int = 0
+) -> dict[str, object]:
     """Write a corpus of about ``target_bytes`` into ``out_dir`` and return its manifest.
+
+    With ``target_files``, the many-files shape instead (the byte target is then unused):
+    one-turn sessions of three plain answers over 40 projects until that many files exist.
 
     ``out_dir/projects`` must not already hold transcripts (files would be mixed).
     The manifest is also written to ``out_dir/manifest.json``.
@@ -237,7 +261,7 @@ def generate_corpus(out_dir: Path, target_bytes: int, seed: int = 0) -> dict[str
     if projects.exists() and any(projects.rglob("*.jsonl")):
         raise FileExistsError(f"{projects} already holds transcripts; use an empty directory")
     projects.mkdir(parents=True, exist_ok=True)
-    corpus = _Corpus(out_dir, target_bytes, seed)
+    corpus = _Corpus(out_dir, target_bytes, seed, target_files)
     corpus.run()
     manifest = corpus.manifest()
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

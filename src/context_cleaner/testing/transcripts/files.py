@@ -52,6 +52,9 @@ class SessionSpec:
     turns: int
     byte_budget: int
     force_features: bool
+    responses: int = 0
+    """Plain answers (no tools) in each turn; 0: drawn (up to 25 responses, each but the
+    last with tool calls)."""
 
     @property
     def project_dir(self) -> str:

@@ -88,10 +88,14 @@ class SessionWriter(SubagentParts):
             "user",
         )
         self.parent = prompt_uuid
-        for k in range(25):
-            more = self._response(final=k > 0 and rng.random() < 0.18)
-            if not more:
-                break
+        if self.spec.responses:  # a fixed number of plain answers (no tools): many-files shape
+            for _ in range(self.spec.responses):
+                self._response(final=True)
+        else:
+            for k in range(25):
+                more = self._response(final=k > 0 and rng.random() < 0.18)
+                if not more:
+                    break
         if rng.random() < 0.5:
             u1, u2 = uuid4(rng), uuid4(rng)
             hook_cmd = rng.choice(self.pools.hook_commands)
