@@ -11,6 +11,7 @@ not held, it is passed over and reported (``on_oversized``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -43,6 +44,11 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def head_digest(data: bytes) -> str:
+    """The identity hash of a file's first bytes (BLAKE2b, 16 bytes, hex)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _kind(mode: int) -> str:

@@ -7,6 +7,7 @@ latter). ``scan_files_parallel`` spreads files over processes for large corpora.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from context_cleaner.analysis.reader import (
     MAX_LINE_BYTES,
     LineReader,
     NotRegularFileError,
+    head_digest,
     open_regular,
 )
 from context_cleaner.analysis.records import SkippedLine, UsageRecord
@@ -46,6 +48,9 @@ class FileStats(msgspec.Struct):
     torn_tail_bytes: int = 0
     """Bytes after the last newline, not consumed (a line still being written)."""
     error: str = ""
+    head_hash: str = ""
+    """With ``head_bytes``: :func:`head_digest` of the first ``min(head_bytes, end_offset)``
+    bytes, read through the descriptor the lines were read from (``""`` when none)."""
 
 
 @dataclass(slots=True)
@@ -85,13 +90,17 @@ def scan_file(
     start_line: int = 1,
     stop_at: int | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    head_bytes: int = 0,
 ) -> FileStats:
     """Read ``transcript`` from ``start_offset`` and hand each usage record to ``sink``.
+
+    ``head_bytes``: also hash the file's head (``FileStats.head_hash``), the identity a
+    migration commits, so the run's own process need not open every file again.
 
     Never raises on input: a file that cannot be opened or read is reported in
     ``FileStats.error`` (with what was read before the failure kept).
     """
-    display = str(transcript.path)
+    display = transcript.path_str
     stats = FileStats(
         path=display,
         relative_path=transcript.relative_path,
@@ -116,7 +125,7 @@ def scan_file(
         )
 
     try:
-        with open_regular(transcript.path) as stream:
+        with open_regular(display) as stream:
             reader = LineReader(
                 stream,
                 start_offset=start_offset,
@@ -142,6 +151,12 @@ def scan_file(
                 stats.lines = reader.next_line - start_line
                 stats.size = max(stats.size, start_offset + reader.bytes_read)
                 stats.torn_tail_bytes = start_offset + reader.bytes_read - reader.end_offset
+            length = min(head_bytes, stats.end_offset)
+            if length > 0:
+                with contextlib.suppress(OSError):  # the lines were read: no hash, not an error
+                    stream.seek(0)
+                    head = stream.read(length)
+                    stats.head_hash = head_digest(head) if len(head) == length else ""
     except FileNotFoundError:
         stats.error = "file vanished before it could be read"
     except NotRegularFileError as exc:
@@ -168,8 +183,11 @@ class ScanResult:
 FileRange = tuple[TranscriptFile, int, int]
 
 
-def scan_ranges(ranges: Sequence[FileRange], *, max_line_bytes: int = MAX_LINE_BYTES) -> ScanResult:
-    """Scan files from their start offsets, one after the other, in this process."""
+def scan_ranges(
+    ranges: Sequence[FileRange], *, max_line_bytes: int = MAX_LINE_BYTES, head_bytes: int = 0
+) -> ScanResult:
+    """Scan files from their start offsets, one after the other, in this process
+    (``head_bytes``: see :func:`scan_file`)."""
     collector = UsageCollector()
     skips = SkipLog()
     stats = [
@@ -180,6 +198,7 @@ def scan_ranges(ranges: Sequence[FileRange], *, max_line_bytes: int = MAX_LINE_B
             start_offset=start,
             start_line=line,
             max_line_bytes=max_line_bytes,
+            head_bytes=head_bytes,
         )
         for f, start, line in ranges
     ]
@@ -210,9 +229,11 @@ def decode_scan(data: bytes) -> ScanResult:
     )
 
 
-def scan_ranges_encoded(ranges: Sequence[FileRange], max_line_bytes: int = MAX_LINE_BYTES) -> bytes:
+def scan_ranges_encoded(
+    ranges: Sequence[FileRange], max_line_bytes: int = MAX_LINE_BYTES, head_bytes: int = 0
+) -> bytes:
     """Worker entry point: scan and encode (records cross the process boundary as msgpack)."""
-    return encode_scan(scan_ranges(ranges, max_line_bytes=max_line_bytes))
+    return encode_scan(scan_ranges(ranges, max_line_bytes=max_line_bytes, head_bytes=head_bytes))
 
 
 def split_by_size(files: Sequence[TranscriptFile], parts: int) -> list[list[TranscriptFile]]:

@@ -53,19 +53,24 @@ def file_commits(batch: Sequence[WorkItem], scan: ScanResult, sums: RecordSums) 
     commits = []
     for item in batch:
         f = item.file
-        stats: FileStats | None = by_rel.get((str(f.path), f.relative_path))
+        stats: FileStats | None = by_rel.get((f.path_str, f.relative_path))
         if stats is None:
             continue
         failed = bool(stats.error)
         end = stats.end_offset if not failed else item.start_offset
         head_len = min(HEAD_BYTES, end)
+        # The readers hashed the head through the descriptor they read (a failed read:
+        # hashed here, up to where the file's committed range ends).
+        head = (
+            stats.head_hash if not failed and stats.head_hash else head_hash(f.path_str, head_len)
+        )
         commits.append(
             FileCommit(
                 source_root=str(f.root),
                 file_path=f.relative_path,
                 device=f.device,
                 inode=f.inode,
-                head_hash=head_hash(str(f.path), head_len),
+                head_hash=head,
                 head_length=head_len,
                 file_size=stats.size,
                 mtime_ns=f.mtime_ns,

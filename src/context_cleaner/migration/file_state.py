@@ -19,7 +19,6 @@ dashboard, the sync's plan) asks :func:`classify`, so they never disagree:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from context_cleaner.analysis.discovery import Discovery, TranscriptFile
-from context_cleaner.analysis.reader import open_regular
+from context_cleaner.analysis.reader import head_digest, open_regular
 from context_cleaner.bridge import TrackedFile
 
 SYNCED = "synced"
@@ -56,7 +55,7 @@ def head_hash(path: str, length: int) -> str:
         return ""
     if len(data) < length:
         return ""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return head_digest(data)
 
 
 def identity_change(f: TranscriptFile, t: TrackedFile) -> tuple[str, str]:
@@ -76,10 +75,7 @@ def identity_change(f: TranscriptFile, t: TrackedFile) -> tuple[str, str]:
         with open_regular(f.path) as stream:
             if t.head_length:
                 data = stream.read(t.head_length)
-                if (
-                    len(data) < t.head_length
-                    or hashlib.blake2b(data, digest_size=16).hexdigest() != t.head_hash
-                ):
+                if len(data) < t.head_length or head_digest(data) != t.head_hash:
                     return REPLACED, "rewritten (first bytes changed)"
             if t.committed_offset:
                 stream.seek(t.committed_offset - 1)

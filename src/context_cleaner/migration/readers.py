@@ -21,8 +21,9 @@ import psutil
 
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.analysis.processes import die_with_parent, pool_context
+from context_cleaner.analysis.reader import MAX_LINE_BYTES
 from context_cleaner.analysis.scan import ScanResult, decode_scan, scan_ranges, scan_ranges_encoded
-from context_cleaner.migration.planning import WorkItem
+from context_cleaner.migration.planning import HEAD_BYTES, WorkItem
 from context_cleaner.observability.process_memory import sample_tree
 
 
@@ -175,7 +176,9 @@ class BatchReader:
         assert self._pool is not None and self._plan is not None
         plan = self._plan
         while self._next < len(plan) and len(self._pending) < IN_FLIGHT_PER_WORKER * self.workers:
-            future = self._pool.submit(scan_ranges_encoded, _ranges(plan[self._next]))
+            # The readers hash each file's head too (the identity its commit records).
+            ranges = _ranges(plan[self._next])
+            future = self._pool.submit(scan_ranges_encoded, ranges, MAX_LINE_BYTES, HEAD_BYTES)
             self._pending.append((self._next, future, time.perf_counter()))
             self._next += 1
         return bool(self._pending)
@@ -184,7 +187,8 @@ class BatchReader:
         if self._pool is None:
             for index, batch in enumerate(plan):
                 started = time.perf_counter()
-                yield index, scan_ranges(_ranges(batch)), time.perf_counter() - started
+                scan = scan_ranges(_ranges(batch), head_bytes=HEAD_BYTES)
+                yield index, scan, time.perf_counter() - started
             return
         if self._plan is not plan:
             self.discard_prefetch()
