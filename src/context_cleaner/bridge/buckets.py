@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge.details import COUNTED_VIEW
-from context_cleaner.bridge.queries import insert_rows, query_rows
+from context_cleaner.bridge.queries import StringArray, insert_rows, query_rows
 from context_cleaner.bridge.schema import load_schema_files
 from context_cleaner.bridge.summaries import (
     DETAILS,
@@ -85,7 +85,7 @@ def refresh_buckets(client: Client, widened: Sequence[str], migration_id: str) -
     """
     if not widened:
         return 0
-    params: dict[str, Any] = {"sessions": list(widened)}
+    params: dict[str, Any] = {"sessions": StringArray(widened)}
     fresh = query_rows(client, _RECOMPUTE, params, action="recomputing the 15-minute rollup")
     existing = query_rows(client, _EXISTING, params, action="reading the 15-minute rollup")
     ver = time.time_ns()

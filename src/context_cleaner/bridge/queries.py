@@ -9,7 +9,7 @@ message naming what was being done; nothing above the bridge sees driver types.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import translate_clickhouse_error
@@ -51,6 +51,33 @@ def insert_rows(
         raise
     except Exception as exc:
         raise translate_clickhouse_error(exc, action=action) from exc
+
+
+#: What the driver escapes in a bound string, each with a backslash before it.
+_ESCAPES = str.maketrans({c: "\\" + c for c in ("\\", "'", "`", "\t", "\n")})
+_NEEDS_ESCAPE = re.compile(r"[\\'`\t\n]")
+
+
+class StringArray:
+    """Strings bound as one ``Array(String)`` query parameter, formatted in one pass.
+
+    The driver escapes a bound string character by character in Python: binding a
+    commit's session ids cost ~0.1 s per 1,000 files. This is the same literal (the
+    driver formats a value of a type it does not know with ``str``), built with one
+    ``join``, escaping only the values that need it.
+    """
+
+    __slots__ = ("_text",)
+
+    def __init__(self, values: Iterable[str]) -> None:
+        values = list(values)
+        if _NEEDS_ESCAPE.search("".join(values)):
+            values = [v.translate(_ESCAPES) for v in values]
+        joined = "','".join(values)
+        self._text = f"['{joined}']" if values else "[]"
+
+    def __str__(self) -> str:
+        return self._text
 
 
 class Where:

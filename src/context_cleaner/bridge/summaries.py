@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge.details import DETAILS_TABLE as DETAILS
-from context_cleaner.bridge.queries import insert_rows, query_rows
+from context_cleaner.bridge.queries import StringArray, insert_rows, query_rows
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -111,7 +111,7 @@ def widen_sessions(client: Client, sessions: Collection[str]) -> list[str]:
     """``sessions`` and every session sharing a message id with them, sorted."""
     if not sessions:
         return []
-    params = {"sessions": sorted(sessions)}
+    params = {"sessions": StringArray(sorted(sessions))}
     shared = query_rows(client, _WIDEN, params, action="finding sessions that share messages")
     return sorted({r[0] for r in shared} | set(sessions))
 
@@ -132,7 +132,7 @@ def refresh_summaries(
     """
     if not widened:
         return 0
-    params = {"sessions": list(widened)}
+    params = {"sessions": StringArray(widened)}
     fresh = query_rows(client, _RECOMPUTE, params, action="recomputing session summaries")
     existing = query_rows(client, _EXISTING, params, action="reading session summaries")
     ver = time.time_ns()
