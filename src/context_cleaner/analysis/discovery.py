@@ -17,12 +17,17 @@ from context_cleaner.errors import SourceNotFoundError
 from context_cleaner.settings import CONFIG_DIR_ENV
 
 
-@dataclass(frozen=True, slots=True)
 class TranscriptFile:
-    """One transcript file, located relative to the root it was found under."""
+    """One transcript file, located relative to the root it was found under (read-only).
+
+    Discovery makes one per file, tens of thousands for a heavy user: the path is kept
+    as the string the walk produced and made a :class:`~pathlib.Path` only when asked
+    for (building them all was half of a walk's time); :attr:`path_str` never builds one.
+    """
+
+    __slots__ = ("_path", "device", "inode", "mtime_ns", "relative_path", "root", "size")
 
     root: Path
-    path: Path
     relative_path: str
     """``/``-separated path below the root: ``<project>/<session>.jsonl`` and the like."""
     size: int
@@ -30,9 +35,72 @@ class TranscriptFile:
     device: int
     inode: int
 
+    def __init__(
+        self,
+        root: Path,
+        path: Path | str,
+        relative_path: str,
+        size: int,
+        mtime_ns: int,
+        device: int,
+        inode: int,
+    ) -> None:
+        put = object.__setattr__
+        put(self, "root", root)
+        put(self, "_path", path)
+        put(self, "relative_path", relative_path)
+        put(self, "size", size)
+        put(self, "mtime_ns", mtime_ns)
+        put(self, "device", device)
+        put(self, "inode", inode)
+
+    @property
+    def path(self) -> Path:
+        path = self._path
+        if isinstance(path, str):
+            path = Path(path)
+            object.__setattr__(self, "_path", path)
+        return path
+
+    @property
+    def path_str(self) -> str:
+        """The path as a string (no :class:`~pathlib.Path` built)."""
+        return str(self._path)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.root,
+            self.path_str,
+            self.relative_path,
+            self.size,
+            self.mtime_ns,
+            self.device,
+            self.inode,
+        )
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"TranscriptFile is read-only (cannot set {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not TranscriptFile:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __reduce__(self) -> tuple[type[TranscriptFile], tuple[object, ...]]:
+        return (TranscriptFile, self._fields())
+
+    def __repr__(self) -> str:
+        names = ("root", "path", "relative_path", "size", "mtime_ns", "device", "inode")
+        values = (self.root, self.path, *self._fields()[2:])
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, values, strict=True))
+        return f"TranscriptFile({shown})"
+
     @classmethod
     def from_stat(
-        cls, root: Path, path: Path, relative_path: str, st: os.stat_result
+        cls, root: Path, path: Path | str, relative_path: str, st: os.stat_result
     ) -> TranscriptFile:
         """The file as discovery finds it, from a ``stat`` of ``path`` (links followed)."""
         return cls(root, path, relative_path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
@@ -177,7 +245,7 @@ def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
                 else:
                     subdirs.append((Path(entry.path), rel + "/"))
             elif stat.S_ISREG(entry_stat.st_mode) and entry.name.endswith(".jsonl"):
-                yield TranscriptFile.from_stat(root, Path(entry.path), rel, entry_stat)
+                yield TranscriptFile.from_stat(root, entry.path, rel, entry_stat)
         stack.extend(reversed(subdirs))
 
 

@@ -96,11 +96,16 @@ def count_missing(keys: Iterable[str], found: Discovery, only: set[str] | None =
     unreadable = {p.path for p in found.problems}
     missing = 0
     for k in keys:
-        root, rel = k.split("\0", 1)
-        path = str(Path(root) / rel)
-        if only is not None and path not in only:
+        if k in present:
             continue
-        if root in wanted and k not in present and path not in unreadable:
+        root, rel = k.split("\0", 1)
+        if root not in wanted:
+            continue
+        if only is None and not unreadable:  # no path to compare: none is built
+            missing += 1
+            continue
+        path = str(Path(root) / rel)
+        if (only is None or path in only) and path not in unreadable:
             missing += 1
     return missing
 

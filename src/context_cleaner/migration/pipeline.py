@@ -137,7 +137,7 @@ def discover_and_plan(
     found = discover(roots)
     files: Sequence[TranscriptFile] = found.files
     if options.only_paths is not None:
-        files = [f for f in files if str(f.path) in options.only_paths]
+        files = [f for f in files if f.path_str in options.only_paths]
     states = load_states(bridge) if bridge is not None else {}
     return found, plan_work(files, states, force=options.force)
 

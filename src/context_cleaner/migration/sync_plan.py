@@ -48,7 +48,7 @@ def select_files(
     return [
         f
         for f in files
-        if (only_paths is None or str(f.path) in only_paths)
+        if (only_paths is None or f.path_str in only_paths)
         and (cutoff is None or f.mtime_ns >= cutoff)
     ]
 
