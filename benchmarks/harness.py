@@ -116,10 +116,28 @@ class RunResult:
     max_process_rss: int
     """Largest peak RSS (``VmHWM``) of any single process of the tree, bytes."""
     timed_out: bool = False
+    peak_tree_pss: int = 0
+    """Largest sampled sum of PSS over the tree (shared pages split between their users)."""
+    peak_tree_uss: int = 0
+    """Largest sampled sum of USS over the tree: the pages no other process maps (private
+    memory; a forked worker's pages still shared with its parent are not in it)."""
 
     @property
     def peak_rss(self) -> int:
         return max(self.peak_tree_rss, self.max_process_rss)
+
+    def private_note(self) -> str:
+        """The tree's peak private memory for a result's notes: USS and PSS sums."""
+        uss, pss = self.peak_tree_uss / 1e6, self.peak_tree_pss / 1e6
+        return f"tree USS {uss:,.0f} MB, PSS {pss:,.0f} MB"
+
+
+def largest_memory(runs: list[RunResult], into: RunResult) -> RunResult:
+    """``into`` with the largest peak memory figures seen in ``runs``."""
+    into.peak_tree_rss = max(r.peak_tree_rss for r in runs)
+    into.peak_tree_pss = max(r.peak_tree_pss for r in runs)
+    into.peak_tree_uss = max(r.peak_tree_uss for r in runs)
+    return into
 
 
 def _proc_memory(pid: int) -> tuple[int, int]:
@@ -142,6 +160,23 @@ def _proc_memory(pid: int) -> tuple[int, int]:
     return rss, max(rss, hwm)
 
 
+def _proc_private(pid: int) -> tuple[int, int]:
+    """(PSS, USS) of one process in bytes, from ``/proc/<pid>/smaps_rollup``; zeros when
+    it is gone or the kernel has no rollup."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            rollup = f.read()
+    except OSError:
+        return 0, 0
+    pss = uss = 0
+    for line in rollup.splitlines():
+        if line.startswith(b"Pss:"):
+            pss = int(line.split()[1]) * 1024
+        elif line.startswith((b"Private_Clean:", b"Private_Dirty:")):
+            uss += int(line.split()[1]) * 1024
+    return pss, uss
+
+
 class _TreeSampler:
     """Samples the memory of a process and all its descendants.
 
@@ -157,6 +192,8 @@ class _TreeSampler:
         self.root = psutil.Process(pid)
         self.pids: set[int] = {pid}
         self.peak_sum = 0
+        self.peak_pss = 0
+        self.peak_uss = 0
         self.peak_process: dict[int, int] = {}
         self._n = 0
 
@@ -164,8 +201,9 @@ class _TreeSampler:
         if self._n % 5 == 0:
             with contextlib.suppress(psutil.Error):
                 self.pids |= {c.pid for c in self.root.children(recursive=True)}
+        private = self._n % 3 == 0  # the rollup walks every mapping: every third sample
         self._n += 1
-        total = 0
+        total = pss = uss = 0
         for pid in list(self.pids):
             rss, hwm = _proc_memory(pid)
             if not rss and not hwm:
@@ -174,7 +212,13 @@ class _TreeSampler:
             total += rss
             if hwm > self.peak_process.get(pid, 0):
                 self.peak_process[pid] = hwm
+            if private:
+                p, u = _proc_private(pid)
+                pss += p
+                uss += u
         self.peak_sum = max(self.peak_sum, total)
+        self.peak_pss = max(self.peak_pss, pss)
+        self.peak_uss = max(self.peak_uss, uss)
 
     def kill_all(self) -> None:
         with contextlib.suppress(psutil.Error):
@@ -216,6 +260,8 @@ def measure_command(
             peak_tree_rss=sampler.peak_sum,
             max_process_rss=max(sampler.peak_process.values(), default=0),
             timed_out=timed_out,
+            peak_tree_pss=sampler.peak_pss,
+            peak_tree_uss=sampler.peak_uss,
         )
 
 
@@ -227,9 +273,8 @@ def measure_repeated(
     best = min(runs, key=lambda r: r.wall_s)
     failed = [r for r in runs if r.returncode != 0]
     chosen = failed[0] if failed else best
-    chosen.peak_tree_rss = max(r.peak_tree_rss for r in runs)
     chosen.max_process_rss = max(r.max_process_rss for r in runs)
-    return chosen
+    return largest_memory(runs, chosen)
 
 
 def warm_page_cache(root: Path) -> tuple[int, float]:

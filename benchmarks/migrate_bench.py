@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import BenchContext, Result, RunResult, measure_command
+from benchmarks.harness import BenchContext, Result, RunResult, largest_memory, measure_command
 
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
 
@@ -74,7 +74,7 @@ def run(ctx: BenchContext) -> list[Result]:
                 cc_runs.append(measure_command(cc_cmd, env=cc_env))
         failed = [f for f in fresh if f[1] is None]
         first, doc = failed[0] if failed else min(fresh, key=lambda f: f[0].wall_s)
-        first.peak_tree_rss = max(f[0].peak_tree_rss for f in fresh)
+        largest_memory([f[0] for f in fresh], first)
         row = ctx.row(
             "migrate", "context-cleaner migrate --no-validate (fresh db)", first, per_line=True
         )
@@ -89,7 +89,8 @@ def run(ctx: BenchContext) -> list[Result]:
         memory = max(float(f[1]["working_memory_mb"]) for f in fresh if f[1] is not None)  # type: ignore[arg-type]
         private = max(float(f[1]["peak_memory_usage_mb"]) for f in fresh if f[1] is not None)  # type: ignore[arg-type]
         row.notes = (
-            f"private peak {private:,.0f} MiB; working memory {memory:,.0f} MiB; insert "
+            f"private peak {private:,.0f} MiB; working memory {memory:,.0f} MiB; "
+            f"{first.private_note()}; insert "
             f"{doc['database_insertion_time']:.1f} s; {doc['total_records_inserted']:,} records"
         )
         if bad:
@@ -130,9 +131,11 @@ def run(ctx: BenchContext) -> list[Result]:
 
         if cc_runs:
             cc = min(cc_runs, key=lambda r: r.wall_s if r.returncode == 0 else float("inf"))
-            cc.peak_tree_rss = max(r.peak_tree_rss for r in cc_runs)
+            largest_memory(cc_runs, cc)
             check_cc = "ran" if cc.returncode == 0 else "FAILED"
-            results.append(ctx.row("migrate", "ccusage daily (full scan)", cc, check=check_cc))
+            cc_row = ctx.row("migrate", "ccusage daily (full scan)", cc, check=check_cc)
+            cc_row.notes = cc.private_note()
+            results.append(cc_row)
             if cc.returncode == 0 and cc.wall_s:
                 row.comparisons.append(
                     f"migrate {ctx.size_label}: full migration / ccusage full scan = "

@@ -1,0 +1,105 @@
+"""What a migration does per file stays off its own process's critical path.
+
+Heavy users keep tens of thousands of small transcripts: a cost paid once per file in
+the process that commits (opening the file again, building a path object) multiplies.
+These tests count such calls against the number of files, never wall time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from context_cleaner.analysis import discovery
+from context_cleaner.analysis.discovery import discover
+from context_cleaner.analysis.scan import scan_ranges
+from context_cleaner.migration import commits, freshness
+from context_cleaner.migration.commits import RecordSums, file_commits
+from context_cleaner.migration.file_state import HEAD_BYTES, head_hash
+from context_cleaner.migration.planning import WorkItem, plan_work
+from context_cleaner.migration.readers import BatchReader
+from context_cleaner.testing.transcripts import generate_corpus
+
+
+@pytest.fixture(scope="module")
+def many_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small corpus of the many-files shape: 60 one-turn sessions over 40 projects."""
+    out = tmp_path_factory.mktemp("many")
+    manifest = generate_corpus(out, 0, seed=3, target_files=60)
+    assert manifest["files"] == 60 and manifest["shape"] == "many-files"
+    return out / "projects"
+
+
+def test_commit_opens_no_transcript(many_files: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The readers hash each head; the commit's tracking rows need no file opened again."""
+    found = discover([many_files])
+    items = plan_work(found.files, {}).items
+    with BatchReader(1) as reader:
+        ((_, scan, _),) = list(reader.read([items]))
+    opened: list[str] = []
+
+    def counting(path: str, length: int) -> str:
+        opened.append(path)
+        return head_hash(path, length)
+
+    monkeypatch.setattr(commits, "head_hash", counting)
+    rows = file_commits(items, scan, RecordSums.of(list(scan.collector.candidates())))
+    assert len(rows) == len(items) == 60
+    assert opened == []
+    for row in rows:  # the same identity the file on disk has
+        path = str(many_files / row.file_path)
+        assert row.head_length == min(HEAD_BYTES, row.committed_offset)
+        assert row.head_hash == head_hash(path, row.head_length) != ""
+
+
+def test_reader_hashes_the_head_of_an_appended_range(many_files: Path) -> None:
+    """A range read from its committed offset still hashes the file's head (from 0)."""
+    f = max(discover([many_files]).files, key=lambda f: f.size)
+    whole = scan_ranges([(f, 0, 1)], head_bytes=HEAD_BYTES).files[0]
+    middle = f.path.read_bytes().index(b"\n", f.size // 2) + 1
+    tail = scan_ranges([(f, middle, 1)], head_bytes=HEAD_BYTES).files[0]
+    want = head_hash(f.path_str, min(HEAD_BYTES, f.size))
+    assert whole.head_hash == tail.head_hash == want
+    assert scan_ranges([(f, 0, 1)]).files[0].head_hash == ""  # not asked for: not hashed
+
+
+def test_discovery_builds_no_path_per_file(
+    many_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[object] = []
+    real = discovery.Path
+
+    def counting(*parts: object) -> Path:
+        built.append(parts)
+        return real(*parts)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(discovery, "Path", counting)
+    found = discover([many_files])
+    folders = len({f.project for f in found.files})
+    assert len(found.files) == 60
+    assert len(built) <= folders  # one per folder walked, none per file
+    f = found.files[0]
+    assert f.path == real(f.path_str) and f.path.name.endswith(".jsonl")  # built when asked
+
+
+def test_nothing_new_counts_deleted_files_without_paths(
+    many_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = discover([many_files])
+    keys = [freshness.file_key(str(f.root), f.relative_path) for f in found.files]
+    gone = freshness.file_key(str(many_files), "-home-USER-projects-gone/x.jsonl")
+    built: list[object] = []
+    real = freshness.Path
+    monkeypatch.setattr(freshness, "Path", lambda *a: built.append(a) or real(*a))
+    assert freshness.count_missing([*keys, gone], found) == 1
+    assert built == []
+    only = {str(many_files / "-home-USER-projects-gone/x.jsonl")}
+    assert freshness.count_missing([*keys, gone], found, only) == 1  # a watch's paths
+
+
+def test_work_item_paths_are_strings_until_asked(many_files: Path) -> None:
+    """Work items cross to the reader processes with the walk's strings, not path objects."""
+    item: WorkItem = plan_work(discover([many_files]).files, {}).items[0]
+    state = item.file.__reduce__()[1]
+    assert isinstance(state[1], str) and item.file.path_str == state[1]
