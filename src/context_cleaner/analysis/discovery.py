@@ -6,6 +6,7 @@ files that vanish are recorded as problems and the walk goes on.
 
 from __future__ import annotations
 
+import operator
 import os
 import stat
 from collections import deque
@@ -210,6 +211,7 @@ def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
     link to a folder of the same root (an alias) never claims its files: they keep
     their real path, and with it their project and session.
     """
+    is_dir, is_file = stat.S_ISDIR, stat.S_ISREG
     seen_dirs: set[tuple[int, int]] = set()
     stack: list[tuple[Path, str]] = [(root, "")]
     linked: deque[tuple[Path, str]] = deque()
@@ -233,19 +235,20 @@ def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
             continue
         subdirs: list[tuple[Path, str]] = []
         for entry in entries:
-            rel = f"{prefix}{entry.name}"
+            name = entry.name
             try:
-                entry_stat = entry.stat()  # follows symlinks
+                st = entry.stat()  # follows symlinks
             except OSError as exc:
                 discovery.problems.append(DiscoveryProblem(entry.path, _describe(exc)))
                 continue
-            if stat.S_ISDIR(entry_stat.st_mode):
+            mode = st.st_mode
+            if is_dir(mode):
                 if entry.is_symlink():
-                    linked.append((Path(entry.path), rel + "/"))
+                    linked.append((Path(entry.path), f"{prefix}{name}/"))
                 else:
-                    subdirs.append((Path(entry.path), rel + "/"))
-            elif stat.S_ISREG(entry_stat.st_mode) and entry.name.endswith(".jsonl"):
-                yield TranscriptFile.from_stat(root, entry.path, rel, entry_stat)
+                    subdirs.append((Path(entry.path), f"{prefix}{name}/"))
+            elif is_file(mode) and name.endswith(".jsonl"):
+                yield TranscriptFile.from_stat(root, entry.path, prefix + name, st)
         stack.extend(reversed(subdirs))
 
 
@@ -253,9 +256,12 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or exc.__class__.__name__
 
 
+_BY_RELATIVE_PATH = operator.attrgetter("relative_path")
+
+
 def discover(roots: Sequence[Path]) -> Discovery:
     """Every ``*.jsonl`` below each root, recursively; problems recorded, never raised."""
     discovery = Discovery(roots=list(roots))
     for root in roots:
-        discovery.files.extend(sorted(_walk(root, discovery), key=lambda f: f.relative_path))
+        discovery.files.extend(sorted(_walk(root, discovery), key=_BY_RELATIVE_PATH))
     return discovery
