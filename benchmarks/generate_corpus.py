@@ -1,10 +1,12 @@
 """Generate a realistic, deterministic corpus of Claude Code transcripts.
 
     python benchmarks/generate_corpus.py --out DIR --size 100MB [--seed N]
+    python benchmarks/generate_corpus.py --out DIR --files 20000 [--seed N]
 
 writes ``DIR/projects/<encoded-project>/<session-uuid>.jsonl`` (plus subagent
 files) until the total reaches the target size, and ``DIR/manifest.json`` with
-the counts and the exact totals a correct analyser must report. The generator
+the counts and the exact totals a correct analyser must report; ``--files N`` writes
+the many-files shape instead (N small one-turn sessions). The generator
 itself is :mod:`context_cleaner.testing.transcripts.corpus` (tests and the
 testing API use it too); this is its command line. The same seed and size
 always give the same bytes.
@@ -23,15 +25,15 @@ from context_cleaner.testing.transcripts import generate_corpus, parse_size
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument(
-        "--size", required=True, help="target size: 100MB, 500MB, 1GB, 1.5GB or bytes"
-    )
+    shape = parser.add_mutually_exclusive_group(required=True)
+    shape.add_argument("--size", help="target size: 100MB, 500MB, 1GB, 1.5GB or bytes")
+    shape.add_argument("--files", type=int, help="the many-files shape: this many small files")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
     try:
-        target = parse_size(args.size)
+        target = parse_size(args.size) if args.size else 0
         started = time.perf_counter()
-        manifest = generate_corpus(args.out, target, args.seed)
+        manifest = generate_corpus(args.out, target, args.seed, target_files=args.files or 0)
     except (ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
