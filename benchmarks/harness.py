@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -121,6 +122,9 @@ class RunResult:
     peak_tree_uss: int = 0
     """Largest sampled sum of USS over the tree: the pages no other process maps (private
     memory; a forked worker's pages still shared with its parent are not in it)."""
+    cpu_s: float = 0.0
+    """User + system CPU seconds of the process and every descendant its tree reaped
+    (steadier than wall time on a shared machine; on 2 cores wall >= cpu_s / 2)."""
 
     @property
     def peak_rss(self) -> int:
@@ -129,7 +133,7 @@ class RunResult:
     def private_note(self) -> str:
         """The tree's peak private memory for a result's notes: USS and PSS sums."""
         uss, pss = self.peak_tree_uss / 1e6, self.peak_tree_pss / 1e6
-        return f"tree USS {uss:,.0f} MB, PSS {pss:,.0f} MB"
+        return f"tree USS {uss:,.0f} MB, PSS {pss:,.0f} MB; CPU {self.cpu_s:.2f} s"
 
 
 def largest_memory(runs: list[RunResult], into: RunResult) -> RunResult:
@@ -236,6 +240,7 @@ def measure_command(
 ) -> RunResult:
     """Run ``cmd``, returning its output, wall time and peak memory (see :class:`_TreeSampler`)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         popen = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
         sampler = _TreeSampler(popen.pid)
@@ -250,6 +255,8 @@ def measure_command(
                 timed_out = True
                 sampler.kill_all()
             time.sleep(poll_interval)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         out.seek(0)
         err.seek(0)
         return RunResult(
@@ -262,6 +269,7 @@ def measure_command(
             timed_out=timed_out,
             peak_tree_pss=sampler.peak_pss,
             peak_tree_uss=sampler.peak_uss,
+            cpu_s=cpu,
         )
 
 
