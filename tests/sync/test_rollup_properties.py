@@ -93,7 +93,7 @@ def test_the_rollups_equal_the_usage_rows_after_any_migrate_sync_and_rollback(
         return inserted
 
     migrations: list[str] = []
-    migrator(url).setup_migration_infrastructure()
+    migrator(url).setup()
     try:
         with pytest.MonkeyPatch.context() as mp:
             if merges:

@@ -55,7 +55,7 @@ from context_cleaner.migration.stored_rows import (
     query_stored,
     stored_keys,
 )
-from context_cleaner.migration.validation_result import build_result
+from context_cleaner.migration.validation_result import build_result, summaries_match
 from context_cleaner.settings import SAMPLE_SIZE, TOLERANCE
 
 __all__ = ["validate_migration_integrity", "validate_run"]
@@ -86,7 +86,7 @@ def validate_migration_integrity(
     with bridge.reading():
         stored = query_stored(bridge, ALL_ROWS, {}) if bridge.is_initialised() else {}
         db_totals = bridge.get_migration_totals() if stored else _empty_totals()
-        summary_totals = _rollup_totals(bridge) if stored else _empty_totals()
+        summary_totals = _rollup_totals(bridge, db_totals) if stored else _empty_totals()
     comparison = compare(disk, stored, scope.origin_function(), all_rows=True)
     db_sessions = {row.session_id for row in stored.values() if row.counted}
     return build_result(
@@ -105,9 +105,16 @@ def validate_migration_integrity(
     )
 
 
-def _rollup_totals(bridge: EnhancedTokenDatabaseBridge) -> dict[str, Any]:
-    """Both rollups' totals: the first that differs from the other fails the summaries check."""
-    return checked_totals(bridge.summary_totals(), bridge._query(BUCKET_TOTALS))
+def _rollup_totals(
+    bridge: EnhancedTokenDatabaseBridge, db_totals: dict[str, Any]
+) -> dict[str, Any]:
+    """The rollups' totals for the summaries check: the session summaries' when they differ
+    from the usage rows' (``db_totals``), else the 15-minute rollup's when it differs from
+    them, so that either rollup drifting from the usage rows fails the check."""
+    summaries = bridge.summary_totals()
+    if not summaries_match(db_totals, summaries):
+        return summaries
+    return checked_totals(summaries, bridge._query(BUCKET_TOTALS))
 
 
 def validate_run(
@@ -137,7 +144,7 @@ def validate_run(
     with bridge.reading():
         if database_totals is None:
             database_totals = bridge.get_migration_totals()
-        summary_totals = _rollup_totals(bridge)
+        summary_totals = _rollup_totals(bridge, database_totals)
         comparison = _same_sums(bridge, read, started_empty) if paths else Comparison()
         if comparison is None:  # the checksums differ: compare key by key to say why
             stored = query_stored(bridge, ROWS_OF_FILES, {"paths": paths})
