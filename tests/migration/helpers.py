@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -170,3 +171,14 @@ def owned_tables(url: str) -> list[str]:
             client, "SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY 1"
         )
     return [r[0] for r in rows]
+
+
+def readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` has something to read (or has ended) within ``timeout`` seconds.
+
+    ``poll``, not ``select``: ``select`` refuses descriptors numbered 1024 or more, and a
+    long test process holds many (the embedded engine keeps per-thread files open).
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(timeout * 1000))

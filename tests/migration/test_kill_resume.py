@@ -13,7 +13,6 @@ import os
 import pty
 import random
 import re
-import select
 import signal
 import subprocess
 import time
@@ -36,6 +35,7 @@ from .helpers import (
     cli_env,
     count_counted,
     pick,
+    readable,
     run_json,
 )
 
@@ -100,8 +100,7 @@ class Watched:
         """Read the bar until ``files`` of this run's files are committed; False if it ended."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.master], [], [], 0.02)
-            if ready:
+            if readable(self.master, 0.02):
                 try:
                     chunk = os.read(self.master, 65536)
                 except OSError:  # the child closed the terminal: it has ended

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import select
 import shutil
 import signal
 import subprocess
@@ -43,6 +42,7 @@ from .helpers import (
     cli_env,
     dump_tables,
     pick,
+    readable,
     run_cli,
 )
 from .test_rollback import corpus_files, write_part, write_rest
@@ -176,8 +176,7 @@ def _kill_when_paused(proc: subprocess.Popen, timeout: float) -> str | None:
     seen = b""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.05)
-        if ready:
+        if readable(proc.stderr.fileno(), 0.05):
             chunk = os.read(proc.stderr.fileno(), 65536)
             seen += chunk
             if b"paused before write" in seen:
