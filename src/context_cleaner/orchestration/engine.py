@@ -71,14 +71,22 @@ NO_API_NOTE = (
 )
 
 
-def check_api(url: str | None = None) -> None:
-    """Fail with a clear message when the Prefect API (``url``, else Prefect's) does not answer."""
-    from prefect.client.orchestration import get_client
+def api_problem(url: str) -> str | None:
+    """Why the Prefect API at ``url`` cannot be used (None: it answers its health check).
 
-    with get_client(sync_client=True) as client:
+    Asked of ``url`` itself, through Prefect's client: it sends the API key a Prefect
+    Cloud workspace needs (``PREFECT_API_KEY``)."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.settings import PREFECT_API_KEY
+
+    with SyncPrefectClient(url, api_key=PREFECT_API_KEY.value()) as client:
         problem = client.api_healthcheck()
-        url = url or str(client.api_url)
-    if problem is not None:
+    return None if problem is None else str(problem)
+
+
+def check_api(url: str) -> None:
+    """Fail with a clear message when the Prefect API at ``url`` does not answer."""
+    if (problem := api_problem(url)) is not None:
         raise ConfigurationError(
             f"The Prefect API at {url} does not answer ({problem}). Start it with "
             "`prefect server start`, fix PREFECT_API_URL, or run with --engine local."

@@ -19,13 +19,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
 from context_cleaner.bridge.database import Database
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration.models import SyncSetupResult
+from context_cleaner.orchestration.engine import api_problem
 from context_cleaner.settings import API_ENV, PASSWORD_ENV, URL_ENV, Settings
 
 #: The deployment this function makes (flow ``incremental-sync``).
@@ -44,17 +43,6 @@ def interval_cron(minutes: int) -> str | None:
     if minutes % 60 == 0 and 1440 % minutes == 0:
         return f"0 */{minutes // 60} * * *" if minutes < 1440 else "0 0 * * *"
     return None
-
-
-def api_problem(url: str, timeout: float = 5.0) -> str | None:
-    """Why the Prefect API at ``url`` cannot be used (None: it answers its health check)."""
-    try:
-        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as response:
-            if response.status == 200:
-                return None
-            return f"HTTP {response.status}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return str(getattr(exc, "reason", exc))
 
 
 def _hour_start() -> datetime:
