@@ -28,6 +28,7 @@ from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.report_rows import build_report
 from context_cleaner.bridge.buckets import BUCKETS, TOTALS_SQL, checked_totals
 from context_cleaner.bridge.database import Database
+from context_cleaner.bridge.queries import query_columns
 from context_cleaner.bridge.schema import load_schema_files, setup_schema
 from context_cleaner.bridge.summaries import refresh_summaries, widen_sessions
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows
@@ -157,9 +158,9 @@ def _same_report(client: Any, query: ReportQuery) -> dict[str, Any]:
         query, report_cells(client, query, rollup=False), source="database", now_ms=NOW_MS
     )
     _close(fast, raw, f"{query.kind} {query.timezone}")
-    rows = query_rows(client, *bucket_cells_sql(query))  # UTC days read the per-day rollup
-    if not any(r[11] for r in rows):
-        cells = _cells([r for r in rows if r[7]], query.grouping == "hour")
+    columns = query_columns(client, *bucket_cells_sql(query))  # UTC days read the per-day rollup
+    if columns and not any(columns[11]):
+        cells = _cells(columns, keep=columns[7])
         quarter = build_report(query, cells, source="database", now_ms=NOW_MS)
         _close(quarter, raw, f"{query.kind} {query.timezone} (15-minute rollup)")
     return fast
@@ -348,3 +349,14 @@ def test_a_rollback_to_a_snapshot_older_than_the_rollup_rebuilds_it(
     with Database(url).session() as client:
         test_the_rollup_equals_the_counted_rows(client)
         assert query_rows(client, TOTALS_SQL)[0][6] == first > 0
+
+
+def test_sessions_in_any_zone_read_the_per_day_rollup_unless_days_are_asked() -> None:
+    from context_cleaner.bridge.reports import summary_cells_sql
+
+    # A session's cells do not depend on the zone; its days do.
+    assert summary_cells_sql(ReportQuery(kind="session", timezone="Asia/Kolkata")) is not None
+    for extra in ({"since": date(2025, 6, 1)}, {"until": date(2025, 6, 1)}, {"host": "h"}):
+        query = ReportQuery(kind="session", timezone="Asia/Kolkata", **extra)  # type: ignore[arg-type]
+        assert summary_cells_sql(query) is None, extra
+    assert summary_cells_sql(ReportQuery(kind="daily", timezone="Asia/Kolkata")) is None

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterable, Sequence
+from itertools import compress, starmap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +25,7 @@ from context_cleaner.analysis.report_rows import build_report
 from context_cleaner.bridge.buckets import BUCKETS
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.details import COUNTED_VIEW
-from context_cleaner.bridge.queries import Where, query_rows
+from context_cleaner.bridge.queries import Where, query_columns, query_rows
 from context_cleaner.bridge.summaries import SUMMARIES
 from context_cleaner.errors import ConfigurationError
 
@@ -50,7 +52,7 @@ def cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
     key = {
         "day": f"toString({day})",
         "session": "session_id",
-        "hour": f"toString(intDiv(toUnixTimestamp64Milli(timestamp) - 1, {HOUR_MS}))",
+        "hour": f"intDiv(toUnixTimestamp64Milli(timestamp) - 1, {HOUR_MS})",
     }[query.grouping]
     sql = (
         f"SELECT {key} AS k, toString(model) AS m, "
@@ -76,9 +78,13 @@ def summary_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]] | None:
     from them for every session a batch touches, rules 3 and 4 included), and it is ~50x
     smaller than the usage rows, smaller still than the 15-minute rollup. It can answer
     days, weeks, months and sessions in UTC without ``--host`` (a session's rows may come
-    from two machines; the rollup keeps one host per group).
+    from two machines; the rollup keeps one host per group), and sessions in any zone
+    without ``since``/``until`` (a session's cells do not depend on the zone then).
     """
-    if query.timezone != "UTC" or query.host is not None or query.grouping == "hour":
+    zone_free = query.grouping == "session" and query.since is None and query.until is None
+    if query.host is not None or query.grouping == "hour":
+        return None
+    if query.timezone != "UTC" and not zone_free:
         return None
     where = _days(Where("is_deleted = 0"), "day", query)
     where.equal(query, ("project", "model"))
@@ -141,7 +147,7 @@ def bucket_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
     key = {
         "day": f"toString({day})",
         "session": "session_id",
-        "hour": f"toString(intDiv(toUnixTimestamp64Milli(first_timestamp) - 1, {HOUR_MS}))",
+        "hour": f"intDiv(toUnixTimestamp64Milli(first_timestamp) - 1, {HOUR_MS})",
     }[query.grouping]
     sums = ", ".join(
         agg("sum", c)
@@ -164,38 +170,30 @@ def bucket_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
     return sql, params
 
 
-def _cells(rows: list[tuple], hourly: bool) -> list[Cell]:
-    return [
-        Cell(
-            int(r[0]) if hourly else str(r[0]),
-            str(r[1]),
-            int(r[2]),
-            int(r[3]),
-            int(r[4]),
-            int(r[5]),
-            float(r[6]),
-            int(r[7]),
-            int(r[8]),
-            int(r[9]),
-            str(r[10]),
-        )
-        for r in rows
-    ]
+def _cells(columns: Sequence[Sequence[Any]], keep: Iterable[Any] | None = None) -> list[Cell]:
+    """Cells from query columns whose first 11 are a cell's fields, each already of its
+    field's type (keys by ``toString`` or an integer hour, sums as ``int``, ...); with
+    ``keep``, only the rows whose ``keep`` value is true. Built at C speed (``starmap``
+    over the columns): 60,000 session cells cost ~1.5x more through the driver's rows."""
+    cells = starmap(Cell, zip(*columns[:11], strict=True))
+    return list(cells if keep is None else compress(cells, keep))
 
 
 def report_cells(client: Client, query: ReportQuery, *, rollup: bool = True) -> list[Cell]:
     """``query``'s cells: from a rollup (``rollup``), the per-day one when it can answer,
     else the 15-minute one unless it cannot split them by day exactly in the report's zone;
     else from the usage rows (the reference)."""
-    hourly = query.grouping == "hour"
     fast = summary_cells_sql(query) if rollup else None
     if fast is not None:
-        return _cells(query_rows(client, *fast), hourly)
+        return _cells(query_columns(client, *fast))
     if rollup:
-        rows = query_rows(client, *bucket_cells_sql(query))
-        if not any(r[11] for r in rows):  # rows two days around since/until may sum nothing
-            return _cells([r for r in rows if r[7]], hourly)
-    return _cells(query_rows(client, *cells_sql(query)), hourly)
+        columns = query_columns(client, *bucket_cells_sql(query))
+        if not columns:
+            return []
+        if not any(columns[11]):
+            # rows two days around since/until may sum nothing: their count is 0
+            return _cells(columns, keep=columns[7])
+    return _cells(query_columns(client, *cells_sql(query)))
 
 
 def report_from_database(
