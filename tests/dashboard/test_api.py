@@ -143,6 +143,30 @@ def test_sessions_search_and_paging(client: TestClient) -> None:
 
 
 @pytest.mark.slow
+def test_sessions_are_paged_sorted_and_searched_by_the_server(client: TestClient) -> None:
+    everything = client.get("/api/sessions", params={"limit": 500}).json()
+    assert everything["total"] == 3 and len(everything["items"]) == 3
+    ids = [i["session"] for i in everything["items"]]
+    pages = [
+        client.get("/api/sessions", params={"limit": 2, "offset": o}).json() for o in (0, 2, 4)
+    ]
+    assert [[i["session"] for i in p["items"]] for p in pages] == [ids[:2], ids[2:], []]
+    assert {p["total"] for p in pages} == {3}
+    up = client.get("/api/sessions", params={"direction": "asc", "order": "cost_usd"}).json()
+    costs = [i["cost_usd"] for i in up["items"]]
+    assert costs == sorted(costs) and up["direction"] == "asc"
+    down = client.get("/api/sessions", params={"order": "cost_usd"}).json()["items"]
+    assert [i["session"] for i in down] == [i["session"] for i in up["items"]][::-1]
+    assert all(i["models"] and i["models"] == sorted(i["models"]) for i in down)
+    # searches are bound parameters: quotes and SQL are only text that matches nothing
+    for needle in ("' OR 1=1 --", "x') OR ('1'='1", "%"):
+        got = client.get("/api/sessions", params={"search": needle}).json()
+        assert got["total"] == 0 and got["items"] == [], needle
+    short = client.get("/api/sessions", params={"search": "hor", "limit": 1}).json()
+    assert short["total"] == 1 and short["items"][0]["session"] == "short"
+
+
+@pytest.mark.slow
 def test_runs_validation_freshness_alerts(client: TestClient) -> None:
     health = client.get("/api/health").json()
     runs = client.get("/api/runs").json()["runs"]
@@ -176,6 +200,11 @@ def test_runs_validation_freshness_alerts(client: TestClient) -> None:
         ("/api/sessions?limit=abc", "whole number"),
         ("/api/sessions?offset=-1", "offset"),
         ("/api/sessions?order=tokens;DROP", "order"),
+        ("/api/sessions?order=total_tokens%20DESC", "order"),
+        ("/api/sessions?direction=desc;DROP%20TABLE%20x", "direction"),
+        ("/api/sessions?direction=DESC", "asc or desc"),
+        ("/api/sessions?limit=501", "1 to 500"),
+        ("/api/sessions?offset=10000001", "offset"),
         ("/api/totals?model=a&model=b", "repeated"),
         ("/api/totals?project=" + "x" * 201, "at most 200"),
         ("/api/sessions?search=a%00b", "control characters"),
@@ -254,6 +283,9 @@ _DAYS = [None, date(2026, 2, 9), date(2026, 2, 10), date(2026, 2, 11), date(2026
     model=st.sampled_from([None, "claude-opus-4-6", "claude-sonnet-4-5-20250929", "x"]),
     search=st.sampled_from([None, "short", "258C", "spotter", "zzz", "_"]),
     order=st.sampled_from(["total_tokens", "cost_usd", "last_timestamp"]),
+    descending=st.sampled_from([None, True, False]),
+    limit=st.sampled_from([None, 1, 2]),
+    offset=st.sampled_from([0, 1, 5]),
 )
 @pytest.mark.slow
 def test_direct_and_database_agree_for_any_filter(
@@ -264,13 +296,19 @@ def test_direct_and_database_agree_for_any_filter(
     model: str | None,
     search: str | None,
     order: str,
+    descending: bool | None,
+    limit: int | None,
+    offset: int,
 ) -> None:
     f = QueryFilters(start=start, end=end, model=model, search=search)
+    page = Page(limit, offset if limit else 0, order, descending)  # no limit: everything
     db = warm_db_source
     with db.unit():
         assert tokens(db.totals(f)) == tokens(direct_source.totals(f))
         assert db.count_sessions(f) == direct_source.count_sessions(f)
         for dim in ("day", "model", "project", "host", "session"):
-            got = db.breakdown(dim, f, Page(order=order))
-            want = direct_source.breakdown(dim, f, Page(order=order))
-            assert [(i[dim], tokens(i)) for i in got] == [(i[dim], tokens(i)) for i in want]
+            got = db.breakdown(dim, f, page)
+            want = direct_source.breakdown(dim, f, page)
+            assert [(i[dim], tokens(i), i["models"]) for i in got] == [
+                (i[dim], tokens(i), i["models"]) for i in want
+            ]

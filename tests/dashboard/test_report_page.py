@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -229,25 +230,42 @@ def test_sessions_order_and_page_live_in_the_url(
     page.click("#sessions button[data-sort='cost_usd']")
     assert "sort=cost_usd" in page.url
     tab.wait_rows("sessions", 10)
-    first = page.text_content("#sessions tbody tr td.mono")
-    assert first == by_cost[0]["session_id"]
-    page.click("#page-next")
+    _first_rows(page, [r["session_id"] for r in by_cost[:10]])
+    page.click("#page-next")  # the server sends the second page
     assert "page=2" in page.url
-    assert page.text_content("#sessions tbody tr td.mono") == by_cost[10]["session_id"]
+    _first_rows(page, [r["session_id"] for r in by_cost[10:20]])
     models = page.locator("#sessions tbody tr").first.locator("td").nth(2).text_content() or ""
     assert models and models != "–"
     tab.check_layout(tmp_path / f"sessions-{width}.png")
     page.reload()
     tab.wait_loaded(1)
-    assert page.text_content("#sessions tbody tr td.mono") == by_cost[10]["session_id"]
+    _first_rows(page, [r["session_id"] for r in by_cost[10:20]])
     ordered = page.get_attribute("#sessions th[aria-sort=descending] button", "data-sort")
     assert ordered == "cost_usd"
     by_last = sorted(sessions, key=lambda r: r["last_timestamp"], reverse=True)
     page.click("#sessions button[data-sort='last_timestamp']")
     assert "sort=last_timestamp" in page.url and "page=" not in page.url
-    assert page.text_content("#sessions tbody tr td.mono") == by_last[0]["session_id"]
+    _first_rows(page, [r["session_id"] for r in by_last[:10]])
+    page.click("#sessions button[data-sort='last_timestamp']")  # again: oldest first
+    assert "dir=asc" in page.url
+    _first_rows(page, [r["session_id"] for r in by_last[::-1][:10]])
+    # a search goes to the server too: the matching sessions only, in the order asked
+    needle = by_cost[12]["project"][-6:].upper()
+    found = [r["session_id"] for r in by_last[::-1] if needle.lower() in r["project"].lower()]
+    assert 0 < len(found) < len(sessions)
+    page.fill("#session-search", needle)
+    _first_rows(page, found[:10])
+    assert "search=" in page.url
     assert tab.errors == []
     tab.close()
+
+
+def _first_rows(page: Any, want: list[str], timeout: float = 15.0) -> None:
+    """Wait until the session table shows exactly the sessions ``want``, in that order."""
+    deadline = time.monotonic() + timeout
+    while (got := page.locator("#sessions tbody tr td.mono").all_text_contents()) != want:
+        assert time.monotonic() < deadline, f"sessions shown {got}, want {want}"
+        time.sleep(0.05)
 
 
 def test_other_bar_and_timezone_picker(browser: Any, corpus_site: Any, tmp_path: Path) -> None:

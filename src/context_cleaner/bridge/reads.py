@@ -44,6 +44,15 @@ DIMENSIONS = {
 }
 
 
+#: Orders of :meth:`BridgeReads.totals_by` and the expression each sorts by.
+ORDERS = {
+    "total_tokens": "total",
+    "cost_usd": "cost_usd",
+    "last_timestamp": "last",
+    "key": "key",
+}
+
+
 def totals_dict(values: Sequence[Any]) -> dict[str, Any]:
     """A row of :data:`~.summaries.TOKEN_SUMS` (or ``ROLLUP_SUMS``) as DESIGN §10 ``totals``."""
     return totals(values[:5], values[5], values[6])
@@ -167,23 +176,31 @@ class BridgeReads:
         limit: int | None = None,
         offset: int = 0,
         order: str = "total_tokens",
+        descending: bool | None = None,
     ) -> list[dict[str, Any]]:
-        """Totals grouped by session, day, model, project or host (from the rollup)."""
+        """Totals grouped by session, day, model, project or host (from the rollup).
+
+        ``order`` is one of :data:`ORDERS` (a whitelist: nothing from a caller is spliced
+        into the SQL); ``descending`` defaults to largest/latest first, keys ascending.
+        Ties are broken by the key, ascending. Each item also lists its ``models``."""
         column = DIMENSIONS.get(dimension)
         if column is None:
             raise ConfigurationError(
                 f"Unknown breakdown {dimension!r}; choose one of {', '.join(DIMENSIONS)}."
             )
         where, params = (filters or Filters()).where()
-        order_sql = {
-            "total_tokens": "total DESC, key",
-            "cost_usd": "cost_usd DESC, key",
-            "key": "key",
-            "last_timestamp": "last DESC, key",
-        }.get(order)
-        if order_sql is None:
+        order_column = ORDERS.get(order)
+        if order_column is None:
             raise ConfigurationError(f"Unknown order {order!r}.")
-        extra = ", any(project), min(first_timestamp) AS first, max(last_timestamp) AS last"
+        if descending is None:
+            descending = order != "key"
+        order_sql = order_column + (" DESC" if descending else " ASC")
+        if order != "key":
+            order_sql += ", key"
+        extra = (
+            ", any(project), min(first_timestamp) AS first, max(last_timestamp) AS last, "
+            "arraySort(groupUniqArray(model))"
+        )
         sql = (
             f"SELECT {column} AS key, {ROLLUP_SUMS}, input_tokens + output_tokens + "
             f"cache_creation_5m_tokens + cache_creation_1h_tokens + cache_read_tokens AS total"
@@ -196,7 +213,10 @@ class BridgeReads:
         for row in self._query(sql, params):
             item = {dimension: _plain(row[0]), **totals_dict(row[1:8])}
             item.update(
-                project=row[9], first_timestamp=_plain(row[10]), last_timestamp=_plain(row[11])
+                project=row[9],
+                first_timestamp=_plain(row[10]),
+                last_timestamp=_plain(row[11]),
+                models=[str(m) for m in row[12]],
             )
             out.append(item)
         return out

@@ -98,7 +98,12 @@ class DatabaseSource:
         if not self._ready():
             return []
         items = self.bridge.totals_by(
-            dimension, filters, limit=page.limit, offset=page.offset, order=page.order
+            dimension,
+            filters,
+            limit=page.limit,
+            offset=page.offset,
+            order=page.order,
+            descending=page.descending,
         )
         for item in items:
             item["first_timestamp"] = health.iso_utc(item.get("first_timestamp"))

@@ -116,6 +116,27 @@ _KEYS: dict[str, Callable[[Group], Any]] = {
 }
 
 
+_SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "total_tokens": lambda i: i["total_tokens"],
+    "cost_usd": lambda i: i["cost_usd"],
+    "last_timestamp": lambda i: i["last_timestamp"] or "",
+}
+
+
+def _paged(items: list[dict[str, Any]], dimension: str, page: Page) -> list[dict[str, Any]]:
+    """``page`` of ``items``, ordered as the database orders them (ties by key, ascending)."""
+    items.sort(key=lambda i: str(i[dimension]))
+    sort_key = _SORT_KEYS.get(page.order)
+    if sort_key is not None:
+        items.sort(
+            key=sort_key, reverse=page.descending is not False
+        )  # stable: ties keep key order
+    elif page.descending:
+        items.reverse()
+    end = None if page.limit is None else page.offset + page.limit
+    return items[page.offset : end]
+
+
 class DirectSource:
     """Dashboard data straight from the transcripts (no database)."""
 
@@ -192,6 +213,7 @@ class DirectSource:
     ) -> list[dict[str, Any]]:
         key_of = _KEYS[dimension]
         merged: dict[Any, Group] = {}
+        models: dict[Any, set[str]] = {}
         for g in self._selected(filters):
             key = key_of(g)
             m = merged.get(key)
@@ -201,6 +223,7 @@ class DirectSource:
             m.add_sums(g.sums)
             m.first_ms = min(m.first_ms, g.first_ms)
             m.last_ms = max(m.last_ms, g.last_ms)
+            models.setdefault(key, set()).add(g.model)
         items = []
         for key, m in merged.items():
             item = {dimension: key.isoformat() if isinstance(key, date) else key}
@@ -209,17 +232,10 @@ class DirectSource:
                 project=m.project,
                 first_timestamp=health.iso_utc(m.first_ms / 1000),
                 last_timestamp=health.iso_utc(m.last_ms / 1000),
+                models=sorted(models[key]),
             )
             items.append(item)
-        items.sort(key=lambda i: str(i[dimension]))
-        if page.order == "total_tokens":
-            items.sort(key=lambda i: -i["total_tokens"])
-        elif page.order == "cost_usd":
-            items.sort(key=lambda i: -i["cost_usd"])
-        elif page.order == "last_timestamp":
-            items.sort(key=lambda i: i["last_timestamp"] or "", reverse=True)
-        end = None if page.limit is None else page.offset + page.limit
-        return items[page.offset : end]
+        return _paged(items, dimension, page)
 
     def overview(self, filters: QueryFilters, limit: int) -> dict[str, Any]:
         selected = self._selected(filters)

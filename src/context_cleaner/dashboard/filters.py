@@ -24,7 +24,8 @@ ORDERS = ("total_tokens", "cost_usd", "last_timestamp")
 DIMENSIONS = ("day", "model", "project", "host", "session")
 
 FILTER_PARAMS = ("start", "end", "model", "project", "host", "search")
-PAGING_PARAMS = ("limit", "offset", "order")
+DIRECTIONS = ("asc", "desc")
+PAGING_PARAMS = ("limit", "offset", "order", "direction")
 AUTH_PARAMS = ("token",)
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -38,11 +39,13 @@ class InvalidFilterError(ConfigurationError):
 @dataclass(frozen=True, slots=True)
 class Page:
     """Which items of a breakdown: ``limit`` of them (None: all) from ``offset``, in
-    ``order`` (``key`` or a sum, largest first)."""
+    ``order`` (``key`` or a sum), ``descending`` or not (None: sums largest first, keys
+    ascending)."""
 
     limit: int | None = None
     offset: int = 0
     order: str = "total_tokens"
+    descending: bool | None = None
 
 
 EVERYTHING = Page()
@@ -55,10 +58,13 @@ class QueryFilters(Filters):
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     order: str = "total_tokens"
+    direction: str | None = None
+    """``asc`` or ``desc`` (None: the order's own default)."""
 
     def page(self) -> Page:
         """The page of items this request asks for."""
-        return Page(self.limit, self.offset, self.order)
+        descending = None if self.direction is None else self.direction == "desc"
+        return Page(self.limit, self.offset, self.order, descending)
 
     def echo(self) -> dict[str, str | int | None]:
         """The filters as the API reports them back."""
@@ -132,6 +138,12 @@ def parse_filters(
                 f"order={params['order']!r} is not supported; use one of {', '.join(ORDERS)}."
             )
         values["order"] = params["order"]
+    if "direction" in params:
+        if params["direction"] not in DIRECTIONS:
+            raise InvalidFilterError(
+                f"direction={params['direction']!r} is not supported; use asc or desc."
+            )
+        values["direction"] = params["direction"]
     filters = QueryFilters(**values)  # type: ignore[arg-type]
     if filters.start and filters.end and filters.start > filters.end:
         raise InvalidFilterError(

@@ -12,7 +12,8 @@ marked stale. Every answer has ``stale`` and ``as_of`` (and ``busy`` when stale)
 ``GET /api/totals``             ``{"totals": {...}, "sessions": n}`` (DESIGN §10 shape)
 ``GET /api/overview``           totals, sessions, by day/model/project/host, menus
 ``GET /api/breakdown/{dim}``    day, model, project, host or session; limit/offset
-``GET /api/sessions``           top sessions: search, order, limit/offset, total
+``GET /api/sessions``           one page of sessions: search, order, direction,
+                                limit/offset, and the ``total`` matching
 ``GET /api/runs``               recent migration runs with progress and validation
 ``GET /api/validation``         the latest validation result (or null)
 ``GET /api/freshness``          data lag, last sync, tracked files behind
@@ -121,7 +122,8 @@ def breakdown(request: Request, dimension: str) -> dict[str, Any]:
     order = f.order if "order" in request.query_params else _default_order(dimension)
 
     def read(source: DashboardSource) -> dict[str, Any]:
-        items = source.breakdown(dimension, f, Page(f.limit if paged else None, f.offset, order))
+        page = Page(f.limit if paged else None, f.offset, order, f.page().descending)
+        items = source.breakdown(dimension, f, page)
         return {"dimension": dimension, "items": items, "filters": f.echo()}
 
     return _answer(request, read)
@@ -141,6 +143,7 @@ def sessions(request: Request) -> dict[str, Any]:
             "limit": f.limit,
             "offset": f.offset,
             "order": f.order,
+            "direction": f.direction or "desc",
             "items": source.breakdown("session", f, f.page()),
             "filters": f.echo(),
         },

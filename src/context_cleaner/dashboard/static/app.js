@@ -33,9 +33,9 @@
     timezone: params.get("timezone") || BROWSER_ZONE,
     period: PERIODS.includes(params.get("period")) ? params.get("period") : "daily",
     sort: SORTS.includes(params.get("sort")) ? params.get("sort") : "total_tokens",
+    direction: params.get("dir") === "asc" ? "asc" : "desc",
     weekStart: WEEKDAYS.includes(params.get("week_start")) ? params.get("week_start") : "sunday",
     page: Math.max(1, parseInt(params.get("page"), 10) || 1),
-    sessions: [],
     loads: 0,
   };
   FILTERS.forEach((k) => { if (params.get(k)) state.filters[k] = params.get(k); });
@@ -143,11 +143,17 @@
     text($("range"), range);
   }
 
-  function drawRankings(periodReport, sessionReport) {
+  /* Projects come from the overview's aggregate (the largest ones); what it leaves out
+   * joins the "other" bar. */
+  function drawRankings(periodReport, overview) {
     const width = $("chart-models").parentElement.clientWidth;
     const models = R.ranked(R.models(periodReport), SHOWN);
     chart("chart-models", R.rankingConfig(models, FMT, COLORS, width));
-    const projects = R.ranked(R.projects(sessionReport), SHOWN);
+    const items = overview.projects.map((p) => ({ name: p.project || "(none)", total_tokens: p.total_tokens, cost_usd: p.cost_usd }));
+    const listed = items.reduce((a, p) => [a[0] + p.total_tokens, a[1] + p.cost_usd], [0, 0]);
+    const left = [overview.totals.total_tokens - listed[0], overview.totals.cost_usd - listed[1]];
+    if (left[0] > 0) items.push({ name: "(smaller projects)", total_tokens: left[0], cost_usd: Math.max(0, left[1]) });
+    const projects = R.ranked(items, SHOWN);
     chart("chart-projects", R.rankingConfig(projects, FMT, COLORS, width));
   }
 
@@ -193,45 +199,66 @@
     });
   }
 
-  /* The session report's rows: searched, ordered and paged here (the view is in the URL). */
-  function drawSessions() {
-    const needle = state.search.toLowerCase();
-    const rows = state.sessions.filter((r) => !needle ||
-      r.session_id.toLowerCase().includes(needle) || (r.project || "").toLowerCase().includes(needle));
-    const key = state.sort;
-    rows.sort((a, b) => {
-      const d = key === "last_timestamp" ? (a[key] < b[key] ? 1 : a[key] > b[key] ? -1 : 0) : b[key] - a[key];
-      return d || (a.session_id < b.session_id ? -1 : 1);
-    });
-    const pages = Math.max(1, Math.ceil(rows.length / PAGE));
-    const page = Math.min(state.page, pages);
-    state.page = page;
+  /* One page of sessions, searched, ordered and paged by the server (the view is in the URL). */
+  function sessionParams() {
+    return { search: state.search, order: state.sort, direction: state.direction, limit: PAGE, offset: (state.page - 1) * PAGE };
+  }
+
+  async function fetchSessions() {
+    let got = await api("sessions", sessionParams());
+    const pages = Math.max(1, Math.ceil(got.total / PAGE));
+    if (state.page > pages) {  // a page from an old link, past the end now
+      state.page = pages;
+      syncUrl();
+      got = await api("sessions", sessionParams());
+    }
+    return got;
+  }
+
+  function drawSessions(got) {
+    const pages = Math.max(1, Math.ceil(got.total / PAGE));
+    const page = state.page;
     const offset = (page - 1) * PAGE;
     const table = $("sessions");
     const body = table.tBodies[0];
     body.replaceChildren();
-    if (!rows.length) {
+    if (!got.items.length) {
       const td = cell(body.insertRow(), "No sessions match.", "empty");
       td.colSpan = 6;
     }
-    rows.slice(offset, offset + PAGE).forEach((s) => {
+    got.items.forEach((s) => {
       const tr = body.insertRow();
-      cell(tr, s.session_id, "mono");
+      cell(tr, s.session, "mono");
       cell(tr, s.project || "–");
-      cell(tr, s.models.map(shortModel).join(", ") || "–");
+      cell(tr, (s.models || []).map(shortModel).join(", ") || "–");
       cell(tr, when(s.last_timestamp));
       cell(tr, nf.format(s.total_tokens), "num");
       cell(tr, usd.format(s.cost_usd), "num");
     });
     labelCells(table);
+    const sorted = state.direction === "asc" ? "ascending" : "descending";
     table.querySelectorAll("th[aria-sort]").forEach((th) => {
-      th.setAttribute("aria-sort", th.querySelector("button").dataset.sort === key ? "descending" : "none");
+      th.setAttribute("aria-sort", th.querySelector("button").dataset.sort === state.sort ? sorted : "none");
     });
-    const from = rows.length ? offset + 1 : 0;
-    text($("page-info"), from + "–" + Math.min(offset + PAGE, rows.length) + " of " + nf.format(rows.length) +
+    const from = got.total ? offset + 1 : 0;
+    text($("page-info"), from + "–" + Math.min(offset + PAGE, got.total) + " of " + nf.format(got.total) +
       (pages > 1 ? " · page " + page + " of " + pages : ""));
     $("page-prev").disabled = page <= 1;
     $("page-next").disabled = page >= pages;
+  }
+
+  let latestPage = 0;  // a page answer that a newer click overtook draws nothing
+
+  async function loadSessions() {
+    const mine = ++latestPage;
+    try {
+      const got = await fetchSessions();
+      if (mine !== latestPage) return;
+      drawSessions(got);
+      showError("");
+    } catch (e) {
+      if (mine === latestPage) showError("Could not load the sessions: " + e.message);
+    }
   }
 
   function badge(parent, label, cls) {
@@ -374,25 +401,25 @@
     document.body.dataset.state = "loading";
     drawSwitch();
     try {
+      latestPage += 1;  // this load draws the sessions; an older page answer must not
       const [info, overview, health, periods, sessions] = await Promise.all([
         api("info", null, false),
-        api("overview", null, false),
+        api("overview"),
         api("health", null, false),
         api("report/" + state.period, reportParams(state.period === "weekly" ? { breakdown: 1, start_of_week: state.weekStart } : { breakdown: 1 }), false),
-        api("report/session", reportParams(), false),
+        fetchSessions(),
       ]);
       if (mine !== latest) return;
       drawInfo(info);
-      drawTotals(periods.totals, sessions.rows.length);
+      drawTotals(periods.totals, overview.sessions);
       drawPeriods(periods);
-      drawRankings(periods, sessions);
+      drawRankings(periods, overview);
       fillSelect("f-model", overview.options.models, state.filters.model);
       fillSelect("f-project", overview.options.projects, state.filters.project);
       fillSelect("f-host", overview.options.hosts, state.filters.host);
       drawHealth(health);
       drawRuns(health.runs || []);
-      state.sessions = sessions.rows;
-      drawSessions();
+      drawSessions(sessions);
       drawStale([info, overview, health, periods, sessions]);
       showError("");
       state.loads += 1;
@@ -414,6 +441,7 @@
     if (state.weekStart !== "sunday") q.set("week_start", state.weekStart);
     if (state.search) q.set("search", state.search);
     if (state.sort !== "total_tokens") q.set("sort", state.sort);
+    if (state.direction !== "desc") q.set("dir", state.direction);
     if (state.page > 1) q.set("page", String(state.page));
     const s = q.toString();
     history.replaceState(null, "", location.pathname + (s ? "?" + s : ""));
@@ -432,7 +460,7 @@
   function toPage(page) {
     state.page = page;
     syncUrl();
-    drawSessions();
+    loadSessions();
   }
 
   function setup() {
@@ -453,6 +481,7 @@
       $("f-timezone").value = BROWSER_ZONE;
       state.period = "daily";
       state.sort = "total_tokens";
+      state.direction = "desc";
       state.weekStart = "sunday";
       readForm();
       syncUrl();
@@ -470,6 +499,8 @@
     $("page-next").addEventListener("click", () => toPage(state.page + 1));
     document.querySelectorAll("#sessions button.sort").forEach((b) => {
       b.addEventListener("click", () => {
+        // the same column again turns the order round; another column starts largest first
+        state.direction = state.sort === b.dataset.sort && state.direction === "desc" ? "asc" : "desc";
         state.sort = b.dataset.sort;
         toPage(1);
       });

@@ -83,11 +83,6 @@
     return sumBy(parts, (p) => p.model);
   }
 
-  /* Tokens per project, from the session report. */
-  function projects(sessionReport) {
-    return sumBy(sessionReport.rows, (r) => r.project || "(none)");
-  }
-
   /* Minutes ``tz`` is ahead of UTC at ``ms``. */
   function offsetMs(ms, fmt) {
     const p = {};
@@ -257,6 +252,6 @@
   }
 
   window.ContextCleanerReports = {
-    NOUN, slots, ranked, models, projects, series, tokenConfig, costConfig, rankingConfig, zoned,
+    NOUN, slots, ranked, models, series, tokenConfig, costConfig, rankingConfig, zoned,
   };
 })();
