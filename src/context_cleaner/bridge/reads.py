@@ -14,11 +14,12 @@ import contextlib
 import json
 from collections.abc import Collection, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from context_cleaner.analysis.fields import totals
+from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS, totals
+from context_cleaner.bridge.buckets import BUCKETS
 from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
 from context_cleaner.bridge.queries import Where, query_rows, table_of
 from context_cleaner.bridge.runs import mark_crashed
@@ -53,6 +54,14 @@ ORDERS = {
 }
 
 
+#: The counted usage rows in the rollups' columns, for reads no rollup answers exactly.
+COUNTED_ROWS = (
+    f"(SELECT session_id, model, project, host, {', '.join(STORED_TOKEN_FIELDS)}, cost_usd, "
+    "toUInt64(1) AS record_count, timestamp AS first_timestamp, timestamp AS last_timestamp "
+    f"FROM {COUNTED_VIEW})"
+)
+
+
 def totals_dict(values: Sequence[Any]) -> dict[str, Any]:
     """A row of :data:`~.summaries.TOKEN_SUMS` (or ``ROLLUP_SUMS``) as DESIGN §10 ``totals``."""
     return totals(values[:5], values[5], values[6])
@@ -70,11 +79,15 @@ class Filters:
     session: str | None = None
     search: str | None = None
     """Case-insensitive substring of the session id or the project."""
+    timezone: str = "UTC"
+    """The zone of ``start``, ``end`` (inclusive days) and of the ``day`` breakdown: an
+    IANA name, checked by the caller."""
 
-    def where(self) -> tuple[str, dict[str, Any]]:
+    def where(self, day: str = "day") -> tuple[str, dict[str, Any]]:
+        """The condition (and its parameters), ``day`` being the expression of a row's day."""
         where = Where()
-        where.add("day >= {start:Date}", "start", self.start)
-        where.add("day <= {end:Date}", "end", self.end)
+        where.add(f"{day} >= {{start:Date}}", "start", self.start)
+        where.add(f"{day} <= {{end:Date}}", "end", self.end)
         where.equal(self, ("model", "project", "host"))
         where.add("session_id = {session:String}", "session", self.session)
         where.add(
@@ -137,6 +150,38 @@ class BridgeReads:
         with db_call("SELECT", "report"), self._session() as client:
             return report_from_database(client, query)
 
+    def _rows(self, filters: Filters | None, *, by_day: bool = False) -> tuple[str, str, str, dict]:
+        """Where the rows of ``filters`` are read: (FROM, a row's day, WHERE, parameters).
+
+        The (session, UTC day, model) rollup when it answers exactly: days in UTC or none
+        asked (``by_day``: the reader groups by day), and no host (it keeps one host per
+        group). Else the 15-minute rollup, each row on its first record's day in the zone
+        (the reports' rule, ``bridge/reports.py``); else, when a row there spans two days or
+        offsets of the zone (an offset before 1972 that is not a multiple of 15 minutes),
+        the usage rows.
+        """
+        f = filters or Filters()
+        dated = by_day or f.start is not None or f.end is not None
+        zoned = dated and f.timezone != "UTC"
+        if not zoned and f.host is None:
+            return (f"{SUMMARIES} FINAL", "day", *f.where())
+        from context_cleaner.bridge.reports import bucket_day_sql  # on first use
+
+        day, split = bucket_day_sql(f.timezone)
+        source = f"{BUCKETS} FINAL"
+        if zoned:
+            # rows two days around start/end: one that starts outside may end inside
+            wide = replace(
+                f,
+                start=f.start and f.start - timedelta(days=2),
+                end=f.end and f.end + timedelta(days=2),
+            )
+            where, params = wide.where(day)
+            rows = self._query(f"SELECT count() FROM {source} WHERE {where} AND ({split})", params)
+            if rows[0][0]:
+                source = COUNTED_ROWS
+        return (source, day, *f.where(day))
+
     def is_initialised(self) -> bool:
         """True when the schema exists (nothing has been migrated before otherwise)."""
         rows = self._query("EXISTS TABLE " + DETAILS_TABLE)
@@ -164,8 +209,8 @@ class BridgeReads:
 
     def summary_totals(self, filters: Filters | None = None) -> dict[str, Any]:
         """Totals from the rollup (what the dashboard shows)."""
-        where, params = (filters or Filters()).where()
-        rows = self._query(f"SELECT {ROLLUP_SUMS} FROM {SUMMARIES} FINAL WHERE {where}", params)
+        source, _day, where, params = self._rows(filters)
+        rows = self._query(f"SELECT {ROLLUP_SUMS} FROM {source} WHERE {where}", params)
         return totals_dict(rows[0])
 
     def totals_by(
@@ -178,8 +223,9 @@ class BridgeReads:
         order: str = "total_tokens",
         descending: bool | None = None,
     ) -> list[dict[str, Any]]:
-        """Totals grouped by session, day, model, project or host (from the rollup).
+        """Totals grouped by session, day, model, project or host (from a rollup).
 
+        A group's ``project`` is its least (as the session report names a session's).
         ``order`` is one of :data:`ORDERS` (a whitelist: nothing from a caller is spliced
         into the SQL); ``descending`` defaults to largest/latest first, keys ascending.
         Ties are broken by the key, ascending. Each item also lists its ``models``."""
@@ -188,7 +234,9 @@ class BridgeReads:
             raise ConfigurationError(
                 f"Unknown breakdown {dimension!r}; choose one of {', '.join(DIMENSIONS)}."
             )
-        where, params = (filters or Filters()).where()
+        source, day, where, params = self._rows(filters, by_day=dimension == "day")
+        if dimension == "day":
+            column = day
         order_column = ORDERS.get(order)
         if order_column is None:
             raise ConfigurationError(f"Unknown order {order!r}.")
@@ -198,13 +246,13 @@ class BridgeReads:
         if order != "key":
             order_sql += ", key"
         extra = (
-            ", any(project), min(first_timestamp) AS first, max(last_timestamp) AS last, "
+            ", min(project), min(first_timestamp) AS first, max(last_timestamp) AS last, "
             "arraySort(groupUniqArray(model))"
         )
         sql = (
             f"SELECT {column} AS key, {ROLLUP_SUMS}, input_tokens + output_tokens + "
             f"cache_creation_5m_tokens + cache_creation_1h_tokens + cache_read_tokens AS total"
-            f"{extra} FROM {SUMMARIES} FINAL WHERE {where} GROUP BY key ORDER BY {order_sql}"
+            f"{extra} FROM {source} WHERE {where} GROUP BY key ORDER BY {order_sql}"
         )
         if limit is not None:
             sql += " LIMIT {limit:UInt64} OFFSET {offset:UInt64}"
@@ -222,10 +270,8 @@ class BridgeReads:
         return out
 
     def count_sessions(self, filters: Filters | None = None) -> int:
-        where, params = (filters or Filters()).where()
-        rows = self._query(
-            f"SELECT uniqExact(session_id) FROM {SUMMARIES} FINAL WHERE {where}", params
-        )
+        source, _day, where, params = self._rows(filters)
+        rows = self._query(f"SELECT uniqExact(session_id) FROM {source} WHERE {where}", params)
         return int(rows[0][0])
 
     def summary_overview(
@@ -249,12 +295,13 @@ class BridgeReads:
                     f"Unknown breakdown {dimension!r}; choose one of {', '.join(DIMENSIONS)}."
                 )
             columns.append(DIMENSIONS[dimension])
-        where, params = (filters or Filters()).where()
+        source, day, where, params = self._rows(filters, by_day="day" in dimensions)
+        columns = [day if c == "day" else c for c in columns]
         n = len(columns)
         sql = (
             f"SELECT {', '.join(columns)}, {', '.join(f'grouping({c})' for c in columns)}, "
-            f"{ROLLUP_SUMS}, any(project), min(first_timestamp), max(last_timestamp), "
-            f"uniqExact(cityHash64(session_id)) FROM {SUMMARIES} FINAL WHERE {where} "
+            f"{ROLLUP_SUMS}, min(project), min(first_timestamp), max(last_timestamp), "
+            f"uniqExact(cityHash64(session_id)) FROM {source} WHERE {where} "
             f"GROUP BY GROUPING SETS ({', '.join(f'({c})' for c in columns)}, ()) "
             "SETTINGS force_grouping_standard_compatibility = 1"
         )

@@ -43,6 +43,20 @@ def _day_expr(timezone: str) -> str:
     return f"toDate(timestamp, '{timezone}')"
 
 
+def bucket_day_sql(timezone: str) -> tuple[str, str]:
+    """A 15-minute rollup row's day in ``timezone`` (its first record's: every record's when
+    the zone's offsets are multiples of 15 minutes), and the condition of a row whose first
+    and last records fall on different days or offsets there (then the usage rows answer)."""
+    day = _day_expr(timezone).replace("timestamp", "first_timestamp")
+    zone = day.split(", ")[1].rstrip(")")
+    split = (
+        f"{day} != toDate(last_timestamp, {zone}) OR "
+        f"timeZoneOffset(toTimeZone(first_timestamp, {zone})) != "
+        f"timeZoneOffset(toTimeZone(last_timestamp, {zone}))"
+    )
+    return day, split
+
+
 def cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
     """The SQL (and its parameters) returning ``query``'s cells."""
     query.tz  # noqa: B018 - raises the package's error for an unknown zone
@@ -114,7 +128,7 @@ def bucket_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
     two days around them are read and the others summed only where their first day is in.
     """
     query.tz  # noqa: B018 - raises the package's error for an unknown zone
-    day = _day_expr(query.timezone).replace("timestamp", "first_timestamp")
+    day, split_row = bucket_day_sql(query.timezone)
     zoned = query.timezone != "UTC"
     where = ["is_deleted = 0"]
     keep = []
@@ -131,14 +145,7 @@ def bucket_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
             where.append(f"{column} = {{{column}:String}}")
             params[column] = value
     uses_days = query.grouping == "day" or keep
-    zone = day.split(", ")[1].rstrip(")")
-    split = (
-        f"countIf({day} != toDate(last_timestamp, {zone}) OR "
-        f"timeZoneOffset(toTimeZone(first_timestamp, {zone})) != "
-        f"timeZoneOffset(toTimeZone(last_timestamp, {zone})))"
-        if uses_days and zoned
-        else "0"
-    )
+    split = f"countIf({split_row})" if uses_days and zoned else "0"
     cond = " AND ".join(keep) if keep and zoned else ""
 
     def agg(function: str, column: str) -> str:

@@ -3,11 +3,12 @@
 This is the spec's "immediate rollback": while the database is being repaired
 the dashboard shows the same numbers straight from the transcripts. The
 analysis layer discovers, reads and de-duplicates the records (DESIGN §3) and
-prices them (rule 7); here they are summed per (session, UTC day, model), the
-grain of the database's rollup, so every filter and breakdown means exactly
-what it means in ``database`` mode. The scan is kept and redone only when a
-transcript changed (its size or modification time), checked at most every
-``check_interval`` seconds.
+prices them (rule 7); here they are summed per (session, UTC 15-minute bucket,
+model, project), the grain of the database's 15-minute rollup, and each sum is on
+its bucket's day in the asked timezone (``periods.day_of``, the reports' rule),
+so every filter and breakdown means exactly what it means in ``database`` mode.
+The scan is kept and redone only when a transcript changed (its size or
+modification time), checked at most every ``check_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from typing import Any
 
-from context_cleaner.analysis.counter import record_cost
+from context_cleaner.analysis.counter import record_cost, resolve_timezone
 from context_cleaner.analysis.discovery import discover, resolve_roots
+from context_cleaner.analysis.periods import day_of
 from context_cleaner.analysis.pricing import PriceTable
 from context_cleaner.analysis.scan import scan_files_parallel
 from context_cleaner.bridge import default_host, totals_dict
@@ -36,10 +37,11 @@ BANNER = (
 
 @dataclass(slots=True)
 class Group:
-    """Sums of the counted records of one (session, day, model)."""
+    """Sums of the counted records of one (session, UTC 15-minute bucket, model, project)."""
 
     session: str
-    day: date
+    bucket_ms: int
+    """The bucket's start (epoch milliseconds)."""
     model: str
     project: str
     host: str
@@ -66,14 +68,15 @@ class Snapshot:
 
 
 def group_records(records: Iterable[Any], prices: PriceTable, host: str) -> list[Group]:
-    """Sum counted records per (session, UTC day, model), as the database's rollup does."""
-    groups: dict[tuple[str, date, str], Group] = {}
+    """Sum counted records per (session, UTC 15-minute bucket, model, project), as the
+    database's 15-minute rollup does."""
+    groups: dict[tuple[str, int, str, str], Group] = {}
     for r in records:
-        day = datetime.fromtimestamp(r.timestamp_ms / 1000, UTC).date()
-        key = (r.session_id, day, r.model)
+        bucket = r.timestamp_ms - r.timestamp_ms % _BUCKET_MS
+        key = (r.session_id, bucket, r.model, r.project)
         g = groups.get(key)
         if g is None:
-            g = groups[key] = Group(r.session_id, day, r.model, r.project, host)
+            g = groups[key] = Group(r.session_id, bucket, r.model, r.project, host)
             g.first_ms = g.last_ms = r.timestamp_ms
         g.add_sums(
             (
@@ -91,13 +94,18 @@ def group_records(records: Iterable[Any], prices: PriceTable, host: str) -> list
     return list(groups.values())
 
 
-def _matches(f: QueryFilters) -> Callable[[Group], bool]:
-    needle = f.search.lower() if f.search else None
+_BUCKET_MS = 900_000
 
-    def ok(g: Group) -> bool:
+
+def _matches(f: QueryFilters) -> Callable[[Group, str], bool]:
+    needle = f.search.lower() if f.search else None
+    start = f.start.isoformat() if f.start else None
+    end = f.end.isoformat() if f.end else None
+
+    def ok(g: Group, day: str) -> bool:
         return (
-            (f.start is None or g.day >= f.start)
-            and (f.end is None or g.day <= f.end)
+            (start is None or day >= start)
+            and (end is None or day <= end)
             and (f.model is None or g.model == f.model)
             and (f.project is None or g.project == f.project)
             and (f.host is None or g.host == f.host)
@@ -107,12 +115,12 @@ def _matches(f: QueryFilters) -> Callable[[Group], bool]:
     return ok
 
 
-_KEYS: dict[str, Callable[[Group], Any]] = {
-    "session": lambda g: g.session,
-    "day": lambda g: g.day,
-    "model": lambda g: g.model,
-    "project": lambda g: g.project,
-    "host": lambda g: g.host,
+_KEYS: dict[str, Callable[[Group, str], Any]] = {
+    "session": lambda g, day: g.session,
+    "day": lambda g, day: day,
+    "model": lambda g, day: g.model,
+    "project": lambda g, day: g.project,
+    "host": lambda g, day: g.host,
 }
 
 
@@ -194,19 +202,27 @@ class DirectSource:
     def unit(self, wait: float | None = None) -> Iterator[None]:
         yield
 
-    def _selected(self, filters: QueryFilters) -> list[Group]:
+    def _selected(self, filters: QueryFilters) -> list[tuple[Group, str]]:
+        """The groups matching ``filters``, each with its day in their timezone."""
         ok = _matches(filters)
-        return [g for g in self.snapshot().groups if ok(g)]
+        tz = resolve_timezone(filters.timezone)
+        days: dict[int, str] = {}
+        out = []
+        for g in self.snapshot().groups:
+            day = day_of(g.bucket_ms, tz, days)
+            if ok(g, day):
+                out.append((g, day))
+        return out
 
     def totals(self, filters: QueryFilters) -> dict[str, Any]:
         sums = [0, 0, 0, 0, 0, 0.0, 0]
-        for g in self._selected(filters):
+        for g, _day in self._selected(filters):
             for i, v in enumerate(g.sums):
                 sums[i] += v
         return totals_dict(sums)
 
     def count_sessions(self, filters: QueryFilters) -> int:
-        return len({g.session for g in self._selected(filters)})
+        return len({g.session for g, _day in self._selected(filters)})
 
     def breakdown(
         self, dimension: str, filters: QueryFilters, page: Page = EVERYTHING
@@ -214,19 +230,20 @@ class DirectSource:
         key_of = _KEYS[dimension]
         merged: dict[Any, Group] = {}
         models: dict[Any, set[str]] = {}
-        for g in self._selected(filters):
-            key = key_of(g)
+        for g, day in self._selected(filters):
+            key = key_of(g, day)
             m = merged.get(key)
             if m is None:
-                m = merged[key] = Group(g.session, g.day, g.model, g.project, g.host)
+                m = merged[key] = Group(g.session, g.bucket_ms, g.model, g.project, g.host)
                 m.first_ms, m.last_ms = g.first_ms, g.last_ms
             m.add_sums(g.sums)
+            m.project = min(m.project, g.project)
             m.first_ms = min(m.first_ms, g.first_ms)
             m.last_ms = max(m.last_ms, g.last_ms)
             models.setdefault(key, set()).add(g.model)
         items = []
         for key, m in merged.items():
-            item = {dimension: key.isoformat() if isinstance(key, date) else key}
+            item = {dimension: key}
             item.update(totals_dict(m.sums))
             item.update(
                 project=m.project,
@@ -241,22 +258,19 @@ class DirectSource:
         selected = self._selected(filters)
         out: dict[str, Any] = {
             "totals": self.totals(filters),
-            "sessions": len({g.session for g in selected}),
+            "sessions": len({g.session for g, _day in selected}),
         }
         for dimension in ("day", "model", "project", "host"):
             key_of = _KEYS[dimension]
             sessions: dict[Any, set[str]] = {}
-            for g in selected:
-                sessions.setdefault(key_of(g), set()).add(g.session)
+            for g, day in selected:
+                sessions.setdefault(key_of(g, day), set()).add(g.session)
             order = "key" if dimension == "day" else "total_tokens"
             items = self.breakdown(dimension, filters, Page(order=order))
             if dimension != "day":
                 items = items[:limit]
             for item in items:
-                key = item[dimension]
-                item["sessions"] = len(
-                    sessions.get(date.fromisoformat(key) if dimension == "day" else key, ())
-                )
+                item["sessions"] = len(sessions.get(item[dimension], ()))
             out[dimension + "s"] = items
         return out
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
+from context_cleaner.analysis.report_values import timezone_name
 from context_cleaner.bridge import Filters
 from context_cleaner.errors import ConfigurationError
 
@@ -23,7 +24,7 @@ DEFAULT_LIMIT = 20
 ORDERS = ("total_tokens", "cost_usd", "last_timestamp")
 DIMENSIONS = ("day", "model", "project", "host", "session")
 
-FILTER_PARAMS = ("start", "end", "model", "project", "host", "search")
+FILTER_PARAMS = ("start", "end", "timezone", "model", "project", "host", "search")
 DIRECTIONS = ("asc", "desc")
 PAGING_PARAMS = ("limit", "offset", "order", "direction")
 AUTH_PARAMS = ("token",)
@@ -71,6 +72,7 @@ class QueryFilters(Filters):
         return {
             "start": self.start.isoformat() if self.start else None,
             "end": self.end.isoformat() if self.end else None,
+            "timezone": self.timezone,
             "model": self.model,
             "project": self.project,
             "host": self.host,
@@ -125,6 +127,11 @@ def parse_filters(
     for name in ("start", "end"):
         if params.get(name):
             values[name] = _date(name, params[name])
+    if "timezone" in params:
+        try:
+            values["timezone"] = timezone_name(params["timezone"])
+        except ValueError as exc:
+            raise InvalidFilterError(f"timezone: {exc}.") from None
     for name in ("model", "project", "host", "search"):
         if name in params:
             values[name] = _text(name, params[name])

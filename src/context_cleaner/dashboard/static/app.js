@@ -46,9 +46,11 @@
   const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
   const FMT = { number: nf, usd, compact };
 
+  /* The filters' days (start, end) are days in the chosen zone, as in the reports. */
   function query(extra, useFilters) {
     const q = new URLSearchParams();
-    Object.entries(Object.assign({}, useFilters ? state.filters : {}, extra || {})).forEach(([k, v]) => {
+    const filters = useFilters ? Object.assign({ timezone: state.timezone }, state.filters) : {};
+    Object.entries(Object.assign(filters, extra || {})).forEach(([k, v]) => {
       if (v !== undefined && v !== null && v !== "") q.set(k, String(v));
     });
     const s = q.toString();
