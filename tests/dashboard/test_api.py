@@ -167,6 +167,39 @@ def test_sessions_are_paged_sorted_and_searched_by_the_server(client: TestClient
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"timezone": "Asia/Kathmandu", "start": "2026-02-12"}, {"timezone": "Pacific/Apia"}],
+)
+def test_every_page_of_sessions_adds_up_to_the_totals(
+    db_source: DatabaseSource, client: TestClient, filters: dict[str, str]
+) -> None:
+    """The fixtures a page of one or two sessions at a time: the pages hold every session
+    once, and their sums are the totals and the session count of the same filters."""
+    with db_source.database.held():  # one opening of the engine for all the requests
+        _pages_add_up(client, filters)
+
+
+def _pages_add_up(client: TestClient, filters: dict[str, str]) -> None:
+    want = client.get("/api/totals", params=filters).json()
+    for size in (1, 2):
+        seen: list[dict[str, Any]] = []
+        while True:
+            params = {**filters, "limit": size, "offset": len(seen), "order": "last_timestamp"}
+            page = client.get("/api/sessions", params=params).json()
+            assert page["total"] == want["sessions"]
+            seen += page["items"]
+            if len(page["items"]) < size:
+                break
+        assert len({i["session"] for i in seen}) == len(seen) == want["sessions"] > 0
+        for key in TOKEN_KEYS:
+            assert sum(i[key] for i in seen) == want["totals"][key], key
+        assert sum(i["cost_usd"] for i in seen) == pytest.approx(want["totals"]["cost_usd"])
+    if not filters:
+        assert want["totals"]["total_tokens"] == 15_537_336
+
+
+@pytest.mark.slow
 def test_runs_validation_freshness_alerts(client: TestClient) -> None:
     health = client.get("/api/health").json()
     runs = client.get("/api/runs").json()["runs"]
@@ -200,6 +233,8 @@ def test_runs_validation_freshness_alerts(client: TestClient) -> None:
         ("/api/sessions?limit=abc", "whole number"),
         ("/api/sessions?offset=-1", "offset"),
         ("/api/sessions?order=tokens;DROP", "order"),
+        ("/api/sessions?timezone=Mars/Olympus", "timezone"),
+        ("/api/overview?timezone=UTC%27)%20OR%201", "timezone"),
         ("/api/sessions?order=total_tokens%20DESC", "order"),
         ("/api/sessions?direction=desc;DROP%20TABLE%20x", "direction"),
         ("/api/sessions?direction=DESC", "asc or desc"),
@@ -286,6 +321,7 @@ _DAYS = [None, date(2026, 2, 9), date(2026, 2, 10), date(2026, 2, 11), date(2026
     descending=st.sampled_from([None, True, False]),
     limit=st.sampled_from([None, 1, 2]),
     offset=st.sampled_from([0, 1, 5]),
+    timezone=st.sampled_from(["UTC", "Asia/Kathmandu", "America/New_York"]),
 )
 @pytest.mark.slow
 def test_direct_and_database_agree_for_any_filter(
@@ -299,8 +335,9 @@ def test_direct_and_database_agree_for_any_filter(
     descending: bool | None,
     limit: int | None,
     offset: int,
+    timezone: str,
 ) -> None:
-    f = QueryFilters(start=start, end=end, model=model, search=search)
+    f = QueryFilters(start=start, end=end, model=model, search=search, timezone=timezone)
     page = Page(limit, offset if limit else 0, order, descending)  # no limit: everything
     db = warm_db_source
     with db.unit():

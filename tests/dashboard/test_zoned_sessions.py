@@ -42,6 +42,9 @@ RECORDS = [
     ("beta", "late", "2026-03-11T00:10:00.000Z", SONNET, 2000),
     ("gamma", "next", "2026-03-11T19:00:00.000Z", OPUS, 50),
     ("gamma", "next", "2026-03-09T18:20:00.000Z", SONNET, 5),
+    # Monrovia was UTC-00:44:30 until 1972: one 15-minute bucket holds two of its days
+    ("delta", "monrovia", "1971-06-01T00:40:00.000Z", OPUS, 30),
+    ("delta", "monrovia", "1971-06-01T00:44:50.000Z", OPUS, 40),
 ]
 
 #: date filters (start, end), each edge splitting some session in Kathmandu
@@ -180,3 +183,23 @@ def test_the_zone_moves_sessions_across_the_edge(zoned_client: TestClient) -> No
     assert json.dumps(_get(zoned_client, "/api/overview", timezone=ZONE, **day)["filters"])
     bad = zoned_client.get("/api/sessions", params={"timezone": "Mars/Olympus"})
     assert bad.status_code == 400 and "timezone" in bad.json()["error"]
+
+
+def test_a_bucket_split_by_an_old_offset_is_read_from_the_usage_rows(
+    zoned_client: TestClient,
+) -> None:
+    """A zone whose offset is not a multiple of 15 minutes (before 1972) splits a rollup
+    row across two days: the dashboard then reads what the report reads."""
+    for day in ("1971-05-31", "1971-06-01"):
+        filters = {"timezone": "Africa/Monrovia", "start": day, "end": day}
+        report = _get(
+            zoned_client, "/api/report/session", since=day, until=day, timezone="Africa/Monrovia"
+        )
+        items, totals = _all_pages(zoned_client, 5, **filters)
+        # the database has a record on each day; the transcripts give each record its
+        # 15-minute bucket's day (``periods.day_of``), both on the first
+        assert totals == {len(report["rows"])}
+        assert len(report["rows"]) == (1 if report["source"] == "database" else day < "1971-06")
+        assert [_row(i, "session") for i in items] == [
+            _row(r, "session_id") for r in report["rows"]
+        ]
