@@ -293,6 +293,77 @@ def test_other_bar_and_timezone_picker(browser: Any, corpus_site: Any, tmp_path:
     tab.close()
 
 
+MARQUESAS = "Pacific/Marquesas"
+"""UTC-09:30: its midnight falls inside the generated corpora's hour and a half of usage."""
+
+_PROJECT_BARS_JS = (
+    "() => Chart.getChart(document.getElementById('chart-projects')).data.datasets[0].data"
+)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_zone_picker_and_days_page_the_sessions_as_the_session_report(
+    browser: Any, corpus_site: Any, width: int, tmp_path: Path
+) -> None:
+    """In a zone whose midnight splits sessions, the day's session count, its pages in any
+    order and its project ranking are the CLI's ``report session`` of that day and zone;
+    the zone, the day and the page survive a reload."""
+    server, url, expected = corpus_site
+    day = "2026-01-04"  # in Marquesas time; in UTC that day has no usage at all
+    rows = cli_report(url, "session", "--timezone", MARQUESAS, "--since", day, "--until", day)
+    rows = rows["rows"]
+    assert 10 < len(rows) <= 20
+    assert cli_report(url, "session", "--since", day, "--until", day)["rows"] == []
+    cut = [r for r in rows if r["last_timestamp"] >= "2026-01-05T09:30:00.000Z"]
+    assert cut == []  # the day's sessions stop at its end: those that go on were split
+    whole = {r["session_id"]: r for r in expected["session"]["rows"]}
+    assert any(r["total_tokens"] < whole[r["session_id"]]["total_tokens"] for r in rows)
+    tab = ReportTab(browser, width)
+    tab.open(server.base + "/")
+    page = tab.page
+    page.select_option("#f-timezone", MARQUESAS)
+    page.fill("#f-start", day)
+    page.fill("#f-end", day)
+    page.click("#f-apply")
+    tab.wait_loaded(2)
+    assert page.text_content("#total-sessions") == str(len(rows))
+    by_tokens = sorted(rows, key=lambda r: (-r["total_tokens"], r["session_id"]))
+    _first_rows(page, [r["session_id"] for r in by_tokens[:10]])
+    ranking: dict[str, int] = {}
+    for r in rows:
+        ranking[r["project"]] = ranking.get(r["project"], 0) + r["total_tokens"]
+    totals = sorted(ranking.values(), reverse=True)
+    bars = totals[:6] + ([sum(totals[6:])] if len(totals) > 6 else [])
+    assert page.evaluate(_PROJECT_BARS_JS) == bars
+    by_cost = sorted(rows, key=lambda r: (-r["cost_usd"], r["session_id"]))
+    page.click("#sessions button[data-sort='cost_usd']")
+    _first_rows(page, [r["session_id"] for r in by_cost[:10]])
+    page.click("#page-next")
+    _first_rows(page, [r["session_id"] for r in by_cost[10:]])
+    info = page.text_content("#page-info") or ""
+    assert info.startswith(f"11–{len(rows)} of {len(rows)}") and "page 2 of 2" in info
+    assert page.is_disabled("#page-next") and not page.is_disabled("#page-prev")
+    for part in ("timezone=Pacific%2FMarquesas", f"start={day}", f"end={day}", "page=2"):
+        assert part in page.url, (part, page.url)
+    tab.check_layout(tmp_path / f"marquesas-{width}.png")
+    page.reload()
+    tab.wait_loaded(1)
+    assert page.input_value("#f-timezone") == MARQUESAS
+    assert page.input_value("#f-start") == day
+    assert page.text_content("#total-sessions") == str(len(rows))
+    _first_rows(page, [r["session_id"] for r in by_cost[10:]])
+    page.click("#sessions button[data-sort='cost_usd']")  # again: cheapest first, page 1
+    assert "dir=asc" in page.url and "page=" not in page.url
+    _first_rows(page, [r["session_id"] for r in by_cost[::-1][:10]])
+    page.click("#page-next")
+    _first_rows(page, [r["session_id"] for r in by_cost[::-1][10:]])
+    page.click("#page-prev")
+    assert "page=" not in page.url
+    _first_rows(page, [r["session_id"] for r in by_cost[::-1][:10]])
+    assert tab.errors == []
+    tab.close()
+
+
 def test_the_active_block_and_its_projection_are_named(
     browser: Any, projects_dir: Path, server_factory: Any, tmp_path: Path
 ) -> None:
