@@ -288,15 +288,27 @@ class BridgeReads:
         counted by a 64-bit hash of the id (exact unless two ids collide, ~n^2/2^65): 7x
         faster than ``uniqExact`` on the strings in every grouping set.
         """
-        columns = []
         for dimension in dimensions:
             if dimension not in DIMENSIONS:
                 raise ConfigurationError(
                     f"Unknown breakdown {dimension!r}; choose one of {', '.join(DIMENSIONS)}."
                 )
-            columns.append(DIMENSIONS[dimension])
-        source, day, where, params = self._rows(filters, by_day="day" in dimensions)
-        columns = [day if c == "day" else c for c in columns]
+        rows = day_rows = self._rows(filters)
+        if "day" in dimensions and rows[1] == "day":  # the per-UTC-day rollup: days in UTC?
+            day_rows = self._rows(filters, by_day=True)
+        others = [d for d in dimensions if d != "day"]
+        if day_rows[0] != rows[0] and others:
+            # no days asked, in another zone: the per-UTC-day rollup answers all but the
+            # zone's days (~10x fewer rows); only those come from the 15-minute rollup
+            out = self._overview(rows, others)
+            out["day"] = self._overview(day_rows, ["day"])["day"]
+            return out
+        return self._overview(day_rows, dimensions)
+
+    def _overview(self, rows: tuple[str, str, str, dict], dimensions: Sequence[str]) -> dict:
+        """:meth:`summary_overview` of ``rows`` (:meth:`_rows`' answer)."""
+        source, day, where, params = rows
+        columns = [day if d == "day" else DIMENSIONS[d] for d in dimensions]
         n = len(columns)
         sql = (
             f"SELECT {', '.join(columns)}, {', '.join(f'grouping({c})' for c in columns)}, "
