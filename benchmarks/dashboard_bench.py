@@ -64,6 +64,7 @@ ENDPOINTS = (
     "/api/sessions?search=0000-1&limit=10&offset=10",
     "/api/sessions?limit=10&order=last_timestamp",
     "/api/totals?timezone=Asia/Kathmandu&start=2025-03-01&end=2025-05-31",
+    "/api/overview?timezone=Asia/Kathmandu",
     "/api/overview?timezone=Asia/Kathmandu&start=2025-06-01&model=claude-opus-4-6",
     "/api/sessions?timezone=Asia/Kathmandu&start=2025-06-01&end=2025-06-30&limit=10",
     "/api/sessions?timezone=America/New_York&start=2025-03-01&order=cost_usd&offset=100",
