@@ -62,6 +62,26 @@ COUNTED_ROWS = (
 )
 
 
+def _buckets(f: Filters) -> tuple[str, dict[str, Any]]:
+    """The 15-minute rollup (``FINAL``), only its quarter hours that can hold ``f``'s days:
+    a day of any zone lies within a day either side of the same UTC date. The bucket is
+    part of the rollup's key, so this may filter before ``FINAL`` (every version of a row
+    has it): a month of a year's 730k rows read in ~10-20 ms instead of ~25-60 ms."""
+    where = Where()
+    where.add(
+        "bucket >= toDateTime({bucket_from:Date32}, 'UTC')",
+        "bucket_from",
+        f.start and f.start - timedelta(days=1),
+    )
+    where.add(
+        "bucket < toDateTime({bucket_to:Date32}, 'UTC')",
+        "bucket_to",
+        f.end and f.end + timedelta(days=2),
+    )
+    prewhere = f" PREWHERE {where.sql()}" if where.clauses else ""
+    return f"{BUCKETS} FINAL{prewhere}", where.params
+
+
 def totals_dict(values: Sequence[Any]) -> dict[str, Any]:
     """A row of :data:`~.summaries.TOKEN_SUMS` (or ``ROLLUP_SUMS``) as DESIGN §10 ``totals``."""
     return totals(values[:5], values[5], values[6])
@@ -99,10 +119,11 @@ class Filters:
         return where.sql(), where.params
 
 
-_READ_SESSION: ContextVar[tuple[BridgeReads, Client] | None] = ContextVar(
+_READ_SESSION: ContextVar[tuple[BridgeReads, Client, dict[tuple, bool]] | None] = ContextVar(
     "context_cleaner_read_session", default=None
 )
-"""The session of the innermost :meth:`EnhancedTokenDatabaseBridge.reading` block, if any."""
+"""The session of the innermost :meth:`EnhancedTokenDatabaseBridge.reading` block, if any,
+and what :meth:`BridgeReads._rows` found of split rollup rows in it (asked once a block)."""
 
 
 class BridgeReads:
@@ -123,7 +144,7 @@ class BridgeReads:
             yield
             return
         with self.database.session() as client:
-            token = _READ_SESSION.set((self, client))
+            token = _READ_SESSION.set((self, client, {}))
             try:
                 yield
             finally:
@@ -168,7 +189,7 @@ class BridgeReads:
         from context_cleaner.bridge.reports import bucket_day_sql  # on first use
 
         day, split = bucket_day_sql(f.timezone)
-        source = f"{BUCKETS} FINAL"
+        source, params = _buckets(f)
         if zoned:
             # rows two days around start/end: one that starts outside may end inside
             wide = replace(
@@ -176,11 +197,19 @@ class BridgeReads:
                 start=f.start and f.start - timedelta(days=2),
                 end=f.end and f.end + timedelta(days=2),
             )
-            where, params = wide.where(day)
-            rows = self._query(f"SELECT count() FROM {source} WHERE {where} AND ({split})", params)
-            if rows[0][0]:
-                source = COUNTED_ROWS
-        return (source, day, *f.where(day))
+            wide_source, wide_params = _buckets(wide)
+            where, wide_where = wide.where(day)
+            wide_params.update(wide_where)
+            active = _READ_SESSION.get()
+            known = active[2] if active is not None and active[0] is self else {}
+            key = (where, tuple(sorted(wide_params.items())))
+            if key not in known:  # asked once a unit of work (a dashboard request)
+                sql = f"SELECT count() FROM {wide_source} WHERE {where} AND ({split})"
+                known[key] = bool(self._query(sql, wide_params)[0][0])
+            if known[key]:
+                source, params = COUNTED_ROWS, {}
+        where, day_params = f.where(day)
+        return (source, day, where, {**day_params, **params})
 
     def is_initialised(self) -> bool:
         """True when the schema exists (nothing has been migrated before otherwise)."""
