@@ -46,10 +46,14 @@
   const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
   const FMT = { number: nf, usd, compact };
 
-  /* The filters' days (start, end) are days in the chosen zone, as in the reports. */
+  /* The filters' days (start, end) are days in the chosen zone, as in the reports. Without
+   * days the zone changes nothing the page takes from the overview and the sessions (only
+   * the overview's day list, unused here, which would cost a scan of the finer rollup). */
   function query(extra, useFilters) {
     const q = new URLSearchParams();
-    const filters = useFilters ? Object.assign({ timezone: state.timezone }, state.filters) : {};
+    const f = state.filters;
+    const zone = f.start || f.end ? { timezone: state.timezone } : {};
+    const filters = useFilters ? Object.assign(zone, f) : {};
     Object.entries(Object.assign(filters, extra || {})).forEach(([k, v]) => {
       if (v !== undefined && v !== null && v !== "") q.set(k, String(v));
     });
