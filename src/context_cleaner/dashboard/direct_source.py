@@ -65,6 +65,8 @@ class Snapshot:
     roots: list[str]
     scanned_at: float
     skipped_lines: int
+    days: dict[str, list[str]] = field(default_factory=dict)
+    """Per timezone asked, each group's day there (computed once a scan)."""
 
 
 def group_records(records: Iterable[Any], prices: PriceTable, host: str) -> list[Group]:
@@ -205,14 +207,14 @@ class DirectSource:
     def _selected(self, filters: QueryFilters) -> list[tuple[Group, str]]:
         """The groups matching ``filters``, each with its day in their timezone."""
         ok = _matches(filters)
-        tz = resolve_timezone(filters.timezone)
-        days: dict[int, str] = {}
-        out = []
-        for g in self.snapshot().groups:
-            day = day_of(g.bucket_ms, tz, days)
-            if ok(g, day):
-                out.append((g, day))
-        return out
+        snap = self.snapshot()
+        days = snap.days.get(filters.timezone)
+        if days is None:
+            tz = resolve_timezone(filters.timezone)
+            seen: dict[int, str] = {}
+            days = [day_of(g.bucket_ms, tz, seen) for g in snap.groups]
+            snap.days[filters.timezone] = days
+        return [(g, day) for g, day in zip(snap.groups, days, strict=True) if ok(g, day)]
 
     def totals(self, filters: QueryFilters) -> dict[str, Any]:
         sums = [0, 0, 0, 0, 0, 0.0, 0]
