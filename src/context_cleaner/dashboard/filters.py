@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from context_cleaner.analysis.report_values import timezone_name
+from context_cleaner.analysis.report_values import calendar_day, timezone_name
 from context_cleaner.bridge import Filters
 from context_cleaner.errors import ConfigurationError
 
@@ -29,7 +29,6 @@ DIRECTIONS = ("asc", "desc")
 PAGING_PARAMS = ("limit", "offset", "order", "direction")
 AUTH_PARAMS = ("token",)
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -81,12 +80,11 @@ class QueryFilters(Filters):
 
 
 def _date(name: str, raw: str) -> date:
-    if not _DATE_RE.match(raw):
-        raise InvalidFilterError(f"{name}={raw!r} is not a date; use YYYY-MM-DD, e.g. 2026-02-11.")
+    """A day as the reports take ``since``/``until``: ``YYYY-MM-DD`` or ``YYYYMMDD``."""
     try:
-        return date.fromisoformat(raw)
+        return calendar_day(raw)
     except ValueError as exc:
-        raise InvalidFilterError(f"{name}={raw!r} is not a valid date ({exc}).") from exc
+        raise InvalidFilterError(f"{name}: {exc}.") from None
 
 
 def _text(name: str, raw: str) -> str | None:

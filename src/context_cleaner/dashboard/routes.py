@@ -22,7 +22,7 @@ marked stale. Every answer has ``stale`` and ``as_of`` (and ``busy`` when stale)
 ``GET /api/report/{kind}``      ``report KIND --json``'s document (``report_api.py``)
 ==============================  ====================================================
 
-Filters everywhere they apply: ``start``, ``end`` (YYYY-MM-DD, inclusive days in
+Filters everywhere they apply: ``start``, ``end`` (YYYY-MM-DD or YYYYMMDD, days in
 ``timezone``), ``timezone`` (IANA name, default UTC: the reports' rule, so the counts,
 sessions and rankings agree with ``/api/report/*`` asked the same), ``model``,
 ``project``, ``host``, ``search`` (part of a session id or project).
