@@ -346,6 +346,12 @@ def test_direct_and_database_agree_for_any_filter(
         for dim in ("day", "model", "project", "host", "session"):
             got = db.breakdown(dim, f, page)
             want = direct_source.breakdown(dim, f, page)
-            assert [(i[dim], tokens(i), i["models"]) for i in got] == [
-                (i[dim], tokens(i), i["models"]) for i in want
+            assert [(i[dim], tokens(i), i["models"], i["project"]) for i in got] == [
+                (i[dim], tokens(i), i["models"], i["project"]) for i in want
             ]
+        got_all, want_all = db.overview(f, 100), direct_source.overview(f, 100)
+        assert got_all["sessions"] == want_all["sessions"]
+        for dim in ("day", "model", "project", "host"):
+            assert [(i[dim], tokens(i), i["sessions"]) for i in got_all[dim + "s"]] == [
+                (i[dim], tokens(i), i["sessions"]) for i in want_all[dim + "s"]
+            ], dim

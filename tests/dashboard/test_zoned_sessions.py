@@ -135,15 +135,20 @@ def _row(item: dict[str, Any], key: str) -> tuple:
     )
 
 
-@pytest.mark.parametrize(("start", "end"), WINDOWS)
+@pytest.mark.parametrize(
+    ("zone", "start", "end"),
+    [(ZONE, start, end) for start, end in WINDOWS]
+    # the zones furthest from UTC (+14 h, -12 h): each splits a session at these edges
+    + [(zone, "2026-03-10", "2026-03-11") for zone in ("Pacific/Kiritimati", "Etc/GMT+12")],
+)
 def test_sessions_counts_and_projects_agree_with_the_session_report(
-    zoned_client: TestClient, start: str | None, end: str | None
+    zoned_client: TestClient, zone: str, start: str | None, end: str | None
 ) -> None:
     report = _get(
-        zoned_client, "/api/report/session", timezone=ZONE, since=start, until=end, breakdown=0
+        zoned_client, "/api/report/session", timezone=zone, since=start, until=end, breakdown=0
     )
     want = sorted(report["rows"], key=lambda r: (-r["total_tokens"], r["session_id"]))
-    filters = {"timezone": ZONE, "start": start, "end": end}
+    filters = {"timezone": zone, "start": start, "end": end}
     items, totals = _all_pages(zoned_client, 2, **filters)
     assert totals == {len(want)}
     assert [_row(i, "session") for i in items] == [_row(r, "session_id") for r in want]
@@ -160,7 +165,7 @@ def test_sessions_counts_and_projects_agree_with_the_session_report(
         ranking.items(), key=lambda kv: (-kv[1], kv[0])
     )
     days = [(d["day"], d["total_tokens"]) for d in overview["days"]]
-    daily = _get(zoned_client, "/api/report/daily", timezone=ZONE, since=start, until=end)
+    daily = _get(zoned_client, "/api/report/daily", timezone=zone, since=start, until=end)
     assert days == [(r["date"], r["total_tokens"]) for r in daily["rows"]]
     # newest first, then oldest first: the same sessions, turned round
     by_last = _all_pages(zoned_client, 3, order="last_timestamp", **filters)[0]
