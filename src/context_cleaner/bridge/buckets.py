@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge.details import COUNTED_VIEW
-from context_cleaner.bridge.queries import StringArray, insert_rows, query_rows
+from context_cleaner.bridge.queries import StringArray, Where, insert_rows, query_rows
 from context_cleaner.bridge.schema import load_schema_files
 from context_cleaner.bridge.summaries import (
     DETAILS,
@@ -170,3 +170,24 @@ def _same(a: tuple | None, b: tuple | None) -> bool:
     if a is None or b is None:
         return a is b
     return a[0] == b[0] and a[2] == b[2] and abs(float(a[1]) - float(b[1])) < 1e-6
+
+
+def final_buckets(start: date | None, end: date | None) -> tuple[str, dict[str, Any]]:
+    """The rollup (``FINAL``) as a FROM clause, only its quarter hours that can hold the
+    days ``start`` to ``end`` (inclusive, either may be open) of any zone: a day of any
+    zone lies within a day either side of the same UTC date. ``bucket`` is part of the
+    rollup's key, so the condition may act before ``FINAL`` (every version of a row has
+    it) and only the rows of those days are merged."""
+    where = Where()
+    where.add(
+        "bucket >= toDateTime({bucket_from:Date32}, 'UTC')",
+        "bucket_from",
+        start and start - timedelta(days=1),
+    )
+    where.add(
+        "bucket < toDateTime({bucket_to:Date32}, 'UTC')",
+        "bucket_to",
+        end and end + timedelta(days=2),
+    )
+    prewhere = f" PREWHERE {where.sql()}" if where.clauses else ""
+    return f"{BUCKETS} FINAL{prewhere}", where.params

@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from itertools import compress, starmap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.periods import HOUR_MS, Cell, ReportQuery
 from context_cleaner.analysis.report_rows import build_report
-from context_cleaner.bridge.buckets import BUCKETS
+from context_cleaner.bridge.buckets import final_buckets
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.details import COUNTED_VIEW
 from context_cleaner.bridge.queries import Where, query_columns, query_rows
@@ -167,14 +168,18 @@ def bucket_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
             "record_count",
         )
     )
+    wide = timedelta(days=2 if zoned else 0)
+    source, bucket_params = final_buckets(
+        query.since and query.since - wide, query.until and query.until + wide
+    )
     sql = (
         f"SELECT {key} AS k, toString(model) AS m, {sums}, "
         f"toUnixTimestamp64Milli({agg('min', 'first_timestamp')}), "
         f"toUnixTimestamp64Milli({agg('max', 'last_timestamp')}), "
-        f"toString({agg('min', 'project')}), {split} FROM {BUCKETS} FINAL "
+        f"toString({agg('min', 'project')}), {split} FROM {source} "
         f"WHERE {' AND '.join(where)} GROUP BY k, m"
     )
-    return sql, params
+    return sql, {**params, **bucket_params}
 
 
 def _cells(columns: Sequence[Sequence[Any]], keep: Iterable[Any] | None = None) -> list[Cell]:
