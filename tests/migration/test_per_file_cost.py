@@ -14,7 +14,7 @@ import pytest
 from context_cleaner.analysis import discovery
 from context_cleaner.analysis.discovery import discover
 from context_cleaner.analysis.scan import scan_ranges
-from context_cleaner.migration import commits, freshness
+from context_cleaner.migration import commits, sync_cache
 from context_cleaner.migration.commits import RecordSums, file_commits
 from context_cleaner.migration.file_state import HEAD_BYTES, head_hash
 from context_cleaner.migration.planning import WorkItem, plan_work
@@ -87,15 +87,15 @@ def test_nothing_new_counts_deleted_files_without_paths(
     many_files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     found = discover([many_files])
-    keys = [freshness.file_key(str(f.root), f.relative_path) for f in found.files]
-    gone = freshness.file_key(str(many_files), "-home-USER-projects-gone/x.jsonl")
+    keys = [sync_cache.file_key(str(f.root), f.relative_path) for f in found.files]
+    gone = sync_cache.file_key(str(many_files), "-home-USER-projects-gone/x.jsonl")
     built: list[object] = []
-    real = freshness.Path
-    monkeypatch.setattr(freshness, "Path", lambda *a: built.append(a) or real(*a))
-    assert freshness.count_missing([*keys, gone], found) == 1
+    real = sync_cache.Path
+    monkeypatch.setattr(sync_cache, "Path", lambda *a: built.append(a) or real(*a))
+    assert sync_cache.count_missing([*keys, gone], found) == 1
     assert built == []
     only = {str(many_files / "-home-USER-projects-gone/x.jsonl")}
-    assert freshness.count_missing([*keys, gone], found, only) == 1  # a watch's paths
+    assert sync_cache.count_missing([*keys, gone], found, only) == 1  # a watch's paths
 
 
 def test_work_item_paths_are_strings_until_asked(many_files: Path) -> None:

@@ -15,7 +15,8 @@ import pytest
 
 from context_cleaner.analysis.discovery import discover
 from context_cleaner.bridge.database import Database
-from context_cleaner.migration import freshness
+from context_cleaner.migration import freshness, sync_cache
+from context_cleaner.migration.incremental import SyncRequest, fast_sync
 from context_cleaner.migration.rollback import rollback_migration
 from context_cleaner.migration.status_report import status_payload
 
@@ -86,6 +87,49 @@ def test_nothing_new_stats_only_and_never_opens_the_database(
     result = migrator(db_url).sync(str(source))
     assert result.files_changed == 1 and result.records_inserted == 1
     assert_matches_analyser(migrator(db_url), source)
+
+
+def test_the_quiet_walk_answers_nothing_new_and_every_change_ends_it(
+    source: Path, db_url: str
+) -> None:
+    """After a sync that read everything, a sync with nothing new is answered by the stat
+    cache's quiet walk (no walk: ``fast_sync`` returns no discovery) with the same
+    counts; an append in place (the folder's time unchanged), a deleted file and a new
+    file in an old folder each end it, are read or counted, and the next quiet sync
+    answers again."""
+    m = migrator(db_url)
+    first = m.sync(str(source))
+    request = SyncRequest([str(source)])
+
+    def quiet() -> bool:
+        result, found = fast_sync(m.bridge.database, m.bridge.host, request)
+        assert result is not None or found is not None
+        return found is None
+
+    assert quiet()
+    again = migrator(db_url).sync(str(source))
+    assert (again.files_checked, again.files_changed, again.files_deleted) == (
+        first.files_checked,
+        0,
+        0,
+    )
+    files = sorted(source.rglob("*.jsonl"))
+    with files[0].open("ab") as out:
+        out.write(assistant_line("appended", 5, session_id=files[0].stem))
+    assert not quiet()
+    assert migrator(db_url).sync(str(source)).files_changed == 1
+    assert quiet()
+    files[1].unlink()
+    assert not quiet()
+    gone = migrator(db_url).sync(str(source))  # nothing to read: counted, then quiet again
+    assert gone.files_deleted == 1 and gone.files_changed == 0
+    assert quiet()
+    assert migrator(db_url).sync(str(source)).files_deleted == 1  # the quiet walk says so too
+    (files[2].parent / "new-session.jsonl").write_bytes(assistant_line("new", 7, session_id="n"))
+    assert not quiet()
+    new = migrator(db_url).sync(str(source))
+    assert new.files_new == 1 and new.records_inserted == 1
+    assert quiet()  # (the deleted file's rows stay: DESIGN §5)
 
 
 def test_a_write_by_anyone_else_invalidates_the_stat_cache(source: Path, db_url: str) -> None:
@@ -333,7 +377,7 @@ def test_a_file_that_stats_differently_with_nothing_new_is_restamped(
     assert result.success and result.files_changed == 0 and result.records_inserted == 0
     rows, _ = freshness.file_states(m.bridge.tracked_files())
     assert {r["state"] for r in rows} == {"synced"}
-    cache = freshness.load_cache(m.bridge.database, m.bridge.host)
+    cache = sync_cache.load_cache(m.bridge.database, m.bridge.host)
     assert cache is not None and cache.covers(discover([source]).files)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from context_cleaner.analysis.tree import TreeRecorder, TreeSnapshot
 from context_cleaner.errors import SourceNotFoundError
 from context_cleaner.settings import CONFIG_DIR_ENV
 
@@ -141,6 +142,8 @@ class Discovery:
     roots: list[Path]
     files: list[TranscriptFile] = field(default_factory=list)
     problems: list[DiscoveryProblem] = field(default_factory=list)
+    tree: TreeSnapshot | None = None
+    """What the walk saw, when asked for and nothing went wrong (:mod:`.tree`)."""
 
     @property
     def total_bytes(self) -> int:
@@ -204,7 +207,9 @@ def resolve_roots(
     return unique
 
 
-def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
+def _walk(
+    root: Path, discovery: Discovery, tree: TreeRecorder | None = None
+) -> Iterable[TranscriptFile]:
     """Depth-first walk following symlinks, with loops and errors reported.
 
     Folders reached through a symlink are walked after every real folder, so a
@@ -222,6 +227,8 @@ def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
         except OSError as exc:
             discovery.problems.append(DiscoveryProblem(str(folder), _describe(exc)))
             continue
+        if tree is not None and not prefix:
+            tree.root(st)
         ident = (st.st_dev, st.st_ino)
         if ident in seen_dirs:
             discovery.problems.append(DiscoveryProblem(str(folder), "symlink loop: already walked"))
@@ -234,6 +241,7 @@ def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
             discovery.problems.append(DiscoveryProblem(str(folder), _describe(exc)))
             continue
         subdirs: list[tuple[Path, str]] = []
+        stats: list[os.stat_result] = []
         for entry in entries:
             name = entry.name
             try:
@@ -241,6 +249,8 @@ def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
             except OSError as exc:
                 discovery.problems.append(DiscoveryProblem(entry.path, _describe(exc)))
                 continue
+            if tree is not None:
+                stats.append(st)
             mode = st.st_mode
             if is_dir(mode):
                 if entry.is_symlink():
@@ -249,6 +259,8 @@ def _walk(root: Path, discovery: Discovery) -> Iterable[TranscriptFile]:
                     subdirs.append((Path(entry.path), f"{prefix}{name}/"))
             elif is_file(mode) and name.endswith(".jsonl"):
                 yield TranscriptFile.from_stat(root, entry.path, prefix + name, st)
+        if tree is not None:
+            tree.folder(str(folder), [e.name for e in entries], stats)
         stack.extend(reversed(subdirs))
 
 
@@ -259,9 +271,15 @@ def _describe(exc: OSError) -> str:
 _BY_RELATIVE_PATH = operator.attrgetter("relative_path")
 
 
-def discover(roots: Sequence[Path]) -> Discovery:
-    """Every ``*.jsonl`` below each root, recursively; problems recorded, never raised."""
+def discover(roots: Sequence[Path], *, snapshot: bool = False) -> Discovery:
+    """Every ``*.jsonl`` below each root, recursively; problems recorded, never raised.
+
+    ``snapshot``: also keep what the walk saw (``Discovery.tree``) when it met no problem.
+    """
     discovery = Discovery(roots=list(roots))
+    tree = TreeRecorder() if snapshot else None
     for root in roots:
-        discovery.files.extend(sorted(_walk(root, discovery), key=_BY_RELATIVE_PATH))
+        discovery.files.extend(sorted(_walk(root, discovery, tree), key=_BY_RELATIVE_PATH))
+    if tree is not None and not discovery.problems:
+        discovery.tree = tree.snapshot([str(r) for r in roots])
     return discovery

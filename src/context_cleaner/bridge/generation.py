@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +49,8 @@ def bump_generation(database: Database) -> None:
         return
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
-        tmp.write_text(secrets.token_hex(16) + "\n", encoding="ascii")
+        # secrets.token_hex(16) without importing secrets (a no-op sync reads this module)
+        tmp.write_text(os.urandom(16).hex() + "\n", encoding="ascii")
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):

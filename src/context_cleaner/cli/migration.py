@@ -129,7 +129,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def _fast_sync(
     args: argparse.Namespace, settings: Settings, database: Database
-) -> tuple[int | None, Discovery]:
+) -> tuple[int | None, Discovery | None]:
     """``sync`` when nothing changed (stat calls only, before the heavy imports): its exit
     code, else None; and what discovery found, so the full sync does not walk again."""
     from context_cleaner.bridge.host import default_host
@@ -140,6 +140,10 @@ def _fast_sync(
         return None, found
     if args.json:
         print_json(result.to_dict())
+    elif not result.errors:  # one plain line (render_sync's, unstyled): rich is not loaded
+        from context_cleaner.migration.incremental import summary_line
+
+        sys.stdout.write(summary_line(result) + "\n")
     else:
         from context_cleaner.cli.render import render_sync
 

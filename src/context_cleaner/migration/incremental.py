@@ -3,9 +3,10 @@
 One sync:
 
 1. discover the files (stat only) and keep those asked for (``only_paths``, ``since``);
-2. ask the stat cache (:mod:`~context_cleaner.migration.freshness`) whether any of
+2. ask the stat cache (:mod:`~context_cleaner.migration.sync_cache`) whether any of
    them changed since the database committed it; if none did, stop here: the
-   database engine is never opened, so a sync with nothing new costs a few stat calls;
+   database engine is never opened, so a sync with nothing new costs a few stat calls
+   (with the cache's quiet walk, not even a walk: step 1 is skipped too);
 3. otherwise plan from the tracking rows: a file that stats exactly as when it was
    committed is unchanged (its head is not even read); the others are read from their
    committed offset, or from 0 when their identity changed (truncated, replaced, rotated);
@@ -36,10 +37,9 @@ from context_cleaner.analysis.discovery import (
 )
 from context_cleaner.bridge import Database
 from context_cleaner.errors import MigrationError
-from context_cleaner.migration import freshness
-from context_cleaner.migration.counts import add_net
+from context_cleaner.migration import sync_cache
 from context_cleaner.migration.models import IncrementalMigrationResult
-from context_cleaner.migration.run_record import LogEntry, RunCounts, RunRecorder, new_run_id
+from context_cleaner.migration.run_record import RunCounts, new_run_id
 from context_cleaner.migration.sync_plan import (
     SyncRequest,
     discover_request,
@@ -47,6 +47,7 @@ from context_cleaner.migration.sync_plan import (
     plan_sync,
     restamps,
     select_files,
+    walks_everything,
 )
 from context_cleaner.settings import BATCH_SIZE, DEFAULTS
 
@@ -95,15 +96,30 @@ def skipped_note(count: int, by_reason: dict[str, int]) -> str:
 
 def fast_sync(
     database: Database, host: str, request: SyncRequest, run: SyncRun | None = None
-) -> tuple[IncrementalMigrationResult | None, Discovery]:
+) -> tuple[IncrementalMigrationResult | None, Discovery | None]:
     """The sync's result when no file changed since its commit (stat calls only), else None;
-    and what discovery found (for :func:`run_sync`, so it does not walk again).
+    and what discovery found (for :func:`run_sync`, so it does not walk again; None when
+    the stat cache's quiet walk answered without a walk).
 
     Needs neither the engine nor the price table: the CLI calls it first.
     """
     started = time.time()
+    run = run or SyncRun()
+    if walks_everything(request):
+        roots = [str(r) for r in resolve_roots(request.source_dirs or None)]
+        quiet = sync_cache.quiet_walk(database, host, roots)
+        if quiet is not None:
+            return _result(
+                run,
+                started,
+                files_checked=quiet.files,
+                files_deleted=quiet.deleted,
+                errors=[],
+                warnings=[],
+                data_lag_seconds=0.0,
+            ), None
     found = discover_request(request)
-    return _nothing_new(database, host, request, found, run or SyncRun(), started), found
+    return _nothing_new(database, host, request, found, run, started), found
 
 
 def _nothing_new(
@@ -116,10 +132,12 @@ def _nothing_new(
 ) -> IncrementalMigrationResult | None:
     if not request.modified_files_only or request.force_reanalysis:
         return None
-    cache = freshness.load_cache(database, host)
+    cache = sync_cache.load_cache(database, host)
     files = select_files(found.files, request.only_paths, request.since)
     if cache is None or not cache.covers(files):
         return None
+    if walks_everything(request):
+        sync_cache.remember_quiet(database, cache, found)
     errors, warnings = file_problems(found, request.only_paths)
     return _result(
         run,
@@ -155,7 +173,7 @@ def run_sync(
         if quick is not None:
             return quick
     from context_cleaner.bridge import bump_generation, read_generation
-    from context_cleaner.migration import pipeline
+    from context_cleaner.migration import freshness, pipeline
 
     files = select_files(found.files, request.only_paths, request.since)
     file_errors, warnings = file_problems(found, request.only_paths)
@@ -173,8 +191,8 @@ def run_sync(
         with bridge.reading():
             states = pipeline.load_states(bridge)
         state.discovery, state.plan = found, plan_sync(files, states, request)
-        deleted = freshness.count_missing(
-            (freshness.file_key(*k) for k in states), found, request.only_paths
+        deleted = sync_cache.count_missing(
+            (sync_cache.file_key(*k) for k in states), found, request.only_paths
         )
         if state.plan.items:
             from context_cleaner.migration.crashed_runs import close_crashed
@@ -196,7 +214,7 @@ def run_sync(
                 generation = read_generation(bridge.database)
             tracked = bridge.tracked_files()
             newest = bridge.newest_record_time()
-    freshness.save_cache(bridge.database, bridge.host, generation, tracked)
+    sync_cache.save_cache(bridge.database, bridge.host, generation, tracked, found)
     fresh = freshness.measure_freshness(found.files, freshness.committed_offsets(tracked), newest)
     plan = state.plan
     skipped = (
@@ -255,6 +273,9 @@ def _record_run(
     bridge: EnhancedTokenDatabaseBridge, run: SyncRun, state: RunState, status: str, error: str = ""
 ) -> None:
     """Add this sync to the run's totals and rewrite its row (one row per run) and log it."""
+    from context_cleaner.migration.counts import add_net
+    from context_cleaner.migration.run_record import LogEntry, RunRecorder
+
     run.syncs += 1
     totals, found = run.totals, state.discovery
     totals.source_roots = [str(r) for r in found.roots] if found else []

@@ -22,7 +22,7 @@ instead (:func:`~context_cleaner.bridge.runs.stash_run`) and recorded by the nex
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +44,8 @@ NET_COLUMNS = CHANGE_KEYS[:6]
 def new_run_id(prefix: str) -> str:
     """``<prefix>-YYYYmmdd-HHMMSS-<6 hex>``: the id of every run (``migr``, ``sync``,
     ``dry``, ``watch``, ``vali``, ``roll`` ...)."""
-    return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    # os.urandom(3).hex() is secrets.token_hex(3), without importing secrets
+    return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{os.urandom(3).hex()}"
 
 
 class LogEntry(NamedTuple):

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from context_cleaner.analysis.discovery import (
     Discovery,
@@ -21,8 +22,10 @@ from context_cleaner.analysis.discovery import (
     discover,
     resolve_roots,
 )
-from context_cleaner.bridge import FileCommit
-from context_cleaner.migration.planning import FileState, Plan, plan_work, state_key
+
+if TYPE_CHECKING:  # the planner: imported when a sync has something to plan
+    from context_cleaner.bridge import FileCommit
+    from context_cleaner.migration.planning import FileState, Plan
 
 
 @dataclass
@@ -41,6 +44,16 @@ class SyncRequest:
     """Read every selected file again from 0 (the table's key keeps one row per record)."""
 
 
+def walks_everything(request: SyncRequest) -> bool:
+    """The request trusts stat stamps and looks at every file: a quiet walk can answer it."""
+    return (
+        request.only_paths is None
+        and request.since is None
+        and request.modified_files_only
+        and not request.force_reanalysis
+    )
+
+
 def select_files(
     files: Iterable[TranscriptFile], only_paths: set[str] | None, since: datetime | None
 ) -> list[TranscriptFile]:
@@ -54,10 +67,11 @@ def select_files(
 
 
 def discover_request(request: SyncRequest) -> Discovery:
-    """The files a sync looks at: the whole walk, or only ``only_paths`` (stat calls only)."""
+    """The files a sync looks at: the whole walk (with what it saw, for the stat cache's
+    quiet walk), or only ``only_paths`` (stat calls only)."""
     roots = resolve_roots(request.source_dirs or None)
     if request.only_paths is None:
-        return discover(roots)
+        return discover(roots, snapshot=walks_everything(request))
     found = Discovery(roots=list(roots))
     for raw in sorted(request.only_paths):
         path = Path(raw)
@@ -91,6 +105,8 @@ def plan_sync(
     files: Iterable[TranscriptFile], states: dict[tuple[str, str], FileState], request: SyncRequest
 ) -> Plan:
     """Plan from the committed states; files whose stamp equals their commit are skipped."""
+    from context_cleaner.migration.planning import plan_work, state_key
+
     if request.force_reanalysis:
         return plan_work(files, states, force=True)
     unchanged, check = [], []
@@ -113,6 +129,9 @@ def restamps(plan: Plan, states: dict[tuple[str, str], FileState]) -> list[FileC
     commit although every byte is in. Recording the stamp (same offset) lets the next
     sync skip it again instead of checking it, and keeps the stat cache whole.
     """
+    from context_cleaner.bridge import FileCommit
+    from context_cleaner.migration.planning import state_key
+
     out = []
     for f in plan.unchanged:
         state = states.get(state_key(str(f.root), f.relative_path))
