@@ -17,8 +17,8 @@ from context_cleaner.testing.transcripts import generate_corpus
 #: Loaded by a no-op sync, these would be start-up cost for nothing: the other command
 #: groups, the dashboard's settings, the doctor's checks, the bridge's reads and writes,
 #: the pipeline and the process table (psutil: only a run's writer needs it); the planner,
-#: the data lag's transcript reader, rich (its one line is plain text) and ``secrets``
-#: (the stat cache's quiet walk answers it: no walk, no plan, no lag to measure).
+#: the data lag's transcript reader, rich (its one line is plain text), ``secrets`` and
+#: ``getpass`` (the stat cache's quiet walk answers it: no walk, no plan, no lag, no row).
 NOT_ON_THE_NOOP_SYNC = (
     "context_cleaner.cli.dashboard",
     "context_cleaner.cli.database",
@@ -38,6 +38,7 @@ NOT_ON_THE_NOOP_SYNC = (
     "context_cleaner.cli.render",
     "rich",
     "secrets",
+    "getpass",
 )
 
 SYNC_AND_LIST_MODULES = """

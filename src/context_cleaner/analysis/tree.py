@@ -64,6 +64,7 @@ def tree_unchanged(snapshot: TreeSnapshot, roots: list[str]) -> bool:
     stats the same: a walk of ``roots`` now would find what the snapshot's walk found."""
     if roots != snapshot.roots:
         return False
+    want = snapshot.stamps
     stamps: list[int] = []
     add = stamps.extend
     try:
@@ -76,9 +77,12 @@ def tree_unchanged(snapshot: TreeSnapshot, roots: list[str]) -> bool:
                 listing.sort()
                 if listing != names:
                     return False
+                done = len(stamps)
                 add(chain.from_iterable(map(STAMP, map(partial(os.stat, dir_fd=fd), names))))
             finally:
                 os.close(fd)
+            if stamps[done:] != want[done : len(stamps)]:  # a change: stop at its folder
+                return False
     except OSError:  # gone, unreadable, a loop: the walk will say which
         return False
-    return stamps == snapshot.stamps
+    return stamps == want

@@ -7,7 +7,6 @@ their decoder.
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 
@@ -20,6 +19,8 @@ def default_host() -> str:
 
 
 def default_user() -> str:
+    import getpass  # (it imports termios: not on the path of a sync with nothing new)
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)

@@ -45,7 +45,6 @@ from context_cleaner.migration.sync_plan import (
     discover_request,
     file_problems,
     plan_sync,
-    restamps,
     select_files,
     walks_everything,
 )
@@ -190,7 +189,8 @@ def run_sync(
         bridge.setup_migration_infrastructure()
         with bridge.reading():
             states = pipeline.load_states(bridge)
-        state.discovery, state.plan = found, plan_sync(files, states, request)
+        state.plan, restamped = plan_sync(files, states, request)
+        state.discovery = found
         deleted = sync_cache.count_missing(
             (sync_cache.file_key(*k) for k in states), found, request.only_paths
         )
@@ -203,7 +203,6 @@ def run_sync(
             if run.syncs % COMPACT_EVERY == 0:  # a long watch: one tracking row per file
                 with bridge.writer() as w:
                     w.compact_tracking(run.migration_id)
-        restamped = restamps(state.plan, states)
         if restamped:
             with bridge.writer() as w:
                 w.commit_files(restamped, run.migration_id)

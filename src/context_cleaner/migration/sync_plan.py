@@ -103,12 +103,17 @@ def same_as_committed(f: TranscriptFile, state: FileState | None) -> bool:
 
 def plan_sync(
     files: Iterable[TranscriptFile], states: dict[tuple[str, str], FileState], request: SyncRequest
-) -> Plan:
-    """Plan from the committed states; files whose stamp equals their commit are skipped."""
+) -> tuple[Plan, list[FileCommit]]:
+    """Plan from the committed states; files whose stamp equals their commit are skipped.
+
+    Also the commits that only record the new stamp of files checked and found complete
+    (:func:`restamps`): only files whose stamp moved are candidates, so the thousands
+    skipped by their stamp are not looked at twice.
+    """
     from context_cleaner.migration.planning import plan_work, state_key
 
     if request.force_reanalysis:
-        return plan_work(files, states, force=True)
+        return plan_work(files, states, force=True), []
     unchanged, check = [], []
     for f in files:
         state = states.get(state_key(str(f.root), f.relative_path))
@@ -117,11 +122,14 @@ def plan_sync(
         else:
             check.append(f)
     plan = plan_work(check, states)
+    moved = restamps(plan.unchanged, states)
     plan.unchanged.extend(unchanged)
-    return plan
+    return plan, moved
 
 
-def restamps(plan: Plan, states: dict[tuple[str, str], FileState]) -> list[FileCommit]:
+def restamps(
+    unchanged: Iterable[TranscriptFile], states: dict[tuple[str, str], FileState]
+) -> list[FileCommit]:
     """Commits that only record the current stamp of unchanged files whose stamp moved.
 
     A write that lands while a file is read is read too, but its commit keeps the
@@ -133,7 +141,7 @@ def restamps(plan: Plan, states: dict[tuple[str, str], FileState]) -> list[FileC
     from context_cleaner.migration.planning import state_key
 
     out = []
-    for f in plan.unchanged:
+    for f in unchanged:
         state = states.get(state_key(str(f.root), f.relative_path))
         if state is None or state.status != "completed" or state.error_message:
             continue
