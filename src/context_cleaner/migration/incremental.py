@@ -38,8 +38,9 @@ from context_cleaner.analysis.discovery import (
 from context_cleaner.bridge import Database
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import sync_cache
+from context_cleaner.migration.counts import add_net
 from context_cleaner.migration.models import IncrementalMigrationResult
-from context_cleaner.migration.run_record import RunCounts, new_run_id
+from context_cleaner.migration.run_record import LogEntry, RunCounts, RunRecorder, new_run_id
 from context_cleaner.migration.sync_plan import (
     SyncRequest,
     discover_request,
@@ -272,9 +273,6 @@ def _record_run(
     bridge: EnhancedTokenDatabaseBridge, run: SyncRun, state: RunState, status: str, error: str = ""
 ) -> None:
     """Add this sync to the run's totals and rewrite its row (one row per run) and log it."""
-    from context_cleaner.migration.counts import add_net
-    from context_cleaner.migration.run_record import LogEntry, RunRecorder
-
     run.syncs += 1
     totals, found = run.totals, state.discovery
     totals.source_roots = [str(r) for r in found.roots] if found else []
