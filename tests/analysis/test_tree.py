@@ -43,7 +43,8 @@ def _same_times(path: Path, like: os.stat_result) -> None:
 
 def _append(root: Path) -> None:
     folder_mtime = (root / "p1").stat().st_mtime_ns
-    with open(root / "p1" / "a.jsonl", "ab") as out:
+    with open(root / "p1" / "a.jsonl", "r+b") as out:  # an existing file: never created here
+        out.seek(0, os.SEEK_END)
         out.write(LINE)
     assert (root / "p1").stat().st_mtime_ns == folder_mtime  # the folder does not tell
 
