@@ -192,9 +192,8 @@ def run_sync(
             states = pipeline.load_states(bridge)
         state.plan, restamped = plan_sync(files, states, request)
         state.discovery = found
-        deleted = sync_cache.count_missing(
-            (sync_cache.file_key(*k) for k in states), found, request.only_paths
-        )
+        keys = sync_cache.pair_keys(states)
+        deleted = sync_cache.count_missing(keys, found, request.only_paths)
         if state.plan.items:
             from context_cleaner.migration.crashed_runs import close_crashed
 

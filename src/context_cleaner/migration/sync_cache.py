@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -47,9 +49,17 @@ class FileStamp(msgspec.Struct, array_like=True, frozen=True):
     mtime_ns: int
 
 
+_SEP = "\0"
+
+
 def file_key(source_root: str, file_path: str) -> str:
     """One string per (root, relative path): the cache's key."""
-    return f"{source_root}\0{file_path}"
+    return f"{source_root}{_SEP}{file_path}"
+
+
+def pair_keys(pairs: Iterable[tuple[str, str]]) -> Iterator[str]:
+    """:func:`file_key` of each (root, relative path), at C speed."""
+    return map(_SEP.join, pairs)
 
 
 def committed_stamp(t: TrackedFile) -> FileStamp | None:
@@ -88,11 +98,11 @@ class SyncCache(CacheHead, kw_only=True):
 
     files: dict[str, FileStamp]
 
-    def covers(self, files: Iterable[TranscriptFile]) -> bool:
+    def covers(self, files: Sequence[TranscriptFile]) -> bool:
         """True when every file stats exactly as when it was last committed."""
-        stamps = self.files
-        for f in files:  # tens of thousands of files: compared field by field, no stamp built
-            s = stamps.get(file_key(str(f.root), f.relative_path))
+        # Tens of thousands of files: keys built per root, fields compared without building
+        # a stamp per file (building FileStamps to compare lists measured slower).
+        for f, s in zip(files, map(self.files.get, keys_of(files)), strict=True):
             if s is None or (s.size, s.mtime_ns, s.inode, s.device) != (
                 f.size,
                 f.mtime_ns,
@@ -107,17 +117,25 @@ class SyncCache(CacheHead, kw_only=True):
         return count_missing(self.files, found, only)
 
 
+_ROOT, _RELATIVE = attrgetter("root"), attrgetter("relative_path")
+
+
+def keys_of(files: Iterable[TranscriptFile]) -> list[str]:
+    """:func:`file_key` of each file, in order, built at C speed (one prefix per root)."""
+    keys: list[str] = []
+    for root, group in groupby(files, _ROOT):
+        keys.extend(map(f"{root}{_SEP}".__add__, map(_RELATIVE, group)))
+    return keys
+
+
 def count_missing(keys: Iterable[str], found: Discovery, only: set[str] | None = None) -> int:
     """Keys of files under ``found``'s roots that it did not find (nor could not read);
     with ``only`` (the paths a partial discovery looked at), among those paths only."""
     wanted = {str(r) for r in found.roots}
-    present = {file_key(str(f.root), f.relative_path) for f in found.files}
     unreadable = {p.path for p in found.problems}
     missing = 0
-    for k in keys:
-        if k in present:
-            continue
-        root, rel = k.split("\0", 1)
+    for k in set(keys).difference(keys_of(found.files)):  # only the absent are looked at
+        root, rel = k.split(_SEP, 1)
         if root not in wanted:
             continue
         if only is None and not unreadable:  # no path to compare: none is built
