@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from context_cleaner.migration import historical_migrator
 from context_cleaner.migration.models import (
@@ -44,22 +43,11 @@ from context_cleaner.testing.harness import (
 
 __all__ = ["HistoricalDataMigrator"]
 
-P = ParamSpec("P")
-T = TypeVar("T")
 Sources = historical_migrator.Sources
 
 
 class HistoricalDataMigrator(historical_migrator.HistoricalDataMigrator):
     """The spec's migration service (see the module docstring and the base class)."""
-
-    async def _turn(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """``work`` in a worker thread, holding this migrator's turn."""
-
-        def run() -> T:
-            with self._writing:
-                return work(*args, **kwargs)
-
-        return await asyncio.to_thread(run)
 
     # -- phase 2 -------------------------------------------------------------------------------
 

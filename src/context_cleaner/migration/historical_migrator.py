@@ -4,8 +4,8 @@ Each method hands its work to its module (:mod:`.migrate`, :mod:`.incremental`,
 :mod:`.validator`, :mod:`.rollback`, :mod:`.checkpoints`); :mod:`.run_record` records every
 run. One implementation, two faces: the synchronous methods (what the command line and
 the flows call) do the work; the spec's coroutines run them in a worker thread
-(:func:`asyncio.to_thread`: the event loop stays free), and writes of one migrator take
-turns (a lock). :mod:`context_cleaner.api` adds the methods whose homes sit above this
+(:mod:`.coroutines`: the event loop stays free), and writes of one migrator take turns
+(a lock). :mod:`context_cleaner.api` adds the methods whose homes sit above this
 layer (the testing API, ``setup_incremental_sync``). ``python -m
 context_cleaner.migration.historical_migrator`` = ``context-cleaner migrate``.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import inspect
 import sys
 import threading
@@ -31,6 +30,7 @@ from context_cleaner.bridge.given_client import ClientDatabase, bridge_for
 from context_cleaner.errors import MigrationError, MigrationValidationError
 from context_cleaner.migration import pipeline, rollback
 from context_cleaner.migration.checkpoints import save_checkpoint
+from context_cleaner.migration.coroutines import InThread, P, T, in_thread
 from context_cleaner.migration.incremental import SyncRequest, SyncRun, fast_sync, run_sync
 from context_cleaner.migration.memory import MigrationMemoryManager
 from context_cleaner.migration.migrate import MigrationRun, holds_schema
@@ -65,25 +65,6 @@ if TYPE_CHECKING:  # the analyser (pydantic reports) is imported only when valid
     from context_cleaner.analysis.counter import EnhancedTokenCounter
 
 Sources = str | Sequence[str] | None
-
-
-class _InThread:
-    """The spec's coroutine of a synchronous method: the same parameters, its work in a
-    worker thread. Replaced by that coroutine function when its class is made."""
-
-    def __init__(self, method: Callable[..., Any], doc: str) -> None:
-        self.method, self.doc = method, doc
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        method = self.method
-
-        @functools.wraps(method)  # inspect.signature shows the method's parameters
-        async def coroutine(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-            return await asyncio.to_thread(method, self, *args, **kwargs)
-
-        coroutine.__name__, coroutine.__doc__ = name, self.doc
-        coroutine.__qualname__ = f"{owner.__qualname__}.{name}"
-        setattr(owner, name, coroutine)
 
 
 class HistoricalDataMigrator:
@@ -152,6 +133,11 @@ class HistoricalDataMigrator:
 
     bridge_service = property(lambda self: self.bridge, doc="The spec's name for ``bridge``.")
 
+    async def _turn(self, work: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``work`` in a worker thread, holding this migrator's turn (a spec coroutine whose
+        work does not take the turn itself)."""
+        return await in_thread(self._writing, work, *args, **kwargs)
+
     @property
     def clickhouse_client(self) -> Client | None:
         """The client given to the constructor (None when the migrator opens its own)."""
@@ -183,7 +169,7 @@ class HistoricalDataMigrator:
             duration_seconds=time.perf_counter() - started,
         )
 
-    setup_migration_infrastructure = _InThread(
+    setup_migration_infrastructure = InThread(
         setup,
         "Create the schema (in order), the tracking tables and the rollback registry.",
     )
@@ -222,7 +208,7 @@ class HistoricalDataMigrator:
         pending = {str(i.file.path): i.start_offset for i in plan.items}
         return FileDiscoveryResult.catalogue(found, pending, file_pattern)
 
-    discover_jsonl_files = _InThread(
+    discover_jsonl_files = InThread(
         discover, "Discover and catalogue the JSONL files (stat calls only); see discover."
     )
 
@@ -245,7 +231,7 @@ class HistoricalDataMigrator:
         self, file_batch: list[str], batch_id: str
     ) -> BatchProcessingResult:
         """Read, analyse and commit a batch of files (their pending bytes only)."""
-        return await asyncio.to_thread(self.process_batch, file_batch, batch_id)
+        return await in_thread(None, self.process_batch, file_batch, batch_id)
 
     def run(
         self,
@@ -306,8 +292,14 @@ class HistoricalDataMigrator:
         as ``progress_callback`` is awaited on this event loop. Cancelling the awaiting
         task does not stop the run (a thread cannot be stopped): it finishes and commits."""
         callback = _on_loop(progress_callback, asyncio.get_running_loop())
-        return await asyncio.to_thread(
-            self.run, source_directory, dry_run, callback, checkpoint_interval, raise_invalid=True
+        return await in_thread(
+            None,
+            self.run,
+            source_directory,
+            dry_run,
+            callback,
+            checkpoint_interval,
+            raise_invalid=True,
         )
 
     # -- incremental -------------------------------------------------------------------------
@@ -368,7 +360,8 @@ class HistoricalDataMigrator:
     ) -> IncrementalMigrationResult:
         """Migrate what changed since the last commit of each file (``since``: only files
         modified after it); ``tokens_added`` is the database's growth. See :meth:`sync`."""
-        return await asyncio.to_thread(
+        return await in_thread(
+            None,
             self.sync,
             source_directory,
             since=since,
@@ -395,7 +388,7 @@ class HistoricalDataMigrator:
                 tolerance=tolerance,
             )
 
-    validate_migration_integrity = _InThread(
+    validate_migration_integrity = InThread(
         validate, "Validate the database against the transcripts; see validate."
     )
 
@@ -408,7 +401,7 @@ class HistoricalDataMigrator:
                 self.bridge, migration_id, mode, rollback_to_checkpoint
             )
 
-    rollback_migration = _InThread(
+    rollback_migration = InThread(
         rollback,
         "Roll back a migration: to before it, or (rollback_to_checkpoint) to one of its "
         "checkpoints (a name a CheckpointResult or the run listed).",
@@ -418,7 +411,7 @@ class HistoricalDataMigrator:
         """A run's status rebuilt from the database (default: the latest run)."""
         return get_migration_status(self.bridge, migration_id)
 
-    get_migration_status = _InThread(
+    get_migration_status = InThread(
         status, "Real-time status of a run (default: the latest) for display; see status."
     )
 
@@ -427,7 +420,7 @@ class HistoricalDataMigrator:
         with self._writing:
             return save_checkpoint(self.bridge, checkpoint_data)
 
-    save_checkpoint = _InThread(checkpoint, "Save a checkpoint; see checkpoint.")
+    save_checkpoint = InThread(checkpoint, "Save a checkpoint; see checkpoint.")
 
     async def create_migration_checkpoint(
         self, migration_id: str, completed_files: list[str], current_state: dict[str, Any]
