@@ -100,31 +100,6 @@ def refresh_buckets(client: Client, widened: Sequence[str], migration_id: str) -
     return len(widened)
 
 
-def checked_totals(summary_totals: dict[str, Any], bucket_rows: list[tuple]) -> dict[str, Any]:
-    """The rollups' totals for validation: ``summary_totals`` when this rollup's sums
-    (``bucket_rows``: :data:`TOTALS_SQL`'s row) equal them, else this rollup's, so that a
-    divergence of either rollup from the usage rows fails the summaries check."""
-    inp, out, c5, c1, read = (int(v or 0) for v in bucket_rows[0][:5])
-    cost, count = float(bucket_rows[0][5] or 0), int(bucket_rows[0][6] or 0)
-    mine = {
-        "input_tokens": inp,
-        "output_tokens": out,
-        "cache_creation_tokens": c5 + c1,
-        "cache_read_tokens": read,
-    }
-    if all(mine[k] == summary_totals[k] for k in mine) and count == summary_totals["records"]:
-        return summary_totals
-    return {
-        **summary_totals,
-        **mine,
-        "total_tokens": inp + out + c5 + c1 + read,
-        "cost_usd": round(cost, 10),
-        "cache_creation_5m_tokens": c5,
-        "cache_creation_1h_tokens": c1,
-        "records": count,
-    }
-
-
 _COUNTED_SUMS = f"sum(total_tokens), sum(cost_usd), count() FROM {COUNTED_VIEW}"
 _ROLLED_SUMS = (
     f"sum({' + '.join(STORED_TOKEN_FIELDS)}), sum(cost_usd), sum(record_count) "

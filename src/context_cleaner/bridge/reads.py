@@ -19,6 +19,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS, totals
+from context_cleaner.bridge.buckets import TOTALS_SQL as BUCKET_TOTALS
 from context_cleaner.bridge.buckets import final_buckets
 from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
 from context_cleaner.bridge.queries import Where, query_rows, table_of
@@ -227,6 +228,10 @@ class BridgeReads:
         source, _day, where, params = self._rows(filters)
         rows = self._query(f"SELECT {ROLLUP_SUMS} FROM {source} WHERE {where}", params)
         return totals_dict(rows[0])
+
+    def bucket_totals(self) -> dict[str, Any]:
+        """Totals from the 15-minute rollup (what reports read), as :meth:`summary_totals`."""
+        return totals_dict(self._query(BUCKET_TOTALS)[0])
 
     def totals_by(
         self,

@@ -42,8 +42,6 @@ from typing import Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge import DETAILS_TABLE, EnhancedTokenDatabaseBridge, query_rows
-from context_cleaner.bridge.buckets import TOTALS_SQL as BUCKET_TOTALS
-from context_cleaner.bridge.buckets import checked_totals
 from context_cleaner.migration.comparison import Comparison, Sums, compare
 from context_cleaner.migration.ledger import Ledger, scan_committed
 from context_cleaner.migration.models import ValidationResult
@@ -114,7 +112,10 @@ def _rollup_totals(
     summaries = bridge.summary_totals()
     if not summaries_match(db_totals, summaries):
         return summaries
-    return checked_totals(summaries, bridge._query(BUCKET_TOTALS))
+    buckets = bridge.bucket_totals()
+    if summaries_match(summaries, buckets) and buckets["records"] == summaries["records"]:
+        return summaries
+    return buckets
 
 
 def validate_run(
