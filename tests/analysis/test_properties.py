@@ -166,7 +166,7 @@ def test_counts_equal_a_plain_reading_of_the_rules(corpus: Corpus) -> None:
         by_session.setdefault(r.session_id, []).append(r)
     assert {s: tokens_of(rs) for s, rs in by_session.items()} == sessions
     # The raw sum still sees every usage line (what the original tool added up).
-    assert collector.raw.lines == sum(1 for _, line in corpus.lines() if line.tokens)
+    assert collector.raw.entries == sum(1 for _, line in corpus.lines() if line.tokens)
 
 
 same_key_records = st.builds(

@@ -27,7 +27,8 @@ def reference_blocks(stamps: list[int]) -> list[tuple[int, int, int]]:
 def cells_of(stamps: list[int]) -> list[Cell]:
     cells: dict[int, Cell] = {}
     for ts in stamps:
-        c = cells.setdefault(hour_bucket(ts), Cell(hour_bucket(ts), "m", first_ms=ts, last_ms=ts))
+        cell = Cell(key=hour_bucket(ts), model="m", first_ms=ts, last_ms=ts)
+        c = cells.setdefault(hour_bucket(ts), cell)
         c.first_ms, c.last_ms = min(c.first_ms, ts), max(c.last_ms, ts)
         c.entries += 1
         c.output_tokens += 1

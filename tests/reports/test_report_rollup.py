@@ -151,7 +151,13 @@ def _close(a: Any, b: Any, where: str = "") -> None:
 
 
 def _same_report(client: Any, query: ReportQuery) -> dict[str, Any]:
-    from context_cleaner.bridge.reports import _cells, bucket_cells_sql, report_cells
+    from context_cleaner.bridge.reports import (
+        _COUNT,
+        _SPLIT,
+        _cells,
+        bucket_cells_sql,
+        report_cells,
+    )
 
     fast = build_report(query, report_cells(client, query), source="database", now_ms=NOW_MS)
     raw = build_report(
@@ -159,8 +165,8 @@ def _same_report(client: Any, query: ReportQuery) -> dict[str, Any]:
     )
     _close(fast, raw, f"{query.kind} {query.timezone}")
     columns = query_columns(client, *bucket_cells_sql(query))  # UTC days read the per-day rollup
-    if columns and not any(columns[11]):
-        cells = _cells(columns, keep=columns[7])
+    if columns and not any(columns[_SPLIT]):
+        cells = _cells(columns, keep=columns[_COUNT])
         quarter = build_report(query, cells, source="database", now_ms=NOW_MS)
         _close(quarter, raw, f"{query.kind} {query.timezone} (15-minute rollup)")
     return fast
@@ -214,7 +220,7 @@ def test_the_rollup_gives_the_usage_rows_report_for_any_kind_zone_and_filter(
 
 
 def test_every_kind_in_every_zone_and_the_rollup_is_read(db: Any) -> None:
-    from context_cleaner.bridge.reports import bucket_cells_sql
+    from context_cleaner.bridge.reports import _SPLIT, bucket_cells_sql
 
     for zone in ZONES:
         totals = set()
@@ -225,7 +231,7 @@ def test_every_kind_in_every_zone_and_the_rollup_is_read(db: Any) -> None:
     # Every zone but one with a pre-1972 offset that is not whole quarters reads the rollup.
     for zone in ZONES:
         sql, params = bucket_cells_sql(ReportQuery(kind="daily", timezone=zone))
-        split = sum(r[11] for r in query_rows(db, sql, params))
+        split = sum(r[_SPLIT] for r in query_rows(db, sql, params))
         assert (split > 0) == (zone == "Africa/Monrovia"), zone
 
 

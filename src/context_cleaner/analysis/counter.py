@@ -10,7 +10,7 @@ from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from context_cleaner.analysis.discovery import discover, resolve_roots
-from context_cleaner.analysis.fields import totals
+from context_cleaner.analysis.fields import TOTAL_FIELDS, totals
 from context_cleaner.analysis.pricing import FREE_MODELS, PriceTable
 from context_cleaner.analysis.reader import MAX_LINE_BYTES
 from context_cleaner.analysis.records import UsageRecord
@@ -27,6 +27,7 @@ from context_cleaner.analysis.report import (
     TokenTotals,
 )
 from context_cleaner.analysis.scan import scan_files_parallel
+from context_cleaner.analysis.sums import RunningSum
 from context_cleaner.errors import ConfigurationError
 
 _QUARTER_HOUR_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
@@ -50,57 +51,24 @@ def iso_ms(ms: int) -> str:
 
 
 @dataclass(slots=True)
-class _Sum:
+class _Sum(RunningSum):
     """Running sums of the records of one part of a breakdown (a session, day, model ...)."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_5m: int = 0
-    cache_1h: int = 0
-    cache_read: int = 0
-    cost: float = 0.0
+    cost_usd: float = 0.0
     """USD: each record's ``costUSD``, else the price table's (rule 7)."""
-    records: int = 0
-    first_ms: int = 0
-    """Time of the earliest record, ms since the epoch (0 while there is none)."""
-    last_ms: int = 0
     models: set[str] = field(default_factory=set)
     project: str = ""
     """The project of a session's group (the file's folder), carried to the session."""
 
-    def add(self, r: UsageRecord, cost: float) -> None:
-        if not self.records or r.timestamp_ms < self.first_ms:
-            self.first_ms = r.timestamp_ms
-        if not self.records or r.timestamp_ms > self.last_ms:
-            self.last_ms = r.timestamp_ms
-        self.records += 1
-        self.input_tokens += r.input_tokens
-        self.output_tokens += r.output_tokens
-        self.cache_5m += r.cache_creation_5m_tokens
-        self.cache_1h += r.cache_creation_1h_tokens
-        self.cache_read += r.cache_read_tokens
-        self.cost += cost
-        if r.model:
-            self.models.add(r.model)
-
     def merge(self, other: _Sum) -> None:
-        if other.records:
-            if not self.records or other.first_ms < self.first_ms:
-                self.first_ms = other.first_ms
-            if not self.records or other.last_ms > self.last_ms:
-                self.last_ms = other.last_ms
-        self.records += other.records
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.cache_5m += other.cache_5m
-        self.cache_1h += other.cache_1h
-        self.cache_read += other.cache_read
-        self.cost += other.cost
+        self.add_sum(other)
+        self.cost_usd += other.cost_usd
         self.models |= other.models
 
     def totals(self) -> dict[str, int | float]:
-        tokens = (self.input_tokens, self.output_tokens, self.cache_5m, self.cache_1h)
-        return totals((*tokens, self.cache_read), self.cost, self.records)
+        tokens = (self.input_tokens, self.output_tokens, self.cache_creation_5m_tokens)
+        tokens += (self.cache_creation_1h_tokens, self.cache_read_tokens)
+        return totals(tokens, self.cost_usd, self.entries)
 
 
 @dataclass(slots=True)
@@ -147,7 +115,10 @@ def break_down(records: Iterable[UsageRecord], prices: PriceTable, tz: tzinfo = 
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Sum(project=r.project)
-        group.add(r, cost)
+            if r.model:  # a group has one model
+                group.models.add(r.model)
+        group.add_record(r)
+        group.cost_usd += cost
     out = Breakdown(_Sum(), {}, {}, {}, {}, unknown)
     for (session, day, model), g in groups.items():
         out.total.merge(g)
@@ -242,27 +213,23 @@ class EnhancedTokenCounter:
             days=[DayUsage(date=d, **s.totals()) for d, s in sorted(parts.days.items())],
             models=[
                 ModelUsage(model=m, **s.totals())
-                for m, s in sorted(parts.models.items(), key=lambda kv: -kv[1].cost)
+                for m, s in sorted(parts.models.items(), key=lambda kv: -kv[1].cost_usd)
             ],
             projects=[
                 ProjectUsage(project=p, **s.totals()) for p, s in sorted(parts.projects.items())
             ],
             raw_line_sum=RawLineTotals(
-                lines=raw.lines,
-                input_tokens=raw.input_tokens,
-                output_tokens=raw.output_tokens,
-                cache_creation_tokens=raw.cache_creation_tokens,
-                cache_read_tokens=raw.cache_read_tokens,
-                total_tokens=raw.total_tokens,
+                lines=raw.entries,
+                **{name: getattr(raw, name) for name in TOTAL_FIELDS},
                 overcount_ratio=round(ratio, 4),
                 explanation=(
                     "Claude Code writes one line per content block of a response, each "
                     "repeating the response's usage; summing every line counts a response "
-                    f"several times ({raw.lines} usage lines for {total.records} responses). "
+                    f"several times ({raw.entries} usage lines for {total.records} responses). "
                     "The totals keep one line per response (the one with the final usage)."
                 ),
             ),
-            duplicate_lines_removed=raw.lines - len(records),
+            duplicate_lines_removed=raw.entries - len(records),
             sidechain_replays_dropped=scan.collector.replays_dropped(),
             files=[FileReport(**_file_fields(s)) for s in scan.files],
             skipped_lines=[

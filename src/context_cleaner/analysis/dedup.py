@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from context_cleaner.analysis.fields import TOKEN_FIELDS
 from context_cleaner.analysis.records import UsageRecord, path_hash
+from context_cleaner.analysis.sums import RunningSum
 
 
 def preferred(a: UsageRecord, b: UsageRecord) -> UsageRecord:
@@ -39,34 +39,6 @@ def preferred(a: UsageRecord, b: UsageRecord) -> UsageRecord:
     return a if a.byte_offset <= b.byte_offset else b
 
 
-class RawLineSum(msgspec.Struct):
-    """Every usage line summed without de-duplication: the count the original tool showed."""
-
-    lines: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_tokens: int = 0
-    cache_read_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return sum(getattr(self, name) for name in TOKEN_FIELDS)
-
-    def add(self, record: UsageRecord) -> None:
-        self.lines += 1
-        self.input_tokens += record.input_tokens
-        self.output_tokens += record.output_tokens
-        self.cache_creation_tokens += record.cache_creation_tokens
-        self.cache_read_tokens += record.cache_read_tokens
-
-    def merge(self, other: RawLineSum) -> None:
-        self.lines += other.lines
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.cache_creation_tokens += other.cache_creation_tokens
-        self.cache_read_tokens += other.cache_read_tokens
-
-
 class UsageCollector:
     """Keeps the preferred record per key; memory grows with distinct responses only."""
 
@@ -75,10 +47,11 @@ class UsageCollector:
     def __init__(self) -> None:
         self._best: dict[tuple[str, str], UsageRecord] = {}
         self._unkeyed: list[UsageRecord] = []
-        self.raw = RawLineSum()
+        self.raw = RunningSum()
+        """Every usage line summed without de-duplication: the count the original tool showed."""
 
     def add(self, record: UsageRecord) -> None:
-        self.raw.add(record)
+        self.raw.add_record(record)
         if not record.message_id:
             self._unkeyed.append(record)  # rule 2: never de-duplicated
             return
@@ -95,7 +68,7 @@ class UsageCollector:
 
     def merge(self, other: UsageCollector) -> None:
         """Fold another collector in (raw sums add; kept records compete by rule 3)."""
-        self.raw.merge(other.raw)
+        self.raw.add_sum(other.raw)
         self._unkeyed.extend(other._unkeyed)
         best = self._best
         for key, record in other._best.items():
@@ -184,4 +157,4 @@ class UsageCollector:
 #: Positions in a wire row that hold an index into the string table.
 _STRING_FIELDS = (2, 3, 4, 5, 9, 11)
 _ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(tuple[list[str], list[list[Any]], list[list[Any]], RawLineSum])
+_DECODER = msgspec.msgpack.Decoder(tuple[list[str], list[list[Any]], list[list[Any]], RunningSum])

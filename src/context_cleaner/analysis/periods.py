@@ -27,6 +27,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from context_cleaner.analysis.counter import record_cost, resolve_timezone
 from context_cleaner.analysis.pricing import PriceTable
 from context_cleaner.analysis.records import UsageRecord
+from context_cleaner.analysis.sums import RunningSum
 
 REPORTS = ("daily", "weekly", "monthly", "session", "blocks")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -75,70 +76,33 @@ class ReportQuery:
 
 
 @dataclass(slots=True)
-class Cell:
+class Cell(RunningSum):
     """Counted usage of one (group, model): the unit both sources hand to ``build_report``.
 
     ``key`` is a day (``YYYY-MM-DD`` in the report's timezone), a session id, or an hour
     bucket (``(timestamp_ms - 1) // HOUR_MS``: hours closed at their end, so a 5-hour
-    block's boundary never splits a bucket).
+    block's boundary never splits a bucket). Every cell is made with its ``key`` and
+    ``model``; their defaults only follow the sums' fields, which come first (the order
+    ``bridge/reports.py`` builds cells in, positionally).
     """
 
-    key: str | int
-    model: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_tokens: int = 0
-    """Cache writes, 5-minute and 1-hour together."""
-    cache_read_tokens: int = 0
+    key: str | int = ""
+    model: str = ""
     cost_usd: float = 0.0
-    entries: int = 0
-    """Records summed."""
-    first_ms: int = 0
-    last_ms: int = 0
     project: str = ""
     """The least project name among the records (so both sources name the same one)."""
 
-    def add(self, r: UsageRecord, cost: float) -> None:
-        if not self.entries or r.timestamp_ms < self.first_ms:
-            self.first_ms = r.timestamp_ms
-        if not self.entries or r.timestamp_ms > self.last_ms:
-            self.last_ms = r.timestamp_ms
-        if not self.entries or r.project < self.project:
-            self.project = r.project
-        self.entries += 1
-        self.input_tokens += r.input_tokens
-        self.output_tokens += r.output_tokens
-        self.cache_creation_tokens += r.cache_creation_5m_tokens + r.cache_creation_1h_tokens
-        self.cache_read_tokens += r.cache_read_tokens
-        self.cost_usd += cost
-
 
 @dataclass(slots=True)
-class Usage:
+class Usage(RunningSum):
     """A running sum of cells (a row, a breakdown line, the totals)."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_tokens: int = 0
-    cache_read_tokens: int = 0
     costs: list[float] = field(default_factory=list)
     """Each cell's cost, summed exactly once at the end (:attr:`cost_usd`)."""
-    entries: int = 0
-    first_ms: int = 0
-    last_ms: int = 0
     models: set[str] = field(default_factory=set)
 
     def add(self, c: Cell | Usage) -> None:
-        if c.entries:
-            if not self.entries or c.first_ms < self.first_ms:
-                self.first_ms = c.first_ms
-            if not self.entries or c.last_ms > self.last_ms:
-                self.last_ms = c.last_ms
-        self.entries += c.entries
-        self.input_tokens += c.input_tokens
-        self.output_tokens += c.output_tokens
-        self.cache_creation_tokens += c.cache_creation_tokens
-        self.cache_read_tokens += c.cache_read_tokens
+        self.add_sum(c)
         if isinstance(c, Cell):
             self.costs.append(c.cost_usd)
             if c.model:
@@ -146,12 +110,6 @@ class Usage:
         else:
             self.costs.extend(c.costs)
             self.models |= c.models
-
-    @property
-    def total_tokens(self) -> int:
-        return (
-            self.input_tokens + self.output_tokens + self.cache_creation_tokens
-        ) + self.cache_read_tokens
 
     @property
     def cost_usd(self) -> float:
@@ -234,7 +192,10 @@ def cells_from_records(
             key = hour_bucket(r.timestamp_ms)
         cell = cells.get((key, r.model))
         if cell is None:
-            cell = cells[(key, r.model)] = Cell(key, r.model)
+            cell = cells[(key, r.model)] = Cell(key=key, model=r.model, project=r.project)
+        elif r.project < cell.project:
+            cell.project = r.project
         cost = r.cost_usd if r.cost_usd is not None else record_cost(r, prices)
-        cell.add(r, cost)
+        cell.add_record(r)
+        cell.cost_usd += cost
     return list(cells.values())

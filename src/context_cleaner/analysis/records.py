@@ -9,6 +9,7 @@ that millions of them stay cheap to build, compare and pass between processes.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -48,7 +49,35 @@ def record_version(
     )
 
 
-class UsageRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
+class TokenCounts:
+    """What the five token counts of a record or a sum of records give: the cache writes
+    of both lifetimes together, and the total (a mixin: its class holds the counts)."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        input_tokens: int
+        output_tokens: int
+        cache_creation_5m_tokens: int
+        cache_creation_1h_tokens: int
+        cache_read_tokens: int
+
+    @property
+    def cache_creation_tokens(self) -> int:
+        return self.cache_creation_5m_tokens + self.cache_creation_1h_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_5m_tokens
+            + self.cache_creation_1h_tokens
+            + self.cache_read_tokens
+        )
+
+
+class UsageRecord(msgspec.Struct, TokenCounts, frozen=True, array_like=True, gc=False):
     """One usage record: a line's ``message.usage`` with where it came from."""
 
     message_id: str
@@ -86,20 +115,6 @@ class UsageRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
     @property
     def has_speed(self) -> bool:
         return bool(self.speed)
-
-    @property
-    def cache_creation_tokens(self) -> int:
-        return self.cache_creation_5m_tokens + self.cache_creation_1h_tokens
-
-    @property
-    def total_tokens(self) -> int:
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_creation_5m_tokens
-            + self.cache_creation_1h_tokens
-            + self.cache_read_tokens
-        )
 
     @property
     def version(self) -> int:

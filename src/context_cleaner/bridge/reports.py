@@ -71,8 +71,8 @@ def cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
     }[query.grouping]
     sql = (
         f"SELECT {key} AS k, toString(model) AS m, "
-        "sum(input_tokens), sum(output_tokens), sum(cache_creation_tokens), "
-        "sum(cache_read_tokens), sum(cost_usd), count(), "
+        "sum(input_tokens), sum(output_tokens), sum(cache_creation_5m_tokens), "
+        "sum(cache_creation_1h_tokens), sum(cache_read_tokens), sum(cost_usd), count(), "
         "toUnixTimestamp64Milli(min(timestamp)), toUnixTimestamp64Milli(max(timestamp)), "
         f"toString(min(project)) FROM {COUNTED_VIEW} WHERE {where.sql()} GROUP BY k, m"
     )
@@ -106,9 +106,8 @@ def summary_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]] | None:
     key = "toString(day)" if query.grouping == "day" else "session_id"
     sql = (
         f"SELECT {key} AS k, toString(model) AS m, "
-        "sum(input_tokens), sum(output_tokens), "
-        "sum(cache_creation_5m_tokens + cache_creation_1h_tokens), "
-        "sum(cache_read_tokens), sum(cost_usd), sum(record_count), "
+        "sum(input_tokens), sum(output_tokens), sum(cache_creation_5m_tokens), "
+        "sum(cache_creation_1h_tokens), sum(cache_read_tokens), sum(cost_usd), sum(record_count), "
         "toUnixTimestamp64Milli(min(first_timestamp)), "
         "toUnixTimestamp64Milli(max(last_timestamp)), "
         f"toString(min(project)) FROM {SUMMARIES} FINAL WHERE {where.sql()} GROUP BY k, m"
@@ -162,7 +161,8 @@ def bucket_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
         for c in (
             "input_tokens",
             "output_tokens",
-            "cache_creation_5m_tokens + cache_creation_1h_tokens",
+            "cache_creation_5m_tokens",
+            "cache_creation_1h_tokens",
             "cache_read_tokens",
             "cost_usd",
             "record_count",
@@ -182,12 +182,21 @@ def bucket_cells_sql(query: ReportQuery) -> tuple[str, dict[str, Any]]:
     return sql, {**params, **bucket_params}
 
 
+#: The cell queries' columns (key, model, the five token sums, cost, count, first, last,
+#: project) in the order of :class:`Cell`'s fields (its sums' fields come first).
+_CELL_FIELDS = (2, 3, 4, 5, 6, 8, 9, 10, 0, 1, 7, 11)
+_COUNT, _SPLIT = 8, 12
+"""The columns of a cell's record count and of the 15-minute rollup's split rows."""
+
+
 def _cells(columns: Sequence[Sequence[Any]], keep: Iterable[Any] | None = None) -> list[Cell]:
-    """Cells from query columns whose first 11 are a cell's fields, each already of its
+    """Cells from the columns of a cell query (:data:`_CELL_FIELDS`), each already of its
     field's type (keys by ``toString`` or an integer hour, sums as ``int``, ...); with
     ``keep``, only the rows whose ``keep`` value is true. Built at C speed (``starmap``
     over the columns): 60,000 session cells cost ~1.5x more through the driver's rows."""
-    cells = starmap(Cell, zip(*columns[:11], strict=True))
+    if not columns:  # no rows
+        return []
+    cells = starmap(Cell, zip(*(columns[i] for i in _CELL_FIELDS), strict=True))
     return list(cells if keep is None else compress(cells, keep))
 
 
@@ -202,9 +211,9 @@ def report_cells(client: Client, query: ReportQuery, *, rollup: bool = True) -> 
         columns = query_columns(client, *bucket_cells_sql(query))
         if not columns:
             return []
-        if not any(columns[11]):
+        if not any(columns[_SPLIT]):
             # rows two days around since/until may sum nothing: their count is 0
-            return _cells(columns, keep=columns[7])
+            return _cells(columns, keep=columns[_COUNT])
     return _cells(query_columns(client, *cells_sql(query)))
 
 
