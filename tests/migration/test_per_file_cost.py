@@ -10,12 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver import binding
+from clickhouse_connect.driver.client import Client
 
 from context_cleaner.analysis import discovery
 from context_cleaner.analysis.discovery import discover
 from context_cleaner.analysis.scan import scan_ranges
+from context_cleaner.bridge import Database, EnhancedTokenDatabaseBridge
+from context_cleaner.bridge.buckets import BUCKETS, rollup_differences
+from context_cleaner.bridge.details import DETAILS_TABLE
+from context_cleaner.bridge.summaries import SUMMARIES
 from context_cleaner.migration import commits, sync_cache
-from context_cleaner.migration.commits import RecordSums, file_commits
+from context_cleaner.migration.commits import RecordSums, commit_scan, file_commits
 from context_cleaner.migration.file_state import HEAD_BYTES, head_hash
 from context_cleaner.migration.planning import WorkItem, plan_work
 from context_cleaner.migration.readers import BatchReader
@@ -103,3 +109,41 @@ def test_work_item_paths_are_strings_until_asked(many_files: Path) -> None:
     item: WorkItem = plan_work(discover([many_files]).files, {}).items[0]
     state = item.file.__reduce__()[1]
     assert isinstance(state[1], str) and item.file.path_str == state[1]
+
+
+def test_a_unit_selects_the_usage_rows_once_and_binds_ids_unescaped(
+    many_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per unit of work, one selection of the usage rows serves both rollups, and the
+    message and session ids are bound without the driver escaping them one character
+    at a time (both cost in proportion to the unit's files)."""
+    bridge = EnhancedTokenDatabaseBridge(Database(f"chdb://{tmp_path}/db", lock_timeout=30))
+    bridge.setup_migration_infrastructure()
+    items = plan_work(discover([many_files]).files, {}).items
+    scan = scan_ranges(
+        [(i.file, i.start_offset, i.start_line) for i in items], head_bytes=HEAD_BYTES
+    )
+    records = list(scan.collector.candidates())
+    ids = {r.message_id for r in records} | {r.session_id for r in records}
+    escaped: list[str] = []
+    real_escape = binding.escape_str
+    monkeypatch.setattr(binding, "escape_str", lambda v: escaped.append(v) or real_escape(v))
+    selections: list[str] = []
+    real_query = Client.query
+
+    def query(self: Client, sql: str | None = None, *args: object, **kwargs: object) -> object:
+        if f"FROM {DETAILS_TABLE} FINAL" in (sql or ""):
+            selections.append(sql or "")
+        return real_query(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(Client, "query", query)
+    for _ in range(2):  # a fresh database, then the same rows again (all displaced)
+        selections.clear()
+        escaped.clear()
+        result = commit_scan(bridge, "m", "m-b00000", items, scan, 0.0)
+        assert result.records_inserted == len(records) > 100
+        assert len(selections) == 1
+        assert escaped and max(map(len, escaped)) < 100  # column names, no joined ids
+        assert not ids & set(escaped)
+    with bridge.database.session() as client:
+        assert rollup_differences(client) == {SUMMARIES: [], BUCKETS: []}

@@ -78,15 +78,55 @@ def backfill_sql() -> str:
     return schema.statements[-1]
 
 
-def refresh_buckets(client: Client, widened: Sequence[str], migration_id: str) -> int:
-    """Recompute the rollup of ``widened`` (``summaries.widen_sessions``' sessions).
+def recompute_buckets(client: Client, widened: Sequence[str]) -> list[tuple]:
+    """The rollup rows of ``widened`` as the counted records make them now."""
+    if not widened:
+        return []
+    params: dict[str, Any] = {"sessions": StringArray(widened)}
+    return query_rows(client, _RECOMPUTE, params, action="recomputing the 15-minute rollup")
+
+
+_SUMS = len(STORED_TOKEN_FIELDS) + 2
+"""The summed columns of a rollup row: the token kinds, cost, record count."""
+
+
+def summary_rows(fresh: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """The (session, day, model) rollup's recomputed rows made from this rollup's
+    (:func:`recompute_buckets`), in ``summaries._RECOMPUTE``'s columns: a bucket lies in
+    one UTC day, so the day's sums are its buckets' sums. One selection of the usage rows
+    serves both rollups (each cost ~14 µs of the engine's time per session)."""
+    days: dict[tuple[Any, ...], list[Any]] = {}
+    first = 6 + _SUMS
+    for r in fresh:
+        key = (r[0], r[1].date(), r[2])
+        row = days.get(key)
+        if row is None:
+            days[key] = [*key, r[3], r[4], *r[6:first], r[first], r[first + 1]]
+            continue
+        for i in range(_SUMS):
+            row[5 + i] += r[6 + i]
+        row[5 + _SUMS] = min(row[5 + _SUMS], r[first])
+        row[6 + _SUMS] = max(row[6 + _SUMS], r[first + 1])
+    return list(days.values())
+
+
+def refresh_buckets(
+    client: Client,
+    widened: Sequence[str],
+    migration_id: str,
+    *,
+    fresh: Sequence[Sequence[Any]] | None = None,
+) -> int:
+    """Recompute the rollup of ``widened`` (``summaries.widen_sessions``' sessions);
+    ``fresh``: :func:`recompute_buckets`' rows when the caller has them.
 
     Returns how many sessions were recomputed. Safe to repeat.
     """
     if not widened:
         return 0
     params: dict[str, Any] = {"sessions": StringArray(widened)}
-    fresh = query_rows(client, _RECOMPUTE, params, action="recomputing the 15-minute rollup")
+    if fresh is None:
+        fresh = recompute_buckets(client, widened)
     existing = query_rows(client, _EXISTING, params, action="reading the 15-minute rollup")
     ver = time.time_ns()
     rows: list[list[Any]] = [[*row, migration_id, ver, 0] for row in fresh]
