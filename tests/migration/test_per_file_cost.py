@@ -16,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 from context_cleaner.analysis import discovery
 from context_cleaner.analysis.discovery import discover
 from context_cleaner.analysis.scan import scan_ranges
-from context_cleaner.bridge import Database, EnhancedTokenDatabaseBridge
+from context_cleaner.bridge import Database, EnhancedTokenDatabaseBridge, queries
 from context_cleaner.bridge.buckets import BUCKETS, rollup_differences
 from context_cleaner.bridge.details import DETAILS_TABLE
 from context_cleaner.bridge.summaries import SUMMARIES
@@ -111,12 +111,17 @@ def test_work_item_paths_are_strings_until_asked(many_files: Path) -> None:
     assert isinstance(state[1], str) and item.file.path_str == state[1]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("bound", [None, 2000])
 def test_a_unit_selects_the_usage_rows_once_and_binds_ids_unescaped(
-    many_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    many_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound: int | None
 ) -> None:
     """Per unit of work, one selection of the usage rows serves both rollups, and the
     message and session ids are bound without the driver escaping them one character
-    at a time (both cost in proportion to the unit's files)."""
+    at a time (both cost in proportion to the unit's files). Large sets are bound in
+    parts (``bound``: a part's characters), each statement small, the rollups exact."""
+    if bound is not None:
+        monkeypatch.setattr(queries, "BOUND_CHARS", bound)
     bridge = EnhancedTokenDatabaseBridge(Database(f"chdb://{tmp_path}/db", lock_timeout=30))
     bridge.setup_migration_infrastructure()
     items = plan_work(discover([many_files]).files, {}).items
@@ -131,9 +136,13 @@ def test_a_unit_selects_the_usage_rows_once_and_binds_ids_unescaped(
     selections: list[str] = []
     real_query = Client.query
 
+    longest: list[int] = [0]
+
     def query(self: Client, sql: str | None = None, *args: object, **kwargs: object) -> object:
         if f"FROM {DETAILS_TABLE} FINAL" in (sql or ""):
             selections.append(sql or "")
+        bound_values = dict(kwargs.get("parameters") or {}).values()  # type: ignore[call-overload]
+        longest[0] = max(longest[0], *(len(str(v)) for v in bound_values), 0)
         return real_query(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(Client, "query", query)
@@ -142,7 +151,11 @@ def test_a_unit_selects_the_usage_rows_once_and_binds_ids_unescaped(
         escaped.clear()
         result = commit_scan(bridge, "m", "m-b00000", items, scan, 0.0)
         assert result.records_inserted == len(records) > 100
-        assert len(selections) == 1
+        if bound is None:
+            assert len(selections) == 1
+        else:  # bound three times in a selection
+            assert len(selections) > 1
+            assert longest[0] <= bound + 2  # the brackets
         assert escaped and max(map(len, escaped)) < 100  # column names, no joined ids
         assert not ids & set(escaped)
     with bridge.database.session() as client:

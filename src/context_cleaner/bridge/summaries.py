@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge.details import DETAILS_TABLE as DETAILS
-from context_cleaner.bridge.queries import StringArray, insert_rows, query_rows
+from context_cleaner.bridge.queries import StringArray, in_parts, insert_rows, query_rows
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -95,18 +95,24 @@ def sessions_holding(client: Client, message_ids: Collection[str]) -> set[str]:
     whatever the merges do next (see the module docstring)."""
     if not message_ids:
         return set()
-    params = {"ids": StringArray(message_ids)}
-    rows = query_rows(client, _HOLDERS, params, action="finding sessions that hold messages")
-    return {r[0] for r in rows}
+    found: set[str] = set()
+    for part in in_parts(message_ids):
+        params = {"ids": StringArray(part)}
+        rows = query_rows(client, _HOLDERS, params, action="finding sessions that hold messages")
+        found.update(r[0] for r in rows)
+    return found
 
 
 def widen_sessions(client: Client, sessions: Collection[str]) -> list[str]:
     """``sessions`` and every session sharing a message id with them, sorted."""
     if not sessions:
         return []
-    params = {"sessions": StringArray(sorted(sessions))}
-    shared = query_rows(client, _WIDEN, params, action="finding sessions that share messages")
-    return sorted({r[0] for r in shared} | set(sessions))
+    widened = set(sessions)
+    for part in in_parts(sorted(sessions)):
+        params = {"sessions": StringArray(part)}
+        shared = query_rows(client, _WIDEN, params, action="finding sessions that share messages")
+        widened.update(r[0] for r in shared)
+    return sorted(widened)
 
 
 def refresh_summaries(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.bridge.buckets import BUCKETS, recompute_buckets, refresh_buckets, summary_rows
 from context_cleaner.bridge.details import DETAILS_TABLE, insert_details
-from context_cleaner.bridge.queries import insert_rows
+from context_cleaner.bridge.queries import in_parts, insert_rows
 from context_cleaner.bridge.runs import this_process
 from context_cleaner.bridge.summaries import (
     SUMMARIES,
@@ -93,13 +93,16 @@ class BridgeWriter:
         id with them; ``change`` gets the net change of the counted totals (see
         :func:`~context_cleaner.bridge.summaries.refresh_summaries`)."""
         widened = widen_sessions(self.client, {*sessions, *self._displaced})
-        with db_call("SELECT", DETAILS_TABLE, sessions=len(widened)):
-            fresh = recompute_buckets(self.client, widened)
-        with db_call("REFRESH", SUMMARIES, sessions=len(widened)):
-            days = summary_rows(fresh)
-            refresh_summaries(self.client, widened, migration_id, change, fresh=days)
-        with db_call("REFRESH", BUCKETS, sessions=len(widened)):
-            refresh_buckets(self.client, widened, migration_id, fresh=fresh)
+        # A session's rollup rows depend on its own rows and those sharing their message
+        # ids only: a large set is recomputed in parts (statements stay small, in_parts).
+        for part in in_parts(widened, times=3):
+            with db_call("SELECT", DETAILS_TABLE, sessions=len(part)):
+                fresh = recompute_buckets(self.client, part)
+            with db_call("REFRESH", SUMMARIES, sessions=len(part)):
+                days = summary_rows(fresh)
+                refresh_summaries(self.client, part, migration_id, change, fresh=days)
+            with db_call("REFRESH", BUCKETS, sessions=len(part)):
+                refresh_buckets(self.client, part, migration_id, fresh=fresh)
         self._displaced.clear()
         return len(widened)
 
