@@ -75,7 +75,7 @@ SPEC_CHECKPOINT_INTERVAL = 10
 interval (the command line's is :attr:`Settings.checkpoint_interval`, 0)."""
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 COMMIT_EVERY = 1.0
-COMMIT_MAX_RECORDS = 40_000
+COMMIT_MAX_RECORDS = 20_000
 MAX_MEMORY_MB = 200
 DEBOUNCE = 1.0
 SAMPLE_SIZE = 100

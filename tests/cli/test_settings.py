@@ -35,7 +35,7 @@ def test_the_defaults_are_the_documented_ones() -> None:
     s = Settings()
     assert s == DEFAULTS
     assert (s.batch_size, s.parallel_workers, s.checkpoint_interval) == (100, None, 0)
-    assert (s.commit_every, s.commit_max_records, s.max_batch_bytes) == (1.0, 40_000, 64 * 2**20)
+    assert (s.commit_every, s.commit_max_records, s.max_batch_bytes) == (1.0, 20_000, 64 * 2**20)
     assert (s.engine, s.validate, s.force, s.dry_run) == ("auto", True, False, False)
     assert (s.debounce, s.watch_polling) == (1.0, False)
     assert (s.sample_size, s.tolerance, s.full_validation) == (100, 0.001, False)
