@@ -10,6 +10,7 @@ Real embedded ClickHouse.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -79,3 +80,32 @@ def test_a_record_taken_by_a_later_unit_leaves_no_trace_in_its_first_session(
             "enhanced_token_buckets": [],
         }
     assert bridge.summary_totals()["records"] == 3
+
+
+@pytest.mark.slow
+def test_a_bucket_holding_two_days_still_gives_exact_day_rollups(db_url: str) -> None:
+    """The day rollup is summed from the 15-minute rows, except where a 15-minute row holds
+    two days: its bucket (a DateTime) stops at 2106-02-07 06:28:15, so every later record of
+    a session and model falls in that one bucket."""
+    bridge = EnhancedTokenDatabaseBridge(db_url, host="h")
+    bridge.setup_migration_infrastructure()
+    days_ms = [
+        int(datetime(year, 6, 6, 0, 0, 1, tzinfo=UTC).timestamp() * 1000) for year in (2120, 2149)
+    ]
+    records = [_record(n, "a", timestamp_ms=ms) for n, ms in enumerate(days_ms)]
+    with bridge.writer() as w:
+        w.insert_records(records, "m0")
+        w.refresh_summaries({"a"}, "m0")
+    with Database(db_url).session() as client:
+        days = query_rows(
+            client,
+            "SELECT toString(day), record_count FROM enhanced_token_summaries FINAL "
+            "WHERE is_deleted = 0 ORDER BY day",
+        )
+        assert days == [("2120-06-06", 1), ("2149-06-06", 1)]
+        buckets = query_rows(client, "SELECT count() FROM enhanced_token_buckets FINAL")
+        assert buckets == [(1,)]  # both in the last bucket
+        assert rollup_differences(client) == {
+            "enhanced_token_summaries": [],
+            "enhanced_token_buckets": [],
+        }

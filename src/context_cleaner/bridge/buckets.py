@@ -78,27 +78,45 @@ def backfill_sql() -> str:
     return schema.statements[-1]
 
 
+#: The same rows, each with the first and last UTC day of its records (``toDate``: exact up
+#: to 2149-06-06, where ``bucket``, a ``DateTime``, stops at 2106-02-07 06:28:15).
+_RECOMPUTE_WITH_DAYS = _RECOMPUTE.replace(
+    "max(timestamp) AS last_timestamp\n",
+    "max(timestamp) AS last_timestamp,\n"
+    "       min(toDate(timestamp)) AS first_day, max(toDate(timestamp)) AS last_day\n",
+    1,
+)
+_DAYS = 2
+"""The columns :data:`_RECOMPUTE_WITH_DAYS` adds after a rollup row's."""
+
+
 def recompute_buckets(client: Client, widened: Sequence[str]) -> list[tuple]:
-    """The rollup rows of ``widened`` as the counted records make them now."""
+    """The rollup rows of ``widened`` as the counted records make them now, each followed by
+    the first and last UTC day of its records (for :func:`summary_rows`)."""
     if not widened:
         return []
     params: dict[str, Any] = {"sessions": StringArray(widened)}
-    return query_rows(client, _RECOMPUTE, params, action="recomputing the 15-minute rollup")
+    return query_rows(
+        client, _RECOMPUTE_WITH_DAYS, params, action="recomputing the 15-minute rollup"
+    )
 
 
 _SUMS = len(STORED_TOKEN_FIELDS) + 2
 """The summed columns of a rollup row: the token kinds, cost, record count."""
 
 
-def summary_rows(fresh: Sequence[Sequence[Any]]) -> list[list[Any]]:
+def summary_rows(fresh: Sequence[Sequence[Any]]) -> list[list[Any]] | None:
     """The (session, day, model) rollup's recomputed rows made from this rollup's
     (:func:`recompute_buckets`), in ``summaries._RECOMPUTE``'s columns: a bucket lies in
     one UTC day, so the day's sums are its buckets' sums. One selection of the usage rows
-    serves both rollups (each cost ~14 µs of the engine's time per session)."""
+    serves both rollups (each cost ~14 µs of the engine's time per session). None when a
+    row holds records of two days (every record after 2106-02-07 06:28 is in its last bucket)."""
     days: dict[tuple[Any, ...], list[Any]] = {}
     first = 6 + _SUMS
     for r in fresh:
-        key = (r[0], r[1].date(), r[2])
+        if r[-2] != r[-1]:
+            return None
+        key = (r[0], r[-2], r[2])
         row = days.get(key)
         if row is None:
             days[key] = [*key, r[3], r[4], *r[6:first], r[first], r[first + 1]]
@@ -127,6 +145,7 @@ def refresh_buckets(
     params: dict[str, Any] = {"sessions": StringArray(widened)}
     if fresh is None:
         fresh = recompute_buckets(client, widened)
+    fresh = [r[:-_DAYS] for r in fresh]
     existing = query_rows(client, _EXISTING, params, action="reading the 15-minute rollup")
     ver = time.time_ns()
     rows: list[list[Any]] = [[*row, migration_id, ver, 0] for row in fresh]
