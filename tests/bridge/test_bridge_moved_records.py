@@ -47,6 +47,16 @@ def _record(n: int, session: str, **over: Any) -> UsageRecord:
     return UsageRecord(**fields)
 
 
+def _rows_of_exact_rollups(db_url: str, sql: str) -> list[tuple]:
+    """What ``sql`` selects, once both rollups are found equal to the counted rows."""
+    with Database(db_url).session() as client:
+        assert rollup_differences(client) == {
+            "enhanced_token_summaries": [],
+            "enhanced_token_buckets": [],
+        }
+        return query_rows(client, sql)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("move", ["better-copy", "main-chain-copy"])
 @pytest.mark.parametrize("parts", ["one statement", "a statement per session"])
@@ -68,17 +78,12 @@ def test_a_record_taken_by_a_later_unit_leaves_no_trace_in_its_first_session(
             w.insert_records(records, f"m{n}")
             w.client.command("OPTIMIZE TABLE enhanced_token_details FINAL")  # A's row gone
             w.refresh_summaries({r.session_id for r in records}, f"m{n}")
-    with Database(db_url).session() as client:
-        counted = query_rows(
-            client,
-            "SELECT session_id, count() FROM counted_token_details "
-            "GROUP BY session_id ORDER BY session_id",
-        )
-        assert counted == [("a", 1), ("b", 2)]
-        assert rollup_differences(client) == {
-            "enhanced_token_summaries": [],
-            "enhanced_token_buckets": [],
-        }
+    counted = _rows_of_exact_rollups(
+        db_url,
+        "SELECT session_id, count() FROM counted_token_details "
+        "GROUP BY session_id ORDER BY session_id",
+    )
+    assert counted == [("a", 1), ("b", 2)]
     assert bridge.summary_totals()["records"] == 3
 
 
@@ -96,16 +101,11 @@ def test_a_bucket_holding_two_days_still_gives_exact_day_rollups(db_url: str) ->
     with bridge.writer() as w:
         w.insert_records(records, "m0")
         w.refresh_summaries({"a"}, "m0")
-    with Database(db_url).session() as client:
-        days = query_rows(
-            client,
-            "SELECT toString(day), record_count FROM enhanced_token_summaries FINAL "
-            "WHERE is_deleted = 0 ORDER BY day",
-        )
-        assert days == [("2120-06-06", 1), ("2149-06-06", 1)]
-        buckets = query_rows(client, "SELECT count() FROM enhanced_token_buckets FINAL")
-        assert buckets == [(1,)]  # both in the last bucket
-        assert rollup_differences(client) == {
-            "enhanced_token_summaries": [],
-            "enhanced_token_buckets": [],
-        }
+    days = _rows_of_exact_rollups(
+        db_url,
+        "SELECT toString(day), record_count FROM enhanced_token_summaries FINAL "
+        "WHERE is_deleted = 0 ORDER BY day",
+    )
+    assert days == [("2120-06-06", 1), ("2149-06-06", 1)]
+    buckets = _rows_of_exact_rollups(db_url, "SELECT count() FROM enhanced_token_buckets FINAL")
+    assert buckets == [(1,)]  # both in the last bucket
