@@ -8,13 +8,15 @@ These tests count such calls against the number of files, never wall time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pytest
 from clickhouse_connect.driver import binding
 from clickhouse_connect.driver.client import Client
 
 from context_cleaner.analysis import discovery
-from context_cleaner.analysis.discovery import discover
+from context_cleaner.analysis import scan as scan_module
+from context_cleaner.analysis.discovery import TranscriptFile, discover
 from context_cleaner.analysis.scan import scan_ranges
 from context_cleaner.bridge import Database, EnhancedTokenDatabaseBridge, queries
 from context_cleaner.bridge.buckets import BUCKETS, rollup_differences
@@ -160,3 +162,71 @@ def test_a_unit_selects_the_usage_rows_once_and_binds_ids_unescaped(
         assert not ids & set(escaped)
     with bridge.database.session() as client:
         assert rollup_differences(client) == {SUMMARIES: [], BUCKETS: []}
+
+
+class _CountingStream:
+    """A transcript's stream that counts the calls a scan makes on it."""
+
+    def __init__(self, stream: BinaryIO, calls: list[str]) -> None:
+        self._stream, self._calls = stream, calls
+
+    def __enter__(self) -> _CountingStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()
+
+    def read(self, size: int = -1) -> bytes:
+        self._calls.append("read")
+        return self._stream.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._calls.append("seek")
+        return self._stream.seek(offset, whence)
+
+
+def _counting_open(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = scan_module.open_regular
+
+    def counting(path: str, **kwargs: Any) -> _CountingStream:
+        calls.append("open")
+        return _CountingStream(real(path, **kwargs), calls)
+
+    monkeypatch.setattr(scan_module, "open_regular", counting)
+    return calls
+
+
+def test_a_small_file_is_read_in_one_call_with_its_head(
+    many_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a whole small file and hashing its head: one open, one read, no seek
+    (the read is sized by the file's stat, its shortness says the file ended, and the
+    head is hashed from the bytes that read returned)."""
+    files = discover([many_files]).files
+    calls = _counting_open(monkeypatch)
+    result = scan_ranges([(f, 0, 1) for f in files], head_bytes=HEAD_BYTES)
+    assert calls == ["open", "read"] * len(files)
+    assert len(files) == 60 and result.collector.raw.lines > 60
+    for stats in result.files:
+        length = min(HEAD_BYTES, stats.end_offset)
+        assert stats.head_hash == head_hash(stats.path, length) != ""
+        assert stats.end_offset == stats.size and stats.torn_tail_bytes == 0
+
+
+def test_a_stale_size_still_reads_the_whole_file(many_files: Path, tmp_path: Path) -> None:
+    """The stat's size only sizes the first read: a file grown or shrunk since is read
+    to its end, and its head hash still describes the bytes read."""
+    f = max(discover([many_files]).files, key=lambda f: f.size)
+    data = f.path.read_bytes()
+    assert f.size > HEAD_BYTES
+    copy = tmp_path / "p" / "s.jsonl"
+    copy.parent.mkdir()
+    copy.write_bytes(data)
+    want = scan_ranges([(TranscriptFile.from_stat(tmp_path, copy, "p/s.jsonl", copy.stat()), 0, 1)])
+    for size in (0, 10, HEAD_BYTES - 1, len(data) - 1, len(data) * 2):
+        stale = TranscriptFile(tmp_path, str(copy), "p/s.jsonl", size, 0, 0, 0)
+        got = scan_ranges([(stale, 0, 1)], head_bytes=HEAD_BYTES)
+        assert got.collector.records() == want.collector.records()
+        assert got.files[0].end_offset == len(data) and got.files[0].torn_tail_bytes == 0
+        assert got.files[0].head_hash == head_hash(str(copy), HEAD_BYTES)

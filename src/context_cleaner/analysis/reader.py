@@ -11,6 +11,7 @@ not held, it is passed over and reported (``on_oversized``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -27,8 +28,12 @@ class NotRegularFileError(OSError):
     a directory): it is skipped, never waited on."""
 
 
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+def open_regular(path: str | os.PathLike[str], *, buffered: bool = True) -> BinaryIO:
     """Open ``path`` for reading only if it is a regular file.
+
+    ``buffered=False`` returns the raw file: each read is one system call into the
+    bytes returned, with no buffer of its own allocated per file (a caller reading large
+    sized pieces, :class:`LineReader`, gains nothing from one).
 
     The file is opened non-blocking, so a FIFO put in a transcript's place (between
     discovery and reading) does not block the open waiting for a writer, and the
@@ -40,7 +45,7 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise NotRegularFileError(f"not a regular file ({_kind(mode)}): skipped, not read")
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb", buffering=-1 if buffered else 0)
     except BaseException:
         os.close(fd)
         raise
@@ -64,6 +69,12 @@ def _kind(mode: int) -> str:
     return "not a file"
 
 
+@functools.cache
+def _marker_search(marker: bytes) -> Callable[[bytes, int, int], re.Match[bytes] | None]:
+    """The compiled search for ``marker``, built once per marker (not once per file)."""
+    return re.compile(re.escape(marker)).search
+
+
 OversizedCallback = Callable[[int, int, int], None]
 """Called as ``(line_number, byte_offset, length)`` for each line longer than the limit."""
 
@@ -76,6 +87,15 @@ class LineReader:
     ``start_offset`` must be the start of a line (0 or an ``end_offset`` of an
     earlier read); ``start_line`` is that line's 1-based number, when known
     (else numbering restarts at 1 from the offset).
+
+    ``size_hint``: the file's size when last seen (its ``stat``). The first read asks for
+    one byte more than that, not a whole chunk (allocating a chunk-sized buffer per small
+    file costs more than reading it), and a read shorter than asked for is the end of
+    the file: no further read is made to find it. The hint only sizes reads: a file that
+    grew since is read on in chunks, one that shrank ends early.
+
+    ``keep_head``: when reading from offset 0, keep the first bytes read, up to this
+    many, as :attr:`head` (the bytes a head hash must describe, without reading again).
     """
 
     def __init__(
@@ -89,6 +109,8 @@ class LineReader:
         on_oversized: OversizedCallback | None = None,
         stop_at: int | None = None,
         marker: bytes | None = None,
+        size_hint: int | None = None,
+        keep_head: int = 0,
     ) -> None:
         self._stream = stream
         self._chunk = chunk_bytes
@@ -98,22 +120,40 @@ class LineReader:
         self._marker = marker
         # A compiled literal finds the marker ~1.5x faster than bytes.find, which falls
         # back to its two-way search on JSON (the marker's quotes match everywhere).
-        self._marker_search = re.compile(re.escape(marker)).search if marker else None
+        self._marker_search = _marker_search(marker) if marker else None
         self.end_offset = start_offset
         """Offset just after the last complete line read so far."""
         self.next_line = start_line
         """The number the next complete line will get."""
         self.bytes_read = 0
         self._read_pos = start_offset
+        self._next_size = (
+            min(chunk_bytes, max(size_hint - start_offset, 0) + 1)
+            if size_hint is not None
+            else chunk_bytes
+        )
+        self._at_end = False
+        self._keep_head = keep_head if start_offset == 0 else 0
+        self.head = b""
+        """With ``keep_head``: the file's first bytes as read (at most ``keep_head``; fewer
+        when the first read was shorter)."""
         if start_offset:
             stream.seek(start_offset)
 
-    def _read(self, size: int) -> bytes:
+    def _read(self) -> bytes:
+        if self._at_end:
+            return b""
+        size, self._next_size = self._next_size, self._chunk
         if self._stop_at is not None:
             size = min(size, self._stop_at - self._read_pos)
             if size <= 0:
                 return b""
         data = self._stream.read(size)
+        # A regular file's read returns less than asked only at its end (the raw and
+        # the buffered reader both retry interrupted reads).
+        self._at_end = len(data) < size
+        if self._keep_head and not self.bytes_read:
+            self.head = data[: self._keep_head]
         self._read_pos += len(data)
         self.bytes_read += len(data)
         return data
@@ -124,7 +164,7 @@ class LineReader:
         skipping = False  # inside an oversized line, discarding until its newline
         marker = self._marker
         while True:
-            chunk = self._read(self._chunk)
+            chunk = self._read()
             if not chunk:
                 return
             last_nl = chunk.rfind(b"\n")
