@@ -7,6 +7,7 @@ These tests count such calls against the number of files, never wall time.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -17,6 +18,8 @@ from clickhouse_connect.driver.client import Client
 from context_cleaner.analysis import discovery
 from context_cleaner.analysis import scan as scan_module
 from context_cleaner.analysis.discovery import TranscriptFile, discover
+from context_cleaner.analysis.extract import USAGE_MARKER
+from context_cleaner.analysis.reader import LineReader
 from context_cleaner.analysis.scan import scan_ranges
 from context_cleaner.bridge import Database, EnhancedTokenDatabaseBridge, queries
 from context_cleaner.bridge.buckets import BUCKETS, rollup_differences
@@ -207,7 +210,7 @@ def test_a_small_file_is_read_in_one_call_with_its_head(
     calls = _counting_open(monkeypatch)
     result = scan_ranges([(f, 0, 1) for f in files], head_bytes=HEAD_BYTES)
     assert calls == ["open", "read"] * len(files)
-    assert len(files) == 60 and result.collector.raw.lines > 60
+    assert len(files) == 60 and result.collector.raw.entries > 60
     for stats in result.files:
         length = min(HEAD_BYTES, stats.end_offset)
         assert stats.head_hash == head_hash(stats.path, length) != ""
@@ -230,3 +233,20 @@ def test_a_stale_size_still_reads_the_whole_file(many_files: Path, tmp_path: Pat
         assert got.collector.records() == want.collector.records()
         assert got.files[0].end_offset == len(data) and got.files[0].torn_tail_bytes == 0
         assert got.files[0].head_hash == head_hash(str(copy), HEAD_BYTES)
+
+
+class _ShortReads(io.BytesIO):
+    """A file whose reads return at most 100 bytes (as a network file system may)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(min(100, size) if size is not None and size >= 0 else 100)
+
+
+def test_a_short_read_before_the_stat_size_reads_on(many_files: Path) -> None:
+    """Only a short read that reaches the stat's size ends the file: the lines after a
+    short read in the middle are still read."""
+    data = max(discover([many_files]).files, key=lambda f: f.size).path.read_bytes()
+    want = [(n, o, line) for n, o, line in LineReader(io.BytesIO(data), marker=USAGE_MARKER)]
+    reader = LineReader(_ShortReads(data), marker=USAGE_MARKER, size_hint=len(data))
+    assert list(reader) == want and len(want) > 1
+    assert reader.end_offset == len(data)

@@ -90,9 +90,9 @@ class LineReader:
 
     ``size_hint``: the file's size when last seen (its ``stat``). The first read asks for
     one byte more than that, not a whole chunk (allocating a chunk-sized buffer per small
-    file costs more than reading it), and a read shorter than asked for is the end of
-    the file: no further read is made to find it. The hint only sizes reads: a file that
-    grew since is read on in chunks, one that shrank ends early.
+    file costs more than reading it), and a read shorter than asked for that reaches that
+    size is the end of the file: no further read is made to find it. The hint only sizes
+    reads: a file that grew since is read on in chunks, one that shrank ends at its end.
 
     ``keep_head``: when reading from offset 0, keep the first bytes read, up to this
     many, as :attr:`head` (the bytes a head hash must describe, without reading again).
@@ -132,6 +132,7 @@ class LineReader:
             if size_hint is not None
             else chunk_bytes
         )
+        self._size_hint = size_hint
         self._at_end = False
         self._keep_head = keep_head if start_offset == 0 else 0
         self.head = b""
@@ -150,8 +151,13 @@ class LineReader:
                 return b""
         data = self._stream.read(size)
         # A regular file's read returns less than asked only at its end (the raw and
-        # the buffered reader both retry interrupted reads).
-        self._at_end = len(data) < size
+        # the buffered reader both retry interrupted reads); where that size was seen,
+        # a short read before it (a network or user-space file system) reads on.
+        self._at_end = (
+            len(data) < size
+            and self._size_hint is not None
+            and self._read_pos + len(data) >= self._size_hint
+        )
         if self._keep_head and not self.bytes_read:
             self.head = data[: self._keep_head]
         self._read_pos += len(data)
