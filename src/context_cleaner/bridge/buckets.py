@@ -35,12 +35,16 @@ if TYPE_CHECKING:
 BUCKETS = "enhanced_token_buckets"
 BUCKET_MS = 900_000
 
+#: The rollup rows of the sessions, each followed by the first and last UTC day of its records
+#: (``toDate``: exact up to 2149-06-06, where ``bucket``, a ``DateTime``, stops at 2106-02-07
+#: 06:28:15), which :func:`summary_rows` needs and :func:`refresh_buckets` drops.
 _RECOMPUTE = f"""
 SELECT session_id,
        toDateTime(intDiv(toUnixTimestamp64Milli(timestamp), {BUCKET_MS}) * 900, 'UTC') AS bucket,
        model, project, host,
        toUInt8(toUnixTimestamp64Milli(timestamp) % {BUCKET_MS} = 0) AS edge,
-       {TOKEN_SUMS}, min(timestamp) AS first_timestamp, max(timestamp) AS last_timestamp
+       {TOKEN_SUMS}, min(timestamp) AS first_timestamp, max(timestamp) AS last_timestamp,
+       min(toDate(timestamp)) AS first_day, max(toDate(timestamp)) AS last_day
 FROM (
     SELECT * FROM {DETAILS} FINAL
     WHERE message_id IN {SESSION_IDS}
@@ -78,16 +82,8 @@ def backfill_sql() -> str:
     return schema.statements[-1]
 
 
-#: The same rows, each with the first and last UTC day of its records (``toDate``: exact up
-#: to 2149-06-06, where ``bucket``, a ``DateTime``, stops at 2106-02-07 06:28:15).
-_RECOMPUTE_WITH_DAYS = _RECOMPUTE.replace(
-    "max(timestamp) AS last_timestamp\n",
-    "max(timestamp) AS last_timestamp,\n"
-    "       min(toDate(timestamp)) AS first_day, max(toDate(timestamp)) AS last_day\n",
-    1,
-)
 _DAYS = 2
-"""The columns :data:`_RECOMPUTE_WITH_DAYS` adds after a rollup row's."""
+"""The day columns :data:`_RECOMPUTE` has after a rollup row's."""
 
 
 def recompute_buckets(client: Client, widened: Sequence[str]) -> list[tuple]:
@@ -96,9 +92,7 @@ def recompute_buckets(client: Client, widened: Sequence[str]) -> list[tuple]:
     if not widened:
         return []
     params: dict[str, Any] = {"sessions": StringArray(widened)}
-    return query_rows(
-        client, _RECOMPUTE_WITH_DAYS, params, action="recomputing the 15-minute rollup"
-    )
+    return query_rows(client, _RECOMPUTE, params, action="recomputing the 15-minute rollup")
 
 
 _SUMS = len(STORED_TOKEN_FIELDS) + 2
