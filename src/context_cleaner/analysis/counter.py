@@ -30,7 +30,10 @@ from context_cleaner.analysis.scan import scan_files_parallel
 from context_cleaner.analysis.sums import RunningSum
 from context_cleaner.errors import ConfigurationError
 
-_QUARTER_HOUR_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
+QUARTER_HOUR_MS = 900_000
+"""Every UTC offset in use is a multiple of 15 minutes: records of one UTC quarter hour share
+their day in every zone (a day is looked up once per quarter hour, and the 15-minute
+rollup's rows never span two days)."""
 
 
 def resolve_timezone(name: str | None) -> tzinfo:
@@ -106,7 +109,7 @@ def break_down(records: Iterable[UsageRecord], prices: PriceTable, tz: tzinfo = 
             cost = record_cost(r, prices)
             if r.model not in FREE_MODELS and prices.price(r.model) is None:
                 unknown.add(r.model)
-        bucket = r.timestamp_ms // _QUARTER_HOUR_MS
+        bucket = r.timestamp_ms // QUARTER_HOUR_MS
         day = day_cache.get(bucket)
         if day is None:
             day = datetime.fromtimestamp(bucket * 900, tz).date().isoformat()

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 
-from context_cleaner.analysis.counter import record_cost, resolve_timezone
+from context_cleaner.analysis.counter import QUARTER_HOUR_MS, record_cost, resolve_timezone
 from context_cleaner.analysis.pricing import PriceTable
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.sums import RunningSum
@@ -33,7 +33,6 @@ REPORTS = ("daily", "weekly", "monthly", "session", "blocks")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 """Index = ``date.weekday()``."""
 HOUR_MS = 3_600_000
-_QUARTER_HOUR_MS = 900_000  # every UTC offset in use is a multiple of 15 minutes
 COST_DIGITS = 9
 """Costs are rounded to this many decimals: sums taken in another order (the database's)
 give the same JSON."""
@@ -129,7 +128,7 @@ class Usage(RunningSum):
 
 def day_of(timestamp_ms: int, tz: tzinfo, cache: dict[int, str] | None = None) -> str:
     """The record's date (``YYYY-MM-DD``) in ``tz``."""
-    bucket = timestamp_ms // _QUARTER_HOUR_MS
+    bucket = timestamp_ms // QUARTER_HOUR_MS
     if cache is not None:
         hit = cache.get(bucket)
         if hit is not None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from context_cleaner.analysis.counter import record_cost, resolve_timezone
+from context_cleaner.analysis.counter import QUARTER_HOUR_MS, record_cost, resolve_timezone
 from context_cleaner.analysis.discovery import discover, resolve_roots
 from context_cleaner.analysis.periods import day_of
 from context_cleaner.analysis.pricing import PriceTable
@@ -74,7 +74,7 @@ def group_records(records: Iterable[Any], prices: PriceTable, host: str) -> list
     database's 15-minute rollup does."""
     groups: dict[tuple[str, int, str, str], Group] = {}
     for r in records:
-        bucket = r.timestamp_ms - r.timestamp_ms % _BUCKET_MS
+        bucket = r.timestamp_ms - r.timestamp_ms % QUARTER_HOUR_MS
         key = (r.session_id, bucket, r.model, r.project)
         g = groups.get(key)
         if g is None:
@@ -94,9 +94,6 @@ def group_records(records: Iterable[Any], prices: PriceTable, host: str) -> list
         g.first_ms = min(g.first_ms, r.timestamp_ms)
         g.last_ms = max(g.last_ms, r.timestamp_ms)
     return list(groups.values())
-
-
-_BUCKET_MS = 900_000
 
 
 def _matches(f: QueryFilters) -> Callable[[Group, str], bool]:
@@ -138,13 +135,20 @@ def _paged(items: list[dict[str, Any]], dimension: str, page: Page) -> list[dict
     items.sort(key=lambda i: str(i[dimension]))
     sort_key = _SORT_KEYS.get(page.order)
     if sort_key is not None:
-        items.sort(
-            key=sort_key, reverse=page.descending is not False
-        )  # stable: ties keep key order
+        # stable: ties keep their key order
+        items.sort(key=sort_key, reverse=page.descending is not False)
     elif page.descending:
         items.reverse()
     end = None if page.limit is None else page.offset + page.limit
     return items[page.offset : end]
+
+
+def _totals(selected: Iterable[tuple[Group, str]]) -> dict[str, Any]:
+    sums = [0, 0, 0, 0, 0, 0.0, 0]
+    for g, _day in selected:
+        for i, v in enumerate(g.sums):
+            sums[i] += v
+    return totals_dict(sums)
 
 
 class DirectSource:
@@ -217,11 +221,7 @@ class DirectSource:
         return [(g, day) for g, day in zip(snap.groups, days, strict=True) if ok(g, day)]
 
     def totals(self, filters: QueryFilters) -> dict[str, Any]:
-        sums = [0, 0, 0, 0, 0, 0.0, 0]
-        for g, _day in self._selected(filters):
-            for i, v in enumerate(g.sums):
-                sums[i] += v
-        return totals_dict(sums)
+        return _totals(self._selected(filters))
 
     def count_sessions(self, filters: QueryFilters) -> int:
         return len({g.session for g, _day in self._selected(filters)})
@@ -259,7 +259,7 @@ class DirectSource:
     def overview(self, filters: QueryFilters, limit: int) -> dict[str, Any]:
         selected = self._selected(filters)
         out: dict[str, Any] = {
-            "totals": self.totals(filters),
+            "totals": _totals(selected),
             "sessions": len({g.session for g, _day in selected}),
         }
         for dimension in ("day", "model", "project", "host"):
