@@ -116,11 +116,14 @@ class RunState(BatchCounts):
         return int(self.net.get("records", 0))
 
     def note_memory(self, memory: MigrationMemoryManager) -> None:
-        """Sample the tree's memory (at most a few times a second) and keep the peaks."""
+        """Sample the tree's memory (at most a few times a second) and keep the peaks.
+
+        The peaks are the manager's: every sample it took counts, including those its
+        own ``near_limit`` checks took between two calls of this method."""
         now = memory.sample()
         self.private_memory = now.private
-        self.peak_private = max(self.peak_private, now.private)
-        self.peak_rss = max(self.peak_rss, now.resident)
+        self.peak_private = max(self.peak_private, now.private, memory.peak_usage)
+        self.peak_rss = max(self.peak_rss, now.resident, memory.peak_resident)
 
 
 def load_states(bridge: EnhancedTokenDatabaseBridge) -> dict[tuple[str, str], FileState]:
