@@ -110,3 +110,32 @@ def test_a_sigkilled_migration_leaves_no_reader_behind_and_the_database_free(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
+
+
+def test_readers_read_ahead_by_bytes_with_a_floor_of_batches_per_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small batches: as many in flight as fit in the read-ahead bytes (the workers keep
+    reading while a unit commits); large ones: the floor per worker, whatever their size.
+    Results come back whole and in order either way."""
+    from context_cleaner.analysis.discovery import discover
+    from context_cleaner.migration import readers
+    from context_cleaner.migration.planning import batches, plan_work
+
+    generate_corpus(tmp_path, 0, seed=3, target_files=20)
+    items = plan_work(discover([tmp_path / "projects"]).files, {}).items
+    one_file_batches = batches(items, 1)
+    smallest = min(sum(i.pending_bytes for i in b) for b in one_file_batches)
+    assert len(one_file_batches) > 2 * readers.IN_FLIGHT_PER_WORKER
+    expected = [len(b) for b in one_file_batches]
+    for ahead, floor_only in ((2**40, False), (smallest, True)):
+        monkeypatch.setattr(readers, "READ_AHEAD_BYTES", ahead)
+        with readers.BatchReader(2) as reader:
+            reader.prefetch(one_file_batches)
+            in_flight = len(reader._pending)
+            got = [(i, len(scan.files)) for i, scan, _ in reader.read(one_file_batches)]
+        assert got == list(enumerate(expected))
+        if floor_only:
+            assert in_flight == 2 * readers.IN_FLIGHT_PER_WORKER
+        else:
+            assert in_flight == len(one_file_batches)
