@@ -4,6 +4,7 @@ commits what it gathered at once (smaller units, the same rows)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,10 @@ def test_a_run_reports_private_memory_below_its_resident_memory(
     migrator = HistoricalDataMigrator(
         settings=Settings(clickhouse_url=f"chdb://{tmp_path / 'db'}", max_memory_mb=300)
     )
+    thresholds = gc.get_threshold()
     result = migrator.run(str(fixtures_dir))
     assert result.success and result.total_tokens_migrated == FIXTURE_TOKENS
+    assert gc.get_threshold() == thresholds  # a run collects at its own pace, then restores
     # Resident memory includes the engine's library pages mapped from disk; private does not.
     assert 0 < result.peak_memory_usage_mb < result.peak_resident_memory_mb
     assert migrator._options(None, False, 0).memory.max_memory_mb == 300

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from context_cleaner.analysis import gc_pace
 from context_cleaner.analysis.discovery import Discovery
 from context_cleaner.bridge import Database, EnhancedTokenDatabaseBridge
 from context_cleaner.bridge.from_settings import open_bridge
@@ -263,6 +264,7 @@ class HistoricalDataMigrator:
             reader or contextlib.nullcontext(),
             self.bridge.database.held(),
             monitor,
+            gc_pace.bulk_work(),
         ):
             migration = MigrationRun(
                 self.bridge,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from context_cleaner.analysis import gc_pace
 from context_cleaner.analysis.discovery import Discovery, TranscriptFile, discover, resolve_roots
 from context_cleaner.analysis.scan import ScanResult, merge_scans
 from context_cleaner.bridge import EnhancedTokenDatabaseBridge
@@ -377,7 +378,8 @@ def run_batches(
     files_committed = 0
     checkpoint_no = 0
     executor = BATCH_EXECUTOR.get() or local_batches
-    with contextlib.closing(executor(BatchJob(bridge, state, options, plan, reader))) as results:
+    job = BatchJob(bridge, state, options, plan, reader)
+    with gc_pace.bulk_work(), contextlib.closing(executor(job)) as results:
         for batch, result in results:
             record_batch(state, batch, result)
             state.note_memory(options.memory)

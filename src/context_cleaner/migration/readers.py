@@ -19,6 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import psutil
 
+from context_cleaner.analysis import gc_pace
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.analysis.processes import die_with_parent, pool_context
 from context_cleaner.analysis.reader import MAX_LINE_BYTES
@@ -70,10 +71,12 @@ READER_NICENESS = 10
 
 def _start_reader(parent: int) -> None:
     """Runs first in each reader process: lower its priority (:data:`READER_NICENESS`),
-    and end it when the run's process dies (:func:`die_with_parent`)."""
+    end it when the run's process dies (:func:`die_with_parent`), collect at the pace of
+    bulk work (:mod:`~context_cleaner.analysis.gc_pace`)."""
     with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
         os.nice(READER_NICENESS)
     die_with_parent(parent)
+    gc_pace.for_this_process()
 
 
 def worker_start_method() -> str:
