@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge.details import COUNTED_VIEW
-from context_cleaner.bridge.queries import StringArray, Where, insert_rows, query_rows
+from context_cleaner.bridge.queries import StringSet, Where, insert_rows, query_rows
 from context_cleaner.bridge.schema import load_schema_files
 from context_cleaner.bridge.summaries import (
     DETAILS,
     NOT_A_REPLAY,
     SESSION_IDS,
+    SESSION_SET,
     SUMMARIES,
     TOKEN_SUMS,
 )
@@ -49,13 +50,13 @@ FROM (
     SELECT * FROM {DETAILS} FINAL
     WHERE message_id IN {SESSION_IDS}
 )
-WHERE session_id IN {{sessions:Array(String)}} AND {NOT_A_REPLAY}
+WHERE session_id IN {SESSION_SET} AND {NOT_A_REPLAY}
 GROUP BY session_id, bucket, model, project, host, edge
 """
 
 _EXISTING = (
     "SELECT session_id, bucket, model, project, host, edge "
-    f"FROM {BUCKETS} FINAL WHERE session_id IN {{sessions:Array(String)}} AND is_deleted = 0"
+    f"FROM {BUCKETS} FINAL WHERE session_id IN {SESSION_SET} AND is_deleted = 0"
 )
 
 BUCKET_COLUMNS = (
@@ -91,7 +92,7 @@ def recompute_buckets(client: Client, widened: Sequence[str]) -> list[tuple]:
     the first and last UTC day of its records (for :func:`summary_rows`)."""
     if not widened:
         return []
-    params: dict[str, Any] = {"sessions": StringArray(widened)}
+    params: dict[str, Any] = {"sessions": StringSet(widened)}
     return query_rows(client, _RECOMPUTE, params, action="recomputing the 15-minute rollup")
 
 
@@ -136,7 +137,7 @@ def refresh_buckets(
     """
     if not widened:
         return 0
-    params: dict[str, Any] = {"sessions": StringArray(widened)}
+    params: dict[str, Any] = {"sessions": StringSet(widened)}
     if fresh is None:
         fresh = recompute_buckets(client, widened)
     fresh = [r[:-_DAYS] for r in fresh]

@@ -73,28 +73,40 @@ def insert_rows(
         raise translate_clickhouse_error(exc, action=action) from exc
 
 
-#: What the driver escapes in a bound string, each with a backslash before it.
-_ESCAPES = str.maketrans({c: "\\" + c for c in ("\\", "'", "`", "\t", "\n")})
-_NEEDS_ESCAPE = re.compile(r"[\\'`\t\n]")
+#: A line of tab-separated text: backslash, tab, newline and carriage return escaped.
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_TSV_ESCAPE = re.compile(r"[\\\t\n\r]")
 
 
-class StringArray:
-    """Strings bound as one ``Array(String)`` query parameter, formatted in one pass.
+def bound_set(name: str) -> str:
+    """The SQL of a set of strings bound as :class:`StringSet` parameter ``name``: a
+    subquery, for ``x IN`` (it may appear several times in a statement)."""
+    return f"(SELECT k FROM format(TabSeparated, 'k String', {{{name}:String}}))"
 
-    The driver escapes a bound string character by character in Python: binding a
-    commit's session ids cost ~0.1 s per 1,000 files. This is the same literal (the
-    driver formats a value of a type it does not know with ``str``), built with one
-    ``join``, escaping only the values that need it.
+
+class StringSet:
+    """Strings bound as one ``String`` query parameter of tab-separated lines, read back
+    by :func:`bound_set`'s subquery.
+
+    The driver escapes a bound string character by character in Python (0.1 s of CPU per
+    1,000 files' session ids); this builds the text with one ``join``, escaping only
+    values that need it. The engine parses an ``Array(String)`` parameter element by
+    element, each time the statement names it: 36 ms for 20,000 message ids, four times
+    in a rollup's recomputation (0.44 s of it, against 0.23 s with this). A ``String`` is
+    read in one pass and the lines by the engine's TSV reader. Each value is a TSV field
+    (escaped), and the text is escaped once more as a parameter value.
     """
 
     __slots__ = ("_text",)
 
     def __init__(self, values: Iterable[str]) -> None:
         values = list(values)
-        if _NEEDS_ESCAPE.search("".join(values)):
-            values = [v.translate(_ESCAPES) for v in values]
-        joined = "','".join(values)
-        self._text = f"['{joined}']" if values else "[]"
+        if _NEEDS_TSV_ESCAPE.search("".join(values)):
+            # Twice: the parameter's text unescapes to the lines, the TSV reader to the values.
+            lines = "".join(v.translate(_TSV_ESCAPES) + "\n" for v in values)
+            self._text = lines.translate(_TSV_ESCAPES)
+        else:
+            self._text = "".join(v + "\\n" for v in values)
 
     def __str__(self) -> str:
         return self._text

@@ -1,0 +1,48 @@
+"""Session and message ids bound as one set of lines read back exactly as they were."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from context_cleaner.bridge import Database
+from context_cleaner.bridge.queries import StringSet, bound_set, query_rows
+
+#: What needs escaping (backslash, tab, newline, carriage return) and its neighbours.
+_TRICKY = "ab-0\\'`\t\n\"é☃ \r\x00"
+_TEXT = st.text(alphabet=st.sampled_from(_TRICKY), max_size=12) | st.text()
+
+
+@pytest.mark.slow  # a fresh engine and schema: ~1-2.5 s
+def test_a_string_set_reads_back_as_bound(database: Database) -> None:
+    """Every value (empty, escapes, NUL, unicode, a TSV ``\\N``), once per line, in order."""
+    rng = random.Random(11)
+    values = ["", "\\N", "msg_01Plain", *(_TRICKY[i] for i in range(len(_TRICKY)))]
+    values += ["".join(rng.choices(_TRICKY, k=rng.randint(1, 12))) for _ in range(300)]
+    sql = f"SELECT groupArray(k) FROM {bound_set('s')}"
+    with database.session() as client:
+        for sample in (values, [""], ["plain", "plain2"], []):
+            (row,) = query_rows(client, sql, {"s": StringSet(sample)})
+            assert list(row[0]) == sample
+        (row,) = query_rows(client, f"SELECT 'a\\tb' IN {bound_set('s')}", {"s": StringSet(values)})
+        assert row[0] == int("a\tb" in values)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Database:
+    """An embedded engine without a schema (the statements read no table)."""
+    return Database(f"chdb://{tmp_path_factory.mktemp('sets') / 'db'}")
+
+
+@pytest.mark.slow  # ~0.5 s engine start, then ~15 ms an example
+@settings(max_examples=40)
+@given(st.lists(_TEXT, max_size=20))
+def test_a_string_set_reads_back_as_bound_any_text(engine: Database, values: list[str]) -> None:
+    with engine.session() as client:
+        (row,) = query_rows(
+            client, f"SELECT groupArray(k) FROM {bound_set('s')}", {"s": StringSet(values)}
+        )
+    assert list(row[0]) == values
