@@ -38,14 +38,19 @@ BUCKET_MS = 900_000
 
 #: The rollup rows of the sessions, each followed by the first and last UTC day of its records
 #: (``toDate``: exact up to 2149-06-06, where ``bucket``, a ``DateTime``, stops at 2106-02-07
-#: 06:28:15), which :func:`summary_rows` needs and :func:`refresh_buckets` drops.
+#: 06:28:15), which :func:`summary_rows` needs and :func:`refresh_buckets` drops. Buckets,
+#: days and times are numbers (seconds, days, milliseconds since 1970), as the rows are
+#: inserted again: no date or datetime object is made for them.
 _RECOMPUTE = f"""
 SELECT session_id,
-       toDateTime(intDiv(toUnixTimestamp64Milli(timestamp), {BUCKET_MS}) * 900, 'UTC') AS bucket,
+       toUInt32(toDateTime(intDiv(toUnixTimestamp64Milli(timestamp), {BUCKET_MS}) * 900, 'UTC'))
+           AS bucket,
        model, project, host,
        toUInt8(toUnixTimestamp64Milli(timestamp) % {BUCKET_MS} = 0) AS edge,
-       {TOKEN_SUMS}, min(timestamp) AS first_timestamp, max(timestamp) AS last_timestamp,
-       min(toDate(timestamp)) AS first_day, max(toDate(timestamp)) AS last_day
+       {TOKEN_SUMS},
+       toUnixTimestamp64Milli(min(timestamp)) AS first_timestamp,
+       toUnixTimestamp64Milli(max(timestamp)) AS last_timestamp,
+       toUInt16(min(toDate(timestamp))) AS first_day, toUInt16(max(toDate(timestamp))) AS last_day
 FROM (
     SELECT * FROM {DETAILS} FINAL
     WHERE message_id IN {SESSION_IDS}
@@ -55,7 +60,7 @@ GROUP BY session_id, bucket, model, project, host, edge
 """
 
 _EXISTING = (
-    "SELECT session_id, bucket, model, project, host, edge "
+    "SELECT session_id, toUInt32(bucket), model, project, host, edge "
     f"FROM {BUCKETS} FINAL WHERE session_id IN {SESSION_SET} AND is_deleted = 0"
 )
 
@@ -147,7 +152,7 @@ def refresh_buckets(
     fresh_keys = {tuple(r[:6]) for r in fresh}
     for key in existing:
         if tuple(key) not in fresh_keys:
-            rows.append([*key, 0, 0, 0, 0, 0, 0.0, 0, _EPOCH, _EPOCH, migration_id, ver, 1])
+            rows.append([*key, 0, 0, 0, 0, 0, 0.0, 0, 0, 0, migration_id, ver, 1])
     if rows:
         action = f"writing {len(rows)} rollup rows (migration {migration_id})"
         insert_rows(client, BUCKETS, rows, BUCKET_COLUMNS, action=action)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
@@ -62,9 +61,13 @@ _HOLDERS = f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN {boun
 #: ``toDate(timestamp)`` is the UTC day (the column's zone). It is exact only for times inside
 #: ``Date``'s range, 1970-01-01 .. 2149-06-06 (outside it wraps around): the analysis skips
 #: other lines (``timestamp_out_of_range``) and :func:`~.details.detail_columns` refuses them.
+#: Days and times come back as numbers (days since 1970, milliseconds), as they are
+#: inserted again: no date or datetime object is made for them (20,000 rows: ~0.1 s).
 _RECOMPUTE = f"""
-SELECT session_id, toDate(timestamp) AS day, model, any(project) AS project, any(host) AS host,
-       {TOKEN_SUMS}, min(timestamp) AS first_timestamp, max(timestamp) AS last_timestamp
+SELECT session_id, toUInt16(toDate(timestamp)) AS day, model, any(project) AS project,
+       any(host) AS host, {TOKEN_SUMS},
+       toUnixTimestamp64Milli(min(timestamp)) AS first_timestamp,
+       toUnixTimestamp64Milli(max(timestamp)) AS last_timestamp
 FROM (
     SELECT * FROM {DETAILS} FINAL
     WHERE message_id IN {SESSION_IDS}
@@ -74,15 +77,15 @@ GROUP BY session_id, day, model
 """
 
 _EXISTING = (
-    f"SELECT session_id, day, model, {', '.join(STORED_TOKEN_FIELDS)}, cost_usd, record_count "
+    f"SELECT session_id, toUInt16(day), model, {', '.join(STORED_TOKEN_FIELDS)}, cost_usd, "
+    "record_count "
     f"FROM {SUMMARIES} FINAL WHERE session_id IN {SESSION_SET}"
 )
 
 CHANGE_KEYS = (*STORED_TOKEN_FIELDS, "cost_usd", "records")
 """What :func:`refresh_summaries` measures the change of (the rollup's sums, in this order)."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TOMBSTONE = ("", "", *(0 for _ in STORED_TOKEN_FIELDS), 0.0, 0, _EPOCH, _EPOCH)
+_TOMBSTONE = ("", "", *(0 for _ in STORED_TOKEN_FIELDS), 0.0, 0, 0, 0)
 """A group's project, host, sums and times once it lost all its records."""
 
 SUMMARY_COLUMNS = (
