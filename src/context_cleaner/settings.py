@@ -73,6 +73,11 @@ BATCH_SIZE = 100
 SPEC_CHECKPOINT_INTERVAL = 10
 """The spec's ``migrate_all_historical_data(checkpoint_interval=10)``: the Python API's
 interval (the command line's is :attr:`Settings.checkpoint_interval`, 0)."""
+MAX_CHECKPOINTS = 10
+"""The most checkpoints one migration takes: when its files would make more at the interval
+asked for, a wider one is used (``migration.checkpoints.bounded_interval``). Each checkpoint
+is a snapshot of 4 tables kept until the next migration, and every kept table slows each
+opening of the embedded engine (~2.5 ms a table measured, docs/operations.md)."""
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 COMMIT_EVERY = 1.0
 COMMIT_MAX_RECORDS = 20_000

@@ -1,16 +1,22 @@
 """Checkpoints exist (DESIGN §6): ``--checkpoint-interval N`` records a checkpoint, with a
 rollback point, every N files whatever the commit grouping, the result lists them, and
 ``rollback --to-checkpoint C`` returns to each one listed: the database then equals a
-fresh analysis of exactly the files up to that checkpoint.
+fresh analysis of exactly the files up to that checkpoint. A run takes at most
+``MAX_CHECKPOINTS`` of them (a wider interval, said in a warning), so what it keeps does
+not grow with the number of files.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
 
+from context_cleaner.bridge.snapshot import SNAPSHOT_INFIX
+from context_cleaner.migration.checkpoints import bounded_interval
+from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.migration.pipeline import (
     RunOptions,
     checkpoint_ends,
@@ -18,9 +24,10 @@ from context_cleaner.migration.pipeline import (
     split_at_checkpoints,
 )
 from context_cleaner.migration.planning import batches
+from context_cleaner.settings import MAX_CHECKPOINTS, SPEC_CHECKPOINT_INTERVAL
 from context_cleaner.testing.transcripts import generate_transcripts
 
-from .helpers import analyse, assert_database_equals, bridge, run_cli, run_json
+from .helpers import analyse, assert_database_equals, bridge, owned_tables, run_cli, run_json
 
 FILES = 120
 INTERVAL = 20
@@ -91,21 +98,91 @@ def test_every_listed_checkpoint_can_be_returned_to(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_human_summary_lists_the_checkpoints(tmp_path: Path) -> None:
-    source = corpus_of(tmp_path / "corpus", 45)
+def test_the_human_summary_lists_the_checkpoints_and_says_when_it_took_fewer(
+    tmp_path: Path,
+) -> None:
+    source = corpus_of(tmp_path / "corpus", 24)
     out = run_cli(
         "migrate",
         "--source-dir",
         str(source),
         "--checkpoint-interval",
-        "15",
+        "2",  # 12 checkpoints: more than a run takes
         "--no-validate",
         url=f"chdb://{tmp_path / 'db'}",
     )
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stdout.split())
-    assert "Checkpoints (rollback points): cp1, cp2, cp3;" in text, text
+    assert "Checkpoints (rollback points): cp1, cp2, cp3, cp4, cp5, cp6;" in text, text
     assert "--to-checkpoint CP" in text
+    assert (
+        "warning: a checkpoint every 2 files would take 12 checkpoints over 24 files; "
+        "taking one every 4 files instead (6 checkpoints" in text
+    ), text
+
+
+@pytest.mark.slow
+def test_a_spec_default_run_keeps_a_bounded_number_of_snapshots(tmp_path: Path) -> None:
+    """The Python API checkpoints every 10 files by default: on more than MAX_CHECKPOINTS
+    x 10 files it takes at most MAX_CHECKPOINTS, says so, and each one it lists is exact."""
+    files = 12 * MAX_CHECKPOINTS + 5  # 12 checkpoints every 10 files; the last not at the end
+    source = corpus_of(tmp_path / "corpus", files)
+    order = plan_order(source)
+    url = f"chdb://{tmp_path / 'db'}"
+    migrator = HistoricalDataMigrator(url, parallel_workers=1)
+    result = asyncio.run(migrator.migrate_all_historical_data(str(source)))
+    assert result.success and result.validation_passed, result.errors
+    every = 2 * SPEC_CHECKPOINT_INTERVAL  # the smallest multiple of 10 that fits
+    taken = files // every
+    assert result.checkpoints == [f"cp{k}" for k in range(1, taken + 1)]
+    assert len(result.checkpoints) <= MAX_CHECKPOINTS
+    assert [w for w in result.warnings if "checkpoint" in w] == [
+        f"a checkpoint every 10 files would take {files // 10} checkpoints over {files} "
+        f"files; taking one every {every} files instead ({taken} checkpoints, the most one "
+        "run takes: each kept snapshot slows every opening of the database)"
+    ]
+    # What stays behind: the snapshot before the run and one per checkpoint, 4 tables each.
+    snapshots = [t for t in owned_tables(url) if SNAPSHOT_INFIX in t]
+    assert len(snapshots) == 4 * (1 + taken) <= 4 * (1 + MAX_CHECKPOINTS), snapshots
+
+    mid = result.migration_id
+    last = result.checkpoints[-1]
+    done = run_json("rollback", "--migration-id", mid, "--to-checkpoint", last, "--yes", url=url)
+    assert done["snapshot"] == f"{mid}_{last}", done
+    covered = order[: taken * every]
+    assert len(covered) < files
+    b = bridge(url)
+    assert_database_equals(b, analyse(subset(source, tmp_path / "covered", covered)))
+    assert {t.file_path for t in b.tracked_files()} == set(covered)
+
+    # A checkpoint the asked-for interval would have made, never taken: the usual refusal.
+    gone = run_cli("rollback", "--migration-id", mid, "--to-checkpoint", "cp12", "--yes", url=url)
+    assert gone.returncode != 0
+    assert "has no checkpoint 'cp12' kept" in " ".join(gone.stderr.split()), gone.stderr
+
+
+def test_a_run_takes_at_most_the_bound_of_checkpoints() -> None:
+    """The interval used: the one asked for when it fits, else its smallest multiple that
+    makes at most the bound (no smaller multiple fits)."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    @given(
+        files=st.integers(min_value=0, max_value=100_000),
+        interval=st.integers(min_value=0, max_value=500),
+        most=st.integers(min_value=1, max_value=30),
+    )
+    def check(files: int, interval: int, most: int) -> None:
+        every, note = bounded_interval(files, interval, most)
+        if interval == 0 or files // interval <= most:
+            assert (every, note) == (interval, "")
+            return
+        assert every % interval == 0 and files // every <= most
+        assert files // (every - interval) > most
+        assert f"taking one every {every:,} files instead ({files // every} checkpoints" in note
+
+    check()
+    assert bounded_interval(20_000, 10)[0] == 1_820  # MAX_CHECKPOINTS checkpoints
 
 
 def test_batches_end_at_every_checkpoint() -> None:

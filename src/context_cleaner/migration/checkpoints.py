@@ -1,9 +1,12 @@
-"""Checkpoints made on request (the spec's ``create_migration_checkpoint`` / ``save_checkpoint``).
+"""How many checkpoints a run takes, and checkpoints made on request (the spec's
+``create_migration_checkpoint`` / ``save_checkpoint``).
 
 A migration makes its own checkpoints every ``--checkpoint-interval`` files
-(:mod:`.migrate`); this makes one now, for any recorded migration: a hard-link
-snapshot of the data tables (:func:`~context_cleaner.migration.rollback.take_snapshot`)
-and a ``checkpoint`` row in the execution log. ``rollback_migration(migration_id,
+(:mod:`.migrate`), at most :data:`~context_cleaner.settings.MAX_CHECKPOINTS` of them
+(:func:`bounded_interval`). :func:`save_checkpoint` makes one now, for any recorded
+migration: a hard-link snapshot of the data tables
+(:func:`~context_cleaner.migration.rollback.take_snapshot`) and a ``checkpoint`` row in
+the execution log. ``rollback_migration(migration_id,
 rollback_to_checkpoint=result.checkpoint)`` returns the data to it. Like the run's own
 checkpoints, it is kept until the next migration begins (``rollback.prune_snapshots``).
 """
@@ -17,6 +20,27 @@ from typing import Any
 from context_cleaner.bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.migration import rollback
 from context_cleaner.migration.models import CheckpointResult
+from context_cleaner.settings import MAX_CHECKPOINTS
+
+
+def bounded_interval(files: int, interval: int, most: int = MAX_CHECKPOINTS) -> tuple[int, str]:
+    """The interval a run of ``files`` files checkpoints at when asked for one every
+    ``interval`` files, and a warning when it is not ``interval``.
+
+    Each checkpoint is a snapshot kept until the next migration, and each kept snapshot
+    slows every opening of the embedded engine, so a run takes at most ``most``: when
+    ``interval`` would make more, the smallest multiple of it that makes ``most`` or fewer
+    is used (checkpoint k still holds exactly the run's first k x interval files).
+    """
+    if interval <= 0 or files // interval <= most:
+        return interval, ""
+    wider = (files // ((most + 1) * interval) + 1) * interval
+    return wider, (
+        f"a checkpoint every {interval:,} files would take {files // interval:,} checkpoints "
+        f"over {files:,} files; taking one every {wider:,} files instead "
+        f"({files // wider} checkpoints, the most one run takes: each kept snapshot slows "
+        "every opening of the database)"
+    )
 
 
 def save_checkpoint(

@@ -12,7 +12,9 @@ wrapped by the Prefect flows; no logic lives anywhere else. One run:
    database: insert the usage rows, recompute the touched sessions' summaries, then
    commit the files' offsets (:mod:`~context_cleaner.migration.commits`);
 5. every ``checkpoint_interval`` files: a checkpoint (logged, snapshotted): batches and
-   units end where one falls, so checkpoint k holds exactly the first k * interval files.
+   units end where one falls, so checkpoint k holds exactly the first k * interval files
+   (at most ``MAX_CHECKPOINTS`` a run: a wider interval when the run's files would make
+   more, :func:`~context_cleaner.migration.checkpoints.bounded_interval`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from context_cleaner.analysis.discovery import Discovery, TranscriptFile, discov
 from context_cleaner.analysis.scan import ScanResult, merge_scans
 from context_cleaner.bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
+from context_cleaner.migration.checkpoints import bounded_interval
 from context_cleaner.migration.commits import commit_scan, net_tokens
 from context_cleaner.migration.counts import BatchCounts
 from context_cleaner.migration.memory import MigrationMemoryManager
@@ -99,6 +102,9 @@ class RunState(BatchCounts):
     warnings: list[str] = field(default_factory=list)
     failed_files: list[str] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
+    checkpoint_every: int = 0
+    """Files between this run's checkpoints (``RunOptions.checkpoint_interval``, wider when
+    that would make too many); set with ``batched``."""
     batches: list[BatchProcessingResult] = field(default_factory=list)
     batched: list[list[WorkItem]] | None = None
     """``plan`` in batches, as :func:`planned_batches` made them."""
@@ -289,7 +295,7 @@ def local_batches(job: BatchJob) -> BatchResults:
     bridge, state, options, plan, reader = job
     own = reader is None
     made = BatchReader(read_workers(state, options)) if own else None
-    gather = Gatherer(options, bridge, checkpoint_ends(plan, options.checkpoint_interval))
+    gather = Gatherer(options, bridge, checkpoint_ends(plan, state.checkpoint_every))
 
     def commit(unit: CommitUnit) -> tuple[Sequence[WorkItem], BatchProcessingResult]:
         return unit.items, unit.commit(bridge, state.migration_id, options.dry_run)
@@ -321,8 +327,12 @@ def planned_batches(state: RunState, options: RunOptions) -> list[list[WorkItem]
     """``state.plan`` grouped into read batches (made once, so a prefetch and the run agree)."""
     assert state.plan is not None
     if state.batched is None:
+        every, note = bounded_interval(len(state.plan.items), options.checkpoint_interval)
+        if note and note not in state.warnings:
+            state.warnings.append(note)
+        state.checkpoint_every = every
         made = batches(state.plan.items, options.batch_size, options.max_batch_bytes)
-        state.batched = split_at_checkpoints(made, options.checkpoint_interval)
+        state.batched = split_at_checkpoints(made, every)
     return state.batched
 
 
@@ -390,7 +400,7 @@ def run_batches(
             if progress is not None:
                 progress(progress_of(state, "migrating"))
             files_committed += len(batch)
-            interval = options.checkpoint_interval
+            interval = state.checkpoint_every
             if interval > 0 and files_committed // interval > checkpoint_no:
                 # Checkpoint k: the first k * interval files committed (units end there;
                 # an executor that grouped past it checkpoints at its next commit).
