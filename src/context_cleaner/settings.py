@@ -143,8 +143,9 @@ class Settings:
     """Processes reading transcripts. None: the number of cores (never more)."""
 
     checkpoint_interval: int = field(default=0, metadata=_setting("--checkpoint-interval"))
-    """migrate: record a checkpoint (a rollback point) every N files; 0: none (the snapshot
-    before the run is always taken)."""
+    """migrate: record a checkpoint (a rollback point) every N files, at most 10 a run (a
+    multiple of N when more; a warning says so); 0: none (the snapshot before the run is
+    always taken)."""
 
     commit_every: float = field(default=COMMIT_EVERY, metadata=_setting("--commit-every"))
     """Seconds of read batches one commit gathers (sooner when another process waits for the

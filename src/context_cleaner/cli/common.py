@@ -23,6 +23,7 @@ from context_cleaner.settings import (
     DEFAULT_EMBEDDED_PATH,
     DEFAULTS,
     ENGINES,
+    MAX_CHECKPOINTS,
     PRICES_ENV,
     URL_ENV,
     Settings,
@@ -226,7 +227,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         "--checkpoint-interval",
         integer(0),
         "N",
-        "record a checkpoint (a rollback point: --to-checkpoint) every N files "
+        "record a checkpoint (a rollback point: --to-checkpoint) every N files, at most "
+        f"{MAX_CHECKPOINTS} a run (more would be made: a multiple of N, said in a warning) "
         f"(default {DEFAULTS.checkpoint_interval} = none; the snapshot before the run is "
         "always taken)",
     )
