@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from context_cleaner.bridge.snapshot import SNAPSHOT_INFIX
+from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration.checkpoints import bounded_interval
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.migration.pipeline import (
@@ -27,7 +28,15 @@ from context_cleaner.migration.planning import batches
 from context_cleaner.settings import MAX_CHECKPOINTS, SPEC_CHECKPOINT_INTERVAL
 from context_cleaner.testing.transcripts import generate_transcripts
 
-from .helpers import analyse, assert_database_equals, bridge, owned_tables, run_cli, run_json
+from .helpers import (
+    analyse,
+    assert_database_equals,
+    bridge,
+    dump_tables,
+    owned_tables,
+    run_cli,
+    run_json,
+)
 
 FILES = 120
 INTERVAL = 20
@@ -159,6 +168,32 @@ def test_a_spec_default_run_keeps_a_bounded_number_of_snapshots(tmp_path: Path) 
     gone = run_cli("rollback", "--migration-id", mid, "--to-checkpoint", "cp12", "--yes", url=url)
     assert gone.returncode != 0
     assert "has no checkpoint 'cp12' kept" in " ".join(gone.stderr.split()), gone.stderr
+
+
+@pytest.mark.slow
+def test_only_the_newest_checkpoints_made_on_request_are_kept(
+    tmp_path: Path, fixtures_dir: Path
+) -> None:
+    """Checkpoints made on request (the spec's ``create_migration_checkpoint``, called every
+    few files by a caller's loop) are bounded too: the newest ones are kept."""
+    url = f"chdb://{tmp_path / 'db'}"
+    migrator = HistoricalDataMigrator(
+        url, parallel_workers=1, validation_enabled=False, checkpoint_interval=0
+    )
+    mid = migrator.run(str(fixtures_dir)).migration_id
+    made = [
+        migrator.checkpoint({"migration_id": mid, "completed_files": []}).checkpoint
+        for _ in range(MAX_CHECKPOINTS + 2)
+    ]
+    snapshots = [t for t in owned_tables(url) if SNAPSHOT_INFIX in t]
+    assert len(snapshots) == 4 * (1 + MAX_CHECKPOINTS), snapshots
+    assert all(any(t.endswith(cp.replace("-", "_")) for t in snapshots) for cp in made[2:])
+
+    with pytest.raises(ConfigurationError, match=f"has no checkpoint '{made[1]}' kept"):
+        migrator.rollback(mid, made[1])
+    before = dump_tables(url)
+    assert migrator.rollback(mid, made[-1]).snapshot == f"{mid}_{made[-1]}"
+    assert dump_tables(url) == before
 
 
 def test_a_run_takes_at_most_the_bound_of_checkpoints() -> None:

@@ -8,7 +8,8 @@ migration: a hard-link snapshot of the data tables
 (:func:`~context_cleaner.migration.rollback.take_snapshot`) and a ``checkpoint`` row in
 the execution log. ``rollback_migration(migration_id,
 rollback_to_checkpoint=result.checkpoint)`` returns the data to it. Like the run's own
-checkpoints, it is kept until the next migration begins (``rollback.prune_snapshots``).
+checkpoints, it is kept until the next migration begins (``rollback.prune_snapshots``),
+and of a migration's checkpoints made on request only the newest ``MAX_CHECKPOINTS`` are.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from context_cleaner.bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.migration import rollback
 from context_cleaner.migration.models import CheckpointResult
 from context_cleaner.settings import MAX_CHECKPOINTS
+
+ON_REQUEST = "cp-"
+"""How the names of checkpoints made on request begin (a run's own are ``cp1``, ``cp2``...)."""
 
 
 def bounded_interval(files: int, interval: int, most: int = MAX_CHECKPOINTS) -> tuple[int, str]:
@@ -52,10 +56,13 @@ def save_checkpoint(
     completed = list(checkpoint_data.get("completed_files") or [])
     state = dict(checkpoint_data.get("current_state") or {})
     tokens = int(checkpoint_data.get("total_tokens_processed", state.get("tokens_processed", 0)))
-    label = f"cp-{time.time_ns()}"
+    label = f"{ON_REQUEST}{time.time_ns()}"
     details = {**state, "completed_files": len(completed), "tokens_processed": tokens}
     with bridge.writer() as w:
         snap = rollback.take_snapshot(w.client, bridge.host, migration_id, label)
+        # Called every few files (as the spec's loop does), these would pile up like a
+        # run's own checkpoints: only the newest are kept.
+        rollback.prune_checkpoints(w.client, migration_id, ON_REQUEST, MAX_CHECKPOINTS)
         w.log(migration_id, "checkpoint", label, "completed", details)
     return CheckpointResult(
         migration_id=migration_id,

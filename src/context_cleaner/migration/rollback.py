@@ -168,6 +168,16 @@ def prune_snapshots(client: Client, keep: int = DEFAULT_KEEP) -> list[str]:
     return [s.snapshot_id for s in doomed]
 
 
+def prune_checkpoints(client: Client, migration_id: str, prefix: str, keep: int) -> list[str]:
+    """Drop all but the newest ``keep`` checkpoint snapshots of ``migration_id`` whose
+    checkpoint name starts with ``prefix``; returns the ids dropped."""
+    snaps = [s for s in list_snapshots(client, migration_id) if s.checkpoint.startswith(prefix)]
+    doomed = snaps[: max(0, len(snaps) - keep)]
+    for snap in doomed:
+        _drop_snapshot(client, snap)
+    return [s.snapshot_id for s in doomed]
+
+
 def _drop_snapshot(client: Client, snap: Snapshot) -> None:
     # The record goes first: killed in between, a table is left over, never a
     # recorded snapshot that lacks one.
