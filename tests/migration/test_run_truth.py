@@ -3,7 +3,9 @@
 Real processes (SIGKILL), the real embedded engine, real files:
 
 - a migration killed with SIGKILL is shown ``crashed`` by ``status`` with nothing else
-  done (its process is gone); the next migration says it resumes its work and closes it;
+  done (its process is gone), with the files, records and tokens it committed (its row
+  was written only at its start); the next migration says it resumes its work and closes
+  it, writing those counts into its row (the two runs add up to the corpus);
   ``status`` of the crashed run then names the later run instead of advising a resume;
 - ``tokens_added`` / ``records_inserted`` are the database's net change: a sync of lines
   repeating stored responses adds 0, a first sync into an empty database adds exactly
@@ -76,6 +78,30 @@ def database_totals(url: str) -> dict[str, Any]:
     return bridge(url).get_migration_totals()
 
 
+def held_by(url: str, run_id: str) -> tuple[int, int, int]:
+    """Files completed, counted records and their tokens that the database holds under
+    ``run_id`` (its tracking rows; its usage rows the counted view keeps)."""
+    with Database(url).session() as client:
+        files = query_rows(
+            client,
+            "SELECT uniqExact(source_root, file_path) FROM migration_file_tracking "
+            "WHERE migration_id = {m:String} AND processing_status = 'completed'",
+            {"m": run_id},
+        )[0][0]
+        records, tokens = query_rows(
+            client,
+            "SELECT count(), sum(total_tokens) FROM counted_token_details "
+            "WHERE migration_id = {m:String}",
+            {"m": run_id},
+        )[0]
+    return int(files), int(records), int(tokens)
+
+
+def counts_of(run: dict[str, Any]) -> tuple[int, int, int]:
+    """A runs-list row's files, records and tokens (``migration_runs``, ``status --json``)."""
+    return run["files_processed"], run["records_inserted"], run["total_tokens"]
+
+
 # -- crashed runs --------------------------------------------------------------------------
 
 
@@ -97,7 +123,10 @@ def test_a_killed_migration_is_crashed_and_the_next_run_closes_it(
 ) -> None:
     source, manifest = corpus_6mb
     url = f"chdb://{tmp_path}/db"
+    # No checkpoints (the command line's default): the row is written only at the start.
     args = migrate_args(source)
+    at = args.index("--checkpoint-interval") + 1
+    args = (*args[:at], "0", *args[at + 1 :])
     run = Watched(args, url)
     try:
         assert run.wait_for_progress(2), run.seen[-2000:]
@@ -114,8 +143,15 @@ def test_a_killed_migration_is_crashed_and_the_next_run_closes_it(
     assert not crashed["alerts"]  # no stall advice for a run known to be dead
     assert status["runs"][0]["status"] == "crashed"  # the runs list (and the dashboard's)
     crashed_id = crashed["migration_id"]
+    # It shows what it committed, as the database holds it under its id.
+    held = held_by(url, crashed_id)
+    assert held[0] >= 2 and held[1] > 0, held
+    assert counts_of(status["runs"][0]) == held
+    shown = (crashed["files_completed"], crashed["records_inserted"], crashed["tokens_processed"])
+    assert shown == held and crashed["bytes_completed"] > 0
     in_process = get_migration_status(bridge(url), crashed_id)
     assert in_process is not None and in_process.phase == "crashed"
+    assert in_process.records_inserted == held[1]
     runs = bridge(url).migration_runs()  # what the dashboard's runs panel and alerts read
     assert health.present_run(runs[0])["status"] == "crashed"
     said = [a["message"] for a in health.alerts(runs, {}, None) if crashed_id in a["message"]]
@@ -140,6 +176,16 @@ def test_a_killed_migration_is_crashed_and_the_next_run_closes_it(
     rows = {r["migration_id"]: r for r in bridge(url).migration_runs()}
     assert rows[crashed_id]["status"] == "crashed" and rows[crashed_id]["finished_at"]
     assert rows[final["migration_id"]]["status"] == "completed"
+    # Its row now holds what it had committed when it was closed (nothing ran in between),
+    # and the two runs add up to the corpus.
+    assert counts_of(rows[crashed_id]) == held
+    assert (closed["files_completed"], closed["records_inserted"]) == held[:2]
+    both = [counts_of(rows[crashed_id]), counts_of(rows[final["migration_id"]])]
+    assert [sum(c) for c in zip(*both, strict=True)] == [
+        manifest["files"],
+        manifest["kept_records"],
+        manifest["totals"]["total_tokens"],
+    ]
     said = [
         a["message"]
         for a in health.alerts(bridge(url).migration_runs(), {}, None)

@@ -23,7 +23,7 @@ from context_cleaner.bridge.buckets import TOTALS_SQL as BUCKET_TOTALS
 from context_cleaner.bridge.buckets import final_buckets
 from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
 from context_cleaner.bridge.queries import Where, query_rows, table_of
-from context_cleaner.bridge.runs import mark_crashed
+from context_cleaner.bridge.runs import Committed, committed_by, mark_crashed
 from context_cleaner.bridge.summaries import ROLLUP_SUMS, SUMMARIES, TOKEN_SUMS
 from context_cleaner.bridge.tables import ALERT_COLUMNS, ALERTS, METADATA
 from context_cleaner.bridge.tracking import TRACKING, TrackedFile, current_files
@@ -367,7 +367,8 @@ class BridgeReads:
 
     def migration_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest runs (migrate, sync, validate, rollback), newest first; a run marked
-        running whose process on this host is gone is shown ``crashed`` (:mod:`.runs`)."""
+        running whose process on this host is gone is shown ``crashed``, with what it
+        committed (:mod:`.runs`)."""
         rows = self._query(
             f"SELECT migration_id, run_kind, status, started_at, finished_at, host, "
             f"files_found, files_processed, files_failed, records_inserted, lines_skipped, "
@@ -399,7 +400,11 @@ class BridgeReads:
             with contextlib.suppress(ValueError, TypeError):
                 run["details"] = json.loads(run["details"] or "{}")
             runs.append(run)
-        return mark_crashed(runs, self.host, self.database)
+        return mark_crashed(runs, self.host, self.database, self._committed_by)
+
+    def _committed_by(self, run_ids: Sequence[str]) -> dict[str, Committed]:
+        with db_call("SELECT", TRACKING), self._session() as client:
+            return committed_by(client, run_ids)
 
     def newest_record_time(self) -> float | None:
         """Epoch seconds of the newest usage row (for the data-lag figure), or None."""

@@ -13,6 +13,11 @@ The next migrate or sync on the host closes the crashed runs it finds
 (:mod:`context_cleaner.migration.crashed_runs`): their rows become ``crashed`` with a
 finished time, a reason, and the run that closed them, and that run says so in its result.
 
+A crashed run's row was last written at a checkpoint (or at its start), so its counts
+are behind what it committed. What it committed is in the database, under its id: its
+file tracking rows and its counted usage rows (:func:`committed_by`, two statements).
+Readers show a crashed run with those counts, and the run that closes it writes them.
+
 A run that fails writes its row ``failed`` with the reason. When the database refuses
 that row too (a full disk), the row is kept in a file beside the embedded database
 (:func:`stash_run`, ``<database>.unrecorded-runs/<id>.json``): readers show the run
@@ -24,12 +29,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from context_cleaner.bridge.details import COUNTED_VIEW
+from context_cleaner.bridge.queries import query_rows
+from context_cleaner.bridge.summaries import CHANGE_KEYS, TOKEN_SUMS
+from context_cleaner.bridge.tracking import TRACKING
+
 if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
     from context_cleaner.bridge.database import Database
 
 #: A recorded start time and the process's own may differ by rounding; a reused pid
@@ -103,13 +116,100 @@ def crash_reason(run: dict[str, Any]) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a run committed, as the database holds it under the run's id."""
+
+    files_processed: int
+    """Files whose last tracking row of the run is ``completed``."""
+    files_failed: int
+    """Files whose last tracking row of the run is ``failed``."""
+    bytes: int
+    """Bytes of the ranges its tracking rows committed."""
+    lines_skipped: int
+    net: dict[str, float]
+    """Its counted usage rows' sums (:data:`~.summaries.CHANGE_KEYS`: tokens by kind,
+    ``cost_usd``, ``records``): what it added, as a finished run's net change says."""
+    last_commit: float | None
+    """Epoch seconds of its last tracking row (None: it committed no file)."""
+
+    @property
+    def records(self) -> int:
+        return int(self.net.get("records", 0))
+
+    def row_counts(self) -> dict[str, Any]:
+        """These counts under the names of a run row (as ``migration_runs`` lists it)."""
+        return {
+            "files_processed": self.files_processed,
+            "files_failed": self.files_failed,
+            "records_inserted": self.records,
+            "lines_skipped": self.lines_skipped,
+            "total_tokens": int(sum(self.net.get(k, 0) for k in CHANGE_KEYS[:5])),
+            "cost_usd": float(self.net.get("cost_usd", 0.0)),
+        }
+
+
+#: Per run: its files by their last tracking row of that run, then counted by state.
+_TRACKED_SQL = f"""
+SELECT migration_id, countIf(state = 'completed'), countIf(state = 'failed'),
+       sum(committed), sum(skipped), toUnixTimestamp64Milli(max(last)) / 1000.0
+FROM (
+    SELECT migration_id, toString(argMax(processing_status, processed_at)) AS state,
+           sum(committed_offset - range_start) AS committed, sum(lines_skipped) AS skipped,
+           max(processed_at) AS last
+    FROM {TRACKING} WHERE migration_id IN {{ids:Array(String)}}
+    GROUP BY migration_id, source_root, file_path
+)
+GROUP BY migration_id
+"""
+
+#: Per run: the sums of its usage rows that the counting rules keep.
+_COUNTED_SQL = (
+    f"SELECT migration_id, {TOKEN_SUMS} FROM {COUNTED_VIEW} "
+    "WHERE migration_id IN {ids:Array(String)} GROUP BY migration_id"
+)
+
+
+def committed_by(client: Client, run_ids: Sequence[str]) -> dict[str, Committed]:
+    """What each of ``run_ids`` committed (every id has an entry; zeros when nothing).
+
+    Two statements: the tracking table is sorted by run id (a range read); the usage
+    rows go through the counted view (a pass over the table, as the totals read does),
+    so a row a later run replaced counts for that run, never for both.
+    """
+    if not run_ids:
+        return {}
+    params = {"ids": list(run_ids)}
+    action = "reading what crashed runs committed"
+    tracked = {r[0]: r[1:] for r in query_rows(client, _TRACKED_SQL, params, action=action)}
+    counted = {r[0]: r[1:] for r in query_rows(client, _COUNTED_SQL, params, action=action)}
+    out = {}
+    for run_id in run_ids:
+        done, failed, committed, skipped, last = tracked.get(run_id, (0, 0, 0, 0, None))
+        sums = counted.get(run_id, (0,) * len(CHANGE_KEYS))
+        out[run_id] = Committed(
+            files_processed=int(done),
+            files_failed=int(failed),
+            bytes=int(committed),
+            lines_skipped=int(skipped),
+            net=dict(zip(CHANGE_KEYS, sums, strict=True)),
+            last_commit=None if last is None else float(last),
+        )
+    return out
+
+
 def mark_crashed(
-    runs: Sequence[dict[str, Any]], this_host: str, database: Database | None = None
+    runs: Sequence[dict[str, Any]],
+    this_host: str,
+    database: Database | None = None,
+    committed: Callable[[Sequence[str]], dict[str, Committed]] | None = None,
 ) -> list[dict[str, Any]]:
     """``runs`` (as :meth:`EnhancedTokenDatabaseBridge.migration_runs` returns them) with
-    each crashed one shown ``crashed`` (and ``crash_reason`` in its details), or as its
-    stashed last row says (``failed`` with its reason, :func:`stash_run`)."""
+    each crashed one shown ``crashed`` (and ``crash_reason`` in its details) with what it
+    committed (``committed``: :func:`committed_by` in a session, asked only when a run
+    crashed), or as its stashed last row says (``failed`` with its reason, :func:`stash_run`)."""
     out = []
+    crashed = []
     for run in runs:
         if is_crashed(run, this_host):
             stashed = read_stash(database, str(run["migration_id"])) if database else None
@@ -121,7 +221,12 @@ def mark_crashed(
                 details = dict(details_of(run))
                 details.setdefault("crash_reason", crash_reason(run))
                 run = {**run, "status": "crashed", "details": details}
+                crashed.append(run)
         out.append(run)
+    if committed is not None and crashed:
+        found = committed([str(r["migration_id"]) for r in crashed])
+        for run in crashed:
+            run.update(found[str(run["migration_id"])].row_counts())
     return out
 
 

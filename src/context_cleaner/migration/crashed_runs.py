@@ -3,7 +3,11 @@
 What a crashed run is (its recorded process is gone or reused) is decided in
 :mod:`context_cleaner.bridge.runs`; this module writes the verdict: the run's row
 becomes ``crashed`` (or ``failed``, when the database refused its last row and the
-row was kept beside the database), with the reason and the run that closed it.
+row was kept beside the database), with the reason, the run that closed it, and what it
+committed: its row was last written at a checkpoint, so its files, records, tokens and
+cost are read from its tracking and counted usage rows (``details.committed_bytes`` and
+``last_commit_at``: the bytes its tracking rows committed and when it last committed,
+for ``status``'s progress and rates).
 
 A run of the Prefect engine is also a flow run in the same process: the same verdict
 on that process (its labels) ends the flow run ``Crashed`` in Prefect, in
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge import METADATA, EnhancedTokenDatabaseBridge, query_rows
 from context_cleaner.bridge.runs import (
+    committed_by,
     crash_reason,
     details_of,
     drop_stash,
@@ -36,27 +41,29 @@ def close_crashed_runs(
     bridge: EnhancedTokenDatabaseBridge, closing_run: str, roots: Sequence[str]
 ) -> list[dict[str, Any]]:
     """Close this host's crashed runs: their rows become ``crashed``, finished now, with the
-    reason and ``closed_by``. Returns what was closed: ``migration_id``, ``run_kind``,
-    ``reason``, ``source_roots`` and ``resumed`` (True when ``roots`` cover every root of
-    that run, so the closing run reads what it left unread)."""
+    reason, ``closed_by`` and what each committed (files, records, tokens and cost as the
+    database holds them under its id: :func:`~context_cleaner.bridge.runs.committed_by`;
+    its row was last written at a checkpoint). Returns what was closed: ``migration_id``,
+    ``run_kind``, ``reason``, ``source_roots`` and ``resumed`` (True when ``roots`` cover
+    every root of that run, so the closing run reads what it left unread)."""
     with bridge.database.session() as client:
         rows = query_rows(
             client,
             "SELECT migration_id, run_kind, status, host, source_roots, details, "
-            "toUnixTimestamp64Milli(started_at) / 1000.0, files_found, "
-            "files_processed, files_failed, files_skipped, records_inserted, lines_skipped "
+            "toUnixTimestamp64Milli(started_at) / 1000.0, files_found, files_skipped "
             f"FROM {METADATA} FINAL WHERE status = 'running' AND host = {{h:String}}",
             {"h": bridge.host},
         )
-    crashed = []
-    for row in rows:
-        run = {"migration_id": row[0], "run_kind": row[1], "status": row[2], "host": row[3]}
-        run["details"] = details_of({"details": row[5]})
-        if row[0] == closing_run or not is_crashed(run, bridge.host):
-            continue
-        crashed.append((run, row))
-    if not crashed:
-        return []
+        crashed = []
+        for row in rows:
+            run = {"migration_id": row[0], "run_kind": row[1], "status": row[2], "host": row[3]}
+            run["details"] = details_of({"details": row[5]})
+            if row[0] == closing_run or not is_crashed(run, bridge.host):
+                continue
+            crashed.append((run, row))
+        if not crashed:
+            return []
+        committed = committed_by(client, [run["migration_id"] for run, _ in crashed])
     closed = []
     wanted = {os.path.realpath(r) for r in roots}
     with bridge.writer() as w:
@@ -71,16 +78,24 @@ def close_crashed_runs(
                 drop_stash(bridge.database, run_id)
             else:
                 status, reason = "crashed", crash_reason(run)
-                details = {**run["details"], "crash_reason": reason, "closed_by": closing_run}
+                done = committed[run_id]
+                details = {
+                    **run["details"],
+                    "crash_reason": reason,
+                    "closed_by": closing_run,
+                    "committed_bytes": done.bytes,
+                    "last_commit_at": done.last_commit,
+                }
                 recorder = RunRecorder(bridge, kind, run_id, started=row[6])
                 counts = RunCounts(
                     source_roots=run_roots,
                     files_found=row[7],
-                    files_processed=row[8],
-                    files_failed=row[9],
-                    files_skipped=row[10],
-                    records_inserted=row[11],
-                    lines_skipped=row[12],
+                    files_processed=done.files_processed,
+                    files_failed=done.files_failed,
+                    files_skipped=row[8],
+                    records_inserted=done.records,
+                    lines_skipped=done.lines_skipped,
+                    net=done.net,
                 )
                 row_now = recorder.row("crashed", counts, details, finished=time.time())
                 write_run(w, row_now, (run_id, LogEntry(kind, "crashed", "failed", details)))

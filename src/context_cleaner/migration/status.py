@@ -32,7 +32,15 @@ from context_cleaner.bridge import (
     query_rows,
     read_alerts,
 )
-from context_cleaner.bridge.runs import GONE, crash_reason, details_of, process_state, read_stash
+from context_cleaner.bridge.runs import (
+    GONE,
+    committed_by,
+    crash_reason,
+    details_of,
+    is_crashed,
+    process_state,
+    read_stash,
+)
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration import pipeline
 from context_cleaner.migration.alerts import AlertRule, alert_rules
@@ -137,6 +145,7 @@ _RUN_COLUMNS = (
     "files_failed",
     "records_inserted",
     "lines_skipped",
+    "total_tokens",
     "details",
 )
 _RUN_SQL = (
@@ -144,7 +153,8 @@ _RUN_SQL = (
     "toUnixTimestamp64Milli(started_at) / 1000.0, "
     "toUnixTimestamp64Milli(updated_at) / 1000.0, "
     "toUnixTimestamp64Milli(finished_at) / 1000.0, files_found, files_processed, files_failed, "
-    f"records_inserted, lines_skipped, details FROM {METADATA} FINAL WHERE {{where}} "
+    f"records_inserted, lines_skipped, total_tokens, details FROM {METADATA} FINAL "
+    "WHERE {where} "
     "ORDER BY started_at DESC LIMIT 1"
 )
 _LOG_SQL = (
@@ -214,8 +224,15 @@ def get_migration_status(
         )
     with bridge.database.session() as client:
         run, log, alert_rows = _read(client, migration_id)
-    if run is not None and run["status"] == "running":
-        run["stashed"] = read_stash(bridge.database, run["migration_id"])
+        if run is not None and run["status"] == "running":
+            run["stashed"] = read_stash(bridge.database, run["migration_id"])
+            if run["stashed"] is None and is_crashed(run, bridge.host):
+                done = committed_by(client, [run["migration_id"]])[run["migration_id"]]
+                run["committed"] = {
+                    **done.row_counts(),
+                    "bytes": done.bytes,
+                    "last_commit": done.last_commit,
+                }
     if run is None:
         if migration_id is None:
             return None
@@ -263,12 +280,16 @@ def build_status(
             run = {**run, "finished": stashed.get("finished_at")}
     if status == "failed" and not reason and errors:
         reason = errors[0]
+    if status == "crashed":  # its last progress note is behind what it committed
+        progress = {**progress, **_committed_progress(run, details)}
     files_total = int(progress.get("files_total", plan.get("pending_files", 0)) or 0)
     files_done = int(progress.get("files_completed", run["files_processed"] + run["files_failed"]))
     bytes_total = int(progress.get("bytes_total", plan.get("pending_bytes", 0)) or 0)
     bytes_done = int(progress.get("bytes_completed", 0) or 0)
     tokens = int(progress.get("tokens_processed", 0) or 0)
     end = run["finished"] if run["finished"] else progress.get("at", last_write)
+    if progress.get("last_commit"):  # a crashed run: its work ended at its last commit
+        end = progress["last_commit"]
     elapsed = max(float(end or now) - run["started"], 1e-9)
 
     stalled_after = rules["migration_stalled"].threshold if "migration_stalled" in rules else 300
@@ -351,6 +372,37 @@ def build_status(
         finished_by=finished_by if phase in ("crashed", "stalled", "failed") else None,
         advice=advice,
     )
+
+
+def _committed_progress(run: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+    """What a crashed run committed, as progress: read from the database while it is not
+    closed (``run["committed"]``), from its row once the run that closed it wrote them
+    there (with ``committed_bytes``; a row closed before that has only its old counts)."""
+    done = run.get("committed")
+    if done is None and "committed_bytes" in details:
+        done = {k: run[k] for k in _COMMITTED_COLUMNS}
+        done["bytes"] = details["committed_bytes"]
+        done["last_commit"] = details.get("last_commit_at")
+    if done is None:
+        return {}
+    return {
+        "files_completed": done["files_processed"] + done["files_failed"],
+        "files_failed": done["files_failed"],
+        "bytes_completed": done["bytes"],
+        "tokens_processed": done["total_tokens"],
+        "records_inserted": done["records_inserted"],
+        "lines_skipped": done["lines_skipped"],
+        "last_commit": done["last_commit"],
+    }
+
+
+_COMMITTED_COLUMNS = (
+    "files_processed",
+    "files_failed",
+    "records_inserted",
+    "lines_skipped",
+    "total_tokens",
+)
 
 
 def _advice(run: dict[str, Any], phase: str, finished_by: str | None) -> str | None:
