@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -103,3 +104,33 @@ def test_each_kind_leaves_one_row_by_the_one_writer_with_an_id_from_the_one_make
 def test_the_ids_of_runs_differ(tmp_path: Path) -> None:
     ids = {run_record.new_run_id(kind[:4]) for kind in KINDS for _ in range(50)}
     assert len(ids) == 4 * 50
+
+
+def test_a_closed_crashed_row_shows_its_committed_counts_not_its_last_progress_note() -> None:
+    from context_cleaner.migration.alerts import alert_rules
+    from context_cleaner.migration.status import build_status
+
+    started = 1_800_000_000.0
+    note = {"at": started + 5, "files_completed": 2, "files_total": 10, "bytes_completed": 20,
+            "bytes_total": 100, "tokens_processed": 7, "records_inserted": 1}  # fmt: skip
+    log = [
+        (started, "migrate", "start", "started", json.dumps({"pending_files": 10})),
+        (started + 5, "migrate", "checkpoint", "completed", json.dumps({"progress": note})),
+    ]
+    closed = {"crash_reason": "killed", "closed_by": "migr-next",
+              "committed_bytes": 60, "last_commit_at": started + 30}  # fmt: skip
+    run = {"source_roots": ["/r"], "migration_id": "migr-x", "run_kind": "migrate",
+           "status": "crashed", "host": "h", "started": started, "updated": started + 99,
+           "finished": started + 99, "files_found": 10, "files_processed": 6,
+           "files_failed": 1, "records_inserted": 40, "lines_skipped": 3,
+           "total_tokens": 5000, "details": json.dumps(closed)}  # fmt: skip
+    shown = build_status(run, log, [], "h", alert_rules(environ={}), now=started + 200)
+    assert (shown.files_completed, shown.files_failed, shown.bytes_completed) == (7, 1, 60)
+    assert (shown.records_inserted, shown.tokens_processed, shown.lines_skipped) == (40, 5000, 3)
+    assert shown.progress == 0.6 and shown.tokens_per_second == round(
+        5000 / 30, 3
+    )  # to its last commit
+    # A row closed without them (before counts were written on closing): its last note.
+    old = {**run, "details": json.dumps({"crash_reason": "killed"})}
+    shown = build_status(old, log, [], "h", alert_rules(environ={}), now=started + 200)
+    assert (shown.files_completed, shown.bytes_completed, shown.tokens_processed) == (2, 20, 7)
