@@ -225,7 +225,7 @@ def mark_crashed(
                 crashed.append(run)
         out.append(run)
     if committed is not None and crashed:
-        found = _remembered(database, [str(r["migration_id"]) for r in crashed], committed)
+        found = remembered(database, [str(r["migration_id"]) for r in crashed], committed)
         for run in crashed:
             run.update(found[str(run["migration_id"])].row_counts())
     return out
@@ -271,25 +271,27 @@ def drop_stash(database: Database, migration_id: str) -> None:
             (folder / f"{migration_id}.json").unlink()
 
 
-_REMEMBERED: dict[tuple[str, tuple[str, ...]], dict[str, Committed]] = {}
-"""The last :func:`committed_by` answer of readers, by write generation and run ids."""
+_REMEMBERED: dict[str, dict[str, Committed]] = {}
+"""Readers' :func:`committed_by` answers of the current write generation, by run id."""
 
 
-def _remembered(
+def remembered(
     database: Database | None,
-    run_ids: list[str],
+    run_ids: Sequence[str],
     read: Callable[[Sequence[str]], dict[str, Committed]],
 ) -> dict[str, Committed]:
-    """``read(run_ids)``, or its answer of the same write generation: nothing wrote since,
-    so a crashed run's counts are the same. The usage half is a pass over the counted
-    view (1.5-3 s on 10M rows), and the dashboard asks for its runs every 30 s."""
+    """``read(run_ids)``, but what was read since the last write is not read again: a
+    crashed run's counts cannot change before something writes. The usage half is a pass
+    over the counted view (seconds on a large database: docs/benchmarks.md); ``status``
+    asks twice (the runs list, the run) and the dashboard every 30 s."""
     token = read_generation(database) if database is not None else None
     if not token:  # a server, or nothing written yet: no token to trust
         return read(run_ids)
-    key = (token, tuple(run_ids))
-    found = _REMEMBERED.get(key)
-    if found is None:
-        found = read(run_ids)
-        _REMEMBERED.clear()  # one answer is all readers need
-        _REMEMBERED[key] = found
-    return found
+    known = _REMEMBERED.get(token)
+    if known is None:
+        _REMEMBERED.clear()  # answers of older generations are stale
+        known = _REMEMBERED.setdefault(token, {})
+    missing = [r for r in run_ids if r not in known]
+    if missing:
+        known.update(read(missing))
+    return {r: known[r] for r in run_ids}

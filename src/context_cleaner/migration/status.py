@@ -20,6 +20,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -40,6 +41,7 @@ from context_cleaner.bridge.runs import (
     is_crashed,
     process_state,
     read_stash,
+    remembered,
 )
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.migration import pipeline
@@ -227,7 +229,8 @@ def get_migration_status(
         if run is not None and run["status"] == "running":
             run["stashed"] = read_stash(bridge.database, run["migration_id"])
             if run["stashed"] is None and is_crashed(run, bridge.host):
-                done = committed_by(client, [run["migration_id"]])[run["migration_id"]]
+                mid = run["migration_id"]
+                done = remembered(bridge.database, [mid], partial(committed_by, client))[mid]
                 run["committed"] = {
                     **done.row_counts(),
                     "bytes": done.bytes,
