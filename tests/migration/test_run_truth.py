@@ -161,8 +161,11 @@ def test_a_killed_migration_is_crashed_and_the_next_run_closes_it(
     assert final["success"] and final["validation_passed"]
     assert [c["migration_id"] for c in final["closed_runs"]] == [crashed_id]
     assert final["closed_runs"][0]["resumed"] is True
+    assert counts_of(final["closed_runs"][0]["committed"]) == held
     assert any(
-        crashed_id in w and f"Run {final['migration_id']} resumes its work" in w
+        crashed_id in w
+        and f"it had committed {held[0]:,} file(s), {held[1]:,} records" in w
+        and f"Run {final['migration_id']} resumes its work" in w
         for w in final["warnings"]
     ), final["warnings"]
     assert database_totals(url)["total_tokens"] == manifest["totals"]["total_tokens"]

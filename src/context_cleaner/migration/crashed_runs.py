@@ -44,8 +44,9 @@ def close_crashed_runs(
     reason, ``closed_by`` and what each committed (files, records, tokens and cost as the
     database holds them under its id: :func:`~context_cleaner.bridge.runs.committed_by`;
     its row was last written at a checkpoint). Returns what was closed: ``migration_id``,
-    ``run_kind``, ``reason``, ``source_roots`` and ``resumed`` (True when ``roots`` cover
-    every root of that run, so the closing run reads what it left unread)."""
+    ``run_kind``, ``reason``, ``source_roots``, ``resumed`` (True when ``roots`` cover
+    every root of that run, so the closing run reads what it left unread) and
+    ``committed`` (its files, records, tokens and cost, as its row now says)."""
     with bridge.database.session() as client:
         rows = query_rows(
             client,
@@ -64,7 +65,7 @@ def close_crashed_runs(
         if not crashed:
             return []
         committed = committed_by(client, [run["migration_id"] for run, _ in crashed])
-    closed = []
+    closed: list[dict[str, Any]] = []
     wanted = {os.path.realpath(r) for r in roots}
     with bridge.writer() as w:
         for run, row in crashed:
@@ -107,6 +108,7 @@ def close_crashed_runs(
                     "reason": reason,
                     "source_roots": run_roots,
                     "resumed": {os.path.realpath(r) for r in run_roots} <= wanted,
+                    "committed": committed[run_id].row_counts(),
                 }
             )
     return closed
@@ -127,7 +129,12 @@ def closed_note(closed: dict[str, Any], by: str) -> str:
     if closed.get("status") == "failed":
         head = f"Run {closed['migration_id']} had failed: {closed['reason']}; recorded as failed."
     else:
-        head = f"Run {closed['migration_id']} had crashed: {closed['reason']}; closed as crashed."
+        done = closed["committed"]
+        head = (
+            f"Run {closed['migration_id']} had crashed: {closed['reason']}; closed as crashed "
+            f"(it had committed {done['files_processed']:,} file(s), "
+            f"{done['records_inserted']:,} records)."
+        )
     if closed["resumed"]:
         return f"{head} Run {by} resumes its work (it reads what that run left unread)."
     roots = ", ".join(closed["source_roots"]) or "its folders"

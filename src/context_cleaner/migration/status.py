@@ -101,6 +101,7 @@ class MigrationStatus:
     progress: float
     """0..1: bytes (else files) completed of those the run planned to read."""
     tokens_processed: int
+    """Tokens of the records read (of a crashed run: of its counted rows, as committed)."""
     records_inserted: int
     lines_skipped: int
     tokens_per_second: float
