@@ -1,6 +1,9 @@
 """A crashed run is shown with what it committed: its files from its tracking rows, its
 records and tokens from its usage rows as the counting rules keep them (a row a later run
 took over counts for that run; a side-chain replay of a main-chain record not at all).
+The run that closes it writes those counts into its row, and first brings the rollups
+of its sessions level with its rows (killed between a unit's insert and its rollup
+refresh, the rollups lag, and the next run's net change would count those rows again).
 Real embedded ClickHouse; the run's process is a real process that has ended.
 """
 
@@ -13,9 +16,11 @@ from typing import Any
 import pytest
 from test_bridge_moved_records import _record
 
-from context_cleaner.bridge import FileCommit, writes
+from context_cleaner.bridge import Database, FileCommit, writes
+from context_cleaner.bridge.buckets import rollup_differences
 from context_cleaner.bridge.runs import committed_by
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
+from context_cleaner.migration.crashed_runs import close_crashed_runs
 
 DEAD = "migr-dead"
 
@@ -34,14 +39,20 @@ def _dead_process() -> dict[str, Any]:
     return {"pid": ended.pid, "started": round(time.time(), 3)}
 
 
+def _bridge_of_a_dead_writer(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A bridge whose running rows name a process that has ended (as a killed run's do)."""
+    dead = _dead_process()
+    monkeypatch.setattr(writes, "this_process", lambda: dead)
+    bridge = EnhancedTokenDatabaseBridge(db_url, host="h")
+    bridge.setup_migration_infrastructure()
+    return bridge
+
+
 @pytest.mark.slow  # ~2.5 s
 def test_a_crashed_run_shows_what_it_committed_as_the_rules_count_it(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dead = _dead_process()  # the process that wrote the run's running row, now ended
-    monkeypatch.setattr(writes, "this_process", lambda: dead)
-    bridge = EnhancedTokenDatabaseBridge(db_url, host="h")
-    bridge.setup_migration_infrastructure()
+    bridge = _bridge_of_a_dead_writer(db_url, monkeypatch)
     mine = [
         _record(0, "a"),
         _record(1, "a"),  # a later run stores a better copy: counted for that run
@@ -78,3 +89,29 @@ def test_a_crashed_run_shows_what_it_committed_as_the_rules_count_it(
         w.insert_records([_record(3, "a")], DEAD)
     (run,) = bridge.migration_runs()
     assert run["records_inserted"] == 3
+
+
+@pytest.mark.slow  # ~2 s
+def test_closing_a_run_killed_before_its_rollup_refresh_brings_the_rollups_level(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bridge = _bridge_of_a_dead_writer(db_url, monkeypatch)
+    with bridge.writer() as w:  # killed after its unit's insert, before the refresh
+        w.save_run({"migration_id": DEAD, "run_kind": "migrate", "status": "running",
+                    "started_at": time.time(), "source_roots": ["/r"]})  # fmt: skip
+        w.insert_records([_record(0, "a"), _record(1, "b")], DEAD)
+    with Database(db_url).session() as client:
+        assert rollup_differences(client)["enhanced_token_summaries"]  # they lag
+
+    (closed,) = close_crashed_runs(bridge, "migr-next", ["/r"])
+    assert closed["migration_id"] == DEAD and closed["resumed"] is True
+    assert closed["committed"]["files_processed"] == 0  # no file's tracking row was written
+    assert closed["committed"]["records_inserted"] == 2
+    with Database(db_url).session() as client:
+        assert rollup_differences(client) == {
+            "enhanced_token_summaries": [],
+            "enhanced_token_buckets": [],
+        }
+    (run,) = bridge.migration_runs()
+    assert (run["status"], run["records_inserted"], run["files_processed"]) == ("crashed", 2, 0)
+    assert run["details"]["closed_by"] == "migr-next"

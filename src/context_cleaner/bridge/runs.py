@@ -35,7 +35,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from context_cleaner.bridge.details import COUNTED_VIEW
+from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
 from context_cleaner.bridge.generation import read_generation
 from context_cleaner.bridge.queries import query_rows
 from context_cleaner.bridge.summaries import CHANGE_KEYS, TOKEN_SUMS
@@ -197,6 +197,16 @@ def committed_by(client: Client, run_ids: Sequence[str]) -> dict[str, Committed]
             last_commit=None if last is None else float(last),
         )
     return out
+
+
+_SESSIONS_SQL = f"SELECT DISTINCT session_id FROM {DETAILS_TABLE} WHERE migration_id = {{m:String}}"
+
+
+def sessions_of(client: Client, run_id: str) -> list[str]:
+    """The sessions of the usage rows ``run_id`` inserted (any version: a pass over the
+    table's run and session columns)."""
+    rows = query_rows(client, _SESSIONS_SQL, {"m": run_id}, action="reading a run's sessions")
+    return [r[0] for r in rows]
 
 
 def mark_crashed(

@@ -7,7 +7,9 @@ row was kept beside the database), with the reason, the run that closed it, and 
 committed: its row was last written at a checkpoint, so its files, records, tokens and
 cost are read from its tracking and counted usage rows (``details.committed_bytes`` and
 ``last_commit_at``: the bytes its tracking rows committed and when it last committed,
-for ``status``'s progress and rates).
+for ``status``'s progress and rates). Closing also recomputes the rollups of the run's
+sessions: a run killed between a unit's insert and its rollup refresh left them behind
+its usage rows.
 
 A run of the Prefect engine is also a flow run in the same process: the same verdict
 on that process (its labels) ends the flow run ``Crashed`` in Prefect, in
@@ -30,6 +32,7 @@ from context_cleaner.bridge.runs import (
     drop_stash,
     is_crashed,
     read_stash,
+    sessions_of,
 )
 from context_cleaner.migration.run_record import LogEntry, RunCounts, RunRecorder, write_run
 
@@ -70,6 +73,12 @@ def close_crashed_runs(
     with bridge.writer() as w:
         for run, row in crashed:
             run_id, kind, run_roots = run["migration_id"], run["run_kind"], list(row[4])
+            # Killed between a unit's insert and its rollup refresh, the run left rollups
+            # behind its rows: the next run's net change (measured on the rollups) would
+            # count those rows again when it replays them. Bring them level first.
+            sessions = sessions_of(w.client, run_id)
+            if sessions:
+                w.refresh_summaries(sessions, closing_run)
             stashed = read_stash(bridge.database, run_id)
             if stashed is not None:  # it failed, and the database refused its last row
                 status, reason = "failed", str(details_of(stashed).get("error") or "failed")
