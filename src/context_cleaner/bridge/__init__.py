@@ -62,7 +62,13 @@ if TYPE_CHECKING:
         redact_text,
         translate_clickhouse_error,
     )
-    from context_cleaner.bridge.generation import bump_generation, read_generation
+    from context_cleaner.bridge.generation import (
+        WriteWatch,
+        bump_generation,
+        note_commits,
+        read_generation,
+        watch_writes,
+    )
     from context_cleaner.bridge.host import default_host
     from context_cleaner.bridge.lock import (
         DEFAULT_LOCK_TIMEOUT,
@@ -110,7 +116,7 @@ _HOMES = {
         "DatabaseQueryError DatabaseUnavailableError DiskFullError SchemaError redact_text "
         "translate_clickhouse_error"
     ),
-    "generation": "bump_generation read_generation",
+    "generation": "WriteWatch bump_generation note_commits read_generation watch_writes",
     "host": "default_host",
     "lock": "DEFAULT_LOCK_TIMEOUT FileLock lock_path_for someone_waiting",
     "queries": "insert_rows query_rows",
@@ -165,6 +171,7 @@ __all__ = [
     "SchemaError",
     "Step",
     "TrackedFile",
+    "WriteWatch",
     "applied_schema_files",
     "bump_generation",
     "chdb_supported",
@@ -180,6 +187,7 @@ __all__ = [
     "list_snapshots",
     "load_schema_files",
     "lock_path_for",
+    "note_commits",
     "open_client",
     "parse_url",
     "pending_schema_files",
@@ -202,6 +210,7 @@ __all__ = [
     "totals_dict",
     "translate_clickhouse_error",
     "utc",
+    "watch_writes",
 ]
 
 

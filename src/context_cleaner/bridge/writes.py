@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.bridge.buckets import BUCKETS, recompute_buckets, refresh_buckets, summary_rows
 from context_cleaner.bridge.details import DETAILS_TABLE, insert_details
+from context_cleaner.bridge.generation import note_commits
 from context_cleaner.bridge.queries import in_parts, insert_rows
 from context_cleaner.bridge.runs import this_process
 from context_cleaner.bridge.summaries import (
@@ -109,6 +110,7 @@ class BridgeWriter:
     def commit_files(self, commits: Sequence[FileCommit], migration_id: str) -> None:
         with db_call("INSERT", TRACKING, rows=len(commits)):
             commit_files(self.client, commits, migration_id, self._bridge.host)
+        note_commits(self._bridge.database, commits)  # a sync watching its writes keeps them
 
     def release_memory(self) -> None:
         """Give the embedded engine's freed memory back to the system (servers: nothing).

@@ -19,7 +19,7 @@ from context_cleaner.analysis.discovery import TranscriptFile, discover
 from context_cleaner.analysis.extract import USAGE_MARKER, Source, extract_line
 from context_cleaner.analysis.reader import open_regular
 from context_cleaner.analysis.records import UsageRecord
-from context_cleaner.bridge import TrackedFile
+from context_cleaner.bridge import FileCommit, TrackedFile
 from context_cleaner.migration.sync_cache import file_key
 
 #: Files probed for the newest source line (the most recently modified ones).
@@ -121,7 +121,7 @@ def measure_freshness(
     )
 
 
-def committed_offsets(tracked: Iterable[TrackedFile]) -> dict[str, int]:
+def committed_offsets(tracked: Iterable[TrackedFile | FileCommit]) -> dict[str, int]:
     """:func:`file_key` -> committed offset, for :func:`measure_freshness`."""
     return {file_key(t.source_root, t.file_path): t.committed_offset for t in tracked}
 

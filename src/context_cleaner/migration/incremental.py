@@ -15,6 +15,33 @@ One sync:
 5. record the run (one row, rewritten with running totals, and one log row) only when
    something was read, then rebuild the stat cache and measure the data lag.
 
+**The tracking rows are read once.** The stat cache of step 5 needs every file's state
+after this sync's commits. Reading the whole table again (a GROUP BY over every file's
+rows and 20,000 objects for 20,000 files) is what a sync of one changed file used to
+spend most of its time on. Instead the states read in step 3 are updated with the
+file commits this sync wrote (:func:`after_commits`), *only* when the database's write
+generation proves that nobody else wrote in between; otherwise they are read again.
+Why that can never make a sync skip data it should read:
+
+- the states and the generation token are read in one session, under the lock: the
+  states are the table at that token (every writer replaces the token under the lock
+  before writing, :func:`~context_cleaner.bridge.bump_generation`);
+- while this sync runs, :func:`~context_cleaner.bridge.watch_writes` follows its
+  thread's writes: each replaced token must be the one this thread saw or wrote last.
+  A write by another process (the lock may be released between units when one waits),
+  or by another thread, replaces the token unseen, so this thread's next write finds
+  an unexpected token, or the final read (under the lock) finds a token this thread did
+  not write: either way the states are read again, as before. An empty or unreadable
+  token, a token that could not be written, or a server (no token) also read again;
+- this sync's own units change tracking rows only through ``commit_files``, each of
+  which the watch records after it is written, in order: so the table then is exactly
+  the states updated with those commits, and the cache written is keyed by the token
+  it was proven at. A commit missing from the record (a failed insert) leaves the file's
+  older state, whose stamp the file no longer matches: the next sync plans, never skips.
+
+A rollback, a migrate or another sync in between therefore always makes this sync read
+the table again; a stale state can only ever cost a full plan.
+
 ``tokens_added`` and ``records_inserted`` are the net change of the database's counted
 totals made by this sync's commits, measured inside each unit of work by the summary
 refresh (after minus before, for the sessions the unit touched): lines repeating
@@ -25,7 +52,7 @@ only the difference. Lines that could not be counted are reported by reason.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,9 +79,10 @@ from context_cleaner.migration.sync_plan import (
 from context_cleaner.settings import BATCH_SIZE, DEFAULTS
 
 if TYPE_CHECKING:  # the bridge's reads and the pipeline: imported when a sync runs in full
-    from context_cleaner.bridge import EnhancedTokenDatabaseBridge
+    from context_cleaner.bridge import EnhancedTokenDatabaseBridge, FileCommit
     from context_cleaner.migration.models import BatchProcessingResult
     from context_cleaner.migration.pipeline import ProgressCallback, RunOptions, RunState
+    from context_cleaner.migration.planning import FileState
 
 #: Every this many syncs of one run (``sync --watch``), the run's superseded file
 #: tracking rows are dropped, so the table grows with files, not with syncs.
@@ -172,7 +200,7 @@ def run_sync(
         quick = _nothing_new(bridge.database, bridge.host, request, found, run, started)
         if quick is not None:
             return quick
-    from context_cleaner.bridge import bump_generation, read_generation
+    from context_cleaner.bridge import bump_generation, read_generation, watch_writes
     from context_cleaner.migration import freshness, pipeline
 
     files = select_files(found.files, request.only_paths, request.since)
@@ -189,30 +217,35 @@ def run_sync(
     with bridge.database.held():
         bridge.setup_migration_infrastructure()
         with bridge.reading():
+            start = read_generation(bridge.database)  # with the states, under the lock
             states = pipeline.load_states(bridge)
-        state.plan, restamped = plan_sync(files, states, request)
-        state.discovery = found
-        keys = sync_cache.pair_keys(states)
-        deleted = sync_cache.count_missing(keys, found, request.only_paths)
-        if state.plan.items:
-            from context_cleaner.migration.crashed_runs import close_crashed
+        with watch_writes(bridge.database, start) as watch:
+            state.plan, restamped = plan_sync(files, states, request)
+            state.discovery = found
+            keys = sync_cache.pair_keys(states)
+            deleted = sync_cache.count_missing(keys, found, request.only_paths)
+            if state.plan.items:
+                from context_cleaner.migration.crashed_runs import close_crashed
 
-            roots = [str(r) for r in found.roots]
-            close_crashed(bridge, state, roots)
-            _read_and_commit(bridge, state, options, run, progress, should_stop)
-            if run.syncs % COMPACT_EVERY == 0:  # a long watch: one tracking row per file
+                roots = [str(r) for r in found.roots]
+                close_crashed(bridge, state, roots)
+                _read_and_commit(bridge, state, options, run, progress, should_stop)
+                if run.syncs % COMPACT_EVERY == 0:  # a long watch: one tracking row per file
+                    with bridge.writer() as w:
+                        w.compact_tracking(run.migration_id)
+            if restamped:
                 with bridge.writer() as w:
-                    w.compact_tracking(run.migration_id)
-        if restamped:
-            with bridge.writer() as w:
-                w.commit_files(restamped, run.migration_id)
-        with bridge.reading():
-            generation = read_generation(bridge.database)
-            if generation == "":  # nothing has written since the database was made: start one
-                bump_generation(bridge.database)
+                    w.commit_files(restamped, run.migration_id)
+            with bridge.reading():
                 generation = read_generation(bridge.database)
-            tracked = bridge.tracked_files()
-            newest = bridge.newest_record_time()
+                if generation == "":  # nothing has written since the database was made
+                    bump_generation(bridge.database)
+                    generation = read_generation(bridge.database)
+                if watch is not None and watch.settled(generation):
+                    tracked = after_commits(states, watch.commits)  # no second read
+                else:  # another writer came in between (or a server): read them again
+                    tracked = bridge.tracked_files()
+                newest = bridge.newest_record_time()
     sync_cache.save_cache(bridge.database, bridge.host, generation, tracked, found)
     fresh = freshness.measure_freshness(found.files, freshness.committed_offsets(tracked), newest)
     plan = state.plan
@@ -241,6 +274,16 @@ def run_sync(
         skipped_line_examples=list(state.skipped_examples),
         closed_runs=list(state.closed_runs),
     )
+
+
+def after_commits(
+    states: dict[tuple[str, str], FileState], commits: list[FileCommit]
+) -> Collection[FileState | FileCommit]:
+    """Each file's state once ``commits`` (written in this order after ``states`` was
+    read) are in: what the tracking table holds then, when no one else wrote."""
+    for c in commits:  # ``states`` is the sync's own: updated in place
+        states[c.source_root, c.file_path] = c
+    return states.values()
 
 
 def _read_and_commit(

@@ -35,7 +35,7 @@ from context_cleaner.bridge.generation import read_generation
 
 if TYPE_CHECKING:
     from context_cleaner.analysis.discovery import Discovery, TranscriptFile
-    from context_cleaner.bridge import Database, TrackedFile
+    from context_cleaner.bridge import Database, FileCommit, TrackedFile
 
 CACHE_VERSION = 2
 
@@ -62,7 +62,7 @@ def pair_keys(pairs: Iterable[tuple[str, str]]) -> Iterator[str]:
     return map(_SEP.join, pairs)
 
 
-def committed_stamp(t: TrackedFile) -> FileStamp | None:
+def committed_stamp(t: TrackedFile | FileCommit) -> FileStamp | None:
     """The stamp of a cleanly committed file (None for a failed one: it must be retried)."""
     if t.status != "completed" or t.error_message:
         return None
@@ -218,10 +218,12 @@ def save_cache(
     database: Database,
     host: str,
     generation: str | None,
-    tracked: Iterable[TrackedFile],
+    tracked: Iterable[TrackedFile | FileCommit],
     found: Discovery | None = None,
 ) -> bool:
-    """Write the cache from tracking rows read under the lock right after ``generation``;
+    """Write the cache from each file's state at ``generation`` (its tracking rows read
+    under the lock right after reading ``generation``, or known to be those: see
+    :mod:`~context_cleaner.migration.incremental`);
     with ``found`` (the sync's walk), its quiet walk too when every file in it stats as
     committed (:func:`remember_quiet`).
 

@@ -1,0 +1,160 @@
+"""A sync reads the tracking rows once, and its stat cache never skips data: after its own
+commits it knows the table from the states it read and the commits it wrote, unless
+another writer came in between (then it reads the table again). Real chDB in tmp_path."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from context_cleaner.analysis.counter import EnhancedTokenCounter
+from context_cleaner.analysis.discovery import discover
+from context_cleaner.bridge import bump_generation, read_generation, watch_writes
+from context_cleaner.bridge.database import Database
+from context_cleaner.migration import sync_cache
+from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
+from context_cleaner.migration.rollback import rollback_migration
+
+from .helpers import (
+    assert_matches_analyser,
+    assistant_line,
+    database_state,
+    exact,
+    migrator,
+)
+
+
+def _appended(source: Path, n: int) -> Path:
+    """Lines with new message ids appended to one transcript."""
+    target = sorted(source.rglob("*.jsonl"))[0]
+    with target.open("ab") as out:
+        for i in range(n):
+            out.write(assistant_line(f"appended-{i}", 7 + i, session_id="appended"))
+    return target
+
+
+def _count_reads(m: HistoricalDataMigrator) -> list[int]:
+    """Count the bridge's whole-table reads of tracking rows (the real read still runs)."""
+    calls = [0]
+    real = m.bridge.tracked_files
+
+    def counted() -> list:  # type: ignore[type-arg]
+        calls[0] += 1
+        return real()
+
+    m.bridge.tracked_files = counted  # type: ignore[method-assign]
+    return calls
+
+
+def _cache_is_the_table(m: HistoricalDataMigrator) -> None:
+    """The stat cache holds exactly the stamps the tracking table says, at its generation."""
+    cache = sync_cache.load_cache(m.bridge.database, m.bridge.host)
+    assert cache is not None, "a sync that read files leaves a trusted cache"
+    truth = {}
+    for t in m.bridge.tracked_files():
+        stamp = sync_cache.committed_stamp(t)
+        if stamp is not None:
+            truth[sync_cache.file_key(t.source_root, t.file_path)] = stamp
+    assert cache.files == truth
+
+
+@pytest.mark.slow
+def test_an_append_is_synced_with_one_read_of_the_tracking_rows(source: Path, db_url: str) -> None:
+    migrator(db_url).sync(str(source))
+    _appended(source, 3)
+    m = migrator(db_url)
+    reads = _count_reads(m)
+    result = m.sync(str(source))
+    assert result.files_changed == 1 and result.records_inserted == 3
+    assert reads[0] == 1  # before planning only: then updated with its own commits
+    _cache_is_the_table(m)
+    assert_matches_analyser(m, source)
+    again = migrator(db_url).sync(str(source))  # the cache answers: nothing new
+    assert again.files_changed == 0 and again.success
+
+
+def _sync_with(
+    db_url: str, source: Path, between: Callable[[], None]
+) -> tuple[HistoricalDataMigrator, list[int]]:
+    """Sync ``source`` with ``between`` run once after its first committed batch, in
+    another thread (as another writer would: its token is not this sync's)."""
+    done: list[bool] = []
+
+    def should_stop() -> bool:
+        if not done:
+            done.append(True)
+            other = threading.Thread(target=between)
+            other.start()
+            other.join()
+        return False
+
+    m = migrator(db_url)
+    reads = _count_reads(m)
+    result = m.sync(str(source), should_stop=should_stop)
+    assert done and result.success
+    return m, reads
+
+
+@pytest.mark.slow
+def test_a_rollback_in_between_leaves_no_cache_that_skips_data(source: Path, db_url: str) -> None:
+    first = migrator(db_url).sync(str(source))
+    _appended(source, 2)
+
+    def rollback() -> None:  # every row of the first sync goes
+        rollback_migration(migrator(db_url).bridge, first.migration_id, "data-only", None)
+
+    m, reads = _sync_with(db_url, source, rollback)
+    _cache_is_the_table(m)
+    cache = sync_cache.load_cache(m.bridge.database, m.bridge.host)
+    assert cache is not None and not cache.covers(discover([source]).files)
+    again = migrator(db_url).sync(str(source))  # plans, and reads what the rollback removed
+    assert again.files_changed >= again.files_checked - 1 and again.records_inserted > 0
+    assert_matches_analyser(m, source)
+    assert reads[0] == 2  # the watch saw the other writer: the table was read again
+
+
+@pytest.mark.slow
+def test_another_commit_in_between_is_in_the_cache(
+    tmp_path: Path, source: Path, db_url: str
+) -> None:
+    """Another sync commits a file of another root while this one runs: the cache written
+    after is the table's (the other root's file included), and nothing is skipped."""
+    other_root = tmp_path / "other" / "projects"
+    (other_root / "-p").mkdir(parents=True)
+    (other_root / "-p" / "o.jsonl").write_bytes(assistant_line("other", 11, session_id="o"))
+    migrator(db_url).sync(str(source))
+    _appended(source, 2)
+    m, reads = _sync_with(db_url, source, lambda: migrator(db_url).sync(str(other_root)) and None)
+    _cache_is_the_table(m)
+    report = EnhancedTokenCounter([str(source), str(other_root)], workers=1).analyze()
+    assert database_state(m)[0] == exact(report.totals.model_dump())  # every line of both
+    assert reads[0] == 2
+
+
+def test_the_watch_is_settled_only_by_this_threads_own_writes(tmp_path: Path) -> None:
+    database = Database(f"chdb://{tmp_path}/db")
+    bump_generation(database)
+    with watch_writes(database, read_generation(database)) as watch:
+        assert watch is not None
+        bump_generation(database)
+        bump_generation(database)
+        assert watch.settled(read_generation(database))
+        other = threading.Thread(target=bump_generation, args=(database,))
+        other.start()
+        other.join()
+        assert not watch.settled(read_generation(database))  # the last token is not ours
+        bump_generation(database)  # ours again, but it replaced a token it never saw
+        assert not watch.settled(read_generation(database))
+
+
+def test_a_watch_from_no_token_is_never_settled(tmp_path: Path) -> None:
+    database = Database(f"chdb://{tmp_path}/db")
+    with watch_writes(database, read_generation(database)) as watch:  # "" before any write
+        assert watch is not None
+        bump_generation(database)
+        assert not watch.settled(read_generation(database))
+    with watch_writes(Database("http://127.0.0.1:1/x"), None) as none:
+        assert none is None
