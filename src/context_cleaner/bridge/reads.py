@@ -360,10 +360,11 @@ class BridgeReads:
                 out[d].sort(key=lambda item, d=d: (-item["total_tokens"], str(item[d])))
         return out
 
-    def tracked_files(self) -> list[TrackedFile]:
-        """This host's files and how far each is committed."""
+    def tracked_files(self, paths: Collection[str] | None = None) -> list[TrackedFile]:
+        """This host's files and how far each is committed (with ``paths``: only the
+        files at those relative paths)."""
         with db_call("SELECT", TRACKING), self._session() as client:
-            return current_files(client, self.host)
+            return current_files(client, self.host, paths)
 
     def migration_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest runs (migrate, sync, validate, rollback), newest first; a run marked

@@ -8,7 +8,7 @@ range, which the table's key makes harmless.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -138,7 +138,7 @@ SELECT source_root, file_path,
        argMax(migration_id, processed_at), toUnixTimestamp64Milli(max(processed_at)) / 1000.0,
        argMax(lines_skipped, processed_at)
 FROM {TRACKING}
-WHERE host = {{host:String}}
+WHERE host = {{host:String}}{{only}}
 GROUP BY source_root, file_path
 ORDER BY source_root, file_path
 """
@@ -170,7 +170,15 @@ def compact_files(client: Client, host: str, migration_id: str) -> None:
         ) from exc
 
 
-def current_files(client: Client, host: str) -> list[TrackedFile]:
-    """Every tracked file of ``host`` in its latest committed state."""
-    rows = query_rows(client, _CURRENT, {"host": host}, action="reading file tracking")
+def current_files(
+    client: Client, host: str, paths: Collection[str] | None = None
+) -> list[TrackedFile]:
+    """Every tracked file of ``host`` in its latest committed state; with ``paths``, only
+    the files at those relative paths (under any root)."""
+    if paths is None:
+        sql, params = _CURRENT.replace("{only}", ""), {"host": host}
+    else:
+        sql = _CURRENT.replace("{only}", " AND file_path IN {paths:Array(String)}")
+        params = {"host": host, "paths": sorted(paths)}
+    rows = query_rows(client, sql, params, action="reading file tracking")
     return [TrackedFile(*row) for row in rows]

@@ -87,6 +87,11 @@ class Freshness:
     probed_files: int = 0
 
 
+def probed(files: Sequence[TranscriptFile], probe: int = PROBE_FILES) -> list[TranscriptFile]:
+    """The ``probe`` most recently modified ``files``: those :func:`measure_freshness` reads."""
+    return sorted(files, key=lambda f: f.mtime_ns, reverse=True)[:probe]
+
+
 def measure_freshness(
     files: Sequence[TranscriptFile],
     committed: Mapping[str, int],
@@ -98,7 +103,7 @@ def measure_freshness(
 
     ``committed`` maps :func:`file_key` to the committed offset (bytes in the database).
     """
-    recent = sorted(files, key=lambda f: f.mtime_ns, reverse=True)[:probe]
+    recent = probed(files, probe)
     newest: int | None = None
     lag_ms: int | None = 0
     for f in recent:

@@ -79,14 +79,20 @@ from context_cleaner.migration.sync_plan import (
 from context_cleaner.settings import BATCH_SIZE, DEFAULTS
 
 if TYPE_CHECKING:  # the bridge's reads and the pipeline: imported when a sync runs in full
+    from context_cleaner.analysis.discovery import TranscriptFile
     from context_cleaner.bridge import EnhancedTokenDatabaseBridge, FileCommit
     from context_cleaner.migration.models import BatchProcessingResult
     from context_cleaner.migration.pipeline import ProgressCallback, RunOptions, RunState
     from context_cleaner.migration.planning import FileState
+    from context_cleaner.migration.sync_cache import FileStamp
 
 #: Every this many syncs of one run (``sync --watch``), the run's superseded file
 #: tracking rows are dropped, so the table grows with files, not with syncs.
 COMPACT_EVERY = 50
+
+#: Files the stat cache does not vouch for, above which a sync reads the whole tracking
+#: table (one GROUP BY) rather than those files' rows by path.
+MAX_LOOKUPS = 2_000
 
 #: Bytes per batch in a sync: smaller units of work than a migration's, so a reader
 #: waiting for the database waits for less.
@@ -216,13 +222,14 @@ def run_sync(
     state = pipeline.RunState(run.migration_id)
     with bridge.database.held():
         bridge.setup_migration_infrastructure()
-        with bridge.reading():
-            start = read_generation(bridge.database)  # with the states, under the lock
-            states = pipeline.load_states(bridge)
+        start, states, known, check = _committed_states(bridge, request, files, found)
         with watch_writes(bridge.database, start) as watch:
-            state.plan, restamped = plan_sync(files, states, request)
+            state.plan, restamped = plan_sync(check, states, request)
+            if known is not None:  # the files the stat cache vouched for: unchanged
+                planned = set(map(id, check))
+                state.plan.unchanged.extend(f for f in files if id(f) not in planned)
             state.discovery = found
-            keys = sync_cache.pair_keys(states)
+            keys = known.keys() if known is not None else sync_cache.pair_keys(states)
             deleted = sync_cache.count_missing(keys, found, request.only_paths)
             if state.plan.items:
                 from context_cleaner.migration.crashed_runs import close_crashed
@@ -241,13 +248,19 @@ def run_sync(
                 if generation == "":  # nothing has written since the database was made
                     bump_generation(bridge.database)
                     generation = read_generation(bridge.database)
-                if watch is not None and watch.settled(generation):
-                    tracked = after_commits(states, watch.commits)  # no second read
+                if watch is not None and watch.settled(generation):  # no second read
+                    committed = after_commits(states, watch.commits)
+                    if known is not None:
+                        stamps = sync_cache.stamps_after(known, watch.commits)
+                    else:
+                        stamps = sync_cache.stamps_of(committed)
                 else:  # another writer came in between (or a server): read them again
-                    tracked = bridge.tracked_files()
+                    committed = bridge.tracked_files()
+                    stamps = sync_cache.stamps_of(committed)
                 newest = bridge.newest_record_time()
-    sync_cache.save_cache(bridge.database, bridge.host, generation, tracked, found)
-    fresh = freshness.measure_freshness(found.files, freshness.committed_offsets(tracked), newest)
+    sync_cache.save_stamps(bridge.database, bridge.host, generation, stamps, found)
+    offsets = freshness.committed_offsets(committed)
+    fresh = freshness.measure_freshness(found.files, offsets, newest)
     plan = state.plan
     skipped = (
         [skipped_note(state.skipped_lines, state.skipped_by_reason)] if state.skipped_lines else []
@@ -274,6 +287,37 @@ def run_sync(
         skipped_line_examples=list(state.skipped_examples),
         closed_runs=list(state.closed_runs),
     )
+
+
+def _committed_states(
+    bridge: EnhancedTokenDatabaseBridge,
+    request: SyncRequest,
+    files: list[TranscriptFile],
+    found: Discovery,
+) -> tuple[
+    str | None, dict[tuple[str, str], FileState], dict[str, FileStamp] | None, list[TranscriptFile]
+]:
+    """The write generation and, read with it under the lock, the states to plan from.
+
+    Returns ``(generation, states, known, check)``: when the stat cache is of this very
+    generation, ``known`` is its stamps, ``check`` the files it does not vouch for, and
+    ``states`` holds the rows of those files (and of the files the lag is measured on)
+    only; else ``known`` is None, ``check`` every file and ``states`` the whole table.
+    """
+    from context_cleaner.bridge import read_generation
+    from context_cleaner.migration import freshness, pipeline
+
+    trusts_stamps = request.modified_files_only and not request.force_reanalysis
+    cache = sync_cache.load_cache(bridge.database, bridge.host) if trusts_stamps else None
+    with bridge.reading():
+        start = read_generation(bridge.database)
+        if cache is not None and start and cache.generation == start:
+            check = cache.uncovered(files)
+            wanted = {f.relative_path for f in (*check, *freshness.probed(found.files))}
+            if len(wanted) <= MAX_LOOKUPS:
+                states = {(t.source_root, t.file_path): t for t in bridge.tracked_files(wanted)}
+                return start, states, cache.files, check
+        return start, pipeline.load_states(bridge), None, files
 
 
 def after_commits(

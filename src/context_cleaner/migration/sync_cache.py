@@ -100,6 +100,13 @@ class SyncCache(CacheHead, kw_only=True):
 
     def covers(self, files: Sequence[TranscriptFile]) -> bool:
         """True when every file stats exactly as when it was last committed."""
+        return next(self._uncovered(files), None) is None
+
+    def uncovered(self, files: Sequence[TranscriptFile]) -> list[TranscriptFile]:
+        """The files that do not stat as when they were last committed (or are not known)."""
+        return list(self._uncovered(files))
+
+    def _uncovered(self, files: Sequence[TranscriptFile]) -> Iterator[TranscriptFile]:
         # Tens of thousands of files: keys built per root, fields compared without building
         # a stamp per file (building FileStamps to compare lists measured slower).
         for f, s in zip(files, map(self.files.get, keys_of(files)), strict=True):
@@ -109,8 +116,7 @@ class SyncCache(CacheHead, kw_only=True):
                 f.inode,
                 f.device,
             ):
-                return False
-        return True
+                yield f
 
     def missing(self, found: Discovery, only: set[str] | None = None) -> int:
         """Committed files under the roots that are no longer on disk (their rows stay)."""
@@ -229,6 +235,40 @@ def save_cache(
 
     Returns False (and removes any old cache) when it cannot be trusted or written.
     """
+    return save_stamps(database, host, generation, stamps_of(tracked), found)
+
+
+def stamps_of(tracked: Iterable[TrackedFile | FileCommit]) -> dict[str, FileStamp]:
+    """:func:`file_key` -> the stamp of each cleanly committed file among ``tracked``."""
+    files = {}
+    for t in tracked:
+        stamp = committed_stamp(t)
+        if stamp is not None:
+            files[file_key(t.source_root, t.file_path)] = stamp
+    return files
+
+
+def stamps_after(
+    files: dict[str, FileStamp], commits: Iterable[FileCommit]
+) -> dict[str, FileStamp]:
+    """``files`` (a cache's stamps) once ``commits`` are in, in their order: updated in place."""
+    for c in commits:
+        key, stamp = file_key(c.source_root, c.file_path), committed_stamp(c)
+        if stamp is None:
+            files.pop(key, None)  # failed: retried by the next sync
+        else:
+            files[key] = stamp
+    return files
+
+
+def save_stamps(
+    database: Database,
+    host: str,
+    generation: str | None,
+    files: dict[str, FileStamp],
+    found: Discovery | None = None,
+) -> bool:
+    """:func:`save_cache` from the stamps themselves (:func:`stamps_of`)."""
     path = cache_path(database)
     identity = _database_identity(database)
     if path is None:
@@ -237,11 +277,6 @@ def save_cache(
         with contextlib.suppress(OSError):
             path.unlink()
         return False
-    files = {}
-    for t in tracked:
-        stamp = committed_stamp(t)
-        if stamp is not None:
-            files[file_key(t.source_root, t.file_path)] = stamp
     cache = SyncCache(host=host, database=identity, generation=generation, files=files)
     if found is not None and found.tree is not None and cache.covers(found.files):
         cache.quiet = QuietTree(found.tree, len(found.files), cache.missing(found))
