@@ -7,32 +7,45 @@ One sync:
    them changed since the database committed it; if none did, stop here: the
    database engine is never opened, so a sync with nothing new costs a few stat calls
    (with the cache's quiet walk, not even a walk: step 1 is skipped too);
-3. otherwise plan from the tracking rows: a file that stats exactly as when it was
-   committed is unchanged (its head is not even read); the others are read from their
-   committed offset, or from 0 when their identity changed (truncated, replaced, rotated);
+3. otherwise plan from the tracking rows (or the stat cache, below): a file that stats
+   exactly as when it was committed is unchanged (its head is not even read); the others
+   are read from their committed offset, or from 0 when their identity changed
+   (truncated, replaced, rotated);
 4. read and commit the ranges in batches through the migration pipeline (rows, then
    offsets: a unit of work per batch, the lock released between them when a reader waits);
 5. record the run (one row, rewritten with running totals, and one log row) only when
    something was read, then rebuild the stat cache and measure the data lag.
 
-**The tracking rows are read once.** The stat cache of step 5 needs every file's state
-after this sync's commits. Reading the whole table again (a GROUP BY over every file's
-rows and 20,000 objects for 20,000 files) is what a sync of one changed file used to
-spend most of its time on. Instead the states read in step 3 are updated with the
-file commits this sync wrote (:func:`after_commits`), *only* when the database's write
-generation proves that nobody else wrote in between; otherwise they are read again.
+**The tracking rows: read once, and only the changed files' when the cache allows.**
+Reading the whole tracking table (a GROUP BY over every file's rows, then 20,000 objects
+for 20,000 files), before planning and again for the new stat cache, was most of what a
+sync of one changed file among many cost. Now:
+
+- *Planning* (:func:`_committed_states`): the write generation is read under the lock,
+  in the session that reads the states. When the stat cache is of that very generation,
+  no writer wrote since it was made, and it holds exactly the stamps of the files whose
+  current tracking row is a clean commit (it is only ever written from such rows, see
+  below). A file that stats as its cache stamp therefore has a clean commit of exactly
+  that stamp: the plan would skip it anyway. Only the other files' rows (and those of the
+  files the data lag is measured on) are read, by path. Any other case (no cache, another
+  generation, more than :data:`MAX_LOOKUPS` such files, a server) reads the whole table.
+- *The new cache* (step 5): the states read are updated with the file commits this
+  sync wrote (:func:`after_commits`, :func:`~context_cleaner.migration.sync_cache.stamps_after`)
+  *only* when the write generation proves that nobody else wrote in between; otherwise
+  the whole table is read again, as before.
+
 Why that can never make a sync skip data it should read:
 
-- the states and the generation token are read in one session, under the lock: the
-  states are the table at that token (every writer replaces the token under the lock
-  before writing, :func:`~context_cleaner.bridge.bump_generation`);
+- the states and the generation token are read in one session, under the lock: they
+  are the table at that token (every writer replaces the token under the lock before
+  writing, :func:`~context_cleaner.bridge.bump_generation`);
 - while this sync runs, :func:`~context_cleaner.bridge.watch_writes` follows its
   thread's writes: each replaced token must be the one this thread saw or wrote last.
   A write by another process (the lock may be released between units when one waits),
   or by another thread, replaces the token unseen, so this thread's next write finds
   an unexpected token, or the final read (under the lock) finds a token this thread did
-  not write: either way the states are read again, as before. An empty or unreadable
-  token, a token that could not be written, or a server (no token) also read again;
+  not write: either way the table is read again. An empty or unreadable token, a token
+  that could not be written, or a server (no token) also read it again;
 - this sync's own units change tracking rows only through ``commit_files``, each of
   which the watch records after it is written, in order: so the table then is exactly
   the states updated with those commits, and the cache written is keyed by the token
