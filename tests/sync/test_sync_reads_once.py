@@ -14,7 +14,7 @@ from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.analysis.discovery import discover
 from context_cleaner.bridge import TrackedFile, bump_generation, read_generation, watch_writes
 from context_cleaner.bridge.database import Database
-from context_cleaner.migration import sync_cache
+from context_cleaner.migration import incremental, sync_cache
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.migration.rollback import rollback_migration
 
@@ -62,7 +62,7 @@ def _cache_is_the_table(m: HistoricalDataMigrator) -> None:
 
 
 @pytest.mark.slow
-def test_an_append_is_synced_with_one_read_of_the_tracking_rows(source: Path, db_url: str) -> None:
+def test_an_append_reads_only_the_changed_files_tracking_rows(source: Path, db_url: str) -> None:
     migrator(db_url).sync(str(source))
     _appended(source, 3)
     m = migrator(db_url)
@@ -74,6 +74,24 @@ def test_an_append_is_synced_with_one_read_of_the_tracking_rows(source: Path, db
     assert_matches_analyser(m, source)
     again = migrator(db_url).sync(str(source))  # the cache answers: nothing new
     assert again.files_changed == 0 and again.success
+
+
+@pytest.mark.slow
+def test_more_changed_files_than_lookups_read_the_table_once(
+    source: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrator(db_url).sync(str(source))
+    for f in sorted(source.rglob("*.jsonl"))[:2]:
+        with f.open("ab") as out:
+            out.write(assistant_line(f"more-{f.stem}", 9, session_id="more"))
+    monkeypatch.setattr(incremental, "MAX_LOOKUPS", 1)
+    m = migrator(db_url)
+    reads = _count_reads(m)
+    result = m.sync(str(source))
+    assert result.files_changed == 2 and result.records_inserted == 2
+    assert reads[0] == 1
+    _cache_is_the_table(m)
+    assert_matches_analyser(m, source)
 
 
 @pytest.mark.slow
