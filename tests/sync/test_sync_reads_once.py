@@ -4,7 +4,9 @@ another writer came in between (then it reads the table again). Real chDB in tmp
 
 from __future__ import annotations
 
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from context_cleaner.migration.rollback import rollback_migration
 from .helpers import (
     assert_matches_analyser,
     assistant_line,
+    cli,
+    cli_env,
     database_state,
     exact,
     migrator,
@@ -151,21 +155,47 @@ def test_a_rollback_in_between_leaves_no_cache_that_skips_data(source: Path, db_
 
 
 @pytest.mark.slow
-def test_another_commit_in_between_is_in_the_cache(
+def test_another_process_committing_in_between_is_in_the_cache(
     tmp_path: Path, source: Path, db_url: str
 ) -> None:
-    """Another sync commits a file of another root while this one runs: the cache written
-    after is the table's (the other root's file included), and nothing is skipped."""
+    """A ``sync`` process waits for the database while this sync commits: it gets it between
+    this sync's units (the lock is handed over when someone waits) and commits a file of
+    another root; the cache written after is the table's, the table read again."""
     other_root = tmp_path / "other" / "projects"
     (other_root / "-p").mkdir(parents=True)
     (other_root / "-p" / "o.jsonl").write_bytes(assistant_line("other", 11, session_id="o"))
     migrator(db_url).sync(str(source))
     _appended(source, 2)
-    m, reads = _sync_with(db_url, source, lambda: migrator(db_url).sync(str(other_root)) and None)
+    m = migrator(db_url)
+    reads = _count_reads(m)
+    waiting: list[subprocess.Popen[bytes]] = []
+
+    def should_stop() -> bool:
+        if not waiting:  # after the first committed unit: another process asks for the lock
+            waiting.append(
+                subprocess.Popen(
+                    cli("sync", "--source-dir", str(other_root)),
+                    env=cli_env(db_url),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                )
+            )
+            deadline = time.monotonic() + 60
+            while not m.bridge.database.someone_waiting():
+                assert waiting[0].poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+            with m.bridge.database.session():  # ends with a waiter: the lock is handed over
+                pass
+            assert waiting[0].wait(timeout=120) == 0  # it committed before this sync goes on
+        return False
+
+    result = m.sync(str(source), should_stop=should_stop)
+    assert result.success and waiting
+    during = reads[0]
     _cache_is_the_table(m)
     report = EnhancedTokenCounter([str(source), str(other_root)], workers=1).analyze()
-    assert database_state(m)[0] == exact(report.totals.model_dump())  # every line of both
-    assert reads == 1
+    assert database_state(m)[0] == exact(report.totals.model_dump())
+    assert during == 1  # the other process's commit was seen: the table was read again
 
 
 def test_the_watch_is_settled_only_by_this_threads_own_writes(tmp_path: Path) -> None:
