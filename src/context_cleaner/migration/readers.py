@@ -49,8 +49,11 @@ def _ranges(batch: Sequence[WorkItem]) -> list[tuple[TranscriptFile, int, int]]:
 IN_FLIGHT_PER_WORKER = 3
 
 #: Transcript bytes the readers may be ahead of the commits by, beyond
-#: :data:`IN_FLIGHT_PER_WORKER` batches per worker (see :class:`BatchReader`).
-READ_AHEAD_BYTES = 64 * 2**20
+#: :data:`IN_FLIGHT_PER_WORKER` batches per worker (see :class:`BatchReader`). On 20,000
+#: small files (quiet machine, docs/benchmarks.md): 0 -> the run's process waited ~1.1 s
+#: for reads; 16 MiB -> ~0.9 s; 32 MiB -> ~0.45 s, but a migrate with its validation then
+#: peaked at 207-208 MiB of private memory instead of 199-201 (64 MiB: 213-233).
+READ_AHEAD_BYTES = 16 * 2**20
 
 #: Batches in flight, at most, whatever their size.
 MAX_IN_FLIGHT = 256
@@ -107,11 +110,11 @@ class BatchReader:
     Batches are in flight (queued, being read, or read and not yet taken) up to
     ``IN_FLIGHT_PER_WORKER * workers`` of them, or more while the ones in flight hold
     less than :data:`READ_AHEAD_BYTES` of transcript (at most :data:`MAX_IN_FLIGHT`), so
-    memory does not grow with the corpus: a read batch is its records only, 1-8% of its
-    bytes. The queue is deep enough to keep the workers reading while this process starts
-    the engine or commits a unit (~0.8 s for 20,000 records; 3 batches per worker of
-    100 small files each were read in ~0.1 s, and the workers then waited). Yields
-    results in batch order.
+    memory does not grow with the corpus: a read batch is its records only, 1-11% of its
+    bytes (11% for files of three responses). The queue keeps the workers reading for part
+    of the time this process starts the engine or commits a unit (~0.6 s for 20,000
+    records): 3 batches per worker of 100 small files each were read in ~0.1 s, and the
+    workers then waited. Yields results in batch order.
     """
 
     def __init__(self, workers: int) -> None:
