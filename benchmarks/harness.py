@@ -24,6 +24,8 @@ from typing import Any
 
 import psutil
 
+from context_cleaner.observability.process_memory import sample_tree
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -122,6 +124,11 @@ class RunResult:
     peak_tree_uss: int = 0
     """Largest sampled sum of USS over the tree: the pages no other process maps (private
     memory; a forked worker's pages still shared with its parent are not in it)."""
+    peak_tree_private: int = 0
+    """Largest sampled private memory of the tree as a run measures its own
+    (``observability.process_memory.sample_tree``: anonymous pages, a forked child's own
+    dirty pages), sampled from outside at the poll interval: a run's own sampling (at most
+    4 a second) misses the short peaks inside its commits."""
     cpu_s: float = 0.0
     """User + system CPU seconds of the process and every descendant its tree reaped
     (steadier than wall time on a shared machine; on 2 cores wall >= cpu_s / 2)."""
@@ -141,6 +148,7 @@ def largest_memory(runs: list[RunResult], into: RunResult) -> RunResult:
     into.peak_tree_rss = max(r.peak_tree_rss for r in runs)
     into.peak_tree_pss = max(r.peak_tree_pss for r in runs)
     into.peak_tree_uss = max(r.peak_tree_uss for r in runs)
+    into.peak_tree_private = max(r.peak_tree_private for r in runs)
     return into
 
 
@@ -198,6 +206,7 @@ class _TreeSampler:
         self.peak_sum = 0
         self.peak_pss = 0
         self.peak_uss = 0
+        self.peak_private = 0
         self.peak_process: dict[int, int] = {}
         self._n = 0
 
@@ -220,6 +229,7 @@ class _TreeSampler:
                 p, u = _proc_private(pid)
                 pss += p
                 uss += u
+        self.peak_private = max(self.peak_private, sample_tree(self.root.pid).private)
         self.peak_sum = max(self.peak_sum, total)
         self.peak_pss = max(self.peak_pss, pss)
         self.peak_uss = max(self.peak_uss, uss)
@@ -269,6 +279,7 @@ def measure_command(
             timed_out=timed_out,
             peak_tree_pss=sampler.peak_pss,
             peak_tree_uss=sampler.peak_uss,
+            peak_tree_private=sampler.peak_private,
             cpu_s=cpu,
         )
 

@@ -88,8 +88,10 @@ def run(ctx: BenchContext) -> list[Result]:
         row.failed = bool(bad)
         memory = max(float(f[1]["working_memory_mb"]) for f in fresh if f[1] is not None)  # type: ignore[arg-type]
         private = max(float(f[1]["peak_memory_usage_mb"]) for f in fresh if f[1] is not None)  # type: ignore[arg-type]
+        outside = first.peak_tree_private / 2**20
         row.notes = (
-            f"private peak {private:,.0f} MiB; working memory {memory:,.0f} MiB; "
+            f"private peak {outside:,.0f} MiB sampled every 10 ms ({private:,.0f} MiB by the "
+            f"run's own sampling); working memory {memory:,.0f} MiB; "
             f"{first.private_note()}; insert "
             f"{doc['database_insertion_time']:.1f} s; {doc['total_records_inserted']:,} records"
         )
@@ -111,7 +113,12 @@ def run(ctx: BenchContext) -> list[Result]:
         if vdoc:
             vmem = max(float(f[1]["working_memory_mb"]) for f in validated if f[1] is not None)  # type: ignore[arg-type]
             seconds = vdoc.get("consistency_check_results", {}).get("duration_seconds", 0.0)  # type: ignore[union-attr]
-            with_check.notes = f"working memory {vmem:,.0f} MiB; validation {seconds:.2f} s"
+            vpeak = max(f[0].peak_tree_private for f in validated) / 2**20
+            vown = max(float(f[1]["peak_memory_usage_mb"]) for f in validated if f[1] is not None)  # type: ignore[arg-type]
+            with_check.notes = (
+                f"private peak {vpeak:,.0f} MiB sampled every 10 ms ({vown:,.0f} MiB by the "
+                f"run's own sampling); working memory {vmem:,.0f} MiB; validation {seconds:.2f} s"
+            )
         results.append(with_check)
 
         check, report = _migrate(ctx, workdir / "db", "--full-validation", command="validate")
@@ -134,7 +141,10 @@ def run(ctx: BenchContext) -> list[Result]:
             largest_memory(cc_runs, cc)
             check_cc = "ran" if cc.returncode == 0 else "FAILED"
             cc_row = ctx.row("migrate", "ccusage daily (full scan)", cc, check=check_cc)
-            cc_row.notes = cc.private_note()
+            cc_row.notes = (
+                f"private peak {cc.peak_tree_private / 2**20:,.0f} MiB sampled every 10 ms; "
+                + cc.private_note()
+            )
             results.append(cc_row)
             if cc.returncode == 0 and cc.wall_s:
                 row.comparisons.append(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge.details import COUNTED_VIEW
-from context_cleaner.bridge.queries import StringSet, Where, insert_rows, query_rows
+from context_cleaner.bridge.queries import StringSet, Where, insert_rows, query_columns, query_rows
 from context_cleaner.bridge.schema import load_schema_files
 from context_cleaner.bridge.summaries import (
     DETAILS,
@@ -92,13 +92,16 @@ _DAYS = 2
 """The day columns :data:`_RECOMPUTE` has after a rollup row's."""
 
 
-def recompute_buckets(client: Client, widened: Sequence[str]) -> list[tuple]:
+def recompute_buckets(client: Client, widened: Sequence[str]) -> list[Sequence[Any]]:
     """The rollup rows of ``widened`` as the counted records make them now, each followed by
-    the first and last UTC day of its records (for :func:`summary_rows`)."""
+    the first and last UTC day of its records (for :func:`summary_rows`), as columns (no
+    row: no column). They are inserted again as columns: a tuple and a list a row cost
+    ~10 MB and ~0.1 s of CPU for a commit unit's 20,000 rows."""
     if not widened:
         return []
     params: dict[str, Any] = {"sessions": StringSet(widened)}
-    return query_rows(client, _RECOMPUTE, params, action="recomputing the 15-minute rollup")
+    action = "recomputing the 15-minute rollup"
+    return list(query_columns(client, _RECOMPUTE, params, action=action))
 
 
 _SUMS = len(STORED_TOKEN_FIELDS) + 2
@@ -107,13 +110,13 @@ _SUMS = len(STORED_TOKEN_FIELDS) + 2
 
 def summary_rows(fresh: Sequence[Sequence[Any]]) -> list[list[Any]] | None:
     """The (session, day, model) rollup's recomputed rows made from this rollup's
-    (:func:`recompute_buckets`), in ``summaries._RECOMPUTE``'s columns: a bucket lies in
+    (:func:`recompute_buckets`' columns), in ``summaries._RECOMPUTE``'s columns: a bucket lies in
     one UTC day, so the day's sums are its buckets' sums. One selection of the usage rows
     serves both rollups (each cost ~14 µs of the engine's time per session). None when a
     row holds records of two days (every record after 2106-02-07 06:28 is in its last bucket)."""
     days: dict[tuple[Any, ...], list[Any]] = {}
     first = 6 + _SUMS
-    for r in fresh:
+    for r in zip(*fresh, strict=True):
         if r[-2] != r[-1]:
             return None
         key = (r[0], r[-2], r[2])
@@ -136,7 +139,7 @@ def refresh_buckets(
     fresh: Sequence[Sequence[Any]] | None = None,
 ) -> int:
     """Recompute the rollup of ``widened`` (``summaries.widen_sessions``' sessions);
-    ``fresh``: :func:`recompute_buckets`' rows when the caller has them.
+    ``fresh``: :func:`recompute_buckets`' columns when the caller has them.
 
     Returns how many sessions were recomputed. Safe to repeat.
     """
@@ -145,17 +148,22 @@ def refresh_buckets(
     params: dict[str, Any] = {"sessions": StringSet(widened)}
     if fresh is None:
         fresh = recompute_buckets(client, widened)
-    fresh = [r[:-_DAYS] for r in fresh]
+    values = len(BUCKET_COLUMNS) - 3  # all but migration_id, ver, is_deleted
+    columns = [list(c) for c in fresh[:values]] if fresh else [[] for _ in range(values)]
+    kept = len(columns[0])
     existing = query_rows(client, _EXISTING, params, action="reading the 15-minute rollup")
-    ver = time.time_ns()
-    rows: list[list[Any]] = [[*row, migration_id, ver, 0] for row in fresh]
-    fresh_keys = {tuple(r[:6]) for r in fresh}
-    for key in existing:
-        if tuple(key) not in fresh_keys:
-            rows.append([*key, 0, 0, 0, 0, 0, 0.0, 0, 0, 0, migration_id, ver, 1])
-    if rows:
-        action = f"writing {len(rows)} rollup rows (migration {migration_id})"
-        insert_rows(client, BUCKETS, rows, BUCKET_COLUMNS, action=action)
+    fresh_keys = set(zip(*columns[:6], strict=True))
+    # A key that lost all its records: a deleted row (zero sums) replaces its last row.
+    gone = [key for key in existing if tuple(key) not in fresh_keys]
+    for key in gone:
+        for column, value in zip(columns, (*key, 0, 0, 0, 0, 0, 0.0, 0, 0, 0), strict=True):
+            column.append(value)
+    total = kept + len(gone)
+    if total:
+        ver = time.time_ns()
+        columns += [[migration_id] * total, [ver] * total, [0] * kept + [1] * len(gone)]
+        action = f"writing {total} rollup rows (migration {migration_id})"
+        insert_rows(client, BUCKETS, columns, BUCKET_COLUMNS, action=action, column_oriented=True)
     return len(widened)
 
 

@@ -74,7 +74,7 @@ class BridgeWriter:
         with db_call("SELECT", DETAILS_TABLE, rows=len(ids)):
             self._displaced |= sessions_holding(self.client, ids)
         with db_call("INSERT", DETAILS_TABLE, rows=len(records)):
-            return insert_details(
+            inserted = insert_details(
                 self.client,
                 records,
                 price=bridge.prices.price_record,
@@ -82,6 +82,8 @@ class BridgeWriter:
                 host=bridge.host,
                 user=bridge.user,
             )
+        self.release_memory()  # before the rollups' selection adds its own
+        return inserted
 
     def refresh_summaries(
         self,
@@ -99,6 +101,7 @@ class BridgeWriter:
         for part in in_parts(widened, times=3):
             with db_call("SELECT", DETAILS_TABLE, sessions=len(part)):
                 fresh = recompute_buckets(self.client, part)
+            self.release_memory()  # the selection's memory, before the rows are written
             with db_call("REFRESH", SUMMARIES, sessions=len(part)):
                 days = summary_rows(fresh)
                 refresh_summaries(self.client, part, migration_id, change, fresh=days)
@@ -118,7 +121,10 @@ class BridgeWriter:
         chDB's allocator keeps freed pages for ~10 s, so a run of many units would carry
         each unit's peak into the next: a 1 GB migration reached 83-103 MiB of working
         memory. Released after each unit it stays at 64-66 MiB, for no measurable time
-        (returning them at every free instead cost 5-10% of a migration's time).
+        (returning them at every free instead cost 5-10% of a migration's time). Released
+        also after a unit's insert and after its rollups' selection (~9 ms each), the
+        private peak of 20,000 small files fell from 188-192 to 180 MiB (sampled every
+        10 ms from outside).
         """
         if not self._bridge.database.url.is_embedded:
             return
