@@ -24,8 +24,6 @@ from typing import Any
 
 import psutil
 
-from context_cleaner.observability.process_memory import sample_tree
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -126,9 +124,9 @@ class RunResult:
     memory; a forked worker's pages still shared with its parent are not in it)."""
     peak_tree_private: int = 0
     """Largest sampled private memory of the tree as a run measures its own
-    (``observability.process_memory.sample_tree``: anonymous pages, a forked child's own
-    dirty pages), sampled from outside at the poll interval: a run's own sampling (at most
-    4 a second) misses the short peaks inside its commits."""
+    (``observability.process_memory.sample_tree``: the root's anonymous pages, each
+    descendant's private dirty pages), sampled from outside every third poll (~30 ms): a
+    run's own sampling (at most 4 a second) misses the short peaks inside its commits."""
     cpu_s: float = 0.0
     """User + system CPU seconds of the process and every descendant its tree reaped
     (steadier than wall time on a shared machine; on 2 cores wall >= cpu_s / 2)."""
@@ -152,8 +150,9 @@ def largest_memory(runs: list[RunResult], into: RunResult) -> RunResult:
     return into
 
 
-def _proc_memory(pid: int) -> tuple[int, int]:
-    """(current RSS, peak RSS since exec) of one process in bytes; zeros once it is gone."""
+def _proc_memory(pid: int) -> tuple[int, int, int]:
+    """(current RSS, peak RSS since exec, anonymous RSS) of one process in bytes; zeros
+    once it is gone."""
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             status = f.read()
@@ -161,32 +160,36 @@ def _proc_memory(pid: int) -> tuple[int, int]:
         try:
             rss = psutil.Process(pid).memory_info().rss  # not Linux: no high-water mark
         except psutil.Error:
-            return 0, 0
-        return rss, rss
-    rss = hwm = 0
+            return 0, 0, 0
+        return rss, rss, rss
+    rss = hwm = anon = 0
     for line in status.splitlines():
         if line.startswith(b"VmRSS:"):
             rss = int(line.split()[1]) * 1024
         elif line.startswith(b"VmHWM:"):
             hwm = int(line.split()[1]) * 1024
-    return rss, max(rss, hwm)
+        elif line.startswith(b"RssAnon:"):
+            anon = int(line.split()[1]) * 1024
+    return rss, max(rss, hwm), anon
 
 
-def _proc_private(pid: int) -> tuple[int, int]:
-    """(PSS, USS) of one process in bytes, from ``/proc/<pid>/smaps_rollup``; zeros when
-    it is gone or the kernel has no rollup."""
+def _proc_private(pid: int) -> tuple[int, int, int]:
+    """(PSS, USS, private dirty) of one process in bytes, from ``/proc/<pid>/smaps_rollup``;
+    zeros when it is gone or the kernel has no rollup."""
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
             rollup = f.read()
     except OSError:
-        return 0, 0
-    pss = uss = 0
+        return 0, 0, 0
+    pss = uss = dirty = 0
     for line in rollup.splitlines():
         if line.startswith(b"Pss:"):
             pss = int(line.split()[1]) * 1024
         elif line.startswith((b"Private_Clean:", b"Private_Dirty:")):
             uss += int(line.split()[1]) * 1024
-    return pss, uss
+            if line.startswith(b"Private_Dirty:"):
+                dirty = int(line.split()[1]) * 1024
+    return pss, uss, dirty
 
 
 class _TreeSampler:
@@ -216,9 +219,9 @@ class _TreeSampler:
                 self.pids |= {c.pid for c in self.root.children(recursive=True)}
         private = self._n % 3 == 0  # the rollup walks every mapping: every third sample
         self._n += 1
-        total = pss = uss = 0
+        total = pss = uss = own = 0
         for pid in list(self.pids):
-            rss, hwm = _proc_memory(pid)
+            rss, hwm, anon = _proc_memory(pid)
             if not rss and not hwm:
                 self.pids.discard(pid)
                 continue
@@ -226,10 +229,13 @@ class _TreeSampler:
             if hwm > self.peak_process.get(pid, 0):
                 self.peak_process[pid] = hwm
             if private:
-                p, u = _proc_private(pid)
+                p, u, dirty = _proc_private(pid)
                 pss += p
                 uss += u
-        self.peak_private = max(self.peak_private, sample_tree(self.root.pid).private)
+                # As a run measures its own (observability.process_memory.sample_tree):
+                # the root's anonymous pages, each descendant's private dirty pages.
+                own += anon if pid == self.root.pid else dirty
+        self.peak_private = max(self.peak_private, own)
         self.peak_sum = max(self.peak_sum, total)
         self.peak_pss = max(self.peak_pss, pss)
         self.peak_uss = max(self.peak_uss, uss)

@@ -90,7 +90,7 @@ def run(ctx: BenchContext) -> list[Result]:
         private = max(float(f[1]["peak_memory_usage_mb"]) for f in fresh if f[1] is not None)  # type: ignore[arg-type]
         outside = first.peak_tree_private / 2**20
         row.notes = (
-            f"private peak {outside:,.0f} MiB sampled every 10 ms ({private:,.0f} MiB by the "
+            f"private peak {outside:,.0f} MiB sampled every 30 ms ({private:,.0f} MiB by the "
             f"run's own sampling); working memory {memory:,.0f} MiB; "
             f"{first.private_note()}; insert "
             f"{doc['database_insertion_time']:.1f} s; {doc['total_records_inserted']:,} records"
@@ -116,7 +116,7 @@ def run(ctx: BenchContext) -> list[Result]:
             vpeak = max(f[0].peak_tree_private for f in validated) / 2**20
             vown = max(float(f[1]["peak_memory_usage_mb"]) for f in validated if f[1] is not None)  # type: ignore[arg-type]
             with_check.notes = (
-                f"private peak {vpeak:,.0f} MiB sampled every 10 ms ({vown:,.0f} MiB by the "
+                f"private peak {vpeak:,.0f} MiB sampled every 30 ms ({vown:,.0f} MiB by the "
                 f"run's own sampling); working memory {vmem:,.0f} MiB; validation {seconds:.2f} s"
             )
         results.append(with_check)
@@ -142,7 +142,7 @@ def run(ctx: BenchContext) -> list[Result]:
             check_cc = "ran" if cc.returncode == 0 else "FAILED"
             cc_row = ctx.row("migrate", "ccusage daily (full scan)", cc, check=check_cc)
             cc_row.notes = (
-                f"private peak {cc.peak_tree_private / 2**20:,.0f} MiB sampled every 10 ms; "
+                f"private peak {cc.peak_tree_private / 2**20:,.0f} MiB sampled every 30 ms; "
                 + cc.private_note()
             )
             results.append(cc_row)
