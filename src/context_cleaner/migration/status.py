@@ -135,21 +135,10 @@ class MigrationStatus:
 
 
 _RUN_COLUMNS = (
-    "source_roots",
-    "migration_id",
-    "run_kind",
-    "status",
-    "host",
-    "started",
-    "updated",
-    "finished",
-    "files_found",
-    "files_processed",
-    "files_failed",
-    "records_inserted",
-    "lines_skipped",
-    "total_tokens",
-    "details",
+    *("source_roots", "migration_id", "run_kind", "status", "host"),
+    *("started", "updated", "finished"),
+    *("files_found", "files_processed", "files_failed", "records_inserted"),
+    *("lines_skipped", "total_tokens", "details"),
 )
 _RUN_SQL = (
     "SELECT source_roots, migration_id, run_kind, status, host, "
