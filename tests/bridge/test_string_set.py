@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from context_cleaner.bridge import Database
-from context_cleaner.bridge.queries import StringSet, bound_set, query_rows
+from context_cleaner.bridge.queries import BoundRows, StringSet, bound_rows, bound_set, query_rows
 
 #: What needs escaping (backslash, tab, newline, carriage return) and its neighbours.
 _TRICKY = "ab-0\\'`\t\n\"é☃ \r\x00"
@@ -46,3 +46,15 @@ def test_a_string_set_reads_back_as_bound_any_text(engine: Database, values: lis
             client, f"SELECT groupArray(k) FROM {bound_set('s')}", {"s": StringSet(values)}
         )
     assert list(row[0]) == values
+
+
+@pytest.mark.slow  # ~15 ms an example, on the module's engine
+@settings(max_examples=25)
+@given(st.lists(st.tuples(_TEXT, st.integers(0, 2**64 - 1)), max_size=12))
+def test_bound_rows_read_back_as_bound(engine: Database, rows: list[tuple[str, int]]) -> None:
+    """Rows of a path and a number, every character of the path kept (the places a
+    validation binds)."""
+    sql = f"SELECT groupArray((path, n)) FROM {bound_rows('r', 'path String, n UInt64')}"
+    with engine.session() as client:
+        (row,) = query_rows(client, sql, {"r": BoundRows(rows)})
+    assert [tuple(r) for r in row[0]] == rows

@@ -112,6 +112,33 @@ class StringSet:
         return self._text
 
 
+def bound_rows(name: str, structure: str) -> str:
+    """The SQL of rows bound as :class:`BoundRows` parameter ``name``: a subquery of the
+    columns ``structure`` names (e.g. ``'path String, start UInt64'``)."""
+    return f"(SELECT * FROM format(TabSeparated, '{structure}', {{{name}:String}}))"
+
+
+class BoundRows:
+    """Rows of values bound as one ``String`` query parameter of tab-separated lines, read
+    back by :func:`bound_rows`' subquery (what :class:`StringSet` is for one column).
+
+    Each value's text is a TSV field (escaped), and the text is escaped once more as a
+    parameter value. The rows of a statement that binds many places at once: bound as
+    arrays, 15,700 paths made a validation's statement take 8.3 s.
+    """
+
+    __slots__ = ("_text",)
+
+    def __init__(self, rows: Iterable[Sequence[object]]) -> None:
+        lines = "".join(
+            "\t".join(str(v).translate(_TSV_ESCAPES) for v in row) + "\n" for row in rows
+        )
+        self._text = lines.translate(_TSV_ESCAPES)
+
+    def __str__(self) -> str:
+        return self._text
+
+
 #: The most characters of values :func:`in_parts` puts in one statement. The embedded
 #: engine took 9-40 s (instead of ~0.1 s) the first time it ran a statement binding a set of
 #: more than ~1.1 MB of text against a table (30,000 session ids of 36 characters; 20,000

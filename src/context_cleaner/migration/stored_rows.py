@@ -16,6 +16,7 @@ import msgspec
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge import DETAILS_TABLE, query_rows, storage_message_id
+from context_cleaner.bridge.queries import bound_set
 
 if TYPE_CHECKING:
     from context_cleaner.bridge import EnhancedTokenDatabaseBridge
@@ -59,11 +60,11 @@ ALL_ROWS = (
 """Every stored row (FINAL) and whether rule 4 counts it."""
 ROWS_OF_FILES = (
     f"{ALL_ROWS} WHERE message_id IN (SELECT message_id FROM {DETAILS_TABLE} "
-    "WHERE file_path IN {paths:Array(String)})"
+    f"WHERE file_path IN {bound_set('paths')})"
 )
 """The rows whose keys have a copy in some files (selected by the sorting key, so that
 FINAL sees every version of a key before it picks one; see bridge/summaries.py)."""
-ROWS_OF_IDS = f"{ALL_ROWS} WHERE message_id IN {{ids:Array(String)}}"
+ROWS_OF_IDS = f"{ALL_ROWS} WHERE message_id IN {bound_set('ids')}"
 """The rows of some message ids."""
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge import DETAILS_TABLE, EnhancedTokenDatabaseBridge, query_rows
+from context_cleaner.bridge.queries import BoundRows, StringSet, bound_rows
 from context_cleaner.migration.comparison import Comparison, Sums, compare
 from context_cleaner.migration.ledger import Ledger, scan_committed
 from context_cleaner.migration.models import ValidationResult
@@ -148,11 +149,11 @@ def validate_run(
         summary_totals = _rollup_totals(bridge, database_totals)
         comparison = _same_sums(bridge, read, started_empty) if paths else Comparison()
         if comparison is None:  # the checksums differ: compare key by key to say why
-            stored = query_stored(bridge, ROWS_OF_FILES, {"paths": paths})
+            stored = query_stored(bridge, ROWS_OF_FILES, {"paths": StringSet(paths)})
             left = sorted({mid for mid, rid in stored_keys(read) if (mid, rid) not in stored})
             for i in range(0, len(left), 10_000):
                 chunk = left[i : i + 10_000]
-                stored.update(query_stored(bridge, ROWS_OF_IDS, {"ids": chunk}))
+                stored.update(query_stored(bridge, ROWS_OF_IDS, {"ids": StringSet(chunk)}))
             comparison = compare(read, stored, lambda row: "unknown", all_rows=False)
     scope = Scope(roots=list(source_dirs or []), files=[], tracked=[], host=bridge.host)
     return build_result(
@@ -177,10 +178,12 @@ _SUMS = (
     + ", sum(byte_offset), sum(toUInt64(toUnixTimestamp64Milli(timestamp))), "
     f"countIf(is_sidechain) FROM {DETAILS_TABLE} FINAL"
 )
+_PLACES = bound_rows("places", "path String, start UInt64, end UInt64")
 _SUMS_AT_PLACES = (
-    f"{_SUMS} WHERE file_path IN {{paths:Array(String)}} AND byte_offset >= transform(file_path, "
-    "{paths:Array(String)}, {starts:Array(UInt64)}, toUInt64(0)) AND byte_offset < "
-    "transform(file_path, {paths:Array(String)}, {ends:Array(UInt64)}, toUInt64(0))"
+    f"WITH (SELECT (groupArray(path), groupArray(start), groupArray(end)) FROM {_PLACES}) "
+    f"AS places {_SUMS} WHERE file_path IN (SELECT path FROM {_PLACES}) "
+    "AND byte_offset >= transform(file_path, places.1, places.2, toUInt64(0)) "
+    "AND byte_offset < transform(file_path, places.1, places.3, toUInt64(0))"
 )
 """Checksums of the rows stored at the places (file, byte range) a run read (the filter
 applies after FINAL: a key whose preferred copy is elsewhere is not counted here)."""
@@ -201,11 +204,7 @@ def _same_sums(
             return None
         by_path[rel] = (start, end)
     paths = sorted(by_path)
-    params = {
-        "paths": paths,
-        "starts": [by_path[p][0] for p in paths],
-        "ends": [by_path[p][1] for p in paths],
-    }
+    params = {"places": BoundRows((p, *by_path[p]) for p in paths)}
     with bridge.database.session() as client:
         [row] = (
             query_rows(client, _SUMS)
