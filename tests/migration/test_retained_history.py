@@ -346,16 +346,23 @@ def test_validation_passes_iff_the_database_was_not_tampered_with(
 
 
 def _own_rows(m: HistoricalDataMigrator, root: Path) -> list[str]:
-    """Message ids whose stored row is a line of a file on disk (its committed range)."""
+    """Message ids whose stored row is a line of a file on disk (its committed range): the
+    same place *and* the same counts. A file replaced by a new one (or rewritten in place)
+    may hold, at the same place, a response that an earlier copy there had with more tokens:
+    rule 3 keeps that earlier copy, which is retained history, not the disk's row."""
     found = discover([root])
     tracked = {t.file_path: t.committed_offset for t in m.bridge.tracked_files()}
     read = scan_committed([(f, tracked.get(f.relative_path, 0)) for f in found.files], workers=1)
-    where = {(r.file_path, r.byte_offset): r.message_id for r in read.collector.candidates()}
+    where = {
+        (r.file_path, r.byte_offset): (r.message_id, r.input_tokens, r.output_tokens)
+        for r in read.collector.candidates()
+    }
     with m.bridge.database.session() as client:
         stored = client.query(
-            "SELECT message_id, file_path, byte_offset FROM enhanced_token_details FINAL"
+            "SELECT message_id, file_path, byte_offset, input_tokens, output_tokens "
+            "FROM enhanced_token_details FINAL"
         ).result_rows
-    return sorted({mid for mid, path, off in stored if where.get((path, off)) == mid})
+    return sorted({mid for mid, path, off, i, o in stored if where.get((path, off)) == (mid, i, o)})
 
 
 def test_a_rewritten_file_whose_earlier_line_at_the_same_place_is_preferred(
