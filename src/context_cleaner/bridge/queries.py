@@ -80,8 +80,15 @@ _NEEDS_TSV_ESCAPE = re.compile(r"[\\\t\n\r]")
 
 def bound_set(name: str) -> str:
     """The SQL of a set of strings bound as :class:`StringSet` parameter ``name``: a
-    subquery, for ``x IN`` (it may appear several times in a statement)."""
-    return f"(SELECT k FROM format(TabSeparated, 'k String', {{{name}:String}}))"
+    subquery of one column, ``k``, for ``x IN`` (it may appear several times in a
+    statement)."""
+    return bound_rows(name, "k String")
+
+
+def _parameter_text(lines: Iterable[str]) -> str:
+    """Lines of TSV fields (each already escaped) as one ``String`` parameter's text: the
+    parameter's text unescapes to the lines, the TSV reader the fields to the values."""
+    return "".join(line + "\n" for line in lines).translate(_TSV_ESCAPES)
 
 
 class StringSet:
@@ -102,10 +109,8 @@ class StringSet:
     def __init__(self, values: Iterable[str]) -> None:
         values = list(values)
         if _NEEDS_TSV_ESCAPE.search("".join(values)):
-            # Twice: the parameter's text unescapes to the lines, the TSV reader to the values.
-            lines = "".join(v.translate(_TSV_ESCAPES) + "\n" for v in values)
-            self._text = lines.translate(_TSV_ESCAPES)
-        else:
+            self._text = _parameter_text(v.translate(_TSV_ESCAPES) for v in values)
+        else:  # the same text, with nothing to escape: each value and an escaped newline
             self._text = "".join(v + "\\n" for v in values)
 
     def __str__(self) -> str:
@@ -130,10 +135,9 @@ class BoundRows:
     __slots__ = ("_text",)
 
     def __init__(self, rows: Iterable[Sequence[object]]) -> None:
-        lines = "".join(
-            "\t".join(str(v).translate(_TSV_ESCAPES) for v in row) + "\n" for row in rows
+        self._text = _parameter_text(
+            "\t".join(str(v).translate(_TSV_ESCAPES) for v in row) for row in rows
         )
-        self._text = lines.translate(_TSV_ESCAPES)
 
     def __str__(self) -> str:
         return self._text
@@ -151,8 +155,10 @@ BOUND_CHARS = 768 * 1024
 
 
 def in_parts(values: Iterable[str], times: int = 1) -> Iterator[list[str]]:
-    """``values`` in consecutive parts (at least one value each) for statements that bind
-    a part as a set ``times`` times: at most ``BOUND_CHARS // times`` characters a part."""
+    """``values`` in consecutive parts (at least one value each) of at most
+    ``BOUND_CHARS // times`` characters (counting three a value for its separators):
+    ``times`` > 1 for statements whose work grows faster than their set (a commit unit's
+    rollups run in parts of a third, no slower than in one)."""
     max_chars = BOUND_CHARS // times
     part: list[str] = []
     size = 0
@@ -161,7 +167,7 @@ def in_parts(values: Iterable[str], times: int = 1) -> Iterator[list[str]]:
             yield part
             part, size = [], 0
         part.append(value)
-        size += len(value) + 3  # quotes and comma
+        size += len(value) + 3
     if part:
         yield part
 

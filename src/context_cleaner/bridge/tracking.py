@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import translate_clickhouse_error
-from context_cleaner.bridge.queries import insert_rows, query_rows
+from context_cleaner.bridge.queries import StringSet, bound_set, insert_rows, query_rows
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -178,7 +178,7 @@ def current_files(
     if paths is None:
         sql, params = _CURRENT.replace("{only}", ""), {"host": host}
     else:
-        sql = _CURRENT.replace("{only}", " AND file_path IN {paths:Array(String)}")
-        params = {"host": host, "paths": sorted(paths)}
+        sql = _CURRENT.replace("{only}", f" AND file_path IN {bound_set('paths')}")
+        params = {"host": host, "paths": StringSet(sorted(paths))}
     rows = query_rows(client, sql, params, action="reading file tracking")
     return [TrackedFile(*row) for row in rows]
