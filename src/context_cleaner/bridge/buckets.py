@@ -12,14 +12,13 @@ previous hour, see ``periods.hour_bucket``) apart, so a row never spans a block'
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge.details import COUNTED_VIEW
-from context_cleaner.bridge.queries import StringSet, Where, insert_rows, query_columns, query_rows
+from context_cleaner.bridge.queries import StringSet, Where, query_columns, query_rows
 from context_cleaner.bridge.schema import load_schema_files
 from context_cleaner.bridge.summaries import (
     DETAILS,
@@ -28,6 +27,7 @@ from context_cleaner.bridge.summaries import (
     SESSION_SET,
     SUMMARIES,
     TOKEN_SUMS,
+    write_rollup,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +71,8 @@ BUCKET_COLUMNS = (
     *("migration_id", "ver", "is_deleted"),
 )
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DELETED = (*(0 for _ in STORED_TOKEN_FIELDS), 0.0, 0, 0, 0)
+"""A bucket's sums and times once it lost all its records."""
 
 #: The rollup's totals, in the order of ``token_bridge.totals_dict``.
 TOTALS_SQL = (
@@ -110,10 +111,11 @@ _SUMS = len(STORED_TOKEN_FIELDS) + 2
 
 def summary_rows(fresh: Sequence[Sequence[Any]]) -> list[list[Any]] | None:
     """The (session, day, model) rollup's recomputed rows made from this rollup's
-    (:func:`recompute_buckets`' columns), in ``summaries._RECOMPUTE``'s columns: a bucket lies in
-    one UTC day, so the day's sums are its buckets' sums. One selection of the usage rows
-    serves both rollups (each cost ~14 µs of the engine's time per session). None when a
-    row holds records of two days (every record after 2106-02-07 06:28 is in its last bucket)."""
+    (:func:`recompute_buckets`' columns), as ``summaries._RECOMPUTE``'s columns: a bucket
+    lies in one UTC day, so the day's sums are its buckets' sums. One selection of the
+    usage rows serves both rollups (each cost ~14 µs of the engine's time per session).
+    None when a row holds records of two days (every record after 2106-02-07 06:28 is in
+    its last bucket)."""
     days: dict[tuple[Any, ...], list[Any]] = {}
     first = 6 + _SUMS
     for r in zip(*fresh, strict=True):
@@ -128,7 +130,7 @@ def summary_rows(fresh: Sequence[Sequence[Any]]) -> list[list[Any]] | None:
             row[5 + i] += r[6 + i]
         row[5 + _SUMS] = min(row[5 + _SUMS], r[first])
         row[6 + _SUMS] = max(row[6 + _SUMS], r[first + 1])
-    return list(days.values())
+    return [list(column) for column in zip(*days.values(), strict=True)]
 
 
 def refresh_buckets(
@@ -148,22 +150,10 @@ def refresh_buckets(
     params: dict[str, Any] = {"sessions": StringSet(widened)}
     if fresh is None:
         fresh = recompute_buckets(client, widened)
-    values = len(BUCKET_COLUMNS) - 3  # all but migration_id, ver, is_deleted
-    columns = [list(c) for c in fresh[:values]] if fresh else [[] for _ in range(values)]
-    kept = len(columns[0])
     existing = query_rows(client, _EXISTING, params, action="reading the 15-minute rollup")
-    fresh_keys = set(zip(*columns[:6], strict=True))
-    # A key that lost all its records: a deleted row (zero sums) replaces its last row.
+    fresh_keys = set(zip(*fresh[:6], strict=True))
     gone = [key for key in existing if tuple(key) not in fresh_keys]
-    for key in gone:
-        for column, value in zip(columns, (*key, 0, 0, 0, 0, 0, 0.0, 0, 0, 0), strict=True):
-            column.append(value)
-    total = kept + len(gone)
-    if total:
-        ver = time.time_ns()
-        columns += [[migration_id] * total, [ver] * total, [0] * kept + [1] * len(gone)]
-        action = f"writing {total} rollup rows (migration {migration_id})"
-        insert_rows(client, BUCKETS, columns, BUCKET_COLUMNS, action=action, column_oriented=True)
+    write_rollup(client, BUCKETS, BUCKET_COLUMNS, fresh, gone, _DELETED, migration_id)
     return len(widened)
 
 

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge.details import DETAILS_TABLE as DETAILS
-from context_cleaner.bridge.queries import StringSet, bound_set, in_parts, insert_rows, query_rows
+from context_cleaner.bridge.queries import (
+    StringSet,
+    bound_set,
+    in_parts,
+    insert_rows,
+    query_columns,
+    query_rows,
+)
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -132,8 +139,9 @@ def refresh_summaries(
 ) -> int:
     """Recompute the rollup of ``widened`` (:func:`widen_sessions`' sessions).
 
-    ``fresh``: the recomputed rows when the caller has them (a unit of work derives them
-    from the 15-minute rollup's, ``buckets.summary_rows``), else they are selected here.
+    ``fresh``: the recomputed rows as columns when the caller has them (a unit of work
+    derives them from the 15-minute rollup's, ``buckets.summary_rows``), else they are
+    selected here.
 
     Returns how many sessions were recomputed. Safe to repeat. ``change``, when given,
     gets the rollup's sums after minus before added to it (:data:`CHANGE_KEYS`): the net
@@ -145,20 +153,46 @@ def refresh_summaries(
         return 0
     params = {"sessions": StringSet(widened)}
     if fresh is None:
-        fresh = query_rows(client, _RECOMPUTE, params, action="recomputing session summaries")
+        action = "recomputing session summaries"
+        fresh = list(query_columns(client, _RECOMPUTE, params, action=action))
     existing = query_rows(client, _EXISTING, params, action="reading session summaries")
-    ver = time.time_ns()
-    rows: list[list[Any]] = [[*row, migration_id, ver, 0] for row in fresh]
-    fresh_keys = {(r[0], r[1], r[2]) for r in fresh}
     if change is not None:
         for i, key in enumerate(CHANGE_KEYS):
-            after = sum(r[5 + i] for r in fresh)
+            after = sum(fresh[5 + i]) if fresh else 0
             before = sum(r[3 + i] for r in existing)
             change[key] = change.get(key, 0) + after - before
-    for session_id, day, model, *_sums in existing:
-        if (session_id, day, model) not in fresh_keys:
-            rows.append([session_id, day, model, *_TOMBSTONE, migration_id, ver, 1])
-    if rows:
-        action = f"writing {len(rows)} summary rows (migration {migration_id})"
-        insert_rows(client, SUMMARIES, rows, SUMMARY_COLUMNS, action=action)
+    fresh_keys = set(zip(*fresh[:3], strict=True))
+    gone = [r[:3] for r in existing if tuple(r[:3]) not in fresh_keys]
+    write_rollup(client, SUMMARIES, SUMMARY_COLUMNS, fresh, gone, _TOMBSTONE, migration_id)
     return len(widened)
+
+
+def write_rollup(
+    client: Client,
+    table: str,
+    names: Sequence[str],
+    fresh: Sequence[Sequence[Any]],
+    gone: Sequence[Sequence[Any]],
+    deleted: Sequence[Any],
+    migration_id: str,
+) -> None:
+    """Write a rollup's recomputed rows and a deleted row for each key that lost all its
+    records (both rollups of a unit of work).
+
+    ``fresh``: the rows as columns of ``names`` but its last three (``migration_id``,
+    ``ver``, ``is_deleted``; no row: no column); ``gone``: the keys that lost their
+    records, each written as the key followed by ``deleted`` (zero sums), which replaces
+    the key's last row. Written as columns: no tuple or list a row.
+    """
+    values = len(names) - 3
+    columns = [list(c) for c in fresh[:values]] if fresh else [[] for _ in range(values)]
+    kept = len(columns[0])
+    for key in gone:
+        for column, value in zip(columns, (*key, *deleted), strict=True):
+            column.append(value)
+    total = kept + len(gone)
+    if total:
+        ver = time.time_ns()
+        columns += [[migration_id] * total, [ver] * total, [0] * kept + [1] * len(gone)]
+        action = f"writing {total} rows of {table} (migration {migration_id})"
+        insert_rows(client, table, columns, names, action=action, column_oriented=True)
