@@ -328,8 +328,7 @@ def _committed_states(
             check = cache.uncovered(files)
             wanted = {f.relative_path for f in (*check, *freshness.probed(found.files))}
             if len(wanted) <= MAX_LOOKUPS:
-                states = {(t.source_root, t.file_path): t for t in bridge.tracked_files(wanted)}
-                return start, states, cache.files, check
+                return start, pipeline.load_states(bridge, wanted), cache.files, check
         return start, pipeline.load_states(bridge), None, files
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Collection, Generator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -133,11 +133,14 @@ class RunState(BatchCounts):
         self.peak_rss = max(self.peak_rss, now.resident, memory.peak_resident)
 
 
-def load_states(bridge: EnhancedTokenDatabaseBridge) -> dict[tuple[str, str], FileState]:
-    """This host's committed file states, keyed by (root, relative path)."""
+def load_states(
+    bridge: EnhancedTokenDatabaseBridge, paths: Collection[str] | None = None
+) -> dict[tuple[str, str], FileState]:
+    """This host's committed file states, keyed by (root, relative path); with ``paths``,
+    only the files at those relative paths."""
     if not bridge.is_initialised():
         return {}
-    return {(t.source_root, t.file_path): t for t in bridge.tracked_files()}
+    return {(t.source_root, t.file_path): t for t in bridge.tracked_files(paths)}
 
 
 def discover_and_plan(
