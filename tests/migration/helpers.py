@@ -15,7 +15,8 @@ import pytest
 
 from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.analysis.report import AnalysisReport
-from context_cleaner.bridge import Database
+from context_cleaner.bridge import SUMMARIES, Database
+from context_cleaner.bridge.buckets import BUCKETS, rollup_differences
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge, query_rows
 from context_cleaner.testing.transcripts import TOKEN_KEYS as MANIFEST_KEYS
 
@@ -129,6 +130,8 @@ def _assert_database_equals(b: EnhancedTokenDatabaseBridge, report: AnalysisRepo
     days = {d.date: pick(d.model_dump()) for d in report.days}
     assert {row["day"]: pick(row) for row in b.totals_by("day")} == days
     assert count_counted(b) == report.totals.records
+    with b.database.session() as client:  # every rollup group equals its counted rows
+        assert rollup_differences(client) == {SUMMARIES: [], BUCKETS: []}
 
 
 def count_counted(b: EnhancedTokenDatabaseBridge) -> int:

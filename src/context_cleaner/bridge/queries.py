@@ -55,6 +55,22 @@ def _result(
         raise translate_clickhouse_error(exc, action=action) from exc
 
 
+def run_statement(
+    client: Client,
+    sql: str,
+    parameters: dict[str, Any] | None = None,
+    *,
+    action: str,
+) -> None:
+    """Run a statement that returns no rows (``INSERT ... SELECT``, ``ALTER``)."""
+    try:
+        client.command(sql, parameters=parameters or None)
+    except MigrationError:
+        raise
+    except Exception as exc:
+        raise translate_clickhouse_error(exc, action=action) from exc
+
+
 def insert_rows(
     client: Client,
     table: str,

@@ -22,6 +22,7 @@ from context_cleaner.bridge.buckets import BUCKETS, recompute_buckets, refresh_b
 from context_cleaner.bridge.details import DETAILS_TABLE, insert_details
 from context_cleaner.bridge.generation import note_commits
 from context_cleaner.bridge.queries import in_parts, insert_rows
+from context_cleaner.bridge.rebuild import rebuild_rollups
 from context_cleaner.bridge.runs import this_process
 from context_cleaner.bridge.summaries import (
     SUMMARIES,
@@ -68,11 +69,17 @@ class BridgeWriter:
         self._displaced: set[str] = set()
         """Sessions that held a message id of the rows inserted since the last refresh."""
 
-    def insert_records(self, records: Sequence[UsageRecord], migration_id: str) -> int:
+    def insert_records(
+        self, records: Sequence[UsageRecord], migration_id: str, *, rollups: bool = True
+    ) -> int:
+        """Insert usage rows. ``rollups=False``: the caller rebuilds the rollups whole later
+        (:meth:`rebuild_rollups`), so the sessions holding these messages are not looked up
+        for :meth:`refresh_summaries`."""
         bridge = self._bridge
-        ids = {r.message_id for r in records if r.message_id}  # synthetic ids never move
-        with db_call("SELECT", DETAILS_TABLE, rows=len(ids)):
-            self._displaced |= sessions_holding(self.client, ids)
+        if rollups:
+            ids = {r.message_id for r in records if r.message_id}  # synthetic ids never move
+            with db_call("SELECT", DETAILS_TABLE, rows=len(ids)):
+                self._displaced |= sessions_holding(self.client, ids)
         with db_call("INSERT", DETAILS_TABLE, rows=len(records)):
             inserted = insert_details(
                 self.client,
@@ -109,6 +116,12 @@ class BridgeWriter:
                 refresh_buckets(self.client, part, migration_id, fresh=fresh)
         self._displaced.clear()
         return len(widened)
+
+    def rebuild_rollups(self, migration_id: str) -> None:
+        """Rebuild both rollups whole from the counted records (:mod:`.rebuild`)."""
+        with db_call("REBUILD", f"{BUCKETS}, {SUMMARIES}"):
+            rebuild_rollups(self.client, migration_id)
+        self.release_memory()
 
     def commit_files(self, commits: Sequence[FileCommit], migration_id: str) -> None:
         with db_call("INSERT", TRACKING, rows=len(commits)):

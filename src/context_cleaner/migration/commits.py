@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from context_cleaner.analysis.records import UsageRecord
@@ -24,6 +25,12 @@ from context_cleaner.observability import telemetry
 
 #: Retries of a batch's database work on transient errors (then the run fails, resumable).
 BATCH_RETRIES = 3
+
+ROLLUPS_DEFERRED: ContextVar[bool] = ContextVar("rollups_deferred", default=False)
+"""Set by a migration into a database that held no usage rows: its units insert rows and
+commit offsets only, and the run rebuilds both rollups whole at each checkpoint and at
+its end (``BridgeWriter.rebuild_rollups``; ``migration.migrate``). A unit that does not
+see it (another thread's context) refreshes its sessions as usual: harmless either way."""
 
 
 @dataclass(slots=True)
@@ -103,9 +110,11 @@ def write_batch(
     seconds spent. Raises the last error when retries run out. ``net``, when given, gets
     the net change of the database's counted totals this unit made (:data:`NET_KEYS`):
     measured by the summary refresh inside the unit, under the database's hold, so
-    another process's units are never counted in it.
+    another process's units are never counted in it. With :data:`ROLLUPS_DEFERRED` set
+    there is no refresh: the run measures its net change when it rebuilds the rollups.
     """
-    if sessions is None:
+    rollups = not ROLLUPS_DEFERRED.get()
+    if sessions is None and rollups:
         sessions = {r.session_id for r in records}
     delay = 0.5
     for attempt in range(1, BATCH_RETRIES + 1):
@@ -114,8 +123,10 @@ def write_batch(
         try:
             with bridge.writer() as w:
                 if records:
-                    w.insert_records(records, migration_id)
-                    w.refresh_summaries(sessions, migration_id, change)
+                    w.insert_records(records, migration_id, rollups=rollups)
+                    if rollups:
+                        assert sessions is not None
+                        w.refresh_summaries(sessions, migration_id, change)
                 w.commit_files(commits, migration_id)
                 w.release_memory()
             if net is not None:

@@ -13,8 +13,15 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from context_cleaner.bridge import BridgeWriter, EnhancedTokenDatabaseBridge, database_exists
+from context_cleaner.bridge import (
+    DETAILS_TABLE,
+    BridgeWriter,
+    EnhancedTokenDatabaseBridge,
+    database_exists,
+)
+from context_cleaner.bridge.runs import committed_by
 from context_cleaner.migration import pipeline, rollback
+from context_cleaner.migration.commits import ROLLUPS_DEFERRED
 from context_cleaner.migration.crashed_runs import close_crashed
 from context_cleaner.migration.incremental import skipped_note
 from context_cleaner.migration.ledger import RUN_LEDGER, Ledger
@@ -59,6 +66,8 @@ class MigrationRun:
     min_snapshot_interval: float = 0.0
     monitor: RunMonitor | None = None
     recorder: RunRecorder = field(init=False)
+    deferred: bool = field(init=False, default=False)
+    """The rollups are rebuilt whole by the run, not unit by unit (``execute``)."""
     _last_snapshot: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
@@ -106,12 +115,18 @@ class MigrationRun:
         if not dry_run:
             self._begin(fresh=not exists)
         validating = not dry_run and self.validation_enabled and self.kind == "migrate"
+        # A migration into a database that holds no usage rows builds the rollups whole,
+        # at its checkpoints and its end, not unit by unit (commits.ROLLUPS_DEFERRED).
+        self.deferred = (
+            not dry_run and self.kind == "migrate" and (prefetched or holds_no_rows(bridge))
+        )
         # The validation of a run into a database that held nothing sums the whole table.
-        started_empty = prefetched or (
+        started_empty = self.deferred or (
             validating and counted and not bridge.get_migration_totals().get("records", 1)
         )
         read = Ledger() if validating else None
         token = RUN_LEDGER.set(read)
+        deferring = ROLLUPS_DEFERRED.set(self.deferred)
         try:
             pipeline.run_batches(
                 bridge,
@@ -121,11 +136,13 @@ class MigrationRun:
                 on_checkpoint=self._checkpoint,
                 reader=reader,
             )
+            self._catch_up()
         except BaseException as exc:
             if not dry_run:
-                self._finish("failed", extra={"error": str(exc)})
+                self._fail(exc)
             raise
         finally:
+            ROLLUPS_DEFERRED.reset(deferring)
             RUN_LEDGER.reset(token)
         options.memory.sample(force=True)
         state.note_memory(options.memory)
@@ -164,6 +181,30 @@ class MigrationRun:
         result.validation_passed = report.passed
         result.data_integrity_score = report.integrity_score
         result.consistency_check_results = report.to_dict()
+
+    def _catch_up(self) -> None:
+        """A deferring run (``self.deferred``): rebuild both rollups whole, and take the
+        run's net change from its counted rows (its units measured none). Under one hold of
+        the database, so the rollups equal the rows when it ends."""
+        if not self.deferred:
+            return
+        state = self.state
+        with self.bridge.writer() as w:
+            w.rebuild_rollups(state.migration_id)
+            state.net = committed_by(w.client, [state.migration_id])[state.migration_id].net
+
+    def _fail(self, exc: BaseException) -> None:
+        """Record the run ``failed``. A deferring run brings the rollups level with its rows
+        first; when it cannot (the database refuses), its row is kept beside the database
+        and the run stays ``running`` in it, so the next run closes it and recomputes the
+        rollups of its sessions (``crashed_runs``)."""
+        stash = False
+        if self.deferred:
+            try:
+                self._catch_up()
+            except Exception:
+                stash = True
+        self._finish("failed", extra={"error": str(exc)}, stash=stash)
 
     # -- the run's row ------------------------------------------------------------------------
 
@@ -205,6 +246,7 @@ class MigrationRun:
             rollback.take_snapshot(w.client, self.bridge.host, state.migration_id, label)
             self._last_snapshot = now
 
+        self._catch_up()  # a checkpoint (and its snapshot) holds rollups equal to its rows
         progress = {
             "files_done": state.files_done,
             "records": state.records_inserted,
@@ -225,7 +267,9 @@ class MigrationRun:
         *,
         result: HistoricalMigrationResult | None = None,
         extra: dict[str, Any] | None = None,
+        stash: bool = False,
     ) -> None:
+        """Write the run's last row (``stash``: keep it beside the database instead)."""
         state = self.state
         details = {
             "errors": state.errors[:50],
@@ -250,7 +294,14 @@ class MigrationRun:
             self.recorder.elapsed_ms(state.started),
         )
         # Already failing (no result): a refused row must not hide the run's own error.
-        self.recorder.finished(status, counts_of(state), details, log, quiet=result is None)
+        self.recorder.finished(
+            status, counts_of(state), details, log, quiet=result is None, stash=stash
+        )
+
+
+def holds_no_rows(bridge: EnhancedTokenDatabaseBridge) -> bool:
+    """Whether the usage table holds no row at all (of any version)."""
+    return not bridge.table_counts([DETAILS_TABLE]).get(DETAILS_TABLE, 0)
 
 
 def holds_schema(bridge: EnhancedTokenDatabaseBridge) -> bool:

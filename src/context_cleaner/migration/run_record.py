@@ -157,14 +157,19 @@ class RunRecorder:
         log: LogEntry | None,
         *,
         quiet: bool = False,
+        stash: bool = False,
     ) -> None:
         """Write the row finished with ``status``.
 
         ``quiet``: a refused row is not raised (the run is failing with an error of its
         own, or has a result that matters more); it is kept beside the database when a
-        ``running`` row of the run is in it, and the next run records it.
+        ``running`` row of the run is in it, and the next run records it. ``stash``: keep
+        it there without trying the database (the next run must close the run itself).
         """
         row = self.row(status, counts, details, finished=time.time())
+        if stash and self.wrote_running:
+            stash_run(self.bridge.database, row)
+            return
         try:
             with self.bridge.writer() as w:
                 write_run(w, row, None if log is None else (self.run_id, log))
