@@ -8,9 +8,9 @@ range, which the table's key makes harmless.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import translate_clickhouse_error
@@ -25,7 +25,9 @@ TRACKING = "migration_file_tracking"
 TRACKING_VERSION = 2
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and a run
+# makes one FileCommit a file (20,000 files: ~70 ms frozen, ~24 ms not). Never mutated.
+@dataclass(slots=True)
 class FileIdentity:
     """Which file: its root and path, and (DESIGN §5) device, inode and a hash of its head."""
 
@@ -37,7 +39,7 @@ class FileIdentity:
     head_length: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileCommit(FileIdentity):
     """One file's range, committed: bytes ``[0, committed_offset)`` are in the database."""
 
@@ -53,7 +55,7 @@ class FileCommit(FileIdentity):
     error_message: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TrackedFile(FileIdentity):
     """A file's current committed state."""
 
@@ -95,37 +97,43 @@ _COLUMNS = (
 def commit_files(
     client: Client, commits: Sequence[FileCommit], migration_id: str, host: str
 ) -> None:
-    """Record ``commits`` (after their rows were inserted)."""
+    """Record ``commits`` (after their rows were inserted).
+
+    Sent as columns, the commit time as microseconds (the column's unit): a row a file
+    and a ``datetime`` each were converted value by value: 57-83 -> 49-57 CPU-ms for
+    20,000 files)."""
     if not commits:
         return
-    now = datetime.now(UTC)
-    rows: list[list[Any]] = [
-        [
-            migration_id,
-            c.file_path,
-            c.head_hash,
-            c.status,
-            c.tokens_found,
-            c.records_inserted,
-            c.error_message,
-            now,
-            host,
-            c.source_root,
-            c.device,
-            c.inode,
-            c.file_size,
-            c.mtime_ns,
-            c.range_start,
-            c.committed_offset,
-            c.lines_skipped,
-            TRACKING_VERSION,
-            c.committed_line,
-            c.head_length,
-        ]
-        for c in commits
+    n = len(commits)
+    now_us = time.time_ns() // 1000
+
+    def column(name: str) -> list[Any]:
+        return [getattr(c, name) for c in commits]
+
+    columns: list[list[Any]] = [
+        [migration_id] * n,
+        column("file_path"),
+        column("head_hash"),
+        column("status"),
+        column("tokens_found"),
+        column("records_inserted"),
+        column("error_message"),
+        [now_us] * n,
+        [host] * n,
+        column("source_root"),
+        column("device"),
+        column("inode"),
+        column("file_size"),
+        column("mtime_ns"),
+        column("range_start"),
+        column("committed_offset"),
+        column("lines_skipped"),
+        [TRACKING_VERSION] * n,
+        column("committed_line"),
+        column("head_length"),
     ]
-    action = f"recording {len(rows)} committed files (migration {migration_id})"
-    insert_rows(client, TRACKING, rows, _COLUMNS, action=action)
+    action = f"recording {n} committed files (migration {migration_id})"
+    insert_rows(client, TRACKING, columns, _COLUMNS, action=action, column_oriented=True)
 
 
 _CURRENT = f"""
