@@ -183,20 +183,29 @@ def committed_by(client: Client, run_ids: Sequence[str]) -> dict[str, Committed]
     params = {"ids": list(run_ids)}
     action = "reading what crashed runs committed"
     tracked = {r[0]: r[1:] for r in query_rows(client, _TRACKED_SQL, params, action=action)}
-    counted = {r[0]: r[1:] for r in query_rows(client, _COUNTED_SQL, params, action=action)}
+    counted = counted_by(client, run_ids)
     out = {}
     for run_id in run_ids:
         done, failed, committed, skipped, last = tracked.get(run_id, (0, 0, 0, 0, None))
-        sums = counted.get(run_id, (0,) * len(CHANGE_KEYS))
         out[run_id] = Committed(
             files_processed=int(done),
             files_failed=int(failed),
             bytes=int(committed),
             lines_skipped=int(skipped),
-            net=dict(zip(CHANGE_KEYS, sums, strict=True)),
+            net=counted[run_id],
             last_commit=None if last is None else float(last),
         )
     return out
+
+
+def counted_by(client: Client, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The sums of each of ``run_ids``' usage rows that the counting rules keep
+    (:data:`~.summaries.CHANGE_KEYS`; zeros when none): what each added."""
+    params = {"ids": list(run_ids)}
+    action = "reading what runs added"
+    rows = {r[0]: r[1:] for r in query_rows(client, _COUNTED_SQL, params, action=action)}
+    zeros = (0,) * len(CHANGE_KEYS)
+    return {i: dict(zip(CHANGE_KEYS, rows.get(i, zeros), strict=True)) for i in run_ids}
 
 
 _SESSIONS_SQL = f"SELECT DISTINCT session_id FROM {DETAILS_TABLE} WHERE migration_id = {{m:String}}"

@@ -233,11 +233,11 @@ def setup_schema(client: Client, files: Sequence[SchemaFile] | None = None) -> l
     for f in pending_schema_files(client, files):
         for number, statement in enumerate(f.statements, start=1):
             _run(client, statement, f"applying statement {number} of schema file {f.name}")
-        try:
-            client.insert(
-                SCHEMA_TABLE,
-                [[f.name, f.checksum, version]],
-                column_names=["name", "checksum", "tool_version"],
+        try:  # one row as a statement: no DESCRIBE and data file, as an insert makes
+            client.command(
+                f"INSERT INTO {SCHEMA_TABLE} (name, checksum, tool_version) "
+                "VALUES ({name:String}, {checksum:String}, {version:String})",
+                parameters={"name": f.name, "checksum": f.checksum, "version": version},
             )
         except Exception as exc:
             raise translate_clickhouse_error(exc, action=f"recording schema file {f.name}") from exc

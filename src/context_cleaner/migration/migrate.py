@@ -19,7 +19,7 @@ from context_cleaner.bridge import (
     EnhancedTokenDatabaseBridge,
     database_exists,
 )
-from context_cleaner.bridge.runs import committed_by
+from context_cleaner.bridge.runs import counted_by
 from context_cleaner.migration import pipeline, rollback
 from context_cleaner.migration.commits import ROLLUPS_DEFERRED
 from context_cleaner.migration.crashed_runs import close_crashed
@@ -191,7 +191,7 @@ class MigrationRun:
         state = self.state
         with self.bridge.writer() as w:
             w.rebuild_rollups(state.migration_id)
-            state.net = committed_by(w.client, [state.migration_id])[state.migration_id].net
+            state.net = counted_by(w.client, [state.migration_id])[state.migration_id]
 
     def _fail(self, exc: BaseException) -> None:
         """Record the run ``failed``. A deferring run brings the rollups level with its rows
