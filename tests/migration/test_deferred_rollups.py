@@ -23,6 +23,7 @@ from context_cleaner.bridge import SUMMARIES, Database, query_rows, rebuild, wri
 from context_cleaner.bridge.buckets import BUCKETS, rollup_differences
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
+from context_cleaner.migration import migrate, pipeline
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.testing.transcripts import TOKEN_KEYS, generate_corpus
 
@@ -104,6 +105,35 @@ def _copy_with_an_appended_session(source: Path, out: Path) -> None:
         assert not place.exists()
         place.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, place)
+
+
+@pytest.mark.slow  # ~3 s
+def test_a_long_first_migration_rebuilds_its_rollups_now_and_then(
+    corpus_small: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rebuilt every CATCH_UP_EVERY seconds (0 here) or four times the last rebuild's time,
+    so a long first migration's rollups lag its rows by about that much; all exact."""
+    source, _ = corpus_small
+    url = f"chdb://{tmp_path / 'db'}"
+    calls = _counting_refreshes(monkeypatch)
+    monkeypatch.setattr(migrate, "CATCH_UP_EVERY", 0.0)
+    units: list[str] = []
+    commit = pipeline.commit_scan
+
+    def counted_commit(*args: Any, **kwargs: Any) -> Any:
+        units.append(args[2])
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "commit_scan", counted_commit)
+    migrator = _migrator(url, checkpoint_interval=0, validation_enabled=False)
+    migrator.commit_every = 0.0
+    result = asyncio.run(migrator.migrate_all_historical_data(str(source), checkpoint_interval=0))
+    assert result.success, result.errors
+    # The first unit's rebuild, then one whenever four times the last one's time has passed
+    # (units here are quicker than that), and one at the end.
+    assert len(units) >= 3 and calls[0] == 0 and 2 <= calls[1] <= len(units) + 1, calls
+    assert _differences(url) == EXACT
+    assert_database_equals(bridge(url), analyse(source))
 
 
 @pytest.mark.slow  # ~3 s

@@ -32,6 +32,10 @@ from context_cleaner.migration.readers import BatchReader, own_rss, tree_rss
 from context_cleaner.migration.run_record import LogEntry, RunCounts, RunRecorder
 from context_cleaner.migration.status import progress_record
 
+#: Seconds between two rebuilds of the rollups during a migration that builds them whole
+#: (``MigrationRun.deferred``); a shorter run rebuilds them once, at its end.
+CATCH_UP_EVERY = 60.0
+
 #: Rows per second a fresh embedded database takes (measured; used for dry-run projections).
 PROJECTED_INSERT_ROWS_PER_SECOND = 150_000
 
@@ -69,6 +73,8 @@ class MigrationRun:
     deferred: bool = field(init=False, default=False)
     """The rollups are rebuilt whole by the run, not unit by unit (``execute``)."""
     _last_snapshot: float = field(init=False, default=0.0)
+    _caught_up: tuple[float, float] = field(init=False, default=(0.0, 0.0))
+    """When the last rebuild of a deferring run ended, and how long it took."""
 
     def __post_init__(self) -> None:
         self.recorder = RunRecorder(
@@ -120,6 +126,7 @@ class MigrationRun:
         self.deferred = (
             not dry_run and self.kind == "migrate" and (prefetched or holds_no_rows(bridge))
         )
+        self._caught_up = (time.monotonic(), 0.0)
         # The validation of a run into a database that held nothing sums the whole table.
         started_empty = self.deferred or (
             validating and counted and not bridge.get_migration_totals().get("records", 1)
@@ -134,6 +141,7 @@ class MigrationRun:
                 options,
                 progress=progress,
                 on_checkpoint=self._checkpoint,
+                on_batch=self._catch_up_now_and_then,
                 reader=reader,
             )
             self._catch_up()
@@ -189,9 +197,22 @@ class MigrationRun:
         if not self.deferred:
             return
         state = self.state
+        started = time.monotonic()
         with self.bridge.writer() as w:
             w.rebuild_rollups(state.migration_id)
             state.net = counted_by(w.client, [state.migration_id])[state.migration_id]
+        self._caught_up = (time.monotonic(), time.monotonic() - started)
+
+    def _catch_up_now_and_then(self, state: RunState, result: object) -> None:
+        """During a long deferring run, rebuild the rollups every :data:`CATCH_UP_EVERY`
+        seconds (or four times the last rebuild's time, if longer: at most a fifth of the
+        run goes to it), so reports, the dashboard and a run killed meanwhile lag its rows
+        by about that much, not by the whole run."""
+        if not self.deferred:
+            return
+        last, took = self._caught_up
+        if time.monotonic() - last >= max(CATCH_UP_EVERY, 4 * took):
+            self._catch_up()
 
     def _fail(self, exc: BaseException) -> None:
         """Record the run ``failed``. A deferring run brings the rollups level with its rows
