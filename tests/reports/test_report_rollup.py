@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -275,18 +276,31 @@ from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
-writes.refresh_buckets = die
+setattr(writes, sys.argv[3], die)
 HistoricalDataMigrator(sys.argv[1], parallel_workers=1).run(sys.argv[2])
 """
 
 
+@pytest.mark.parametrize(
+    "dies_in",
+    [
+        "rebuild_rollups",  # a first migration, which builds the rollups whole at its end
+        "refresh_buckets",  # a later one, which refreshes them unit by unit
+    ],
+)
 def test_a_kill_between_the_usage_rows_and_the_rollup_is_repaired_by_the_next_run(
-    fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dies_in: str
 ) -> None:
     url = f"chdb://{tmp_path}/db"
     env = {**os.environ, "CONTEXT_CLEANER_HOST": "host-a"}
+    monkeypatch.setenv("CONTEXT_CLEANER_HOST", "host-a")
+    if dies_in == "refresh_buckets":  # the database holds rows already: one transcript's
+        first = tmp_path / "first" / "projects" / "p"
+        first.mkdir(parents=True)
+        shutil.copy(sorted(fixtures_dir.rglob("*.jsonl"))[0], first)
+        assert HistoricalDataMigrator(url, parallel_workers=1).run(str(first.parent)).success
     proc = subprocess.run(
-        [sys.executable, "-c", _KILLED_RUN, url, str(fixtures_dir)],
+        [sys.executable, "-c", _KILLED_RUN, url, str(fixtures_dir), dies_in],
         env=env,
         capture_output=True,
         timeout=600,
@@ -296,7 +310,6 @@ def test_a_kill_between_the_usage_rows_and_the_rollup_is_repaired_by_the_next_ru
         counted = query_rows(client, "SELECT count() FROM counted_token_details")[0][0]
         rolled = query_rows(client, TOTALS_SQL)[0][6]
         assert counted > 0 and rolled != counted  # the unit died between the two
-    monkeypatch.setenv("CONTEXT_CLEANER_HOST", "host-a")
     result = HistoricalDataMigrator(url, parallel_workers=1).run(str(fixtures_dir))
     assert result.success
     with Database(url).session() as client:
