@@ -355,7 +355,7 @@ def _own_rows(m: HistoricalDataMigrator, root: Path) -> list[str]:
     read = scan_committed([(f, tracked.get(f.relative_path, 0)) for f in found.files], workers=1)
     where = {
         (r.file_path, r.byte_offset): (r.message_id, r.input_tokens, r.output_tokens)
-        for r in read.collector.candidates()
+        for r in read.records()
     }
     with m.bridge.database.session() as client:
         stored = client.query(

@@ -17,15 +17,13 @@ each part.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from context_cleaner.analysis.fields import totals
-from context_cleaner.analysis.records import UsageRecord
-from context_cleaner.bridge import synthetic_message_id
-from context_cleaner.migration.ledger import Ledger
+from context_cleaner.migration.ledger import Ledger, LedgerRecord
 from context_cleaner.migration.stored_rows import Key, StoredRow
 
 #: How many differences are listed in a result (all are counted).
@@ -48,37 +46,37 @@ class Sums:
     newest_ms: int | None = None
 
     @classmethod
-    def of_records(cls, records: Sequence[UsageRecord]) -> Sums:
-        tokens = [
-            sum(r.input_tokens for r in records),
-            sum(r.output_tokens for r in records),
-            sum(r.cache_creation_5m_tokens for r in records),
-            sum(r.cache_creation_1h_tokens for r in records),
-            sum(r.cache_read_tokens for r in records),
-        ]
-        return cls._spanning(records, tokens, 0.0, {("", r.file_path) for r in records})
+    def of_records(cls, records: Iterable[LedgerRecord]) -> Sums:
+        """The sums of ``records`` (read once: a ledger's records are decoded as they come)."""
+        out = cls()
+        for r in records:
+            out.add_record(r)
+        return out
+
+    def add_record(self, r: LedgerRecord) -> None:
+        tokens = self.tokens
+        tokens[0] += r.input_tokens
+        tokens[1] += r.output_tokens
+        tokens[2] += r.cache_creation_5m_tokens
+        tokens[3] += r.cache_creation_1h_tokens
+        tokens[4] += r.cache_read_tokens
+        self.records += 1
+        self.files.add(("", r.file_path))
+        self.sessions.add(r.session_id)
+        ms = r.timestamp_ms
+        self.oldest_ms = ms if self.oldest_ms is None else min(self.oldest_ms, ms)
+        self.newest_ms = ms if self.newest_ms is None else max(self.newest_ms, ms)
 
     @classmethod
     def of_rows(cls, rows: Sequence[StoredRow]) -> Sums:
         tokens = [sum(r.tokens[i] for r in rows) for i in range(5)]
-        files = {(r.host, r.file_path) for r in rows}
-        return cls._spanning(rows, tokens, sum(r.cost_usd for r in rows), files)
-
-    @classmethod
-    def _spanning(
-        cls,
-        items: Sequence[UsageRecord] | Sequence[StoredRow],
-        tokens: list[int],
-        cost_usd: float,
-        files: set[tuple[str, str]],
-    ) -> Sums:
-        times = [r.timestamp_ms for r in items]
+        times = [r.timestamp_ms for r in rows]
         return cls(
             tokens,
-            cost_usd,
-            len(items),
-            files,
-            {r.session_id for r in items},
+            sum(r.cost_usd for r in rows),
+            len(rows),
+            {(r.host, r.file_path) for r in rows},
+            {r.session_id for r in rows},
             min(times, default=None),
             max(times, default=None),
         )
@@ -149,7 +147,7 @@ class Comparison:
         self,
         kind: str,
         key: Key,
-        record: UsageRecord,
+        record: LedgerRecord,
         stored: StoredRow | None,
         disk_counted: bool,
         why: str,
@@ -214,115 +212,112 @@ class Comparison:
         return out
 
 
+#: How many records are compared at once (with the stored rows of their keys).
+PART_RECORDS = 2_000
+
+RowsOf = Callable[[Sequence[LedgerRecord]], Mapping[Key, StoredRow]]
+"""The stored rows of (at least) the keys of some records."""
+
+
 def compare(
     disk: Ledger,
-    stored: dict[Key, StoredRow],
+    rows_of: RowsOf,
     origin_of: OriginOf,
     *,
-    all_rows: bool,
+    every_row: Mapping[Key, StoredRow] | None = None,
+    part_records: int = PART_RECORDS,
 ) -> Comparison:
-    """Compare ``disk``'s records with the ``stored`` rows, key by key.
+    """Compare ``disk``'s records with the stored rows, key by key, a part of about
+    ``part_records`` records at a time (``rows_of(part)``: the stored rows of its keys).
 
-    With ``all_rows``, ``stored`` is the whole table and every row not backed by the
-    compared bytes is counted as retained (by ``origin_of(row)``); otherwise only the
-    disk's keys are looked at.
+    With ``every_row`` (the whole table), every row not backed by the compared bytes is
+    counted as retained (by ``origin_of(row)``); otherwise only the disk's keys are
+    looked at.
     """
     out = Comparison()
-    records = list(disk.collector.candidates())
-    main_ids = {r.message_id for r in records if r.message_id and not r.is_sidechain}
+    replayed = disk.replayed()
     seen: set[Key] = set()
-    source: list[UsageRecord] = []
-    compared: list[UsageRecord] = []
-    superseded: list[UsageRecord] = []
-    for r in records:
-        mid = r.message_id or synthetic_message_id(r.file_path, r.byte_offset)
-        key = (mid, r.request_id)
-        seen.add(key)
-        disk_counted = not (r.is_sidechain and r.message_id in main_ids)
-        if disk_counted:
-            source.append(r)
-        row = stored.get(key)
-        if row is None:
-            out.differ(
-                "missing", key, r, None, disk_counted, "no row in the database for this record"
-            )
-            continue
-        tokens = (
-            r.input_tokens,
-            r.output_tokens,
-            r.cache_creation_5m_tokens,
-            r.cache_creation_1h_tokens,
-            r.cache_read_tokens,
-        )
-        same_place = row.byte_offset == r.byte_offset and row.file_path == r.file_path
-        if same_place and (
-            row.tokens != tokens
-            or row.is_sidechain != r.is_sidechain
-            or row.timestamp_ms != r.timestamp_ms
-        ):
-            # Another line at the same place: an earlier generation of a rewritten file,
-            # when rule 3 prefers it; else the row was changed.
-            same_place = r.version == row.ver
-        if same_place:
-            # The stored row is this line's copy: it must say what the line says.
-            if (
-                row.tokens != tokens
-                or row.is_sidechain != r.is_sidechain
-                or row.timestamp_ms != r.timestamp_ms
-            ):
-                out.differ(
-                    "altered",
-                    key,
-                    r,
-                    row,
-                    disk_counted,
-                    f"the row's tokens {list(row.tokens)} differ from the line's {list(tokens)}"
-                    if row.tokens != tokens
-                    else "the row's time or sidechain flag differs from the line's",
-                )
-            elif row.counted and not disk_counted:
-                out.differ(
-                    "altered",
-                    key,
-                    r,
-                    row,
-                    disk_counted,
-                    "counted in the database, but the transcripts hold its main-chain copy "
-                    "(rule 4)",
-                )
-            elif row.counted == disk_counted:
-                if disk_counted:
-                    compared.append(r)
-            else:  # dropped by rule 4 for a main-chain copy kept from retained history
-                superseded.append(r)
-            continue
-        if row.ver <= r.version:
-            out.differ(
-                "stale",
-                key,
-                r,
-                row,
-                disk_counted,
-                "the database keeps a copy rule 3 ranks below this line (stored from "
-                f"{row.file_path} at byte {row.byte_offset})",
-            )
-            continue
-        # Stored from another copy rule 3 prefers (kept from retained history).
-        if row.tokens == tokens and row.counted == disk_counted:
+    source, compared, superseded = Sums(), Sums(), Sums()
+    for part in disk.parts(part_records):
+        stored = rows_of(part)
+        for r in part:
+            key = r.stored_key
+            if every_row is not None:
+                seen.add(key)
+            disk_counted = not (r.is_sidechain and r.message_id in replayed)
             if disk_counted:
-                compared.append(r)  # the same numbers: the response is on disk
-            continue
-        if disk_counted:
-            superseded.append(r)
-        if row.counted and all_rows:
-            _keep(out, key, row, origin_of(row))
-    if all_rows:
-        for key, row in stored.items():
+                source.add_record(r)
+            row = stored.get(key)
+            if row is None:
+                out.differ(
+                    "missing", key, r, None, disk_counted, "no row in the database for this record"
+                )
+                continue
+            tokens = r.tokens
+            same_line = (
+                row.tokens == tokens
+                and row.is_sidechain == r.is_sidechain
+                and row.timestamp_ms == r.timestamp_ms
+            )
+            same_place = row.byte_offset == r.byte_offset and row.file_path == r.file_path
+            if same_place and not same_line:
+                # Another line at the same place: an earlier generation of a rewritten file,
+                # when rule 3 prefers it; else the row was changed.
+                same_place = r.version == row.ver
+            if same_place:
+                # The stored row is this line's copy: it must say what the line says.
+                if not same_line:
+                    out.differ(
+                        "altered",
+                        key,
+                        r,
+                        row,
+                        disk_counted,
+                        f"the row's tokens {list(row.tokens)} differ from the line's {list(tokens)}"
+                        if row.tokens != tokens
+                        else "the row's time or sidechain flag differs from the line's",
+                    )
+                elif row.counted and not disk_counted:
+                    out.differ(
+                        "altered",
+                        key,
+                        r,
+                        row,
+                        disk_counted,
+                        "counted in the database, but the transcripts hold its main-chain copy "
+                        "(rule 4)",
+                    )
+                elif row.counted == disk_counted:
+                    if disk_counted:
+                        compared.add_record(r)
+                else:  # dropped by rule 4 for a main-chain copy kept from retained history
+                    superseded.add_record(r)
+                continue
+            if row.ver <= r.version:
+                out.differ(
+                    "stale",
+                    key,
+                    r,
+                    row,
+                    disk_counted,
+                    "the database keeps a copy rule 3 ranks below this line (stored from "
+                    f"{row.file_path} at byte {row.byte_offset})",
+                )
+                continue
+            # Stored from another copy rule 3 prefers (kept from retained history).
+            if row.tokens == tokens and row.counted == disk_counted:
+                if disk_counted:
+                    compared.add_record(r)  # the same numbers: the response is on disk
+                continue
+            if disk_counted:
+                superseded.add_record(r)
+            if row.counted and every_row is not None:
+                _keep(out, key, row, origin_of(row))
+    if every_row is not None:
+        for key, row in every_row.items():
             if key not in seen and row.counted:
                 _keep(out, key, row, origin_of(row))
-    out.source = Sums.of_records(source)
-    out.compared = Sums.of_records(compared)
-    out.superseded = Sums.of_records(superseded)
+    out.source, out.compared, out.superseded = source, compared, superseded
     out.retained = {k: Sums.of_rows(v) for k, v in out.retained_rows.items()}
     out.retained_rows = {}
     return out

@@ -8,20 +8,35 @@ rule 3, of the ranges read, and which ranges those were):
   database says it holds;
 - a migration keeps what its own readers already read (:data:`RUN_LEDGER`, filled
   by the pipeline as it commits each unit), so its built-in validation reads no
-  file a second time. Memory: the run's records (~1% of the bytes read), what an
-  analysis of the same files holds.
+  file a second time.
+
+Memory: a ledger keeps of each record only what validation compares or names
+(:class:`LedgerRecord`: key, file, session, line, byte offset, time, sidechain flag,
+whether it has a speed, the five token counts; no model, project or cost), and keeps
+them packed: one zlib-compressed msgpack blob per unit added, with the unit's file
+ranges. On 20,000 small files (60,000 records) that is ~3 MiB where full records held
+~45 MiB. Rule 3 across units (a response copied into several files read by different
+units) is applied when the records are read back (:meth:`Ledger.parts`), which
+decodes one unit at a time: what validation holds at once is one part, not the run.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import zlib
+from array import array
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from itertools import islice
+from operator import attrgetter
+from typing import NamedTuple
+
+import msgspec
 
 from context_cleaner.analysis.dedup import UsageCollector
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.analysis.processes import worker_pool
+from context_cleaner.analysis.records import TokenCounts, UsageRecord, path_hash, record_version
 from context_cleaner.analysis.scan import (
     PARALLEL_MIN_BYTES,
     FileStats,
@@ -29,47 +44,275 @@ from context_cleaner.analysis.scan import (
     SkipLog,
     decode_scan,
     encode_scan,
-    merge_scans,
     scan_file,
     split_by_size,
 )
+from context_cleaner.bridge import synthetic_message_id
 
 #: A file and where its compared range ends (it starts at 0).
 Prefix = tuple[TranscriptFile, int]
 
+#: (root, relative path, first byte, end) of a range read.
+Range = tuple[str, str, int, int]
 
-@dataclass(slots=True)
+
+class LedgerRecord(msgspec.Struct, TokenCounts, array_like=True, frozen=True, gc=False):
+    """What validation compares of a record, and what names it in a difference."""
+
+    message_id: str
+    request_id: str
+    session_id: str
+    file_path: str
+    line_number: int
+    byte_offset: int
+    timestamp_ms: int
+    is_sidechain: bool
+    speed: str
+    input_tokens: int
+    output_tokens: int
+    cache_creation_5m_tokens: int
+    cache_creation_1h_tokens: int
+    cache_read_tokens: int
+
+    @classmethod
+    def of(cls, r: UsageRecord) -> LedgerRecord:
+        return cls(*_FIELDS(r))
+
+    @property
+    def has_speed(self) -> bool:
+        return bool(self.speed)
+
+    @property
+    def tokens(self) -> tuple[int, int, int, int, int]:
+        return (
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_creation_5m_tokens,
+            self.cache_creation_1h_tokens,
+            self.cache_read_tokens,
+        )
+
+    @property
+    def stored_key(self) -> tuple[str, str]:
+        """Rule 2's key as the database stores it (a synthetic id when it has no message id)."""
+        mid = self.message_id or synthetic_message_id(self.file_path, self.byte_offset)
+        return (mid, self.request_id)
+
+    @property
+    def version(self) -> int:
+        """Rule 3 as a number, as :attr:`UsageRecord.version`."""
+        return record_version(
+            self.is_sidechain,
+            self.total_tokens,
+            self.has_speed,
+            self.timestamp_ms,
+            path_hash(self.file_path),
+            self.byte_offset,
+        )
+
+
+#: A :class:`UsageRecord`'s fields that make its :class:`LedgerRecord` (read in C).
+_FIELDS = attrgetter(*LedgerRecord.__struct_fields__)
+
+_ENCODER = msgspec.msgpack.Encoder()
+_RECORDS = msgspec.msgpack.Decoder(list[LedgerRecord])
+_RANGES = msgspec.msgpack.Decoder(list[tuple[str, str, int, int]])
+_CHUNK = 2_000
+"""Records packed in one blob."""
+_UNKEYED = -1
+"""The key hash of a record without message id (never de-duplicated); ``hash()`` never
+returns -1."""
+
+
+class _Unit(NamedTuple):
+    """One :meth:`Ledger.add` as kept: compressed msgpack of its ranges and records."""
+
+    ranges: bytes
+    records: tuple[bytes, ...]
+    """Its records, :data:`_CHUNK` a blob."""
+    first: int
+    """The position of its first record's key hash in ``Ledger._hashes``."""
+    sidechains: bool
+    """It holds sidechain records (what rule 4 looks at)."""
+
+    def decode(self) -> list[LedgerRecord]:
+        out: list[LedgerRecord] = []
+        for blob in self.records:
+            out.extend(_RECORDS.decode(zlib.decompress(blob)))
+        return out
+
+
 class Ledger:
-    """Records read from byte ranges: the preferred one per key, and the ranges."""
+    """Records read from byte ranges (rule 3 applied when read back), and the ranges."""
 
-    collector: UsageCollector = field(default_factory=UsageCollector)
-    ranges: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
-    """(root, relative path) -> (first, last) byte read (a union of the ranges)."""
-    skipped_lines: int = 0
-    errors: list[str] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    __slots__ = (
+        "_hashes",
+        "_lock",
+        "_losers",
+        "_replayed",
+        "_summary",
+        "_units",
+        "errors",
+        "skipped_lines",
+    )
+
+    def __init__(self) -> None:
+        self._units: list[_Unit] = []
+        self._hashes = array("q")
+        """Each record's hash of its key (:data:`_UNKEYED` without one), in order."""
+        self.skipped_lines = 0
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._losers: set[int] | None = None
+        self._replayed: set[str] | None = None
+        self._summary: tuple[int, int] | None = None
 
     def add(self, scan: ScanResult) -> None:
         """Fold in a scan (thread-safe: batch tasks may commit from several threads)."""
+        ranges: list[Range] = []
+        errors: list[str] = []
+        for s in scan.files:
+            if s.error:
+                errors.append(f"{s.path}: {s.error}")
+            elif s.end_offset > s.start_offset:
+                ranges.append((_root_of(s), s.relative_path, s.start_offset, s.end_offset))
+        records = list(scan.collector.candidates())
+        hashes = array(
+            "q", (hash((r.message_id, r.request_id)) if r.message_id else -1 for r in records)
+        )
+        # Packed a chunk at a time: what this holds for a moment stays small beside the
+        # unit being committed.
+        chunks = tuple(
+            zlib.compress(_ENCODER.encode(list(map(_FIELDS, records[i : i + _CHUNK]))), 1)
+            for i in range(0, len(records), _CHUNK)
+        )
+        packed = zlib.compress(_ENCODER.encode(ranges), 1)
+        sidechains = any(r.is_sidechain for r in records)
         with self._lock:
-            self.collector.merge(scan.collector)
+            if ranges or records:
+                self._units.append(_Unit(packed, chunks, len(self._hashes), sidechains))
+                self._hashes.extend(hashes)
             self.skipped_lines += scan.skips.total
-            for s in scan.files:
-                if s.error:
-                    self.errors.append(f"{s.path}: {s.error}")
-                    continue
-                if s.end_offset <= s.start_offset:
-                    continue
-                key = (_root_of(s), s.relative_path)
-                old = self.ranges.get(key)
-                start, end = s.start_offset, s.end_offset
+            self.errors.extend(errors)
+            self._losers = self._replayed = self._summary = None
+
+    @property
+    def held_bytes(self) -> int:
+        """The size of what the ledger keeps (packed units and key hashes)."""
+        packed = sum(len(u.ranges) + sum(map(len, u.records)) for u in self._units)
+        return packed + self._hashes.itemsize * len(self._hashes)
+
+    # -- the ranges ----------------------------------------------------------------------------
+
+    @property
+    def ranges(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(root, relative path) -> (first, end) byte read, a union of the ranges (built
+        on each call)."""
+        out: dict[tuple[str, str], tuple[int, int]] = {}
+        roots: dict[str, str] = {}
+        for unit in self._units:
+            for root, rel, start, end in _RANGES.decode(zlib.decompress(unit.ranges)):
+                key = (roots.setdefault(root, root), rel)
+                old = out.get(key)
                 if old is not None:
                     start, end = min(start, old[0]), max(end, old[1])
-                self.ranges[key] = (start, end)
+                out[key] = (start, end)
+        return out
+
+    def _summarise(self) -> tuple[int, int]:
+        if self._summary is None:
+            ranges = self.ranges
+            self._summary = (len(ranges), sum(end - start for start, end in ranges.values()))
+        return self._summary
+
+    @property
+    def range_count(self) -> int:
+        """How many files' ranges (a file read in several units counts once)."""
+        return self._summarise()[0]
 
     @property
     def bytes(self) -> int:
-        return sum(end - start for start, end in self.ranges.values())
+        return self._summarise()[1]
+
+    # -- the records ---------------------------------------------------------------------------
+
+    def parts(self, size: int = 0) -> Iterator[list[LedgerRecord]]:
+        """The records, rule 3 applied across units: lists of ``size`` records (the last may
+        hold fewer), or one a unit when ``size`` is 0. One unit is decoded at a time."""
+        losers = self._losing()
+        for unit in self._units:
+            records = unit.decode()
+            if losers:
+                first = unit.first
+                records = [r for i, r in enumerate(records, first) if i not in losers]
+            if not size:
+                yield records
+                continue
+            for i in range(0, len(records), size):
+                yield records[i : i + size]
+
+    def records(self) -> Iterator[LedgerRecord]:
+        """The records, rule 3 applied across units (the preferred copy of each key)."""
+        for part in self.parts():
+            yield from part
+
+    def replayed(self) -> set[str]:
+        """The message ids rule 4 drops the sidechain copies of: those with a main-chain
+        record (looked for only when there are sidechain records)."""
+        if self._replayed is None:
+            side: set[str] = set()
+            losers = self._losing()
+            for unit in self._units:
+                if unit.sidechains:
+                    side.update(
+                        r.message_id
+                        for i, r in enumerate(unit.decode(), unit.first)
+                        if r.is_sidechain and r.message_id and i not in losers
+                    )
+            main = (r.message_id for r in self.records() if not r.is_sidechain) if side else ()
+            self._replayed = {mid for mid in main if mid in side}
+        return self._replayed
+
+    def counted(self) -> Iterator[LedgerRecord]:
+        """The records rule 4 counts."""
+        replayed = self.replayed()
+        for r in self.records():
+            if not (r.is_sidechain and r.message_id in replayed):
+                yield r
+
+    def _losing(self) -> set[int]:
+        """The positions of the records another unit holds a preferred copy of (rule 3).
+
+        Keys repeated across units are found by their hashes, sorted (for a moment); only
+        the units holding those hashes are decoded, and their records compared by key."""
+        if self._losers is not None:
+            return self._losers
+        ordered = sorted(self._hashes)
+        pairs = zip(ordered, islice(ordered, 1, None), strict=False)
+        repeated = {a for a, b in pairs if a == b and a != _UNKEYED}
+        del ordered, pairs
+        losers: set[int] = set()
+        best: dict[tuple[str, str], tuple[int, int]] = {}
+        hashes = self._hashes
+        ends = [u.first for u in self._units[1:]] + [len(hashes)]
+        for unit, end in zip(self._units, ends, strict=True) if repeated else ():
+            first = unit.first
+            records: list[LedgerRecord] | None = None
+            for i in range(first, end):
+                if hashes[i] not in repeated:
+                    continue
+                records = unit.decode() if records is None else records
+                r = records[i - first]
+                key = (r.message_id, r.request_id)
+                version, held = r.version, best.get(key)
+                if held is None or version > held[0]:  # the first of equals stays
+                    if held is not None:
+                        losers.add(held[1])
+                    best[key] = (version, i)
+                else:
+                    losers.add(i)
+        self._losers = losers
+        return losers
 
 
 def _root_of(s: FileStats) -> str:
@@ -114,16 +357,16 @@ def scan_committed(prefixes: Sequence[Prefix], *, workers: int = 2) -> Ledger:
     """
     prefixes = [(f, stop) for f, stop in prefixes if stop > 0]
     total = sum(stop for _, stop in prefixes)
-    if workers <= 1 or total < PARALLEL_MIN_BYTES or len(prefixes) < 2:
-        scan = _scan_prefixes(prefixes)
-    else:
-        stops = {id(f): stop for f, stop in prefixes}
-        groups = split_by_size([f for f, _ in prefixes], min(len(prefixes), workers * 4))
-        with worker_pool(workers, "spawn") as pool:
-            futures = [
-                pool.submit(_scan_prefixes_encoded, [(f, stops[id(f)]) for f in g]) for g in groups
-            ]
-            scan = merge_scans(decode_scan(future.result()) for future in futures)
     ledger = Ledger()
-    ledger.add(scan)
+    if workers <= 1 or total < PARALLEL_MIN_BYTES or len(prefixes) < 2:
+        ledger.add(_scan_prefixes(prefixes))
+        return ledger
+    stops = {id(f): stop for f, stop in prefixes}
+    groups = split_by_size([f for f, _ in prefixes], min(len(prefixes), workers * 4))
+    with worker_pool(workers, "spawn") as pool:
+        futures = [
+            pool.submit(_scan_prefixes_encoded, [(f, stops[id(f)]) for f in g]) for g in groups
+        ]
+        for future in futures:  # each group a unit: rule 3 across them applies when read
+            ledger.add(decode_scan(future.result()))
     return ledger

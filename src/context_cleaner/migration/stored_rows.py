@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
-from context_cleaner.bridge import DETAILS_TABLE, query_rows, storage_message_id
+from context_cleaner.bridge import DETAILS_TABLE, query_rows
 from context_cleaner.bridge.queries import bound_set
 
 if TYPE_CHECKING:
     from context_cleaner.bridge import EnhancedTokenDatabaseBridge
-    from context_cleaner.migration.ledger import Ledger
 
 Key = tuple[str, str]
 """Rule 2's key as stored: ``(message_id or its synthetic id, request_id)``."""
@@ -93,9 +92,3 @@ def query_stored(
     """The rows ``sql`` (one of the queries above) selects, by key."""
     with bridge.database.session() as client:
         return stored_rows(query_rows(client, sql, params))
-
-
-def stored_keys(ledger: Ledger) -> Iterable[Key]:
-    """The stored key of each of ``ledger``'s records."""
-    for r in ledger.collector.candidates():
-        yield (storage_message_id(r), r.request_id)

@@ -68,7 +68,7 @@ def build_result(
     pending = _pending(scope.files)
     compared = {
         **c.compared.report(),
-        "ranges": len(disk.ranges),
+        "ranges": disk.range_count,
         "bytes": disk.bytes,
     }
     superseded = c.superseded.report()
@@ -89,7 +89,7 @@ def build_result(
         variance_ratio=ratio,
         source_sessions=len(c.source.sessions),
         database_sessions=db_sessions if db_sessions is not None else len(c.source.sessions),
-        source_files=len(disk.ranges),
+        source_files=disk.range_count,
         tracked_files=sum(1 for f in scope.files if f.tracked is not None),
         sessions_checked=len(sessions),
         session_mismatches=mismatches[:MAX_LISTED],
@@ -164,7 +164,7 @@ def _explain(
     if not n_differences:
         notes.append(
             f"The {c.compared.records + c.superseded.records:,} record(s) of the "
-            f"{len(disk.ranges):,} file range(s) {what} ({disk.bytes:,} bytes) equal a fresh "
+            f"{disk.range_count:,} file range(s) {what} ({disk.bytes:,} bytes) equal a fresh "
             "analysis of the same bytes, to the token."
         )
     on_disk = [d for d in c.differences if d["kind"] != "unaccounted"]
