@@ -20,7 +20,8 @@ from context_cleaner.analysis.counter import EnhancedTokenCounter
 from context_cleaner.analysis.discovery import discover
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
-from context_cleaner.migration import validator
+from context_cleaner.migration import comparison, validator
+from context_cleaner.migration import migrate as migrate_module
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
 from context_cleaner.migration.ledger import Ledger, scan_committed
 
@@ -205,6 +206,42 @@ def test_a_migrations_own_check_reads_nothing_twice_and_catches_a_lost_row(
     for whole_table in (False, True):  # the checksums differ: then key by key says which
         report = validator.validate_run(m.bridge, read, [str(real)], started_empty=whole_table)
         assert not report.passed and report.difference_counts == {"missing": 1}
+        assert VICTIM in " ".join(report.explanations)
+
+
+def test_a_migrations_own_ledger_names_a_row_changed_after_the_run(
+    real: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's own (packed) ledger, compared in parts of a few records and places."""
+    kept: list[Ledger] = []
+
+    class Kept(Ledger):
+        def __init__(self) -> None:
+            super().__init__()
+            kept.append(self)
+
+    monkeypatch.setattr(migrate_module, "Ledger", Kept)
+    url = f"chdb://{tmp_path}/db"
+    m = migrator(url)
+    assert m.run(str(real)).validation_passed
+    [read] = kept
+    assert read.held_bytes < sum(p.stat().st_size for p in _files(real)) // 10
+    records = sum(len(part) for part in read.parts())
+    monkeypatch.setattr(comparison, "PART_RECORDS", records // 3 + 1)  # three parts
+    monkeypatch.setattr(validator, "PLACES_AT_ONCE", read.range_count // 3 + 1)
+    report = validator.validate_run(m.bridge, read, [str(real)])
+    assert report.passed and report.compared["records"] == records, report.explanations
+    _tamper(
+        url,
+        "ALTER TABLE enhanced_token_details UPDATE output_tokens = output_tokens + 5 "
+        f"WHERE message_id = '{VICTIM}' SETTINGS mutations_sync = 2",
+    )
+    for whole_table in (False, True):
+        report = validator.validate_run(m.bridge, read, [str(real)], started_empty=whole_table)
+        assert not report.passed and report.difference_counts == {"altered": 1}
+        [difference] = report.differences
+        assert difference["message_id"] == VICTIM
+        assert difference["database_tokens"] == difference["source_tokens"] + 5
         assert VICTIM in " ".join(report.explanations)
 
 

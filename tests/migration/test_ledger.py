@@ -1,0 +1,133 @@
+"""The ledger a migration keeps for its validation: records packed a unit at a time and read
+back as the records a single collector of every unit would keep (rule 3 across units,
+rule 4's replays), with the union of the ranges read. Properties on generated records; no
+database."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from context_cleaner.analysis.dedup import UsageCollector
+from context_cleaner.analysis.extract import MAX_TOKENS
+from context_cleaner.analysis.records import UsageRecord
+from context_cleaner.analysis.scan import FileStats, ScanResult, SkipLog
+from context_cleaner.migration import ledger as ledger_module
+from context_cleaner.migration.ledger import Ledger, LedgerRecord
+
+PATHS = ["p/a.jsonl", "p/b.jsonl", "q/c.jsonl", "q/agent-1/subagents/agent-x.jsonl"]
+
+records_st = st.builds(
+    UsageRecord,
+    message_id=st.sampled_from(["", "msg_1", "msg_2", "msg_3", "m\u00e9\t\n"]),
+    request_id=st.sampled_from(["", "req_1", "req_2"]),
+    session_id=st.sampled_from(["s1", "s2"]),
+    line_session_id=st.just("s1"),
+    project=st.just("p"),
+    file_path=st.sampled_from(PATHS),
+    line_number=st.integers(1, 2**31),
+    byte_offset=st.integers(0, 2**61 - 1),
+    timestamp_ms=st.integers(0, 2**50),  # rule 3 compares times from 1970 on (records.py)
+    model=st.just("claude-sonnet-4-5"),
+    is_sidechain=st.booleans(),
+    speed=st.sampled_from(["", "standard", "fast"]),
+    from_progress=st.booleans(),
+    input_tokens=st.integers(0, MAX_TOKENS),
+    output_tokens=st.integers(0, 50),
+    cache_creation_5m_tokens=st.integers(0, 3),
+    cache_creation_1h_tokens=st.integers(0, MAX_TOKENS),
+    cache_read_tokens=st.integers(0, 3),
+    cost_usd=st.none() | st.floats(0, 10),
+)
+
+range_st = st.tuples(st.sampled_from(PATHS), st.integers(0, 1000), st.integers(0, 1000))
+units_st = st.lists(
+    st.tuples(st.lists(records_st, max_size=12), st.lists(range_st, max_size=4)),
+    max_size=6,
+)
+
+
+def _scan(records: list[UsageRecord], ranges: list[tuple[str, int, int]]) -> ScanResult:
+    collector = UsageCollector()
+    collector.add_all(records)
+    files = [
+        FileStats(f"/root/{rel}", rel, "s", "p", end, start_offset=start, end_offset=end)
+        for rel, start, end in ranges
+    ]
+    return ScanResult(collector, files, SkipLog())
+
+
+@pytest.mark.slow
+@settings(max_examples=100, deadline=None)
+@given(units=units_st, chunk=st.sampled_from([1, 3, 2_000]), size=st.sampled_from([0, 1, 4]))
+def test_packed_units_read_back_as_one_collector_of_them_all(
+    units: list[tuple[list[UsageRecord], list[tuple[str, int, int]]]],
+    chunk: int,
+    size: int,
+) -> None:
+    kept = ledger_module._CHUNK
+    ledger_module._CHUNK = chunk  # several blobs a unit, or one
+    try:
+        ledger = Ledger()
+        whole = UsageCollector()
+        for records, ranges in units:
+            scan = _scan(records, ranges)
+            ledger.add(scan)
+            whole.merge(scan.collector)
+    finally:
+        ledger_module._CHUNK = kept
+    expected = Counter(LedgerRecord.of(r) for r in whole.candidates())
+    assert Counter(ledger.records()) == expected
+    parts = list(ledger.parts(size))
+    assert Counter(r for part in parts for r in part) == expected
+    if size:
+        assert all(len(part) <= size for part in parts)
+    counted = Counter(LedgerRecord.of(r) for r in whole.records())
+    assert Counter(ledger.counted()) == counted
+    main = {r.message_id for r in whole.candidates() if r.message_id and not r.is_sidechain}
+    side = {r.message_id for r in whole.candidates() if r.is_sidechain}
+    assert ledger.replayed() == main & side
+    union: dict[tuple[str, str], tuple[int, int]] = {}
+    for _, ranges in units:
+        for rel, start, end in ranges:
+            if end > start:
+                old = union.get(("/root", rel), (start, end))
+                union[("/root", rel)] = (min(start, old[0]), max(end, old[1]))
+    assert ledger.ranges == union
+    assert ledger.range_count == len(union)
+    assert ledger.bytes == sum(end - start for start, end in union.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(record=records_st)
+def test_a_record_packed_and_read_back_keeps_what_validation_compares(
+    record: UsageRecord,
+) -> None:
+    ledger = Ledger()
+    ledger.add(_scan([record], []))
+    [back] = ledger.records()
+    assert back == LedgerRecord.of(record)
+    assert back.version == record.version
+    assert back.total_tokens == record.total_tokens
+    assert (back.file_path, back.byte_offset, back.line_number) == (
+        record.file_path,
+        record.byte_offset,
+        record.line_number,
+    )
+
+
+def test_an_unreadable_file_is_named_and_its_records_kept() -> None:
+    record = UsageRecord(
+        "msg_1", "req_1", "s", "s", "p", "p/a.jsonl", 1, 0, 0, "m", False, "", False,
+        1, 2, 3, 4, 5, None,
+    )  # fmt: skip
+    scan = _scan([record], [])
+    scan.files.append(FileStats("/root/p/b.jsonl", "p/b.jsonl", "s", "p", 9, error="gone"))
+    ledger = Ledger()
+    ledger.add(scan)
+    assert ledger.errors == ["/root/p/b.jsonl: gone"]
+    assert list(ledger.records()) == [LedgerRecord.of(record)]
+    assert ledger.range_count == 0 and ledger.held_bytes > 0
