@@ -12,18 +12,18 @@ rule 3, of the ranges read, and which ranges those were):
 
 Memory: a ledger keeps of each record only what validation compares or names
 (:class:`LedgerRecord`: key, file, session, line, byte offset, time, sidechain flag,
-whether it has a speed, the five token counts; no model, project or cost), and keeps
-them packed: one zlib-compressed msgpack blob per unit added, with the unit's file
-ranges. On 20,000 small files (60,000 records) that is ~3 MiB where full records held
-~45 MiB. Rule 3 across units (a response copied into several files read by different
-units) is applied when the records are read back (:meth:`Ledger.parts`), which
-decodes one unit at a time: what validation holds at once is one part, not the run.
+speed, the five token counts; no model, project or cost), packed: LZ4-compressed
+msgpack, 2,000 records a blob, with each unit's file ranges, and an 8-byte hash of each
+record's key. On 20,000 small files (60,000 records) that is ~5.8 MiB (~100 bytes a
+record) where full records held ~45 MiB. Rule 3 across units (a response copied into
+files read by different units) is applied when the records are read back
+(:meth:`Ledger.parts`), which decodes one unit at a time: what validation holds at
+once is one unit's records, not the run's.
 """
 
 from __future__ import annotations
 
 import threading
-import zlib
 from array import array
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
@@ -31,6 +31,7 @@ from itertools import islice
 from operator import attrgetter
 from typing import NamedTuple
 
+import lz4.block
 import msgspec
 
 from context_cleaner.analysis.dedup import UsageCollector
@@ -124,6 +125,12 @@ _UNKEYED = -1
 returns -1."""
 
 
+def _pack(value: object) -> bytes:
+    """``value`` as compressed msgpack (LZ4: ~1 ms for 6,000 records, 2.2x smaller; zlib
+    was 2.7x smaller but took 16 ms: a quarter of a second of a 60,000-record run)."""
+    return lz4.block.compress(_ENCODER.encode(value))
+
+
 class _Unit(NamedTuple):
     """One :meth:`Ledger.add` as kept: compressed msgpack of its ranges and records."""
 
@@ -138,7 +145,7 @@ class _Unit(NamedTuple):
     def decode(self) -> list[LedgerRecord]:
         out: list[LedgerRecord] = []
         for blob in self.records:
-            out.extend(_RECORDS.decode(zlib.decompress(blob)))
+            out.extend(_RECORDS.decode(lz4.block.decompress(blob)))
         return out
 
 
@@ -183,10 +190,10 @@ class Ledger:
         # Packed a chunk at a time: what this holds for a moment stays small beside the
         # unit being committed.
         chunks = tuple(
-            zlib.compress(_ENCODER.encode(list(map(_FIELDS, records[i : i + _CHUNK]))), 1)
+            _pack(list(map(_FIELDS, records[i : i + _CHUNK])))
             for i in range(0, len(records), _CHUNK)
         )
-        packed = zlib.compress(_ENCODER.encode(ranges), 1)
+        packed = _pack(ranges)
         sidechains = any(r.is_sidechain for r in records)
         with self._lock:
             if ranges or records:
@@ -211,7 +218,7 @@ class Ledger:
         out: dict[tuple[str, str], tuple[int, int]] = {}
         roots: dict[str, str] = {}
         for unit in self._units:
-            for root, rel, start, end in _RANGES.decode(zlib.decompress(unit.ranges)):
+            for root, rel, start, end in _RANGES.decode(lz4.block.decompress(unit.ranges)):
                 key = (roots.setdefault(root, root), rel)
                 old = out.get(key)
                 if old is not None:
