@@ -37,7 +37,7 @@ import msgspec
 from context_cleaner.analysis.dedup import UsageCollector
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.analysis.processes import worker_pool
-from context_cleaner.analysis.records import TokenCounts, UsageRecord, path_hash, record_version
+from context_cleaner.analysis.records import TokenCounts, UsageRecord
 from context_cleaner.analysis.scan import (
     PARALLEL_MIN_BYTES,
     FileStats,
@@ -80,10 +80,6 @@ class LedgerRecord(msgspec.Struct, TokenCounts, array_like=True, frozen=True, gc
         return cls(*_FIELDS(r))
 
     @property
-    def has_speed(self) -> bool:
-        return bool(self.speed)
-
-    @property
     def tokens(self) -> tuple[int, int, int, int, int]:
         return (
             self.input_tokens,
@@ -99,17 +95,10 @@ class LedgerRecord(msgspec.Struct, TokenCounts, array_like=True, frozen=True, gc
         mid = self.message_id or synthetic_message_id(self.file_path, self.byte_offset)
         return (mid, self.request_id)
 
-    @property
-    def version(self) -> int:
-        """Rule 3 as a number, as :attr:`UsageRecord.version`."""
-        return record_version(
-            self.is_sidechain,
-            self.total_tokens,
-            self.has_speed,
-            self.timestamp_ms,
-            path_hash(self.file_path),
-            self.byte_offset,
-        )
+    # Rule 3 as a number (the larger version is kept), from the same fields as a
+    # UsageRecord's: its own properties.
+    has_speed = UsageRecord.has_speed
+    version = UsageRecord.version
 
 
 #: A :class:`UsageRecord`'s fields that make its :class:`LedgerRecord` (read in C).
