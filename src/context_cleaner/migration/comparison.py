@@ -17,7 +17,7 @@ each part.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,15 +45,8 @@ class Sums:
     oldest_ms: int | None = None
     newest_ms: int | None = None
 
-    @classmethod
-    def of_records(cls, records: Iterable[LedgerRecord]) -> Sums:
-        """The sums of ``records`` (read once: a ledger's records are decoded as they come)."""
-        out = cls()
-        for r in records:
-            out.add_record(r)
-        return out
-
     def add_record(self, r: LedgerRecord) -> None:
+        """Count ``r`` in (a ledger's records are summed as they are decoded)."""
         tokens = self.tokens
         tokens[0] += r.input_tokens
         tokens[1] += r.output_tokens

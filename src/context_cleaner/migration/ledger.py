@@ -269,13 +269,6 @@ class Ledger:
             self._replayed = {mid for mid in main if mid in side}
         return self._replayed
 
-    def counted(self) -> Iterator[LedgerRecord]:
-        """The records rule 4 counts."""
-        replayed = self.replayed()
-        for r in self.records():
-            if not (r.is_sidechain and r.message_id in replayed):
-                yield r
-
     def _losing(self) -> set[int]:
         """The positions of the records another unit holds a preferred copy of (rule 3).
 
