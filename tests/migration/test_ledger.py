@@ -68,8 +68,9 @@ def test_packed_units_read_back_as_one_collector_of_them_all(
     chunk: int,
     size: int,
 ) -> None:
-    kept = ledger_module._CHUNK
+    kept = ledger_module._CHUNK, ledger_module._SORTED_AT_ONCE
     ledger_module._CHUNK = chunk  # several blobs a unit, or one
+    ledger_module._SORTED_AT_ONCE = chunk  # the key hashes sorted in groups, or at once
     try:
         ledger = Ledger()
         whole = UsageCollector()
@@ -77,10 +78,10 @@ def test_packed_units_read_back_as_one_collector_of_them_all(
             scan = _scan(records, ranges)
             ledger.add(scan)
             whole.merge(scan.collector)
+        expected = Counter(LedgerRecord.of(r) for r in whole.candidates())
+        assert Counter(ledger.records()) == expected  # rule 3 across units applied here
     finally:
-        ledger_module._CHUNK = kept
-    expected = Counter(LedgerRecord.of(r) for r in whole.candidates())
-    assert Counter(ledger.records()) == expected
+        ledger_module._CHUNK, ledger_module._SORTED_AT_ONCE = kept
     parts = list(ledger.parts(size))
     assert Counter(r for part in parts for r in part) == expected
     if size:

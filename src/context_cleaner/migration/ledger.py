@@ -109,6 +109,8 @@ _RECORDS = msgspec.msgpack.Decoder(list[LedgerRecord])
 _RANGES = msgspec.msgpack.Decoder(list[tuple[str, str, int, int]])
 _CHUNK = 2_000
 """Records packed in one blob."""
+_SORTED_AT_ONCE = 250_000
+"""Key hashes sorted at once to find those repeated across units."""
 _UNKEYED = -1
 """The key hash of a record without message id (never de-duplicated); ``hash()`` never
 returns -1."""
@@ -272,14 +274,19 @@ class Ledger:
     def _losing(self) -> set[int]:
         """The positions of the records another unit holds a preferred copy of (rule 3).
 
-        Keys repeated across units are found by their hashes, sorted (for a moment); only
-        the units holding those hashes are decoded, and their records compared by key."""
+        Keys repeated across units are found by their hashes, sorted for a moment (at most
+        :data:`_SORTED_AT_ONCE` of them: ~40 bytes each); only the units holding those
+        hashes are decoded, and their records compared by key."""
         if self._losers is not None:
             return self._losers
-        ordered = sorted(self._hashes)
-        pairs = zip(ordered, islice(ordered, 1, None), strict=False)
-        repeated = {a for a, b in pairs if a == b and a != _UNKEYED}
-        del ordered, pairs
+        repeated: set[int] = set()
+        groups = max(1, len(self._hashes) // _SORTED_AT_ONCE)
+        for group in range(groups):
+            some = (h for h in self._hashes if h % groups == group)
+            ordered = sorted(self._hashes if groups == 1 else some)
+            pairs = zip(ordered, islice(ordered, 1, None), strict=False)
+            repeated.update(a for a, b in pairs if a == b and a != _UNKEYED)
+            del ordered, pairs
         losers: set[int] = set()
         best: dict[tuple[str, str], tuple[int, int]] = {}
         hashes = self._hashes
