@@ -175,9 +175,8 @@ class Ledger:
             elif s.end_offset > s.start_offset:
                 ranges.append((_root_of(s), s.relative_path, s.start_offset, s.end_offset))
         records = list(scan.collector.candidates())
-        hashes = array(
-            "q", (hash((r.message_id, r.request_id)) if r.message_id else -1 for r in records)
-        )
+        keyed = (hash((r.message_id, r.request_id)) if r.message_id else _UNKEYED for r in records)
+        hashes = array("q", keyed)
         # Packed a chunk at a time: what this holds for a moment stays small beside the
         # unit being committed.
         chunks = tuple(
