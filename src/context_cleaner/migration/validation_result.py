@@ -241,7 +241,9 @@ def _explain(
     if not summaries_agree:
         notes.append(
             "The summary table disagrees with the usage rows (a write or rollback was "
-            "interrupted between the two); the usage rows are the record."
+            "interrupted between the two); the usage rows are the record. The next "
+            "`context-cleaner migrate` or `sync` closes a killed run and brings the "
+            "rollups of its sessions level with its rows."
         )
     if mode == "this_run" and disk.errors:
         notes.append(f"{len(disk.errors)} file(s) could not be read by this run.")
