@@ -30,7 +30,7 @@ SLOW = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
 
-    def slow(ranges, max_line_bytes):
+    def slow(tasks, max_line_bytes):
         Path(os.environ["CC_TEST_PIDS"], str(os.getpid())).write_text("")
         time.sleep(120)
     """
@@ -46,7 +46,7 @@ DRIVER = textwrap.dedent(
 
     if __name__ == "__main__":
         scan.PARALLEL_MIN_BYTES = 0
-        scan.scan_ranges_encoded = slow
+        scan.scan_tasks_encoded = slow
         files = discover([Path(sys.argv[1])]).files
         scan.scan_files_parallel(files, workers=2, start_method=sys.argv[3])
     """

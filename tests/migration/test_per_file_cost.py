@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, BinaryIO
 
 import pytest
 from clickhouse_connect.driver import binding
@@ -19,7 +18,7 @@ from context_cleaner.analysis import discovery
 from context_cleaner.analysis import scan as scan_module
 from context_cleaner.analysis.discovery import TranscriptFile, discover
 from context_cleaner.analysis.extract import USAGE_MARKER
-from context_cleaner.analysis.reader import LineReader
+from context_cleaner.analysis.reader import FdStream, LineReader
 from context_cleaner.analysis.scan import scan_ranges
 from context_cleaner.bridge import Database, EnhancedTokenDatabaseBridge, queries
 from context_cleaner.bridge.buckets import BUCKETS, rollup_differences
@@ -167,36 +166,26 @@ def test_a_unit_selects_the_usage_rows_once_and_binds_ids_unescaped(
         assert rollup_differences(client) == {SUMMARIES: [], BUCKETS: []}
 
 
-class _CountingStream:
-    """A transcript's stream that counts the calls a scan makes on it."""
-
-    def __init__(self, stream: BinaryIO, calls: list[str]) -> None:
-        self._stream, self._calls = stream, calls
-
-    def __enter__(self) -> _CountingStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stream.close()
-
-    def read(self, size: int = -1) -> bytes:
-        self._calls.append("read")
-        return self._stream.read(size)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self._calls.append("seek")
-        return self._stream.seek(offset, whence)
-
-
 def _counting_open(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the opens, reads and seeks a scan makes on its transcripts."""
     calls: list[str] = []
-    real = scan_module.open_regular
+    real_open = scan_module.open_fd
 
-    def counting(path: str, **kwargs: Any) -> _CountingStream:
+    def counting_open(path: str) -> int:
         calls.append("open")
-        return _CountingStream(real(path, **kwargs), calls)
+        return real_open(path)
 
-    monkeypatch.setattr(scan_module, "open_regular", counting)
+    class CountingStream(FdStream):
+        def read(self, size: int) -> bytes:
+            calls.append("read")
+            return super().read(size)
+
+        def seek(self, offset: int, whence: int = 0) -> int:
+            calls.append("seek")
+            return super().seek(offset, whence)
+
+    monkeypatch.setattr(scan_module, "open_fd", counting_open)
+    monkeypatch.setattr(scan_module, "FdStream", CountingStream)
     return calls
 
 

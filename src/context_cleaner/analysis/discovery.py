@@ -110,21 +110,31 @@ class TranscriptFile:
     @property
     def project(self) -> str:
         """The encoded project folder (first path part), or ``""`` for a file at the root."""
-        parts = self.relative_path.split("/")
-        return parts[0] if len(parts) > 1 else ""
+        return project_of(self.relative_path)
 
     @property
     def session_id(self) -> str:
         """DESIGN §3 rule 6: the file's stem, or its session folder for subagent files."""
-        parts = self.relative_path.split("/")
-        if len(parts) > 2:
-            return parts[1]
-        stem = parts[-1]
-        return stem[: -len(".jsonl")] if stem.endswith(".jsonl") else stem
+        return session_of(self.relative_path)
 
     @property
     def is_subagent(self) -> bool:
         return len(self.relative_path.split("/")) > 2
+
+
+def project_of(relative_path: str) -> str:
+    """:attr:`TranscriptFile.project` of a file at ``relative_path``."""
+    parts = relative_path.split("/")
+    return parts[0] if len(parts) > 1 else ""
+
+
+def session_of(relative_path: str) -> str:
+    """:attr:`TranscriptFile.session_id` of a file at ``relative_path``."""
+    parts = relative_path.split("/")
+    if len(parts) > 2:
+        return parts[1]
+    stem = parts[-1]
+    return stem[: -len(".jsonl")] if stem.endswith(".jsonl") else stem
 
 
 @dataclass(frozen=True, slots=True)

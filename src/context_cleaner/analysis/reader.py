@@ -28,27 +28,56 @@ class NotRegularFileError(OSError):
     a directory): it is skipped, never waited on."""
 
 
-def open_regular(path: str | os.PathLike[str], *, buffered: bool = True) -> BinaryIO:
-    """Open ``path`` for reading only if it is a regular file.
-
-    ``buffered=False`` returns the raw file: each read is one system call into the
-    bytes returned, with no buffer of its own allocated per file (a caller reading large
-    sized pieces, :class:`LineReader`, gains nothing from one).
+def open_fd(path: str | os.PathLike[str]) -> int:
+    """Open ``path`` for reading only if it is a regular file; returns the descriptor.
 
     The file is opened non-blocking, so a FIFO put in a transcript's place (between
     discovery and reading) does not block the open waiting for a writer, and the
     opened descriptor itself is checked, so nothing swapped in after the check is read.
     Raises :class:`NotRegularFileError` (naming what it is) for anything else.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, _OPEN_FLAGS)
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise NotRegularFileError(f"not a regular file ({_kind(mode)}): skipped, not read")
-        return os.fdopen(fd, "rb", buffering=-1 if buffered else 0)
     except BaseException:
         os.close(fd)
         raise
+    return fd
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """A buffered file object on :func:`open_fd`'s descriptor."""
+    fd = open_fd(path)
+    try:
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class FdStream:
+    """The two calls :class:`LineReader` makes on a stream, straight on a descriptor.
+
+    A file object costs more to build and close than reading a small transcript's few
+    kilobytes takes: the readers open tens of thousands of files. ``os.read`` retries an
+    interrupted read; the caller closes the descriptor.
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def read(self, size: int) -> bytes:
+        return os.read(self.fd, size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self.fd, offset, whence)
 
 
 def head_digest(data: bytes) -> str:
@@ -243,6 +272,8 @@ class LineReader:
                     skipping = True
                 else:
                     pieces.append(tail)
+            if self._at_end:  # the read reached the end: no read to find it (a small file)
+                return
 
     def _oversized(self, number: int, offset: int, length: int) -> None:
         if self._on_oversized is not None:

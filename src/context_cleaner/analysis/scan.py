@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 import msgspec
 
 from context_cleaner.analysis.dedup import UsageCollector
-from context_cleaner.analysis.discovery import TranscriptFile
+from context_cleaner.analysis.discovery import TranscriptFile, project_of, session_of
 from context_cleaner.analysis.extract import USAGE_MARKER, Source, extract_marked_line
 from context_cleaner.analysis.processes import worker_pool
 from context_cleaner.analysis.reader import (
     MAX_LINE_BYTES,
+    FdStream,
     LineReader,
     NotRegularFileError,
     head_digest,
-    open_regular,
+    open_fd,
 )
 from context_cleaner.analysis.records import SkippedLine, UsageRecord
 
@@ -31,8 +32,8 @@ from context_cleaner.analysis.records import SkippedLine, UsageRecord
 MAX_SKIPPED_DETAIL = 10_000
 
 
-class FileStats(msgspec.Struct):
-    """What reading one file found."""
+class FileStats(msgspec.Struct, array_like=True):
+    """What reading one file found (an array on the wire: the readers send one per file)."""
 
     path: str
     relative_path: str
@@ -100,13 +101,38 @@ def scan_file(
     Never raises on input: a file that cannot be opened or read is reported in
     ``FileStats.error`` (with what was read before the failure kept).
     """
-    display, relative = transcript.path_str, transcript.relative_path
-    session, project = transcript.session_id, transcript.project
+    return _scan_file(
+        transcript.path_str,
+        transcript.relative_path,
+        transcript.size,
+        sink,
+        skips,
+        start_offset,
+        start_line,
+        stop_at,
+        max_line_bytes,
+        head_bytes,
+    )
+
+
+def _scan_file(
+    display: str,
+    relative: str,
+    size: int,
+    sink: RecordSink,
+    skips: SkipLog,
+    start_offset: int,
+    start_line: int,
+    stop_at: int | None,
+    max_line_bytes: int,
+    head_bytes: int,
+) -> FileStats:
+    """:func:`scan_file` of the file at ``display`` (``relative`` below its root, ``size``
+    bytes when found)."""
+    session, project = session_of(relative), project_of(relative)
     # Positional, in field order (path, relative_path, session_id, project, size,
     # start_offset, end_offset): this runs once per file, tens of thousands of times.
-    stats = FileStats(
-        display, relative, session, project, transcript.size, start_offset, start_offset
-    )
+    stats = FileStats(display, relative, session, project, size, start_offset, start_offset)
     source = Source(relative, project, session)
 
     def oversized(number: int, offset: int, length: int) -> None:
@@ -122,7 +148,9 @@ def scan_file(
         )
 
     try:
-        with open_regular(display, buffered=False) as stream:
+        fd = open_fd(display)
+        try:
+            stream = FdStream(fd)
             reader = LineReader(
                 stream,
                 start_offset=start_offset,
@@ -131,21 +159,23 @@ def scan_file(
                 on_oversized=oversized,
                 stop_at=stop_at,
                 marker=USAGE_MARKER,
-                size_hint=transcript.size,
+                size_hint=size,
                 keep_head=head_bytes,
             )
+            usage = 0
             try:
                 for number, offset, line in reader:  # only lines holding the marker
                     result = extract_marked_line(source, number, offset, line)
                     if result is None:
                         continue
                     if type(result) is UsageRecord:
-                        stats.usage_lines += 1
+                        usage += 1
                         sink(result)
                     else:
                         stats.skipped_lines += 1
                         skips.add(_with_display_path(result, display))  # type: ignore[arg-type]
             finally:
+                stats.usage_lines = usage
                 stats.end_offset = reader.end_offset
                 stats.lines = reader.next_line - start_line
                 stats.size = max(stats.size, start_offset + reader.bytes_read)
@@ -158,6 +188,8 @@ def scan_file(
                     stream.seek(0)
                     head = stream.read(length)
                     stats.head_hash = head_digest(head) if len(head) == length else ""
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         stats.error = "file vanished before it could be read"
     except NotRegularFileError as exc:
@@ -183,27 +215,37 @@ class ScanResult:
 #: A file to read from ``start_offset`` (a line start whose number is ``start_line``).
 FileRange = tuple[TranscriptFile, int, int]
 
+#: A :data:`FileRange` as a reader process is handed it: the file's path, its path
+#: relative to its root, its size when found, the start offset and line. Plain values: a
+#: batch of them pickles in a third of the time of its ``TranscriptFile`` objects (whose
+#: root is a ``Path``) and unpickles in a fifth (docs/benchmarks.md).
+ReadTask = tuple[str, str, int, int, int]
 
-def scan_ranges(
-    ranges: Sequence[FileRange], *, max_line_bytes: int = MAX_LINE_BYTES, head_bytes: int = 0
+
+def read_tasks(ranges: Iterable[FileRange]) -> list[ReadTask]:
+    return [(f.path_str, f.relative_path, f.size, start, line) for f, start, line in ranges]
+
+
+def scan_tasks(
+    tasks: Iterable[ReadTask], *, max_line_bytes: int = MAX_LINE_BYTES, head_bytes: int = 0
 ) -> ScanResult:
     """Scan files from their start offsets, one after the other, in this process
     (``head_bytes``: see :func:`scan_file`)."""
     collector = UsageCollector()
     skips = SkipLog()
+    add = collector.add
     stats = [
-        scan_file(
-            f,
-            collector.add,
-            skips,
-            start_offset=start,
-            start_line=line,
-            max_line_bytes=max_line_bytes,
-            head_bytes=head_bytes,
-        )
-        for f, start, line in ranges
+        _scan_file(path, relative, size, add, skips, start, line, None, max_line_bytes, head_bytes)
+        for path, relative, size, start, line in tasks
     ]
     return ScanResult(collector, stats, skips)
+
+
+def scan_ranges(
+    ranges: Sequence[FileRange], *, max_line_bytes: int = MAX_LINE_BYTES, head_bytes: int = 0
+) -> ScanResult:
+    """:func:`scan_tasks` of ``ranges``."""
+    return scan_tasks(read_tasks(ranges), max_line_bytes=max_line_bytes, head_bytes=head_bytes)
 
 
 def scan_files(
@@ -230,11 +272,11 @@ def decode_scan(data: bytes) -> ScanResult:
     )
 
 
-def scan_ranges_encoded(
-    ranges: Sequence[FileRange], max_line_bytes: int = MAX_LINE_BYTES, head_bytes: int = 0
+def scan_tasks_encoded(
+    tasks: Sequence[ReadTask], max_line_bytes: int = MAX_LINE_BYTES, head_bytes: int = 0
 ) -> bytes:
     """Worker entry point: scan and encode (records cross the process boundary as msgpack)."""
-    return encode_scan(scan_ranges(ranges, max_line_bytes=max_line_bytes, head_bytes=head_bytes))
+    return encode_scan(scan_tasks(tasks, max_line_bytes=max_line_bytes, head_bytes=head_bytes))
 
 
 def split_by_size(files: Sequence[TranscriptFile], parts: int) -> list[list[TranscriptFile]]:
@@ -275,7 +317,8 @@ def scan_files_parallel(
     groups = split_by_size(files, min(len(files), workers * 4))
     with worker_pool(workers, start_method) as pool:
         futures = [
-            pool.submit(scan_ranges_encoded, [(f, 0, 1) for f in g], max_line_bytes) for g in groups
+            pool.submit(scan_tasks_encoded, read_tasks((f, 0, 1) for f in g), max_line_bytes)
+            for g in groups
         ]
         merged = merge_scans(decode_scan(future.result()) for future in futures)
     order = {f.relative_path + "\0" + str(f.path): i for i, f in enumerate(files)}

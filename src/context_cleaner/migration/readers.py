@@ -23,7 +23,13 @@ from context_cleaner.analysis import gc_pace
 from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.analysis.processes import die_with_parent, pool_context
 from context_cleaner.analysis.reader import MAX_LINE_BYTES
-from context_cleaner.analysis.scan import ScanResult, decode_scan, scan_ranges, scan_ranges_encoded
+from context_cleaner.analysis.scan import (
+    ScanResult,
+    decode_scan,
+    read_tasks,
+    scan_ranges,
+    scan_tasks_encoded,
+)
 from context_cleaner.migration.planning import HEAD_BYTES, WorkItem
 from context_cleaner.observability.process_memory import sample_tree
 
@@ -201,7 +207,7 @@ class BatchReader:
             batch = plan[self._next]
             size = sum(i.pending_bytes for i in batch)
             future = self._pool.submit(
-                scan_ranges_encoded, _ranges(batch), MAX_LINE_BYTES, HEAD_BYTES
+                scan_tasks_encoded, read_tasks(_ranges(batch)), MAX_LINE_BYTES, HEAD_BYTES
             )
             self._pending.append((self._next, future, time.perf_counter(), size))
             self._pending_bytes += size
