@@ -32,7 +32,7 @@ from context_cleaner.analysis.discovery import discover
 from context_cleaner.analysis.extract import Source, _extract_slow, extract_line
 from context_cleaner.analysis.pricing import PriceTable
 from context_cleaner.analysis.reader import LineReader
-from context_cleaner.analysis.records import SkippedLine, UsageRecord
+from context_cleaner.analysis.records import SkippedLine, UsageRecord, record_version
 from context_cleaner.analysis.report import AnalysisReport
 from context_cleaner.analysis.scan import ScanResult, SkipLog, scan_file, scan_files
 from context_cleaner.testing.transcripts.lines import (
@@ -203,6 +203,28 @@ def test_preferred_agrees_with_version(a: UsageRecord, b: UsageRecord) -> None:
     if a.version != b.version:
         winner = a if a.version > b.version else b
         assert preferred(a, b) is winner and preferred(b, a) is winner
+
+
+_WIDE = st.one_of(  # around each clamp's bounds, and anywhere
+    *(st.integers(bound - 3, bound + 3) for bound in (0, (1 << 61) - 1, (1 << 64) - 1)),
+    st.integers(-(1 << 70), 1 << 70),
+)
+
+
+@given(st.booleans(), _WIDE, st.booleans(), _WIDE, st.integers(0, (1 << 64) - 1), _WIDE)
+def test_record_version_is_its_bit_layout(
+    sidechain: bool, total: int, speed: bool, ts: int, path: int, offset: int
+) -> None:
+    """The version packs rule 3's fields as documented (records.py), clamps included."""
+    u64, u61 = (1 << 64) - 1, (1 << 61) - 1
+    assert record_version(sidechain, total, speed, ts, path, offset) == (
+        ((0 if sidechain else 1) << 255)
+        | (min(total, u64) << 191)
+        | ((1 if speed else 0) << 190)
+        | ((u64 - min(max(ts, 0), u64)) << 126)
+        | ((u64 - path) << 61)
+        | (u61 - min(offset, u61))
+    )
 
 
 # -- whole analyses ---------------------------------------------------------------------
