@@ -24,6 +24,7 @@ from context_cleaner.analysis.discovery import TranscriptFile
 from context_cleaner.analysis.processes import die_with_parent, pool_context
 from context_cleaner.analysis.reader import MAX_LINE_BYTES
 from context_cleaner.analysis.scan import (
+    ReadTask,
     ScanResult,
     decode_scan,
     read_tasks,
@@ -129,7 +130,7 @@ class BatchReader:
         self._frozen = False
         self._warming: list[Future[tuple[int, int]]] = []
         self._plan: Sequence[Sequence[WorkItem]] | None = None
-        self._pending: deque[tuple[int, Future[bytes], float, int]] = deque()
+        self._pending: deque[tuple[int, Future[bytes], float, int, list[ReadTask]]] = deque()
         self._pending_bytes = 0
         self._next = 0
 
@@ -190,7 +191,7 @@ class BatchReader:
 
     def discard_prefetch(self) -> None:
         """Forget a prefetched plan (its results are not wanted after all)."""
-        for _, future, _, _ in self._pending:
+        for _, future, *_ in self._pending:
             future.cancel()
         self._plan, self._pending, self._pending_bytes, self._next = None, deque(), 0, 0
 
@@ -206,10 +207,9 @@ class BatchReader:
             # The readers hash each file's head too (the identity its commit records).
             batch = plan[self._next]
             size = sum(i.pending_bytes for i in batch)
-            future = self._pool.submit(
-                scan_tasks_encoded, read_tasks(_ranges(batch)), MAX_LINE_BYTES, HEAD_BYTES
-            )
-            self._pending.append((self._next, future, time.perf_counter(), size))
+            tasks = read_tasks(_ranges(batch))
+            future = self._pool.submit(scan_tasks_encoded, tasks, MAX_LINE_BYTES, HEAD_BYTES)
+            self._pending.append((self._next, future, time.perf_counter(), size, tasks))
             self._pending_bytes += size
             self._next += 1
         return bool(self._pending)
@@ -225,8 +225,8 @@ class BatchReader:
             self.discard_prefetch()
             self._plan = plan
         while self._submit():
-            index, future, started, size = self._pending.popleft()
+            index, future, started, size, tasks = self._pending.popleft()
             self._pending_bytes -= size
             data = future.result()
-            yield index, decode_scan(data), time.perf_counter() - started
+            yield index, decode_scan(data, tasks), time.perf_counter() - started
         self._plan = None
