@@ -31,7 +31,7 @@ from context_cleaner.analysis.dedup import UsageCollector, preferred
 from context_cleaner.analysis.discovery import discover
 from context_cleaner.analysis.extract import Source, _extract_slow, extract_line
 from context_cleaner.analysis.pricing import PriceTable
-from context_cleaner.analysis.reader import LineReader
+from context_cleaner.analysis.reader import MAX_LINE_BYTES, LineReader
 from context_cleaner.analysis.records import SkippedLine, UsageRecord, record_version
 from context_cleaner.analysis.report import AnalysisReport
 from context_cleaner.analysis.scan import ScanResult, SkipLog, scan_file, scan_files
@@ -601,6 +601,23 @@ def test_parallel_scan_equals_serial_scan(corpus: Corpus) -> None:
             mp.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
             parallel = scan_module.scan_files_parallel(files, workers=2)
     assert _comparable(parallel) == _comparable(serial)
+
+
+@given(corpora(max_units=8, broken=True))
+@settings(max_examples=10)
+def test_a_readers_batch_decodes_to_the_scan_it_read(corpus: Corpus) -> None:
+    """What a reader sends (its files' paths left out) and its parent decodes with the
+    batch's tasks is the scan itself: records, raw sums, file stats, skipped lines."""
+    with temp_root() as root:
+        corpus.write(root)
+        tasks = scan_module.read_tasks((f, 0, 1) for f in discover([root]).files)
+        tasks.append((str(root / "p" / "gone.jsonl"), "p/gone.jsonl", 10, 0, 1))  # an error
+        want = scan_module.scan_tasks(tasks, head_bytes=4096)
+        sent = scan_module.scan_tasks_encoded(tasks, MAX_LINE_BYTES, 4096)
+    got = scan_module.decode_scan(sent, tasks)
+    assert _comparable(got) == _comparable(want)
+    assert [s.path for s in got.files] == [t[0] for t in tasks]
+    assert got.files[-1].error and got.files[-1].relative_path == "p/gone.jsonl"
 
 
 def test_parallel_scan_of_the_real_transcripts_equals_serial(

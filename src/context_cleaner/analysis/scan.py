@@ -270,8 +270,8 @@ def decode_scan(data: bytes, tasks: Sequence[ReadTask] | None = None) -> ScanRes
     read, whose paths it left out (given back here, in order)."""
     blob, files, details, by_reason = msgspec.msgpack.decode(data, type=_WIRE_TYPE)
     if tasks is not None:
-        for stats, (path, relative, *_) in zip(files, tasks, strict=True):
-            stats.path, stats.relative_path = path, relative
+        for stats, task in zip(files, tasks, strict=True):
+            stats.path, stats.relative_path = task[0], task[1]
     return ScanResult(
         UsageCollector.from_bytes(blob), files, SkipLog(details=details, by_reason=by_reason)
     )
