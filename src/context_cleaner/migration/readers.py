@@ -56,11 +56,13 @@ def _ranges(batch: Sequence[WorkItem]) -> list[tuple[TranscriptFile, int, int]]:
 IN_FLIGHT_PER_WORKER = 3
 
 #: Transcript bytes the readers may be ahead of the commits by, beyond
-#: :data:`IN_FLIGHT_PER_WORKER` batches per worker (see :class:`BatchReader`). On 20,000
-#: small files (quiet machine, docs/benchmarks.md): 0 -> the run's process waited ~1.1 s
-#: for reads; 16 MiB -> ~0.9 s; 32 MiB -> ~0.45 s, but a migrate with its validation then
-#: peaked at 207-208 MiB of private memory instead of 199-201 (64 MiB: 213-233).
-READ_AHEAD_BYTES = 16 * 2**20
+#: :data:`IN_FLIGHT_PER_WORKER` batches per worker (see :class:`BatchReader`). Most of it is
+#: read while this process starts the engine and applies the schema (~0.8 s), which the
+#: readers otherwise sat out: on 20,000 small files (quiet machine, docs/benchmarks.md),
+#: 16 MiB -> 2.62-2.71 s a migration, 64 MiB -> 2.46-2.55 s (256 MiB: ~0.05 s less again).
+#: What is held is the batches' records only, 1-11% of their bytes (7 MiB for 64 MiB of
+#: these files), so the tree's private peak did not move (178-189 MiB either way).
+READ_AHEAD_BYTES = 64 * 2**20
 
 #: Batches in flight, at most, whatever their size.
 MAX_IN_FLIGHT = 256
