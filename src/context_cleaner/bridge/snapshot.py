@@ -41,6 +41,7 @@ from context_cleaner.bridge.exceptions import (
     SchemaError,
     translate_clickhouse_error,
 )
+from context_cleaner.bridge.queries import run_statement
 from context_cleaner.errors import ConfigurationError, MigrationError
 from context_cleaner.settings import PAUSE_ENV
 
@@ -68,14 +69,9 @@ def snapshot_name(table: str, label: str) -> str:
     return _ident(f"{table}{SNAPSHOT_INFIX}{clean}")
 
 
-def _command(client: Client, sql: str, action: str) -> None:
+def _command(client: Client, sql: str, action: str, params: dict[str, Any] | None = None) -> None:
     _pause_point(action)
-    try:
-        client.command(sql)
-    except MigrationError:
-        raise
-    except Exception as exc:
-        raise translate_clickhouse_error(exc, action=action) from exc
+    run_statement(client, sql, params, action=action)
 
 
 def _query(client: Client, sql: str, action: str) -> list[tuple]:
@@ -210,37 +206,29 @@ class Step:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def _write(client: Client, sql: str, action: str, params: dict[str, Any] | None = None) -> None:
-    _pause_point(action)
-    try:
-        client.command(sql, parameters=params or None)
-    except MigrationError:
-        raise
-    except Exception as exc:
-        raise translate_clickhouse_error(exc, action=action) from exc
-
-
 def _run_step(client: Client, step: Step) -> None:
     if step.kind == "restore":
         scratch = _ident(f"{step.table}__restoring")
-        _write(client, f"DROP TABLE IF EXISTS {scratch} SYNC", f"dropping {scratch}")
+        _command(client, f"DROP TABLE IF EXISTS {scratch} SYNC", f"dropping {scratch}")
         copy_table(client, step.source, scratch)
-        _write(
+        _command(
             client,
             f"EXCHANGE TABLES {_ident(step.table)} AND {scratch}",
             f"swapping snapshot {step.source} into {step.table}",
         )
-        _write(client, f"DROP TABLE IF EXISTS {scratch} SYNC", f"dropping {scratch}")
+        _command(client, f"DROP TABLE IF EXISTS {scratch} SYNC", f"dropping {scratch}")
     elif step.kind == "truncate":
-        _write(client, f"TRUNCATE TABLE IF EXISTS {_ident(step.table)}", f"emptying {step.table}")
+        _command(client, f"TRUNCATE TABLE IF EXISTS {_ident(step.table)}", f"emptying {step.table}")
     elif step.kind == "drop_table":
-        _write(client, f"DROP TABLE IF EXISTS {_ident(step.table)} SYNC", f"dropping {step.table}")
+        _command(
+            client, f"DROP TABLE IF EXISTS {_ident(step.table)} SYNC", f"dropping {step.table}"
+        )
     elif step.kind == "drop_view":
-        _write(client, f"DROP VIEW IF EXISTS {_ident(step.table)} SYNC", f"dropping {step.table}")
+        _command(client, f"DROP VIEW IF EXISTS {_ident(step.table)} SYNC", f"dropping {step.table}")
     elif step.kind == "sql":
         if not table_exists(client, step.table):  # e.g. its table was dropped by this plan
             return
-        _write(client, step.source, f"updating {step.table}", step.params)
+        _command(client, step.source, f"updating {step.table}", step.params)
     else:
         raise SchemaError(f"Unknown journal step {step.kind!r}; upgrade context-cleaner.")
 
@@ -252,7 +240,7 @@ def run_journaled(client: Client, plan_id: str, description: str, steps: Sequenc
     database (:func:`finish_interrupted_changes`) runs the plan again. A plan that
     drops the journal table itself (dropping everything) ends with that step.
     """
-    _write(client, _JOURNAL_DDL, f"creating {JOURNAL}")
+    _command(client, _JOURNAL_DDL, f"creating {JOURNAL}")
     _pause_point(f"journaling {description}")
     try:
         client.insert(
@@ -270,7 +258,7 @@ def _finish(client: Client, plans: Sequence[tuple[str, Sequence[Step]]]) -> None
         for step in steps:
             _run_step(client, step)
     if table_exists(client, JOURNAL):
-        _write(client, f"TRUNCATE TABLE IF EXISTS {JOURNAL}", f"clearing {JOURNAL}")
+        _command(client, f"TRUNCATE TABLE IF EXISTS {JOURNAL}", f"clearing {JOURNAL}")
 
 
 def finish_interrupted_changes(client: Client, *, read_only: bool = False) -> list[str]:
