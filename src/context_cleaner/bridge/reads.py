@@ -203,6 +203,11 @@ class BridgeReads:
         rows = self._query("EXISTS TABLE " + DETAILS_TABLE)
         return bool(rows and rows[0][0])
 
+    def holds_usage_rows(self) -> bool:
+        """Whether the usage table holds any row (of any version, counted or not)."""
+        rows = self._query(f"SELECT count() FROM (SELECT 1 FROM {DETAILS_TABLE} LIMIT 1)")
+        return bool(rows[0][0])
+
     def get_migration_totals(self) -> dict[str, Any]:
         """Exact totals over every usage row (``FINAL``, rule 4): the source of truth."""
         rows = self._query(f"SELECT {TOKEN_SUMS} FROM {COUNTED_VIEW}")

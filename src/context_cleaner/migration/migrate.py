@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from context_cleaner.bridge import (
-    DETAILS_TABLE,
     BridgeWriter,
     EnhancedTokenDatabaseBridge,
     database_exists,
@@ -321,8 +320,9 @@ class MigrationRun:
 
 
 def holds_no_rows(bridge: EnhancedTokenDatabaseBridge) -> bool:
-    """Whether the usage table holds no row at all (of any version)."""
-    return not bridge.table_counts([DETAILS_TABLE]).get(DETAILS_TABLE, 0)
+    """Whether the usage table holds no row at all (of any version); asked of the table
+    itself, not ``system.tables`` (whose count some engines leave unknown)."""
+    return not bridge.holds_usage_rows()
 
 
 def holds_schema(bridge: EnhancedTokenDatabaseBridge) -> bool:
