@@ -162,8 +162,9 @@ _ROLLED_SUMS = (
     f"sum({' + '.join(STORED_TOKEN_FIELDS)}), sum(cost_usd), sum(record_count) "
     "FROM {table} FINAL WHERE is_deleted = 0"
 )
-#: Each rollup's key and the same key computed from a counted record.
-_KEYS = {
+#: Each rollup's key and the same key computed from a counted record (the check below
+#: and the rebuild, ``rebuild.py``, group by them).
+ROLLUP_KEYS = {
     SUMMARIES: ("session_id, day, model", "session_id, toDate(timestamp) AS day, model"),
     BUCKETS: (
         "session_id, bucket, model, project, host, edge",
@@ -179,7 +180,7 @@ def rollup_differences(client: Client) -> dict[str, list[tuple]]:
     """Per rollup table, the groups whose tokens, cost (to 1e-6 USD) or record count differ
     from the counted records' (a full scan: for tests and diagnosis, not every validation)."""
     found: dict[str, list[tuple]] = {}
-    for table, (key, computed) in _KEYS.items():
+    for table, (key, computed) in ROLLUP_KEYS.items():
         counted = {
             tuple(r[:-3]): r[-3:]
             for r in query_rows(client, f"SELECT {computed}, {_COUNTED_SUMS} GROUP BY {key}")

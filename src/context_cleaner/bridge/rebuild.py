@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from context_cleaner.bridge.buckets import BUCKET_COLUMNS, BUCKET_MS, BUCKETS
+from context_cleaner.bridge.buckets import BUCKET_COLUMNS, BUCKETS, ROLLUP_KEYS
 from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
 from context_cleaner.bridge.queries import query_rows, run_statement
 from context_cleaner.bridge.summaries import SUMMARIES, SUMMARY_COLUMNS, TOKEN_SUMS
@@ -33,39 +33,30 @@ PART_ROWS = 1_000_000
 table took ~65 MB above the engine's own, the whole table at once ~420 MB."""
 
 _TIMES = "min(timestamp) AS first_timestamp, max(timestamp) AS last_timestamp"
-_BUCKET = (
-    f"toDateTime(intDiv(toUnixTimestamp64Milli(timestamp), {BUCKET_MS}) * 900, 'UTC') AS bucket"
-)
-_EDGE = f"toUInt8(toUnixTimestamp64Milli(timestamp) % {BUCKET_MS} = 0) AS edge"
 _STAMP = "{migration_id:String}, {ver:UInt64}"
 
-#: Per rollup: its key columns, and the key as computed from a counted record.
+#: Per rollup: its columns, and what a group of counted records gives beyond its key (the
+#: day rollup keeps a project and host of its records, as the unit refresh does).
 _ROLLUPS = {
-    BUCKETS: (
-        BUCKET_COLUMNS,
-        ("session_id", "bucket", "model", "project", "host", "edge"),
-        f"session_id, {_BUCKET}, model, project, host, {_EDGE}",
-    ),
-    SUMMARIES: (
-        SUMMARY_COLUMNS,
-        ("session_id", "day", "model"),
-        "session_id, toDate(timestamp) AS day, model, any(project) AS project, any(host) AS host",
-    ),
+    BUCKETS: (BUCKET_COLUMNS, ""),
+    SUMMARIES: (SUMMARY_COLUMNS, ", any(project) AS project, any(host) AS host"),
 }
 
 
 def _fresh_sql(table: str, part: str) -> str:
-    columns, key, computed = _ROLLUPS[table]
+    columns, extra = _ROLLUPS[table]
+    key, computed = ROLLUP_KEYS[table]
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"SELECT {computed}, {TOKEN_SUMS}, {_TIMES}, {_STAMP}, toUInt8(0) "
-        f"FROM {COUNTED_VIEW} WHERE {part} GROUP BY {', '.join(key)}"
+        f"SELECT {computed}{extra}, {TOKEN_SUMS}, {_TIMES}, {_STAMP}, toUInt8(0) "
+        f"FROM {COUNTED_VIEW} WHERE {part} GROUP BY {key}"
     )
 
 
 def _deleted_sql(table: str, part: str) -> str:
     """A deleted row (zero sums) for every live key the rebuild did not write."""
-    columns, key, _ = _ROLLUPS[table]
+    columns, _ = _ROLLUPS[table]
+    key = ROLLUP_KEYS[table][0].split(", ")
     # A lost day group's project and host are empty, as the unit refresh writes them.
     blank = ("project", "host") if table == SUMMARIES else ()
     values = [c if c in key else "''" if c in blank else "0" for c in columns[:-3]]
