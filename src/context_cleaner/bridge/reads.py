@@ -204,7 +204,8 @@ class BridgeReads:
         return bool(rows and rows[0][0])
 
     def holds_usage_rows(self) -> bool:
-        """Whether the usage table holds any row (of any version, counted or not)."""
+        """Whether the usage table holds any row (of any version, counted or not); asked of
+        the table itself, not ``system.tables`` (whose count some engines leave unknown)."""
         rows = self._query(f"SELECT count() FROM (SELECT 1 FROM {DETAILS_TABLE} LIMIT 1)")
         return bool(rows[0][0])
 

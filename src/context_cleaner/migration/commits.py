@@ -114,7 +114,7 @@ def write_batch(
     there is no refresh: the run measures its net change when it rebuilds the rollups.
     """
     rollups = not ROLLUPS_DEFERRED.get()
-    if sessions is None and rollups:
+    if sessions is None:
         sessions = {r.session_id for r in records}
     delay = 0.5
     for attempt in range(1, BATCH_RETRIES + 1):
@@ -125,7 +125,6 @@ def write_batch(
                 if records:
                     w.insert_records(records, migration_id, rollups=rollups)
                     if rollups:
-                        assert sessions is not None
                         w.refresh_summaries(sessions, migration_id, change)
                 w.commit_files(commits, migration_id)
                 w.release_memory()

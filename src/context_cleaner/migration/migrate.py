@@ -13,11 +13,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from context_cleaner.bridge import (
-    BridgeWriter,
-    EnhancedTokenDatabaseBridge,
-    database_exists,
-)
+from context_cleaner.bridge import BridgeWriter, EnhancedTokenDatabaseBridge, database_exists
 from context_cleaner.bridge.runs import counted_by
 from context_cleaner.migration import pipeline, rollback
 from context_cleaner.migration.commits import ROLLUPS_DEFERRED
@@ -123,7 +119,7 @@ class MigrationRun:
         # A migration into a database that holds no usage rows builds the rollups whole,
         # at its checkpoints and its end, not unit by unit (commits.ROLLUPS_DEFERRED).
         self.deferred = (
-            not dry_run and self.kind == "migrate" and (prefetched or holds_no_rows(bridge))
+            not dry_run and self.kind == "migrate" and (prefetched or not bridge.holds_usage_rows())
         )
         self._caught_up = (time.monotonic(), 0.0)
         # The validation of a run into a database that held nothing sums the whole table.
@@ -200,7 +196,8 @@ class MigrationRun:
         with self.bridge.writer() as w:
             w.rebuild_rollups(state.migration_id)
             state.net = counted_by(w.client, [state.migration_id])[state.migration_id]
-        self._caught_up = (time.monotonic(), time.monotonic() - started)
+        ended = time.monotonic()
+        self._caught_up = (ended, ended - started)
 
     def _catch_up_now_and_then(self, state: RunState, result: object) -> None:
         """During a long deferring run, rebuild the rollups every :data:`CATCH_UP_EVERY`
@@ -317,12 +314,6 @@ class MigrationRun:
         self.recorder.finished(
             status, counts_of(state), details, log, quiet=result is None, stash=stash
         )
-
-
-def holds_no_rows(bridge: EnhancedTokenDatabaseBridge) -> bool:
-    """Whether the usage table holds no row at all (of any version); asked of the table
-    itself, not ``system.tables`` (whose count some engines leave unknown)."""
-    return not bridge.holds_usage_rows()
 
 
 def holds_schema(bridge: EnhancedTokenDatabaseBridge) -> bool:
