@@ -129,23 +129,9 @@ class BridgeWriter:
         note_commits(self._bridge.database, commits)  # a sync watching its writes keeps them
 
     def release_memory(self) -> None:
-        """Give the embedded engine's freed memory back to the system (servers: nothing).
-
-        chDB's allocator keeps freed pages for ~10 s, so a run of many units would carry
-        each unit's peak into the next: a 1 GB migration reached 83-103 MiB of working
-        memory. Released after each unit it stays at 64-66 MiB, for no measurable time
-        (returning them at every free instead cost 5-10% of a migration's time). Released
-        also after a unit's insert and after its rollups' selection (~9 ms each), the
-        private peak of 20,000 small files fell from 188-192 to 180 MiB (sampled every
-        10 ms from outside).
-        """
-        if not self._bridge.database.url.is_embedded:
-            return
-        try:
-            with db_call("SYSTEM"):
-                self.client.command("SYSTEM JEMALLOC PURGE")
-        except Exception as exc:  # harmless: memory stays with the engine a little longer
-            log.debug("could not release the engine's freed memory: %s", exc)
+        """Give the embedded engine's freed memory back to the system
+        (:func:`release_engine_memory`)."""
+        release_engine_memory(self._bridge.database, self.client)
 
     def compact_tracking(self, migration_id: str) -> None:
         """Drop this host's superseded tracking rows of ``migration_id`` (see compact_files)."""
@@ -225,3 +211,24 @@ class BridgeWriter:
     def _insert(self, table: str, rows: list[list[Any]], names: Sequence[str]) -> None:
         with db_call("INSERT", table, rows=len(rows)):
             insert_rows(self.client, table, rows, list(names), action=f"writing to {table}")
+
+
+def release_engine_memory(database: Database, client: Client) -> None:
+    """Give the embedded engine's freed memory back to the system (servers: nothing); for
+    a unit of work (``BridgeWriter.release_memory``) and for reads that select much.
+
+    chDB's allocator keeps freed pages for ~10 s, so a run of many units would carry
+    each unit's peak into the next: a 1 GB migration reached 83-103 MiB of working
+    memory. Released after each unit it stays at 64-66 MiB, for no measurable time
+    (returning them at every free instead cost 5-10% of a migration's time). Released
+    also after a unit's insert and after its rollups' selection (~9 ms each), the
+    private peak of 20,000 small files fell from 188-192 to 180 MiB (sampled every
+    10 ms from outside).
+    """
+    if not database.url.is_embedded:
+        return
+    try:
+        with db_call("SYSTEM"):
+            client.command("SYSTEM JEMALLOC PURGE")
+    except Exception as exc:  # harmless: memory stays with the engine a little longer
+        log.debug("could not release the engine's freed memory: %s", exc)

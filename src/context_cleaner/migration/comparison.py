@@ -33,6 +33,15 @@ OriginOf = Callable[[StoredRow], str]
 """Why a stored row not backed by compared bytes is kept (``Scope.origin_function``)."""
 
 
+def add_counts(tokens: list[int], r: LedgerRecord) -> None:
+    """Add ``r``'s five token counts to ``tokens`` (in ``STORED_TOKEN_FIELDS`` order)."""
+    tokens[0] += r.input_tokens
+    tokens[1] += r.output_tokens
+    tokens[2] += r.cache_creation_5m_tokens
+    tokens[3] += r.cache_creation_1h_tokens
+    tokens[4] += r.cache_read_tokens
+
+
 @dataclass(slots=True)
 class Sums:
     """Token sums of a set of records, with what they span."""
@@ -47,12 +56,7 @@ class Sums:
 
     def add_record(self, r: LedgerRecord) -> None:
         """Count ``r`` in (a ledger's records are summed as they are decoded)."""
-        tokens = self.tokens
-        tokens[0] += r.input_tokens
-        tokens[1] += r.output_tokens
-        tokens[2] += r.cache_creation_5m_tokens
-        tokens[3] += r.cache_creation_1h_tokens
-        tokens[4] += r.cache_read_tokens
+        add_counts(self.tokens, r)
         self.records += 1
         self.files.add(("", r.file_path))
         self.sessions.add(r.session_id)

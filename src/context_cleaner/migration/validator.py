@@ -37,13 +37,13 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge import DETAILS_TABLE, EnhancedTokenDatabaseBridge, query_rows
 from context_cleaner.bridge.queries import BoundRows, StringSet, bound_rows
-from context_cleaner.bridge.writes import BridgeWriter
-from context_cleaner.migration.comparison import Comparison, RowsOf, Sums, compare
+from context_cleaner.bridge.writes import release_engine_memory
+from context_cleaner.migration.comparison import Comparison, RowsOf, Sums, add_counts, compare
 from context_cleaner.migration.ledger import Ledger, LedgerRecord, scan_committed
 from context_cleaner.migration.models import ValidationResult
 from context_cleaner.migration.retained_history import Scope, scope_of
@@ -57,9 +57,6 @@ from context_cleaner.migration.stored_rows import (
 )
 from context_cleaner.migration.validation_result import build_result, summaries_match
 from context_cleaner.settings import SAMPLE_SIZE, TOLERANCE
-
-if TYPE_CHECKING:
-    from clickhouse_connect.driver.client import Client
 
 __all__ = ["validate_migration_integrity", "validate_run"]
 
@@ -150,7 +147,9 @@ def validate_run(
     started = time.perf_counter()
     with bridge.reading():
         with bridge.database.session() as client:
-            _release_memory(bridge, client)  # what the run's last commit left with the engine
+            release_engine_memory(
+                bridge.database, client
+            )  # what the run's last commit left with the engine
         if database_totals is None:
             database_totals = bridge.get_migration_totals()
         summary_totals = _rollup_totals(bridge, database_totals)
@@ -225,7 +224,7 @@ def _same_sums(
                 places = BoundRows((p, *by_path[p]) for p in group)
                 [row] = query_rows(client, _SUMS_AT_PLACES, {"places": places})
             sums = [a + int(b) for a, b in zip(sums, row, strict=True)]
-            _release_memory(bridge, client)
+            release_engine_memory(bridge.database, client)
     del by_path, paths, groups
     sums[6] %= _U64  # the byte offsets and times, summed by the engine modulo 2**64
     sums[7] %= _U64
@@ -235,11 +234,7 @@ def _same_sums(
     tokens = [0, 0, 0, 0, 0]
     for r in read.records():
         n += 1
-        tokens[0] += r.input_tokens
-        tokens[1] += r.output_tokens
-        tokens[2] += r.cache_creation_5m_tokens
-        tokens[3] += r.cache_creation_1h_tokens
-        tokens[4] += r.cache_read_tokens
+        add_counts(tokens, r)
         offsets += r.byte_offset
         times += r.timestamp_ms % _U64
         if r.is_sidechain:
@@ -268,16 +263,10 @@ def _rows_of(bridge: EnhancedTokenDatabaseBridge) -> RowsOf:
             chunk = left[i : i + 10_000]
             stored.update(query_stored(bridge, ROWS_OF_IDS, {"ids": StringSet(chunk)}))
         with bridge.database.session() as client:
-            _release_memory(bridge, client)
+            release_engine_memory(bridge.database, client)
         return stored
 
     return rows_of
-
-
-def _release_memory(bridge: EnhancedTokenDatabaseBridge, client: Client) -> None:
-    """Give the engine's freed memory back after a selection (see
-    :meth:`BridgeWriter.release_memory`): each part's would otherwise pile up on the last."""
-    BridgeWriter(bridge, client).release_memory()
 
 
 def _empty_totals() -> dict[str, Any]:
