@@ -26,7 +26,7 @@ from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.analysis.records import UsageRecord, path_hash, record_version
 from context_cleaner.bridge.exceptions import DatabaseQueryError
 from context_cleaner.bridge.host import default_host, default_user
-from context_cleaner.bridge.queries import insert_rows
+from context_cleaner.bridge.queries import UNIQUE_KEYS_INSERT, insert_rows
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -171,6 +171,14 @@ def insert_details(
             batch, price=price, migration_id=migration_id, host=host, user=user
         )
         action = f"inserting {len(batch)} rows into {table} (migration {migration_id})"
-        insert_rows(client, table, columns, DETAIL_COLUMNS, action=action, column_oriented=True)
+        insert_rows(
+            client,
+            table,
+            columns,
+            DETAIL_COLUMNS,
+            action=action,
+            column_oriented=True,
+            settings=UNIQUE_KEYS_INSERT,
+        )
         sent += len(batch)
     return sent

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge.details import DETAILS_TABLE as DETAILS
 from context_cleaner.bridge.queries import (
+    UNIQUE_KEYS_INSERT,
     StringSet,
     bound_set,
     in_parts,
@@ -195,4 +196,12 @@ def write_rollup(
         ver = time.time_ns()
         columns += [[migration_id] * total, [ver] * total, [0] * kept + [1] * len(gone)]
         action = f"writing {total} rows of {table} (migration {migration_id})"
-        insert_rows(client, table, columns, names, action=action, column_oriented=True)
+        insert_rows(
+            client,
+            table,
+            columns,
+            names,
+            action=action,
+            column_oriented=True,
+            settings=UNIQUE_KEYS_INSERT,
+        )
