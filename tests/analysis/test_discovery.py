@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from context_cleaner.analysis.counter import EnhancedTokenCounter
-from context_cleaner.analysis.discovery import default_roots, discover, resolve_roots
+from context_cleaner.analysis.discovery import (
+    Discovery,
+    DiscoveryProblem,
+    TranscriptFile,
+    default_roots,
+    discover,
+    resolve_roots,
+)
 from context_cleaner.analysis.pricing import PriceTable
 from context_cleaner.errors import SourceNotFoundError
 from context_cleaner.testing.transcripts.lines import BASE_MS, assistant, dumps, usage
@@ -305,3 +316,60 @@ def test_relative_source_dir_becomes_absolute(
     roots = resolve_roots(["cfg"])
     assert roots == [tmp_path / "cfg" / "projects"]
     assert all(r.is_absolute() for r in roots)
+
+
+def _same(a: Discovery, b: Discovery) -> None:
+    assert b.roots == a.roots and b.problems == a.problems and b.tree == a.tree
+    assert b.files == a.files
+    assert [f.path_str for f in b.files] == [f.path_str for f in a.files]
+    assert [f.root is b.roots[a.roots.index(f.root)] for f in b.files] == [True] * len(b.files)
+
+
+def test_a_discovery_pickles_as_columns_and_comes_back_equal(tmp_path: Path) -> None:
+    """A reader process discovers for the run's process (``BatchReader.discover``): files of
+    two roots, a symlinked folder and a symlink loop come back as they were."""
+    first, second = tmp_path / "a" / "projects", tmp_path / "b" / "projects"
+    write_session(first, "p/s.jsonl", input_tokens=3)
+    write_session(first, "p/s/subagents/agent-x.jsonl", input_tokens=4)
+    write_session(second, "q/t.jsonl", input_tokens=5)
+    (first / "p" / "back").symlink_to("..")
+    outside = tmp_path / "outside"
+    write_session(outside, "u.jsonl", input_tokens=6)
+    (second / "linked").symlink_to(outside)
+    found = discover([first, second], snapshot=False)
+    assert len(found.files) == 4 and found.problems
+    _same(found, pickle.loads(pickle.dumps(found)))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1]),
+            st.text(st.characters(blacklist_characters="/\x00", codec="utf-8"), min_size=1),
+            st.integers(0, 2**40),
+            st.integers(0, 2**62),
+            st.integers(0, 2**63 - 1),
+            st.integers(0, 2**63 - 1),
+            st.booleans(),
+        ),
+        max_size=30,
+    )
+)
+def test_any_discovery_pickles_back_equal(files: list[tuple[Any, ...]]) -> None:
+    """Property: whatever the files (a path that is not its root's and its relative path's
+    joined is sent whole), pickling gives the same discovery back."""
+    roots = [Path("/r/one"), Path("/r/two")]
+    made = [
+        TranscriptFile(
+            roots[n],
+            f"{roots[n]}/p/{name}" if joined else f"/elsewhere/{name}",
+            f"p/{name}",
+            size,
+            mtime,
+            device,
+            inode,
+        )
+        for n, name, size, mtime, device, inode, joined in files
+    ]
+    found = Discovery(roots, made, [DiscoveryProblem("/r/one/x", "symlink loop: already walked")])
+    _same(found, pickle.loads(pickle.dumps(found)))

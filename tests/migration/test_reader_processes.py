@@ -139,3 +139,30 @@ def test_readers_read_ahead_by_bytes_with_a_floor_of_batches_per_worker(
             assert in_flight == 2 * readers.IN_FLIGHT_PER_WORKER
         else:
             assert in_flight == len(one_file_batches)
+
+
+def test_a_reader_discovers_at_the_runs_priority_and_reads_nicer(tmp_path: Path) -> None:
+    """``BatchReader.discover`` (a fresh migration's discovery, which the run waits for) runs
+    on a reader at the run's priority and finds what discovery here finds; the readers
+    lower their priority from their first batch on."""
+    from context_cleaner.analysis.discovery import discover
+    from context_cleaner.migration import readers
+    from context_cleaner.migration.planning import batches, plan_work
+
+    generate_corpus(tmp_path, 0, seed=5, target_files=12)
+    root = tmp_path / "projects"
+    here = discover([root])
+    own = psutil.Process().nice()
+    with readers.BatchReader(2) as reader:
+        found = reader.discover([root]).result(timeout=60)
+        workers = psutil.Process().children()
+        assert len(workers) == 2
+        assert [w.nice() for w in workers] == [own, own]
+        plan = batches(plan_work(found.files, {}).items, 1)
+        read = [(i, [s.relative_path for s in scan.files]) for i, scan, _ in reader.read(plan)]
+        # Each worker that read a batch is nicer (one may not have read any of these).
+        nicer = min(own + readers.READER_NICENESS, 19)
+        assert nicer in {w.nice() for w in workers} <= {own, nicer}
+    assert found.files == here.files and found.roots == here.roots
+    assert [f.path_str for f in found.files] == [f.path_str for f in here.files]
+    assert read == [(i, [b[0].file.relative_path]) for i, b in enumerate(plan)]

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from context_cleaner.bridge.connection import import_client_library
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.details import COUNTED_VIEW
 from context_cleaner.bridge.generation import bump_generation, read_generation
@@ -71,6 +72,12 @@ class EnhancedTokenDatabaseBridge(BridgeReads):
         return f"EnhancedTokenDatabaseBridge({self.database.url.redacted()!r})"
 
     # -- set-up and writes ---------------------------------------------------------------
+
+    def load_client_library(self) -> None:
+        """Import the client library (with the embedded engine's, ~0.2 s) now: opening the
+        database later costs only its own time. A migration does it while a reader process
+        discovers its transcripts (``MigrationRun.execute``)."""
+        import_client_library(embedded=self.database.url.is_embedded)
 
     def setup_migration_infrastructure(self) -> list[str]:
         """Apply pending schema files; returns the names applied (empty when up to date)."""

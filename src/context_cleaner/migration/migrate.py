@@ -87,9 +87,12 @@ class MigrationRun:
         exists = holds_schema(bridge)
         prefetched = False
         if not exists and not dry_run and reader is not None:
-            # Nothing is committed in a database that does not exist yet: plan and start
-            # reading now, while this process starts the engine and applies the schema.
-            state.discovery, state.plan = pipeline.discover_and_plan(None, options)
+            # Nothing is committed in a database that does not exist yet: discover on a
+            # reader while this process loads the engine, then plan and start reading
+            # while it opens the database and applies the schema.
+            found = reader.discover(pipeline.source_roots(options))
+            bridge.load_client_library()
+            state.discovery, state.plan = pipeline.discover_and_plan(None, options, found.result())
             reader.prefetch(pipeline.planned_batches(state, options))
             prefetched = True
         if not dry_run:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Generator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import NamedTuple
 
 from context_cleaner.analysis import gc_pace
@@ -148,15 +149,24 @@ def load_states(
 
 
 def discover_and_plan(
-    bridge: EnhancedTokenDatabaseBridge | None, options: RunOptions
+    bridge: EnhancedTokenDatabaseBridge | None,
+    options: RunOptions,
+    found: Discovery | None = None,
 ) -> tuple[Discovery, Plan]:
-    roots = resolve_roots(options.source_dirs or None)
-    found = discover(roots)
+    """The run's files (``found``, else discovered here) and its plan: where each is read
+    from, by this host's committed states in ``bridge`` (none: every file from its start)."""
+    if found is None:
+        found = discover(source_roots(options))
     files: Sequence[TranscriptFile] = found.files
     if options.only_paths is not None:
         files = [f for f in files if f.path_str in options.only_paths]
     states = load_states(bridge) if bridge is not None else {}
     return found, plan_work(files, states, force=options.force)
+
+
+def source_roots(options: RunOptions) -> list[Path]:
+    """The run's transcript roots (``SourceNotFoundError`` when none exists)."""
+    return resolve_roots(options.source_dirs or None)
 
 
 def progress_of(state: RunState, phase: str) -> MigrationProgress:

@@ -16,11 +16,12 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 
 import psutil
 
 from context_cleaner.analysis import gc_pace
-from context_cleaner.analysis.discovery import TranscriptFile
+from context_cleaner.analysis.discovery import Discovery, TranscriptFile, discover
 from context_cleaner.analysis.processes import die_with_parent, pool_context
 from context_cleaner.analysis.reader import MAX_LINE_BYTES
 from context_cleaner.analysis.scan import (
@@ -76,19 +77,33 @@ def _warm_up() -> tuple[int, int]:
     return os.getpid(), own_rss()
 
 
-#: Reader processes run this much nicer than the run's own process: that process (the
-#: engine, the commits) is the run's critical path, the readers work ahead of it.
+#: Reader processes read this much nicer than the run's own process: that process (the
+#: engine, the commits) is the run's critical path, the readers work ahead of it. A
+#: discovery (:meth:`BatchReader.discover`), which the run waits for, runs before their
+#: first read, at the run's own priority.
 READER_NICENESS = 10
+
+_nicer = False
+"""Whether this reader process has lowered its priority (:func:`_read_batch`)."""
 
 
 def _start_reader(parent: int) -> None:
-    """Runs first in each reader process: lower its priority (:data:`READER_NICENESS`),
-    end it when the run's process dies (:func:`die_with_parent`), collect at the pace of
-    bulk work (:mod:`~context_cleaner.analysis.gc_pace`)."""
-    with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
-        os.nice(READER_NICENESS)
+    """Runs first in each reader process: end it when the run's process dies
+    (:func:`die_with_parent`), collect at the pace of bulk work
+    (:mod:`~context_cleaner.analysis.gc_pace`)."""
     die_with_parent(parent)
     gc_pace.for_this_process()
+
+
+def _read_batch(tasks: list[ReadTask], max_line_bytes: int, head_bytes: int) -> bytes:
+    """A reader's work on a batch (:func:`~context_cleaner.analysis.scan.scan_tasks_encoded`),
+    from its first batch on at :data:`READER_NICENESS`."""
+    global _nicer
+    if not _nicer:
+        _nicer = True
+        with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
+            os.nice(READER_NICENESS)
+    return scan_tasks_encoded(tasks, max_line_bytes, head_bytes)
 
 
 def worker_start_method() -> str:
@@ -184,6 +199,15 @@ class BatchReader:
             gc.unfreeze()
             self._frozen = False
 
+    def discover(self, roots: Sequence[Path]) -> Future[Discovery]:
+        """Discover ``roots``' transcripts on a worker process (here without workers): the
+        run's process loads the database engine meanwhile (``MigrationRun.execute``)."""
+        if self._pool is not None:
+            return self._pool.submit(discover, roots)
+        done: Future[Discovery] = Future()
+        done.set_result(discover(roots))
+        return done
+
     def prefetch(self, plan: Sequence[Sequence[WorkItem]]) -> None:
         """Start reading ``plan``'s first batches now; :meth:`read` of the same plan goes on."""
         if self._pool is None:
@@ -210,7 +234,7 @@ class BatchReader:
             batch = plan[self._next]
             size = sum(i.pending_bytes for i in batch)
             tasks = read_tasks(_ranges(batch))
-            future = self._pool.submit(scan_tasks_encoded, tasks, MAX_LINE_BYTES, HEAD_BYTES)
+            future = self._pool.submit(_read_batch, tasks, MAX_LINE_BYTES, HEAD_BYTES)
             self._pending.append((self._next, future, time.perf_counter(), size, tasks))
             self._pending_bytes += size
             self._next += 1
