@@ -131,6 +131,22 @@ def test_a_file_failing_half_way_stays_pending_and_reruns(db_url: str, tmp_path:
         assert setup_schema(client, load_schema_files(folder)) == ["001_a.sql"]
 
 
+def test_files_applied_before_a_failing_one_stay_recorded(db_url: str, tmp_path: Path) -> None:
+    """The files applied are recorded together, also when a later one fails: only the
+    failing file (and those after it) run again."""
+    folder = tmp_path / "sql"
+    _write(folder, "001_a.sql", "CREATE TABLE IF NOT EXISTS a (x UInt8) ENGINE = Memory;")
+    _write(folder, "002_b.sql", "CREATE TABLE IF NOT EXISTS b (x UInt8) ENGINE = Memory;")
+    _write(folder, "003_c.sql", "CREATE TABLE c (y NoSuchType) ENGINE = Memory;")
+    with Database(db_url).session() as client:
+        with pytest.raises(SchemaError, match=r"schema file 003_c\.sql"):
+            setup_schema(client, load_schema_files(folder))
+        assert sorted(applied_schema_files(client)) == ["001_a.sql", "002_b.sql"]
+        _write(folder, "003_c.sql", "CREATE TABLE IF NOT EXISTS c (y UInt8) ENGINE = Memory;")
+        assert setup_schema(client, load_schema_files(folder)) == ["003_c.sql"]
+        assert sorted(applied_schema_files(client)) == ["001_a.sql", "002_b.sql", "003_c.sql"]
+
+
 @pytest.mark.parametrize(
     ("names", "message"),
     [

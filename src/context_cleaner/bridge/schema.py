@@ -13,6 +13,7 @@ no database name, one statement per ``;``, every statement safe to run twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -225,21 +226,43 @@ def setup_schema(client: Client, files: Sequence[SchemaFile] | None = None) -> l
     """Apply every pending schema file in order, recording each; returns the names applied.
 
     A file is recorded only after all its statements ran, so a failure part-way
-    leaves it pending and the next call runs it again from the start.
+    leaves it pending and the next call runs it again from the start. The files applied
+    are recorded together, by one statement (also when a later one fails): a new
+    database's six took six statements (~7 ms each).
     """
     version = _tool_version()
     _run(client, _BOOTSTRAP, f"creating {SCHEMA_TABLE}")
-    applied: list[str] = []
-    for f in pending_schema_files(client, files):
-        for number, statement in enumerate(f.statements, start=1):
-            _run(client, statement, f"applying statement {number} of schema file {f.name}")
-        try:  # one row as a statement: no DESCRIBE and data file, as an insert makes
-            client.command(
-                f"INSERT INTO {SCHEMA_TABLE} (name, checksum, tool_version) "
-                "VALUES ({name:String}, {checksum:String}, {version:String})",
-                parameters={"name": f.name, "checksum": f.checksum, "version": version},
-            )
-        except Exception as exc:
-            raise translate_clickhouse_error(exc, action=f"recording schema file {f.name}") from exc
-        applied.append(f.name)
-    return applied
+    applied: list[SchemaFile] = []
+    try:
+        for f in pending_schema_files(client, files):
+            for number, statement in enumerate(f.statements, start=1):
+                _run(client, statement, f"applying statement {number} of schema file {f.name}")
+            applied.append(f)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the files that ran stay applied
+            _record(client, applied, version)
+        raise
+    _record(client, applied, version)
+    return [f.name for f in applied]
+
+
+def _record(client: Client, applied: Sequence[SchemaFile], version: str) -> None:
+    """Record ``applied`` in one statement (rows as a statement: no DESCRIBE and data file,
+    as an insert makes)."""
+    if not applied:
+        return
+    values = ", ".join(
+        f"({{name{n}:String}}, {{checksum{n}:String}}, {{version:String}})"
+        for n in range(len(applied))
+    )
+    parameters = {"version": version}
+    for n, f in enumerate(applied):
+        parameters[f"name{n}"], parameters[f"checksum{n}"] = f.name, f.checksum
+    names = ", ".join(f.name for f in applied)
+    try:
+        client.command(
+            f"INSERT INTO {SCHEMA_TABLE} (name, checksum, tool_version) VALUES {values}",
+            parameters=parameters,
+        )
+    except Exception as exc:
+        raise translate_clickhouse_error(exc, action=f"recording schema files {names}") from exc
