@@ -9,7 +9,7 @@ gathered into units (``pipeline.Gatherer``) as each unit costs fixed database wo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -56,39 +56,51 @@ class RecordSums:
 def file_commits(batch: Sequence[WorkItem], scan: ScanResult, sums: RecordSums) -> list[FileCommit]:
     """Tracking rows for a batch: where each file's committed range now ends."""
     tokens, counts = sums.tokens, sums.records
-    by_rel = {(s.path, s.relative_path): s for s in scan.files}
+    files = scan.files
+    # The readers give each file's stats in the batch's order (found by path otherwise).
+    if len(files) == len(batch) and all(
+        s.relative_path == i.file.relative_path for s, i in zip(files, batch, strict=True)
+    ):
+        pairs: Iterable[tuple[WorkItem, FileStats | None]] = zip(batch, files, strict=True)
+    else:
+        by_rel = {(s.path, s.relative_path): s for s in files}
+        pairs = ((i, by_rel.get((i.file.path_str, i.file.relative_path))) for i in batch)
     commits = []
-    for item in batch:
-        f = item.file
-        stats: FileStats | None = by_rel.get((f.path_str, f.relative_path))
+    roots: dict[object, str] = {}
+    for item, stats in pairs:
         if stats is None:
             continue
+        f = item.file
         failed = bool(stats.error)
         end = stats.end_offset if not failed else item.start_offset
-        head_len = min(HEAD_BYTES, end)
+        head_len = HEAD_BYTES if end > HEAD_BYTES else end
         # The readers hashed the head through the descriptor they read (a failed read:
         # hashed here, up to where the file's committed range ends).
         head = (
             stats.head_hash if not failed and stats.head_hash else head_hash(f.path_str, head_len)
         )
+        root = roots.get(f.root)
+        if root is None:
+            root = roots[f.root] = str(f.root)
+        rel = f.relative_path
         commits.append(
-            FileCommit(
-                source_root=str(f.root),
-                file_path=f.relative_path,
-                device=f.device,
-                inode=f.inode,
-                head_hash=head,
-                head_length=head_len,
-                file_size=stats.size,
-                mtime_ns=f.mtime_ns,
-                range_start=item.start_offset,
-                committed_offset=end,
-                committed_line=item.start_line + (stats.lines if not failed else 0),
-                tokens_found=tokens.get(f.relative_path, 0),
-                records_inserted=counts.get(f.relative_path, 0),
-                lines_skipped=stats.skipped_lines,
-                status="failed" if failed else "completed",
-                error_message=stats.error,
+            FileCommit(  # positional, in the fields' order: a third cheaper than by keyword
+                root,
+                rel,
+                f.device,
+                f.inode,
+                head,
+                head_len,
+                stats.size,
+                f.mtime_ns,
+                item.start_offset,
+                end,
+                item.start_line + (stats.lines if not failed else 0),
+                tokens.get(rel, 0),
+                counts.get(rel, 0),
+                stats.skipped_lines,
+                "failed" if failed else "completed",
+                stats.error,
             )
         )
     return commits
