@@ -9,7 +9,6 @@ methods take it themselves where they write, the API's functions take it through
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -28,6 +27,8 @@ async def in_thread(
 ) -> T:
     """``work`` in a worker thread, holding ``turn`` (a migrator's write lock) while it runs
     when one is given."""
+    import asyncio  # here: a run from the command line never loads it (~30 ms)
+
     if turn is None:
         return await asyncio.to_thread(work, *args, **kwargs)
 

@@ -12,7 +12,6 @@ context_cleaner.migration.historical_migrator`` = ``context-cleaner migrate``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import sys
@@ -61,6 +60,8 @@ from context_cleaner.settings import (
 )
 
 if TYPE_CHECKING:  # the analyser (pydantic reports) is imported only when validating
+    import asyncio
+
     from clickhouse_connect.driver.client import Client
 
     from context_cleaner.analysis.counter import EnhancedTokenCounter
@@ -293,6 +294,8 @@ class HistoricalDataMigrator:
         None: the token counter's folders, else the default roots). A coroutine function
         as ``progress_callback`` is awaited on this event loop. Cancelling the awaiting
         task does not stop the run (a thread cannot be stopped): it finishes and commits."""
+        import asyncio  # here: a run from the command line never loads it (~30 ms)
+
         callback = _on_loop(progress_callback, asyncio.get_running_loop())
         return await in_thread(
             None,
@@ -463,6 +466,8 @@ def _on_loop(
         return callback
 
     def call(progress: MigrationProgress) -> None:
+        import asyncio
+
         asyncio.run_coroutine_threadsafe(callback(progress), loop).result()
 
     return call
