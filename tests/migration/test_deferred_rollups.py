@@ -11,6 +11,7 @@ import random
 import shutil
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,11 +194,18 @@ def rebuilt_db(tmp_path_factory: pytest.TempPathFactory) -> EnhancedTokenDatabas
     return b
 
 
-def _record(n: int, session: str, *, output_tokens: int, **kw: Any) -> UsageRecord:
+DAY_MS = 86_400_000
+
+
+def _record(
+    n: int, session: str, *, output_tokens: int, day: int = 0, at: int | None = None, **kw: Any
+) -> UsageRecord:
+    """A record of message ``n`` in ``session``, ``day`` days later (or ``at``, in ms)."""
+    at = 1_764_000_000_000 + day * DAY_MS + n * 450_000 if at is None else at
     return UsageRecord(
         message_id=f"msg_{n}", session_id=session, line_session_id=session,
         project="-home-u-p", file_path=f"-home-u-p/{session}.jsonl", line_number=n + 1,
-        byte_offset=n * 100, timestamp_ms=1_764_000_000_000 + n * 450_000,
+        byte_offset=n * 100, timestamp_ms=at,
         model="claude-opus-4-6", speed="", from_progress=False, input_tokens=10,
         output_tokens=output_tokens, cache_creation_5m_tokens=0, cache_creation_1h_tokens=0,
         cache_read_tokens=1000, cost_usd=None, **kw,
@@ -216,6 +224,7 @@ def _record(n: int, session: str, *, output_tokens: int, **kw: Any) -> UsageReco
             st.booleans(),  # side chain
             st.integers(1, 500),  # output tokens
             st.booleans(),  # refreshed unit by unit
+            st.integers(0, 2),  # days later
         ),
         min_size=1,
         max_size=10,
@@ -226,7 +235,7 @@ def _record(n: int, session: str, *, output_tokens: int, **kw: Any) -> UsageReco
 )
 def test_a_rebuild_equals_the_counted_rows_in_any_number_of_parts(
     rebuilt_db: EnhancedTokenDatabaseBridge,
-    rows: list[tuple[int, str, bool, int, bool]],
+    rows: list[tuple[int, str, bool, int, bool, int]],
     part_rows: int,
     seed: int,
     lost: str | None,
@@ -240,6 +249,7 @@ def test_a_rebuild_equals_the_counted_rows_in_any_number_of_parts(
         _build_and_rebuild(b, rows, part_rows, seed, lost)
     with b.database.session() as client:
         assert rollup_differences(client) == EXACT
+        assert _day_rows_differ(client) == []
         live = query_rows(
             client,
             f"SELECT count() FROM {SUMMARIES} FINAL WHERE is_deleted = 0 AND record_count = 0",
@@ -250,20 +260,54 @@ def test_a_rebuild_equals_the_counted_rows_in_any_number_of_parts(
     assert {k: b.bucket_totals()[k] for k in TOKEN_KEYS} == {k: totals[k] for k in TOKEN_KEYS}
 
 
+_ROLLED_DAYS = (
+    "SELECT session_id, day, model, project, host, first_timestamp, last_timestamp "
+    f"FROM {SUMMARIES} FINAL WHERE is_deleted = 0"
+)
+_COUNTED_DAYS = (
+    "SELECT session_id, toDate(timestamp) AS day, model, groupUniqArray(project), "
+    "groupUniqArray(host), min(timestamp), max(timestamp) "
+    "FROM counted_token_details GROUP BY session_id, day, model"
+)
+
+
+def _day_rows_differ(client: Any) -> list[tuple]:
+    """The day rollup's groups whose first or last time differs from their counted records',
+    or whose project or host is none of theirs (sums: ``rollup_differences``)."""
+    counted = {tuple(r[:3]): r[3:] for r in query_rows(client, _COUNTED_DAYS)}
+    rolled = {tuple(r[:3]): r[3:] for r in query_rows(client, _ROLLED_DAYS)}
+    differ = []
+    for key in sorted(counted.keys() | rolled.keys(), key=repr):
+        got, want = rolled.get(key), counted.get(key)
+        same = got is not None and want is not None and got[2:] == want[2:]
+        if not (same and got[0] in want[0] and got[1] in want[1]):
+            differ.append((*key, got, want))
+    return differ
+
+
+def _empty(b: EnhancedTokenDatabaseBridge) -> None:
+    with b.writer() as w:
+        for table in ("enhanced_token_details", SUMMARIES, BUCKETS):
+            w.client.command(f"TRUNCATE TABLE {table}")
+
+
 def _build_and_rebuild(
     b: EnhancedTokenDatabaseBridge,
-    rows: list[tuple[int, str, bool, int, bool]],
+    rows: list[tuple[int, str, bool, int, bool, int]],
     part_rows: int,
     seed: int,
     lost: str | None,
 ) -> None:
-    with b.writer() as w:
-        for table in ("enhanced_token_details", SUMMARIES, BUCKETS):
-            w.client.command(f"TRUNCATE TABLE {table}")
+    _empty(b)
     rng = random.Random(seed)
-    for n, (message, session, side, output, refresh) in enumerate(rows):
+    for n, (message, session, side, output, refresh, day) in enumerate(rows):
         record = _record(
-            message, session, is_sidechain=side, output_tokens=output, request_id=f"req_{n % 3}"
+            message,
+            session,
+            is_sidechain=side,
+            output_tokens=output,
+            request_id=f"req_{n % 3}",
+            day=day,
         )
         with b.writer() as w:
             w.insert_records([record], f"m{n}", rollups=refresh)
@@ -280,3 +324,86 @@ def _build_and_rebuild(
         patched.setattr(rebuild, "PART_ROWS", part_rows)
         with b.writer() as w:
             w.rebuild_rollups("rebuild")
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+def _recording(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements the rebuild runs (their SQL), from now on."""
+    statements: list[str] = []
+    run = rebuild.run_statement
+
+    def recorded(client: Any, sql: str, *args: Any, **kwargs: Any) -> None:
+        statements.append(sql)
+        run(client, sql, *args, **kwargs)
+
+    monkeypatch.setattr(rebuild, "run_statement", recorded)
+    return statements
+
+
+@pytest.mark.slow  # ~1 s
+def test_a_first_rebuild_writes_no_deleted_rows_and_sums_the_days_from_its_buckets(
+    rebuilt_db: EnhancedTokenDatabaseBridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into empty rollups no key can be left behind, so no deleted-row statement runs, and
+    the day rollup is summed from the 15-minute rows just written (not from the usage rows
+    again); a later rebuild, over rollups that hold rows, writes the deleted rows."""
+    b = rebuilt_db
+    _empty(b)
+    statements = _recording(monkeypatch)
+    # Two records a bucket (a minute apart), two buckets a day, two days.
+    at = [1_764_000_001_000 + n // 4 * DAY_MS + n * 60_000 for n in range(6)]
+    records = [
+        _record(n, "ab"[n // 2 % 2], output_tokens=n + 1, at=t, request_id="r", is_sidechain=False)
+        for n, t in enumerate(at)
+    ]
+    with b.writer() as w:
+        w.insert_records(records, "first", rollups=False)
+        w.rebuild_rollups("first")
+    deleted = [s for s in statements if "ver < {ver:UInt64}" in s]
+    from_rows = [s for s in statements if "FROM counted_token_details" in s]
+    assert len(statements) == 2 and not deleted and len(from_rows) == 1, statements
+    assert f"INSERT INTO {BUCKETS}" in from_rows[0]
+    with b.database.session() as client:
+        assert rollup_differences(client) == EXACT and _day_rows_differ(client) == []
+
+    # Session b loses its records: the next rebuild must delete its rollup rows.
+    statements.clear()
+    with b.writer() as w:
+        w.client.command(
+            "ALTER TABLE enhanced_token_details DELETE WHERE session_id = 'b' "
+            "SETTINGS mutations_sync = 2"
+        )
+        w.rebuild_rollups("second")
+    assert len([s for s in statements if "ver < {ver:UInt64}" in s]) == 2, statements
+    with b.database.session() as client:
+        assert rollup_differences(client) == EXACT and _day_rows_differ(client) == []
+
+
+@pytest.mark.slow  # ~1 s
+def test_a_rebuild_puts_records_after_2106_on_their_own_days(
+    rebuilt_db: EnhancedTokenDatabaseBridge,
+) -> None:
+    """After 2106-02-07 06:28:15 every record falls in the 15-minute rollup's last bucket
+    (``bucket`` is a ``DateTime``), which then holds several days: the day rollup is summed
+    from the counted records instead, each record on its own UTC day."""
+    b = rebuilt_db
+    _empty(b)
+    days = ("2120-03-01T10:00:00+00:00", "2120-03-02T10:00:00+00:00")
+    records = [
+        _record(n, "a", output_tokens=10**n, at=_ms(t), request_id="r", is_sidechain=False)
+        for n, t in enumerate(days)
+    ] + [_record(2, "b", output_tokens=100, day=1, request_id="r", is_sidechain=False)]
+    with b.writer() as w:
+        w.insert_records(records, "far", rollups=False)
+        w.rebuild_rollups("far")
+    with b.database.session() as client:
+        assert rollup_differences(client) == EXACT and _day_rows_differ(client) == []
+        rows = query_rows(
+            client,
+            f"SELECT session_id, toString(day), output_tokens FROM {SUMMARIES} FINAL "
+            "WHERE is_deleted = 0 ORDER BY session_id, day",
+        )
+    assert rows == [("a", "2120-03-01", 1), ("a", "2120-03-02", 10), ("b", "2025-11-25", 100)]

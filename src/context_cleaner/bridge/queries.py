@@ -61,10 +61,11 @@ def run_statement(
     parameters: dict[str, Any] | None = None,
     *,
     action: str,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     """Run a statement that returns no rows (``INSERT ... SELECT``, ``ALTER``)."""
     try:
-        client.command(sql, parameters=parameters or None)
+        client.command(sql, parameters=parameters or None, settings=settings)
     except MigrationError:
         raise
     except Exception as exc:
