@@ -80,6 +80,7 @@ def test_a_first_migration_builds_the_rollups_once_and_later_runs_refresh_them(
         first.total_tokens_migrated == totals["total_tokens"] == manifest["totals"]["total_tokens"]
     )
     assert first.total_records_inserted == totals["records"]
+    assert first.database_totals == totals  # read with the run's own sums, at its end
     (row,) = b.migration_runs(1)
     assert row["total_tokens"] == totals["total_tokens"]
 

@@ -35,6 +35,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from context_cleaner.analysis.fields import totals
 from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
 from context_cleaner.bridge.generation import read_generation
 from context_cleaner.bridge.queries import query_rows
@@ -164,12 +165,6 @@ FROM (
 GROUP BY migration_id
 """
 
-#: Per run: the sums of its usage rows that the counting rules keep.
-_COUNTED_SQL = (
-    f"SELECT migration_id, {TOKEN_SUMS} FROM {COUNTED_VIEW} "
-    "WHERE migration_id IN {ids:Array(String)} GROUP BY migration_id"
-)
-
 
 def committed_by(client: Client, run_ids: Sequence[str]) -> dict[str, Committed]:
     """What each of ``run_ids`` committed (every id has an entry; zeros when nothing).
@@ -201,11 +196,31 @@ def committed_by(client: Client, run_ids: Sequence[str]) -> dict[str, Committed]
 def counted_by(client: Client, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
     """The sums of each of ``run_ids``' usage rows that the counting rules keep
     (:data:`~.summaries.CHANGE_KEYS`; zeros when none): what each added."""
-    params = {"ids": list(run_ids)}
-    action = "reading what runs added"
-    rows = {r[0]: r[1:] for r in query_rows(client, _COUNTED_SQL, params, action=action)}
-    zeros = (0,) * len(CHANGE_KEYS)
-    return {i: dict(zip(CHANGE_KEYS, rows.get(i, zeros), strict=True)) for i in run_ids}
+    rows = _counted(client, "migration_id IN {ids:Array(String)}", {"ids": list(run_ids)})
+    return {i: _sums(rows.get(i)) for i in run_ids}
+
+
+def counted_with_totals(client: Client, run_id: str) -> tuple[dict[str, float], dict[str, Any]]:
+    """What :func:`counted_by` says of ``run_id``, and the totals of every counted usage
+    row (as ``get_migration_totals`` gives them): one pass over the counted view grouped by
+    run serves both, where each took one (the end of a first migration, which needs both)."""
+    rows = _counted(client, "1", {})
+    sums = [sum(column) for column in zip(*rows.values(), strict=True)] or [0] * len(CHANGE_KEYS)
+    return _sums(rows.get(run_id)), totals(sums[:5], sums[5], sums[6])
+
+
+def _counted(client: Client, where: str, params: dict[str, Any]) -> dict[str, tuple]:
+    """Per run, the sums of its usage rows that the counting rules keep (``where`` picks
+    the runs)."""
+    sql = (
+        f"SELECT migration_id, {TOKEN_SUMS} FROM {COUNTED_VIEW} WHERE {where} GROUP BY migration_id"
+    )
+    rows = query_rows(client, sql, params, action="reading what runs added")
+    return {r[0]: r[1:] for r in rows}
+
+
+def _sums(row: Sequence[Any] | None) -> dict[str, float]:
+    return dict(zip(CHANGE_KEYS, row or (0,) * len(CHANGE_KEYS), strict=True))
 
 
 _SESSIONS_SQL = f"SELECT DISTINCT session_id FROM {DETAILS_TABLE} WHERE migration_id = {{m:String}}"
