@@ -4,11 +4,17 @@ A migration into a database that held no usage rows builds its rollups this way,
 each of its checkpoints and at its end, instead of unit by unit (``migration.commits``):
 each unit's refresh selects its sessions' rows through a pass over the growing table, so
 a first migration of many units paid for the table again and again, and sent every
-rollup row through Python twice. Here each rollup is one ``INSERT ... SELECT`` over the
-counted records (rule 3 by ``FINAL``, rule 4: the counted view), then a deleted row for
-every key of the rollup that the rebuild did not write (a key that lost its records).
+rollup row through Python twice. Here the 15-minute rollup is one ``INSERT ... SELECT``
+over the counted records (rule 3 by ``FINAL``, rule 4: the counted view), and the day
+rollup one over the 15-minute rows just written (a bucket lies in one UTC day; over the
+counted records again when one does not, after 2106). Each is followed by a deleted row
+for every key of the rollup that the rebuild did not write (a key that lost its records),
+unless the rollup held no row before the rebuild (a first migration's first rebuild): no
+key can be left behind then. The inserted blocks hold each key once, so they skip the
+engine's merge by key (``queries.UNIQUE_KEYS_INSERT``), and no statement is compiled to
+machine code (``queries.NOT_COMPILED``: each runs once).
 
-Both statements of a part run under one hold of the database (the caller's writer), so
+The statements of a part run under one hold of the database (the caller's writer), so
 the rollups equal the counted records when it ends, whoever wrote the rows. A large
 table is rebuilt in parts of its sessions (by a hash of the session id), so the engine's
 grouping stays bounded: the filter acts after ``FINAL`` (it is not on the sorting key),
@@ -22,7 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.buckets import BUCKET_COLUMNS, BUCKETS, ROLLUP_KEYS
 from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
-from context_cleaner.bridge.queries import UNIQUE_KEYS_INSERT, query_rows, run_statement
+from context_cleaner.bridge.queries import (
+    NOT_COMPILED,
+    UNIQUE_KEYS_INSERT,
+    query_rows,
+    run_statement,
+)
 from context_cleaner.bridge.summaries import (
     ROLLUP_SUMS,
     SUMMARIES,
@@ -109,6 +120,10 @@ _COUNTS = (
 )
 
 
+#: Settings of the fresh rows' inserts: each key once; run once a rebuild.
+_FRESH = {**UNIQUE_KEYS_INSERT, **NOT_COMPILED}
+
+
 def rebuild_rollups(client: Client, migration_id: str) -> int:
     """Rebuild both rollups from the counted records (see the module docstring); returns
     the number of parts. Safe to repeat; the caller holds the database."""
@@ -127,7 +142,8 @@ def rebuild_rollups(client: Client, migration_id: str) -> int:
                 fresh = _days_sql(part)
             else:
                 fresh = _fresh_sql(table, part)
-            run_statement(client, fresh, params, action=action, settings=UNIQUE_KEYS_INSERT)
+            run_statement(client, fresh, params, action=action, settings=_FRESH)
             if older[table]:
-                run_statement(client, _deleted_sql(table, part), params, action=action)
+                deleted = _deleted_sql(table, part)
+                run_statement(client, deleted, params, action=action, settings=NOT_COMPILED)
     return parts
