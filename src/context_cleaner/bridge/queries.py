@@ -26,10 +26,9 @@ def query_rows(
     parameters: dict[str, Any] | None = None,
     *,
     action: str = "reading the database",
-    settings: dict[str, Any] | None = None,
 ) -> list[tuple]:
     """The rows ``sql`` returns (``action`` names the read in an error's message)."""
-    return list(_result(client, sql, parameters, action, settings).result_rows)
+    return list(_result(client, sql, parameters, action).result_rows)
 
 
 def query_columns(
@@ -46,14 +45,10 @@ def query_columns(
 
 
 def _result(
-    client: Client,
-    sql: str,
-    parameters: dict[str, Any] | None,
-    action: str,
-    settings: dict[str, Any] | None = None,
+    client: Client, sql: str, parameters: dict[str, Any] | None, action: str
 ) -> QueryResult:
     try:
-        return client.query(sql, parameters=parameters or {}, settings=settings)
+        return client.query(sql, parameters=parameters or {})
     except MigrationError:
         raise
     except Exception as exc:
@@ -66,11 +61,10 @@ def run_statement(
     parameters: dict[str, Any] | None = None,
     *,
     action: str,
-    settings: dict[str, Any] | None = None,
 ) -> None:
     """Run a statement that returns no rows (``INSERT ... SELECT``, ``ALTER``)."""
     try:
-        client.command(sql, parameters=parameters or None, settings=settings)
+        client.command(sql, parameters=parameters or None)
     except MigrationError:
         raise
     except Exception as exc:
@@ -92,6 +86,14 @@ it a few times (``min_count_to_compile_expression``), which a statement run once
 pays back: the 15-minute rollup's rebuild from 60,000 usage rows took 85-93 ms without
 it against 146-148 ms with it (medians, docs/benchmarks.md); the rebuild of one tenth
 of a 10M-row table took the same either way (0.83-0.91 s)."""
+
+
+def settings_clause(settings: dict[str, int]) -> str:
+    """``settings`` as a statement's ``SETTINGS`` clause (the settings of a whole
+    ``INSERT ... SELECT`` too). Given to a call instead, the embedded driver reads them
+    from ``system.settings``, sets them and sets them back around the statement: ~7 ms
+    a statement, more than some of the statements."""
+    return " SETTINGS " + ", ".join(f"{name} = {int(value)}" for name, value in settings.items())
 
 
 def insert_rows(

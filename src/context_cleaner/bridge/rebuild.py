@@ -33,6 +33,7 @@ from context_cleaner.bridge.queries import (
     UNIQUE_KEYS_INSERT,
     query_rows,
     run_statement,
+    settings_clause,
 )
 from context_cleaner.bridge.summaries import (
     ROLLUP_SUMS,
@@ -121,7 +122,7 @@ _COUNTS = (
 
 
 #: Settings of the fresh rows' inserts: each key once; run once a rebuild.
-_FRESH = {**UNIQUE_KEYS_INSERT, **NOT_COMPILED}
+_FRESH = settings_clause({**UNIQUE_KEYS_INSERT, **NOT_COMPILED})
 
 
 def rebuild_rollups(client: Client, migration_id: str) -> int:
@@ -142,8 +143,8 @@ def rebuild_rollups(client: Client, migration_id: str) -> int:
                 fresh = _days_sql(part)
             else:
                 fresh = _fresh_sql(table, part)
-            run_statement(client, fresh, params, action=action, settings=_FRESH)
+            run_statement(client, fresh + _FRESH, params, action=action)
             if older[table]:
-                deleted = _deleted_sql(table, part)
-                run_statement(client, deleted, params, action=action, settings=NOT_COMPILED)
+                deleted = _deleted_sql(table, part) + settings_clause(NOT_COMPILED)
+                run_statement(client, deleted, params, action=action)
     return parts

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from context_cleaner.analysis.fields import totals
 from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
 from context_cleaner.bridge.generation import read_generation
-from context_cleaner.bridge.queries import NOT_COMPILED, query_rows
+from context_cleaner.bridge.queries import NOT_COMPILED, query_rows, settings_clause
 from context_cleaner.bridge.summaries import CHANGE_KEYS, TOKEN_SUMS
 from context_cleaner.bridge.tracking import TRACKING
 
@@ -214,9 +214,9 @@ def _counted(client: Client, where: str, params: dict[str, Any]) -> dict[str, tu
     the runs)."""
     sql = (
         f"SELECT migration_id, {TOKEN_SUMS} FROM {COUNTED_VIEW} WHERE {where} GROUP BY migration_id"
+        + settings_clause(NOT_COMPILED)
     )
-    action = "reading what runs added"
-    rows = query_rows(client, sql, params, action=action, settings=NOT_COMPILED)
+    rows = query_rows(client, sql, params, action="reading what runs added")
     return {r[0]: r[1:] for r in rows}
 
 
