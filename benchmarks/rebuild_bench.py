@@ -2,8 +2,8 @@
 
 Migrates ``--source-dir`` once into a scratch embedded database (``--no-validate``) and
 empties its rollups; then, ``--repeat`` times, on a fresh copy of that database, times each
-statement of :func:`~context_cleaner.bridge.rebuild.rebuild_rollups` and the run's sums
-with the database's totals (:func:`~context_cleaner.bridge.runs.counted_with_totals`), as
+statement of :func:`~context_cleaner.bridge.rebuild.rebuild_rollups` (measuring what it
+brings into the rollups, the run's net change) and the database's totals read after it, as
 the run's end makes them. Prints each statement's median and fastest time.
 
     .venv/bin/python benchmarks/rebuild_bench.py --source-dir /work/bench-data/20000files
@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from context_cleaner.bridge import Database, rebuild, runs
+from context_cleaner.bridge import COUNTED_VIEW, Database, query_rows, rebuild
 from context_cleaner.bridge.buckets import BUCKETS
-from context_cleaner.bridge.summaries import SUMMARIES
+from context_cleaner.bridge.summaries import SUMMARIES, TOKEN_SUMS
 
 TIMES: dict[str, list[float]] = defaultdict(list)
 
@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     rebuild.run_statement = _timed("statement", rebuild.run_statement)
     rebuild.query_rows = _timed("query", rebuild.query_rows)
-    runs.query_rows = _timed("sums", runs.query_rows)
+    totals = _timed("totals", query_rows)
     with tempfile.TemporaryDirectory(prefix="cc-rebuild-") as scratch:
         template = _template(args.source_dir, Path(scratch) / "template")
         for n in range(args.repeat):
@@ -70,8 +70,8 @@ def main() -> None:
             shutil.copytree(template, copy / "db", symlinks=True)
             with Database(f"chdb://{copy / 'db'}", lock_timeout=30).session() as client:
                 started = time.perf_counter()
-                rebuild.rebuild_rollups(client, "bench")
-                runs.counted_with_totals(client, "bench")
+                rebuild.rebuild_rollups(client, "bench", change={})
+                totals(client, f"SELECT {TOKEN_SUMS} FROM {COUNTED_VIEW}")
                 TIMES["the whole end"].append(time.perf_counter() - started)
             shutil.rmtree(copy)
     for name, seconds in TIMES.items():

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.bridge import SUMMARIES, Database, query_rows, rebuild, writes
 from context_cleaner.bridge.buckets import BUCKETS, rollup_differences
+from context_cleaner.bridge.summaries import CHANGE_KEYS
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import migrate, pipeline
@@ -247,7 +248,7 @@ def test_a_rebuild_equals_the_counted_rows_in_any_number_of_parts(
     counted rows, and the groups that lost their records are deleted."""
     b = rebuilt_db
     with b.database.held():  # one open engine for the example
-        _build_and_rebuild(b, rows, part_rows, seed, lost)
+        measured = _build_and_rebuild(b, rows, part_rows, seed, lost)
     with b.database.session() as client:
         assert rollup_differences(client) == EXACT
         assert _day_rows_differ(client) == []
@@ -259,6 +260,13 @@ def test_a_rebuild_equals_the_counted_rows_in_any_number_of_parts(
     totals = b.get_migration_totals()
     assert {k: b.summary_totals()[k] for k in TOKEN_KEYS} == {k: totals[k] for k in TOKEN_KEYS}
     assert {k: b.bucket_totals()[k] for k in TOKEN_KEYS} == {k: totals[k] for k in TOKEN_KEYS}
+    # Every change of the counted totals was measured once, by the refresh or the rebuild
+    # that brought it into the rollups: what they measured adds up to the totals (runs at
+    # the same time each count what they levelled, and add up).
+    kinds = CHANGE_KEYS[:5]  # the five token kinds, then cost and records
+    assert {k: measured.get(k, 0) for k in kinds} == {k: totals[k] for k in kinds}
+    assert measured.get("records", 0) == totals["records"]
+    assert measured.get("cost_usd", 0) == pytest.approx(totals["cost_usd"])
 
 
 _ROLLED_DAYS = (
@@ -298,9 +306,12 @@ def _build_and_rebuild(
     part_rows: int,
     seed: int,
     lost: str | None,
-) -> None:
+) -> dict[str, float]:
+    """Insert ``rows`` (some refreshed unit by unit), lose a session's rows, rebuild; returns
+    the changes every refresh and the rebuild measured, added up."""
     _empty(b)
     rng = random.Random(seed)
+    measured: dict[str, float] = {}
     for n, (message, session, side, output, refresh, day) in enumerate(rows):
         record = _record(
             message,
@@ -313,10 +324,10 @@ def _build_and_rebuild(
         with b.writer() as w:
             w.insert_records([record], f"m{n}", rollups=refresh)
             if refresh or rng.random() < 0.3:
-                w.refresh_summaries({session}, f"m{n}")
+                w.refresh_summaries({session}, f"m{n}", measured)
     if lost is not None:
         with b.writer() as w:
-            w.refresh_summaries({lost}, "before")
+            w.refresh_summaries({lost}, "before", measured)
             w.client.command(
                 f"ALTER TABLE enhanced_token_details DELETE WHERE session_id = '{lost}' "
                 "SETTINGS mutations_sync = 2"
@@ -324,7 +335,8 @@ def _build_and_rebuild(
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(rebuild, "PART_ROWS", part_rows)
         with b.writer() as w:
-            w.rebuild_rollups("rebuild")
+            w.rebuild_rollups("rebuild", measured)
+    return measured
 
 
 def _ms(text: str) -> int:

@@ -36,6 +36,7 @@ from context_cleaner.bridge.queries import (
     settings_clause,
 )
 from context_cleaner.bridge.summaries import (
+    CHANGE_KEYS,
     ROLLUP_SUMS,
     SUMMARIES,
     SUMMARY_COLUMNS,
@@ -125,13 +126,32 @@ _COUNTS = (
 _FRESH = settings_clause({**UNIQUE_KEYS_INSERT, **NOT_COMPILED})
 
 
-def rebuild_rollups(client: Client, migration_id: str) -> int:
+#: The day rollup's live sums (:data:`~.summaries.CHANGE_KEYS` order).
+_DAY_SUMS = f"SELECT {ROLLUP_SUMS} FROM {SUMMARIES} FINAL WHERE is_deleted = 0" + settings_clause(
+    NOT_COMPILED
+)
+
+
+def _day_sums(client: Client) -> list[float]:
+    ((*sums,),) = query_rows(client, _DAY_SUMS, action=f"summing {SUMMARIES}")
+    return [s or 0 for s in sums]
+
+
+def rebuild_rollups(
+    client: Client, migration_id: str, change: dict[str, float] | None = None
+) -> int:
     """Rebuild both rollups from the counted records (see the module docstring); returns
-    the number of parts. Safe to repeat; the caller holds the database."""
+    the number of parts. Safe to repeat; the caller holds the database.
+
+    ``change``, when given, gets the day rollup's sums after minus before added to it
+    (:data:`~.summaries.CHANGE_KEYS`), as a unit's refresh measures its own: the change of
+    the counted totals that no unit measured since the rollups were last level (the rows
+    of a run that defers its rollups; ``migration.migrate``)."""
     ((rows, *held),) = query_rows(client, _COUNTS, action="counting the usage and rollup rows")
     # A rollup that held no row before (the first rebuild into an empty database) has no
     # key the rebuild could leave behind: its deleted-row statement would find nothing.
     older = {table: bool(n) for table, n in zip((BUCKETS, SUMMARIES), held, strict=True)}
+    before = _day_sums(client) if change is not None and older[SUMMARIES] else None
     parts = max(1, -(-int(rows or 0) // PART_ROWS))
     ver = time.time_ns()
     params = {"migration_id": migration_id, "ver": ver, "parts": parts}
@@ -147,4 +167,8 @@ def rebuild_rollups(client: Client, migration_id: str) -> int:
             if older[table]:
                 deleted = _deleted_sql(table, part) + settings_clause(NOT_COMPILED)
                 run_statement(client, deleted, params, action=action)
+    if change is not None:
+        after = _day_sums(client)
+        for n, key in enumerate(CHANGE_KEYS):
+            change[key] = change.get(key, 0) + after[n] - (before[n] if before else 0)
     return parts

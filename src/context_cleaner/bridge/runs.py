@@ -35,7 +35,6 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from context_cleaner.analysis.fields import totals
 from context_cleaner.bridge.details import COUNTED_VIEW, DETAILS_TABLE
 from context_cleaner.bridge.generation import read_generation
 from context_cleaner.bridge.queries import NOT_COMPILED, query_rows, settings_clause
@@ -198,15 +197,6 @@ def counted_by(client: Client, run_ids: Sequence[str]) -> dict[str, dict[str, fl
     (:data:`~.summaries.CHANGE_KEYS`; zeros when none): what each added."""
     rows = _counted(client, "migration_id IN {ids:Array(String)}", {"ids": list(run_ids)})
     return {i: _sums(rows.get(i)) for i in run_ids}
-
-
-def counted_with_totals(client: Client, run_id: str) -> tuple[dict[str, float], dict[str, Any]]:
-    """What :func:`counted_by` says of ``run_id``, and the totals of every counted usage
-    row (as ``get_migration_totals`` gives them): one pass over the counted view grouped by
-    run serves both, where each took one (the end of a first migration, which needs both)."""
-    rows = _counted(client, "1", {})
-    sums = [sum(column) for column in zip(*rows.values(), strict=True)] or [0] * len(CHANGE_KEYS)
-    return _sums(rows.get(run_id)), totals(sums[:5], sums[5], sums[6])
 
 
 def _counted(client: Client, where: str, params: dict[str, Any]) -> dict[str, tuple]:

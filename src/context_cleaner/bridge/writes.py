@@ -117,10 +117,11 @@ class BridgeWriter:
         self._displaced.clear()
         return len(widened)
 
-    def rebuild_rollups(self, migration_id: str) -> None:
-        """Rebuild both rollups whole from the counted records (:mod:`.rebuild`)."""
+    def rebuild_rollups(self, migration_id: str, change: dict[str, float] | None = None) -> None:
+        """Rebuild both rollups whole from the counted records (:mod:`.rebuild`); ``change``
+        gets what the rebuild brought into the day rollup (see :func:`.rebuild.rebuild_rollups`)."""
         with db_call("REBUILD", f"{BUCKETS}, {SUMMARIES}"):
-            rebuild_rollups(self.client, migration_id)
+            rebuild_rollups(self.client, migration_id, change)
         self.release_memory()
 
     def commit_files(self, commits: Sequence[FileCommit], migration_id: str) -> None:

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from context_cleaner.bridge import BridgeWriter, EnhancedTokenDatabaseBridge, database_exists
-from context_cleaner.bridge.runs import counted_with_totals
 from context_cleaner.migration import pipeline, rollback
 from context_cleaner.migration.commits import ROLLUPS_DEFERRED
+from context_cleaner.migration.counts import add_net
 from context_cleaner.migration.crashed_runs import close_crashed
 from context_cleaner.migration.incremental import skipped_note
 from context_cleaner.migration.ledger import RUN_LEDGER, Ledger
@@ -70,8 +70,6 @@ class MigrationRun:
     _last_snapshot: float = field(init=False, default=0.0)
     _caught_up: tuple[float, float] = field(init=False, default=(0.0, 0.0))
     """When the last rebuild of a deferring run ended, and how long it took."""
-    _totals: dict[str, Any] | None = field(init=False, default=None)
-    """The database's totals as the last rebuild of a deferring run left them."""
 
     def __post_init__(self) -> None:
         self.recorder = RunRecorder(
@@ -154,9 +152,7 @@ class MigrationRun:
             RUN_LEDGER.reset(token)
         options.memory.sample(force=True)
         state.note_memory(options.memory)
-        result = migration_result(
-            bridge, state, dry_run, sessions_before, options, totals=self._totals
-        )
+        result = migration_result(bridge, state, dry_run, sessions_before, options)
         if self.monitor is not None:
             result.alerts_fired = self.monitor.fired()
         if not dry_run:
@@ -193,17 +189,21 @@ class MigrationRun:
         result.consistency_check_results = report.to_dict()
 
     def _catch_up(self) -> None:
-        """A deferring run (``self.deferred``): rebuild both rollups whole, and take the
-        run's net change from its counted rows (its units measured none), with the
-        database's totals (the result's, at the end: one pass over the counted rows for
-        both). Under one hold of the database, so the rollups equal the rows when it ends."""
+        """A deferring run (``self.deferred``): rebuild both rollups whole, under one hold of
+        the database (the rollups equal the rows when it ends), and add to the run's net
+        change what the rebuild brought into the day rollup: the rows inserted since the
+        rollups were last level, which no unit measured. A unit's refresh measures its own
+        the same way, so each change of the counted totals is measured once, by the run that
+        brings it into the rollups: runs at the same time add up to the database's totals
+        (a deferring run's count can include rows another run inserted meanwhile)."""
         if not self.deferred:
             return
         state = self.state
         started = time.monotonic()
+        change: dict[str, float] = {}
         with self.bridge.writer() as w:
-            w.rebuild_rollups(state.migration_id)
-            state.net, self._totals = counted_with_totals(w.client, state.migration_id)
+            w.rebuild_rollups(state.migration_id, change)
+        add_net(state.net, change)
         ended = time.monotonic()
         self._caught_up = (ended, ended - started)
 
@@ -341,15 +341,12 @@ def migration_result(
     dry_run: bool,
     sessions_before: int,
     options: RunOptions,
-    *,
-    totals: dict[str, Any] | None = None,
 ) -> HistoricalMigrationResult:
-    """The result of a finished run, from its counters and the database's totals
-    (``totals`` when the run read them at its end, else read here)."""
+    """The result of a finished run, from its counters (and the database's totals)."""
     assert state.discovery is not None and state.plan is not None
     end = time.time()
     duration = end - state.started
-    after = {} if dry_run else totals if totals is not None else bridge.get_migration_totals()
+    after = bridge.get_migration_totals() if not dry_run else {}
     sessions_after = bridge.count_sessions() if not dry_run else 0
     # Net: what this run's commits changed, measured unit by unit under the database's
     # hold (another run's commits meanwhile are not counted; a dry run: what it read).
