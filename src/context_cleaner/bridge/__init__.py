@@ -95,6 +95,7 @@ if TYPE_CHECKING:
         run_journaled,
         snapshot_name,
         snapshot_table,
+        snapshot_tables,
         table_exists,
     )
     from context_cleaner.bridge.summaries import CHANGE_KEYS, SUMMARIES
@@ -127,7 +128,7 @@ _HOMES = {
     ),
     "snapshot": (
         "JOURNAL Step drop_table list_snapshots restore_table run_journaled "
-        "snapshot_name snapshot_table table_exists"
+        "snapshot_name snapshot_table snapshot_tables table_exists"
     ),
     "summaries": "CHANGE_KEYS SUMMARIES",
     "token_bridge": "EnhancedTokenDatabaseBridge",
@@ -203,6 +204,7 @@ __all__ = [
     "setup_schema",
     "snapshot_name",
     "snapshot_table",
+    "snapshot_tables",
     "someone_waiting",
     "storage_message_id",
     "synthetic_message_id",

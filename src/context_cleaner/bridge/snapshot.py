@@ -41,7 +41,7 @@ from context_cleaner.bridge.exceptions import (
     SchemaError,
     translate_clickhouse_error,
 )
-from context_cleaner.bridge.queries import run_statement
+from context_cleaner.bridge.queries import query_rows, run_statement
 from context_cleaner.errors import ConfigurationError, MigrationError
 from context_cleaner.settings import PAUSE_ENV
 
@@ -87,45 +87,80 @@ def table_exists(client: Client, table: str) -> bool:
     return bool(rows and rows[0][0])
 
 
-def _partition_ids(client: Client, table: str) -> list[str]:
-    rows = _query(
+def _existing(client: Client, tables: Sequence[str]) -> set[str]:
+    """Which of ``tables`` exist in the client's database (one query)."""
+    rows = query_rows(
         client,
-        "SELECT DISTINCT partition_id FROM system.parts "
-        f"WHERE database = currentDatabase() AND table = '{_ident(table)}' AND active "
-        "ORDER BY partition_id",
-        f"listing the partitions of {table}",
+        "SELECT name FROM system.tables WHERE database = currentDatabase() "
+        "AND name IN {names:Array(String)}",
+        {"names": [_ident(t) for t in tables]},
+        action="checking for tables",
     )
-    return [row[0] for row in rows]
+    return {row[0] for row in rows}
+
+
+def _partition_ids(client: Client, tables: Sequence[str]) -> dict[str, list[str]]:
+    """Each table's active partitions (one query)."""
+    rows = query_rows(
+        client,
+        "SELECT table, partition_id FROM system.parts WHERE database = currentDatabase() "
+        "AND table IN {names:Array(String)} AND active "
+        "GROUP BY table, partition_id ORDER BY table, partition_id",
+        {"names": [_ident(t) for t in tables]},
+        action=f"listing the partitions of {', '.join(tables)}",
+    )
+    out: dict[str, list[str]] = {t: [] for t in tables}
+    for table, pid in rows:
+        out[table].append(pid)
+    return out
 
 
 def copy_table(client: Client, source: str, target: str) -> None:
     """Create ``target`` as an O(1) hard-link copy of ``source`` (which must exist; target not)."""
-    if not table_exists(client, source):
-        raise SchemaError(f"Cannot copy table {source}: it does not exist. Apply the schema first.")
-    if table_exists(client, target):
-        raise SchemaError(
-            f"Cannot copy {source} to {target}: {target} exists already. "
-            "Drop it or choose another snapshot label."
-        )
-    _command(client, f"CREATE TABLE {_ident(target)} AS {_ident(source)}", f"creating {target}")
-    try:
-        for pid in _partition_ids(client, source):
-            quoted = pid.replace("\\", "\\\\").replace("'", "\\'")
-            _command(
-                client,
-                f"ALTER TABLE {target} ATTACH PARTITION ID '{quoted}' FROM {source}",
-                f"linking partition {pid} of {source} into {target}",
+    copy_tables(client, {source: target})
+
+
+def copy_tables(client: Client, copies: dict[str, str]) -> None:
+    """:func:`copy_table` of each source -> target, asking which tables exist and what
+    partitions the sources hold once for all (a snapshot of the four data tables: two
+    queries instead of twelve)."""
+    existing = _existing(client, [*copies, *copies.values()])
+    for source, target in copies.items():
+        if source not in existing:
+            raise SchemaError(
+                f"Cannot copy table {source}: it does not exist. Apply the schema first."
             )
-    except MigrationError:
-        drop_table(client, target)
-        raise
+        if target in existing:
+            raise SchemaError(
+                f"Cannot copy {source} to {target}: {target} exists already. "
+                "Drop it or choose another snapshot label."
+            )
+    partitions = _partition_ids(client, list(copies))
+    for source, target in copies.items():
+        _command(client, f"CREATE TABLE {_ident(target)} AS {_ident(source)}", f"creating {target}")
+        try:
+            for pid in partitions[source]:
+                quoted = pid.replace("\\", "\\\\").replace("'", "\\'")
+                _command(
+                    client,
+                    f"ALTER TABLE {target} ATTACH PARTITION ID '{quoted}' FROM {source}",
+                    f"linking partition {pid} of {source} into {target}",
+                )
+        except MigrationError:
+            drop_table(client, target)
+            raise
 
 
 def snapshot_table(client: Client, table: str, label: str) -> str:
     """Snapshot ``table`` as ``<table>__snapshot_<label>``; returns the snapshot's name."""
-    name = snapshot_name(table, label)
-    copy_table(client, table, name)
-    return name
+    return snapshot_tables(client, [table], label)[table]
+
+
+def snapshot_tables(client: Client, tables: Sequence[str], label: str) -> dict[str, str]:
+    """:func:`snapshot_table` of each of ``tables``; returns each one's snapshot name."""
+    names = {table: snapshot_name(table, label) for table in tables}
+    copy_tables(client, names)
+    return names
 
 
 def restore_table(client: Client, table: str, snapshot: str) -> None:

@@ -44,7 +44,7 @@ from context_cleaner.bridge import (
     load_schema_files,
     query_rows,
     run_journaled,
-    snapshot_table,
+    snapshot_tables,
     table_exists,
     utc,
 )
@@ -92,7 +92,7 @@ def _row_counts(client: Client, tables: tuple[str, ...]) -> dict[str, int]:
 def take_snapshot(client: Client, host: str, migration_id: str, checkpoint: str = "") -> Snapshot:
     """Copy the data tables (hard links) and record the snapshot; caller holds the database."""
     snapshot_id = f"{migration_id}_{checkpoint or 'pre'}"
-    tables = {t: snapshot_table(client, t, snapshot_id) for t in DATA_TABLES}
+    tables = snapshot_tables(client, DATA_TABLES, snapshot_id)
     counts = _row_counts(client, DATA_TABLES)
     _record(client, snapshot_id, migration_id, checkpoint, host, tables, counts)
     return Snapshot(snapshot_id, migration_id, checkpoint, None, tables, counts)
