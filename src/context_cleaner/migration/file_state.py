@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from context_cleaner.analysis.discovery import Discovery, TranscriptFile
-from context_cleaner.analysis.reader import head_digest, open_regular
+from context_cleaner.analysis.reader import head_digest, open_fd, open_regular
 from context_cleaner.bridge import TrackedFile
 
 SYNCED = "synced"
@@ -49,13 +49,31 @@ def head_hash(path: str, length: int) -> str:
     if length <= 0:
         return ""
     try:
-        with open_regular(path) as f:
-            data = f.read(length)
+        fd = open_fd(path)
+        try:
+            data = _read_at(fd, length, 0)
+        finally:
+            os.close(fd)
     except OSError:
         return ""
     if len(data) < length:
         return ""
     return head_digest(data)
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset`` (fewer only at the file's end), straight from the
+    descriptor: a file object costs more to build and close than these few bytes take to
+    read, and every unchanged file of a migration is checked so."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    parts: list[bytes] = []
+    while size > 0:
+        chunk = os.read(fd, size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
 
 
 def identity_change(f: TranscriptFile, t: TrackedFile) -> tuple[str, str]:
@@ -72,15 +90,16 @@ def identity_change(f: TranscriptFile, t: TrackedFile) -> tuple[str, str]:
     if not t.head_length and not t.committed_offset:
         return "", ""
     try:
-        with open_regular(f.path) as stream:
+        fd = open_fd(f.path_str)
+        try:
             if t.head_length:
-                data = stream.read(t.head_length)
+                data = _read_at(fd, t.head_length, 0)
                 if len(data) < t.head_length or head_digest(data) != t.head_hash:
                     return REPLACED, "rewritten (first bytes changed)"
-            if t.committed_offset:
-                stream.seek(t.committed_offset - 1)
-                if stream.read(1) != b"\n":
-                    return TRUNCATED, "rewritten (no line ends at the committed offset any more)"
+            if t.committed_offset and _read_at(fd, 1, t.committed_offset - 1) != b"\n":
+                return TRUNCATED, "rewritten (no line ends at the committed offset any more)"
+        finally:
+            os.close(fd)
     except OSError:
         return "", ""  # unreadable: the read reports it
     return "", ""
