@@ -39,9 +39,8 @@ from typing import TYPE_CHECKING, Any
 from context_cleaner.bridge.exceptions import (
     DatabaseUnavailableError,
     SchemaError,
-    translate_clickhouse_error,
 )
-from context_cleaner.bridge.queries import query_rows, run_statement
+from context_cleaner.bridge.queries import insert_rows, query_rows, run_statement
 from context_cleaner.errors import ConfigurationError, MigrationError
 from context_cleaner.settings import PAUSE_ENV
 
@@ -74,16 +73,9 @@ def _command(client: Client, sql: str, action: str, params: dict[str, Any] | Non
     run_statement(client, sql, params, action=action)
 
 
-def _query(client: Client, sql: str, action: str) -> list[tuple]:
-    try:
-        return list(client.query(sql).result_rows)
-    except Exception as exc:
-        raise translate_clickhouse_error(exc, action=action) from exc
-
-
 def table_exists(client: Client, table: str) -> bool:
     """True when ``table`` exists in the client's database."""
-    rows = _query(client, f"EXISTS TABLE {_ident(table)}", f"checking for table {table}")
+    rows = query_rows(client, f"EXISTS TABLE {_ident(table)}", action=f"checking for table {table}")
     return bool(rows and rows[0][0])
 
 
@@ -184,11 +176,11 @@ def drop_table(client: Client, table: str) -> None:
 def list_snapshots(client: Client, table: str) -> list[str]:
     """The snapshot tables of ``table``, oldest name first."""
     prefix = _ident(table) + SNAPSHOT_INFIX
-    rows = _query(
+    rows = query_rows(
         client,
         "SELECT name FROM system.tables WHERE database = currentDatabase() "
         f"AND startsWith(name, '{prefix}') ORDER BY metadata_modification_time, name",
-        f"listing snapshots of {table}",
+        action=f"listing snapshots of {table}",
     )
     return [row[0] for row in rows]
 
@@ -277,14 +269,13 @@ def run_journaled(client: Client, plan_id: str, description: str, steps: Sequenc
     """
     _command(client, _JOURNAL_DDL, f"creating {JOURNAL}")
     _pause_point(f"journaling {description}")
-    try:
-        client.insert(
-            JOURNAL,
-            [[plan_id, description, json.dumps([asdict(s) for s in steps])]],
-            column_names=["plan_id", "description", "steps"],
-        )
-    except Exception as exc:
-        raise translate_clickhouse_error(exc, action=f"writing to {JOURNAL}") from exc
+    insert_rows(
+        client,
+        JOURNAL,
+        [[plan_id, description, json.dumps([asdict(s) for s in steps])]],
+        ["plan_id", "description", "steps"],
+        action=f"writing to {JOURNAL}",
+    )
     _finish(client, [(plan_id, steps)])
 
 
@@ -305,18 +296,18 @@ def finish_interrupted_changes(client: Client, *, read_only: bool = False) -> li
     :class:`DatabaseUnavailableError` (transient: try again) and leaves the plans to
     the next command that can write, so nothing ever reads a half-changed database.
     """
-    rows = _query(
+    rows = query_rows(
         client,
         "SELECT total_rows FROM system.tables WHERE database = currentDatabase() "
         f"AND name = '{JOURNAL}'",
-        f"looking for unfinished changes in {JOURNAL}",
+        action=f"looking for unfinished changes in {JOURNAL}",
     )
     if not rows or not rows[0][0]:
         return []
-    entries = _query(
+    entries = query_rows(
         client,
         f"SELECT plan_id, description, steps FROM {JOURNAL} ORDER BY written_at, plan_id",
-        f"reading {JOURNAL}",
+        action=f"reading {JOURNAL}",
     )
     if read_only:
         raise DatabaseUnavailableError(
