@@ -164,6 +164,14 @@ FROM (
 GROUP BY migration_id
 """
 
+#: Per run: the sums of its usage rows that the counting rules keep (run once or twice a
+#: process: not compiled to machine code).
+_COUNTED_SQL = (
+    f"SELECT migration_id, {TOKEN_SUMS} FROM {COUNTED_VIEW} "
+    "WHERE migration_id IN {ids:Array(String)} GROUP BY migration_id"
+    + settings_clause(NOT_COMPILED)
+)
+
 
 def committed_by(client: Client, run_ids: Sequence[str]) -> dict[str, Committed]:
     """What each of ``run_ids`` committed (every id has an entry; zeros when nothing).
@@ -195,23 +203,11 @@ def committed_by(client: Client, run_ids: Sequence[str]) -> dict[str, Committed]
 def counted_by(client: Client, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
     """The sums of each of ``run_ids``' usage rows that the counting rules keep
     (:data:`~.summaries.CHANGE_KEYS`; zeros when none): what each added."""
-    rows = _counted(client, "migration_id IN {ids:Array(String)}", {"ids": list(run_ids)})
-    return {i: _sums(rows.get(i)) for i in run_ids}
-
-
-def _counted(client: Client, where: str, params: dict[str, Any]) -> dict[str, tuple]:
-    """Per run, the sums of its usage rows that the counting rules keep (``where`` picks
-    the runs)."""
-    sql = (
-        f"SELECT migration_id, {TOKEN_SUMS} FROM {COUNTED_VIEW} WHERE {where} GROUP BY migration_id"
-        + settings_clause(NOT_COMPILED)
-    )
-    rows = query_rows(client, sql, params, action="reading what runs added")
-    return {r[0]: r[1:] for r in rows}
-
-
-def _sums(row: Sequence[Any] | None) -> dict[str, float]:
-    return dict(zip(CHANGE_KEYS, row or (0,) * len(CHANGE_KEYS), strict=True))
+    params = {"ids": list(run_ids)}
+    action = "reading what runs added"
+    rows = {r[0]: r[1:] for r in query_rows(client, _COUNTED_SQL, params, action=action)}
+    zeros = (0,) * len(CHANGE_KEYS)
+    return {i: dict(zip(CHANGE_KEYS, rows.get(i, zeros), strict=True)) for i in run_ids}
 
 
 _SESSIONS_SQL = f"SELECT DISTINCT session_id FROM {DETAILS_TABLE} WHERE migration_id = {{m:String}}"
