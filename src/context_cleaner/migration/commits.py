@@ -66,26 +66,22 @@ def file_commits(batch: Sequence[WorkItem], scan: ScanResult, sums: RecordSums) 
         by_rel = {(s.path, s.relative_path): s for s in files}
         pairs = ((i, by_rel.get((i.file.path_str, i.file.relative_path))) for i in batch)
     commits = []
-    roots: dict[object, str] = {}
     for item, stats in pairs:
         if stats is None:
             continue
         f = item.file
         failed = bool(stats.error)
         end = stats.end_offset if not failed else item.start_offset
-        head_len = HEAD_BYTES if end > HEAD_BYTES else end
+        head_len = min(HEAD_BYTES, end)
         # The readers hashed the head through the descriptor they read (a failed read:
         # hashed here, up to where the file's committed range ends).
         head = (
             stats.head_hash if not failed and stats.head_hash else head_hash(f.path_str, head_len)
         )
-        root = roots.get(f.root)
-        if root is None:
-            root = roots[f.root] = str(f.root)
         rel = f.relative_path
         commits.append(
             FileCommit(  # positional, in the fields' order: a third cheaper than by keyword
-                root,
+                str(f.root),
                 rel,
                 f.device,
                 f.inode,

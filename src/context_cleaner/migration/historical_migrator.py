@@ -59,8 +59,8 @@ from context_cleaner.settings import (
     source_list,
 )
 
-if TYPE_CHECKING:  # the analyser (pydantic reports) is imported only when validating
-    import asyncio
+if TYPE_CHECKING:  # the analyser (pydantic reports) is imported only when validating,
+    import asyncio  # asyncio only by the spec's coroutines
 
     from clickhouse_connect.driver.client import Client
 
