@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from context_cleaner.analysis import scan as scan_module
@@ -587,6 +587,89 @@ def _comparable(result: ScanResult) -> tuple[Any, ...]:
         result.skips.by_reason,
         sorted(result.skips.details, key=lambda s: (s.file_path, s.line_number)),
     )
+
+
+# -- a small file read whole ------------------------------------------------------------------
+
+
+def _scan_both_ways(
+    found: Any, monkeypatch: pytest.MonkeyPatch, **kwargs: Any
+) -> tuple[tuple[Any, list[UsageRecord], SkipLog], tuple[Any, list[UsageRecord], SkipLog]]:
+    """``scan_file`` of one file read whole (a small file) and through the line reader."""
+    out = []
+    for whole in (True, False):
+        with monkeypatch.context() as m:
+            if not whole:
+                m.setattr(scan_module, "WHOLE_READ_BYTES", 0)
+            records: list[UsageRecord] = []
+            skips = SkipLog()
+            stats = scan_file(found, records.append, skips, **kwargs)
+            out.append((stats, records, skips))
+    return out[0], out[1]
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None)
+@given(
+    corpora(max_units=4, broken=True),
+    st.lists(st.tuples(st.integers(0, 40), line_body), max_size=6),
+    st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"u")),
+    st.sampled_from([0, 10, 4096]),
+)
+@example(Corpus(), [(0, b'"usage"u'), (1, b'x"usage"'), (0, b"")], b'"usage"', 4096)
+def test_a_small_file_read_whole_scans_as_the_line_reader_does(
+    corpus: Corpus,
+    junk: list[tuple[int, bytes]],
+    tail: bytes,
+    head_bytes: int,
+) -> None:
+    """Usage lines, broken ones, arbitrary bytes (with and without the marker) and a torn
+    tail: a small file read in one read gives the stats, records and skips the line reader
+    gives (records, skips, the committed offset, the torn tail, the head hash)."""
+    lines = [line.data for _, line in corpus.lines()]
+    for at, body in junk:
+        lines.insert(at % (len(lines) + 1), body)
+    content = b"".join(line + b"\n" for line in lines) + tail
+    with temp_root() as root, pytest.MonkeyPatch.context() as monkeypatch:
+        (root / "p").mkdir()
+        (root / "p" / "s.jsonl").write_bytes(content)
+        whole, chunked = _scan_both_ways(
+            transcript(root, "p/s.jsonl"), monkeypatch, head_bytes=head_bytes
+        )
+    assert whole[0] == chunked[0]
+    assert whole[1] == chunked[1]
+    assert whole[2].details == chunked[2].details and whole[2].by_reason == chunked[2].by_reason
+    assert whole[0].end_offset == len(content) - len(tail)
+
+
+@pytest.mark.parametrize("change", ["grew", "shrank"])
+def test_a_small_file_that_changed_since_it_was_found_is_read_as_it_is_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Its size when found no longer holds: the one read does not return exactly it, and
+    the file is read through the line reader, whole as it is now."""
+    line = assistant(
+        msg_id="msg_1",
+        request_id="req_1",
+        usage_obj=usage(input_tokens=7, output_tokens=3),
+        ts_ms=1_700_000_000_000,
+    )
+    path = tmp_path / "p" / "s.jsonl"
+    path.parent.mkdir()
+    path.write_bytes(dumps(line) + b"\n")
+    found = transcript(tmp_path, "p/s.jsonl")
+    other = assistant(
+        msg_id="msg_2",
+        request_id="req_2",
+        usage_obj=usage(input_tokens=5, output_tokens=1),
+        ts_ms=1_700_000_001_000,
+    )
+    now = dumps(line) + b"\n" + dumps(other) + b"\n" if change == "grew" else b""
+    path.write_bytes(now)
+    whole, chunked = _scan_both_ways(found, monkeypatch, head_bytes=4096)
+    assert whole[0] == chunked[0] and whole[1] == chunked[1]
+    assert whole[0].end_offset == len(now)
+    assert whole[0].usage_lines == (2 if change == "grew" else 0)
 
 
 @given(corpora(max_units=12, broken=True))

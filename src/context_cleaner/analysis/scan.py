@@ -150,6 +150,15 @@ def _scan_file(
     try:
         fd = open_fd(display)
         try:
+            if (
+                not start_offset
+                and start_line == 1
+                and stop_at is None
+                and size < WHOLE_READ_BYTES
+                and size <= max_line_bytes
+                and _scan_whole(fd, stats, source, sink, skips, display, head_bytes)
+            ):
+                return stats
             stream = FdStream(fd)
             reader = LineReader(
                 stream,
@@ -197,6 +206,61 @@ def _scan_file(
     except OSError as exc:
         stats.error = f"cannot read: {exc.strerror or exc}"
     return stats
+
+
+#: A file read from its start that was smaller than this when found is read whole, in one
+#: read, and its lines are found in place (:func:`_scan_whole`), not through a
+#: :class:`LineReader`: tens of thousands of small transcripts are read 14% faster
+#: (docs/benchmarks.md). Larger files are read in chunks, their lines bounded.
+WHOLE_READ_BYTES = 1024 * 1024
+
+
+def _scan_whole(
+    fd: int,
+    stats: FileStats,
+    source: Source,
+    sink: RecordSink,
+    skips: SkipLog,
+    display: str,
+    head_bytes: int,
+) -> bool:
+    """Scan a small file whole from one read, as :class:`LineReader` with the usage
+    marker would (lines found by their newline, searched for the marker from their end;
+    bytes after the last newline are a torn tail, not read). Returns False, nothing
+    counted and the descriptor back at 0, when the read did not return exactly the size
+    found: the file changed since, and the reader reads it as it is now."""
+    size = stats.size
+    data = os.read(fd, size + 1)
+    if len(data) != size:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return False
+    end = data.rfind(b"\n") + 1  # after the last complete line
+    find, rfind = data.find, data.rfind
+    marker = USAGE_MARKER
+    start = 0
+    number = 1
+    usage = 0
+    while start < end:
+        stop = find(b"\n", start, end)
+        if rfind(marker, start, stop) >= 0:
+            result = extract_marked_line(source, number, start, data[start:stop])
+            if result is not None:
+                if type(result) is UsageRecord:
+                    usage += 1
+                    sink(result)
+                else:
+                    stats.skipped_lines += 1
+                    skips.add(_with_display_path(result, display))  # type: ignore[arg-type]
+        number += 1
+        start = stop + 1
+    stats.usage_lines = usage
+    stats.end_offset = end
+    stats.lines = number - 1
+    stats.torn_tail_bytes = size - end
+    length = min(head_bytes, end)
+    if length > 0:
+        stats.head_hash = head_digest(data[:length])
+    return True
 
 
 def _with_display_path(skipped: SkippedLine, display: str) -> SkippedLine:
