@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from context_cleaner.analysis import pricing
 from context_cleaner.analysis.counter import EnhancedTokenCounter, record_cost
-from context_cleaner.analysis.pricing import PriceTable, normalise_model
+from context_cleaner.analysis.pricing import ModelPrice, PriceTable, normalise_model
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.errors import ConfigurationError
 from context_cleaner.testing.transcripts.lines import BASE_MS, assistant, dumps, usage
@@ -335,3 +338,46 @@ def test_cli_with_an_invalid_price_file_exits_1_naming_it(
     assert out.stdout == ""
     assert "error:" in out.stderr and str(bad) in out.stderr and "not valid" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+_TOKENS = st.one_of(st.integers(0, 5_000), st.integers(0, 600_000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    model=st.sampled_from(
+        [*pricing.BUNDLED, "claude-sonnet-4-5-20250929", "tiered-out-only", "unknown-model", ""]
+    ),
+    tokens=st.tuples(_TOKENS, _TOKENS, _TOKENS, _TOKENS, _TOKENS),
+    speed=st.sampled_from(["", "standard", "fast"]),
+)
+@example(model="claude-sonnet-4-5", tokens=(200_001, 0, 0, 0, 0), speed="")
+@example(model="claude-sonnet-4-5", tokens=(0, 0, 0, 0, 200_001), speed="fast")
+@example(model="tiered-out-only", tokens=(0, 200_001, 0, 0, 0), speed="")
+def test_a_records_price_is_the_cost_of_its_tokens_to_the_float(
+    model: str, tokens: tuple[int, int, int, int, int], speed: str
+) -> None:
+    """``price_record`` prices inline what has no count above the long-context threshold:
+    the same float as ``cost`` (the reference), tiers, fast mode, unknown models included."""
+    table = PriceTable(
+        {"tiered-out-only": ModelPrice(input=2, output=10, output_above_200k=30, cache_read=0.3)}
+    )
+    record = UsageRecord(
+        "msg",
+        "req",
+        "s",
+        "s",
+        "p",
+        "p/s.jsonl",
+        1,
+        0,
+        BASE_MS,
+        model,
+        False,
+        speed,
+        False,
+        *tokens,
+        None,
+    )
+    for _ in range(2):  # the first call finds the model's prices, the second reuses them
+        assert table.price_record(record) == table.cost(model, *tokens, speed)

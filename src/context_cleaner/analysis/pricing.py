@@ -139,6 +139,7 @@ class PriceTable:
         self._overrides = {normalise_model(k): v for k, v in items}
         self._exact = {k.lower(): v for k, v in (overrides or {}).items()}
         self._cache: dict[str, ModelPrice | None] = {}
+        self._rates: dict[str, _Rates | None] = {}
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> PriceTable:
@@ -190,16 +191,56 @@ class PriceTable:
         return cost * price.fast_multiplier if speed == "fast" else cost
 
     def price_record(self, record: UsageRecord) -> float:
-        """USD for one record by this table (whether or not the line has ``costUSD``)."""
-        return self.cost(
-            record.model,
-            record.input_tokens,
-            record.output_tokens,
+        """USD for one record by this table (whether or not the line has ``costUSD``).
+
+        The run's process prices most records it commits: a model's five prices are looked
+        up once, and a request with no count above the long-context threshold is priced
+        inline, by the same operations in the same order as :meth:`ModelPrice.cost` (so
+        to the same float); any other goes through :meth:`cost`.
+        """
+        model = record.model
+        try:
+            rates = self._rates[model]
+        except KeyError:
+            rates = self._rates[model] = _rates_of(self.price(model))
+        if rates is None:
+            return 0.0
+        i, o = record.input_tokens, record.output_tokens
+        c5, c1, cr = (
             record.cache_creation_5m_tokens,
             record.cache_creation_1h_tokens,
             record.cache_read_tokens,
-            record.speed,
         )
+        base_in, base_out, w5, w1, rd, tiered, fast = rates
+        if tiered and (
+            i > TIER_THRESHOLD
+            or o > TIER_THRESHOLD
+            or c5 > TIER_THRESHOLD
+            or c1 > TIER_THRESHOLD
+            or cr > TIER_THRESHOLD
+        ):
+            return self.cost(model, i, o, c5, c1, cr, record.speed)
+        cost = PER_TOKEN * (i * base_in + o * base_out + c5 * w5 + c1 * w1 + cr * rd)
+        return cost * fast if record.speed == "fast" else cost
+
+
+#: A model's prices as :meth:`PriceTable.price_record` uses them: input, output, 5-minute
+#: and 1-hour cache writes, cache reads, whether any is tiered, the fast-mode factor.
+_Rates = tuple[float, float, float, float, float, bool, float]
+
+
+def _rates_of(price: ModelPrice | None) -> _Rates | None:
+    if price is None:
+        return None
+    return (
+        price.input,
+        price.output,
+        price.cache_write_5m if price.cache_write_5m is not None else price.input * 1.25,
+        price.cache_write_1h if price.cache_write_1h is not None else price.input * 2.0,
+        price.cache_read if price.cache_read is not None else price.input * 0.1,
+        price.input_above_200k is not None or price.output_above_200k is not None,
+        price.fast_multiplier,
+    )
 
 
 def _read_price_file(path: Path) -> PriceFile:
