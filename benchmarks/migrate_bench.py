@@ -49,7 +49,11 @@ def run(ctx: BenchContext) -> list[Result]:
     results: list[Result] = []
     want = ctx.manifest["totals"]
     assert isinstance(want, dict)
-    workdir = Path(tempfile.mkdtemp(prefix="cc-bench-db-"))
+    # Beside the corpus, on its file system, as a user's database is beside their
+    # transcripts (both below the home folder): the engine creates a few hundred files a
+    # migration, and /tmp of the machine the results below came from took ~1 ms to create
+    # one (its inode group crowded with recently deleted ones) against 17-44 us elsewhere.
+    workdir = Path(tempfile.mkdtemp(prefix="cc-bench-db-", dir=ctx.corpus_dir.parent))
     cc_cmd = (
         [*ctx.options.ccusage, "claude", "daily", "--json", "--offline"]
         if ctx.options.ccusage

@@ -34,6 +34,7 @@ from benchmarks.harness import (
     BenchContext,
     BenchOptions,
     Result,
+    compile_package,
     find_ccusage,
     find_context_cleaner,
     machine_line,
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_line()}")
     print(f"context-cleaner: {shlex.join(options.context_cleaner)}")
     print(f"ccusage: {shlex.join(options.ccusage) if options.ccusage else 'not found (skipped)'}")
+    print(f"bytecode: {compile_package()}")
 
     results: list[Result] = []
     args.data_dir = args.data_dir.resolve()  # database URLs below it must be absolute
