@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from context_cleaner.bridge import Database
-from context_cleaner.bridge.queries import BoundRows, StringSet, bound_rows, bound_set, query_rows
+from context_cleaner.bridge.queries import (
+    BoundRows,
+    StringSet,
+    bound_rows,
+    bound_set,
+    insert_rows,
+    query_rows,
+)
 
 #: What needs escaping (backslash, tab, newline, carriage return) and its neighbours.
 _TRICKY = "ab-0\\'`\t\n\"é☃ \r\x00"
@@ -58,3 +67,37 @@ def test_bound_rows_read_back_as_bound(engine: Database, rows: list[tuple[str, i
     with engine.session() as client:
         (row,) = query_rows(client, sql, {"r": BoundRows(rows)})
     assert [tuple(r) for r in row[0]] == rows
+
+
+@pytest.mark.slow  # a fresh engine: ~0.5 s
+def test_an_insert_asks_the_columns_types_once_and_again_after_a_schema_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``insert_rows`` asks the database for the columns' types on its first insert into a
+    table only; a schema file applied through the client makes it ask again, and the rows
+    inserted after it take the new type."""
+    from context_cleaner.bridge.schema import SchemaFile, setup_schema
+
+    database = Database(f"chdb://{tmp_path / 'db'}")
+    with database.session() as client:
+        asked: list[str] = []
+        run = client._query_with_context
+
+        def counting(context: Any) -> Any:
+            if str(context.query).lstrip().upper().startswith("DESCRIBE"):
+                asked.append(str(context.query).split()[2].strip("`"))
+            return run(context)
+
+        monkeypatch.setattr(client, "_query_with_context", counting)
+        first = SchemaFile(
+            "001_t.sql", "CREATE TABLE t (a UInt8, b String) ENGINE = MergeTree ORDER BY b"
+        )
+        setup_schema(client, [first])
+        for n in range(3):
+            insert_rows(client, "t", [[n, "x"]], ["a", "b"], action="test")
+        assert asked == ["t"]
+        wider = SchemaFile("002_t.sql", "ALTER TABLE t MODIFY COLUMN a UInt32")
+        setup_schema(client, [first, wider])
+        insert_rows(client, "t", [[70_000, "y"]], ["a", "b"], action="test")
+        assert asked == ["t", "t"]
+        assert query_rows(client, "SELECT max(a), count() FROM t") == [(70_000, 4)]

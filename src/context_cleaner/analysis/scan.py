@@ -150,16 +150,16 @@ def _scan_file(
     try:
         fd = open_fd(display)
         try:
+            stream = FdStream(fd)
             if (
                 not start_offset
                 and start_line == 1
                 and stop_at is None
                 and size < WHOLE_READ_BYTES
                 and size <= max_line_bytes
-                and _scan_whole(fd, stats, source, sink, skips, display, head_bytes)
+                and _scan_whole(stream, stats, source, sink, skips, display, head_bytes)
             ):
                 return stats
-            stream = FdStream(fd)
             reader = LineReader(
                 stream,
                 start_offset=start_offset,
@@ -216,7 +216,7 @@ WHOLE_READ_BYTES = 1024 * 1024
 
 
 def _scan_whole(
-    fd: int,
+    stream: FdStream,
     stats: FileStats,
     source: Source,
     sink: RecordSink,
@@ -230,9 +230,9 @@ def _scan_whole(
     counted and the descriptor back at 0, when the read did not return exactly the size
     found: the file changed since, and the reader reads it as it is now."""
     size = stats.size
-    data = os.read(fd, size + 1)
+    data = stream.read(size + 1)
     if len(data) != size:
-        os.lseek(fd, 0, os.SEEK_SET)
+        stream.seek(0)
         return False
     end = data.rfind(b"\n") + 1  # after the last complete line
     find, rfind = data.find, data.rfind

@@ -29,6 +29,7 @@ from context_cleaner.bridge.exceptions import (
     SchemaError,
     translate_clickhouse_error,
 )
+from context_cleaner.bridge.queries import forget_column_types
 from context_cleaner.errors import MigrationError
 
 if TYPE_CHECKING:
@@ -235,6 +236,7 @@ def setup_schema(client: Client, files: Sequence[SchemaFile] | None = None) -> l
     applied: list[SchemaFile] = []
     try:
         for f in pending_schema_files(client, files):
+            forget_column_types(client)  # what was inserted before may change now
             for number, statement in enumerate(f.statements, start=1):
                 _run(client, statement, f"applying statement {number} of schema file {f.name}")
             applied.append(f)
