@@ -16,6 +16,7 @@ from context_cleaner.analysis.extract import MAX_TOKENS
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.scan import FileStats, ScanResult, SkipLog
 from context_cleaner.migration import ledger as ledger_module
+from context_cleaner.migration.comparison import Sums, add_all_counts
 from context_cleaner.migration.ledger import Ledger, LedgerRecord
 
 PATHS = ["p/a.jsonl", "p/b.jsonl", "q/c.jsonl", "q/agent-1/subagents/agent-x.jsonl"]
@@ -130,3 +131,22 @@ def test_an_unreadable_file_is_named_and_its_records_kept() -> None:
     assert ledger.errors == ["/root/p/b.jsonl: gone"]
     assert list(ledger.records()) == [LedgerRecord.of(record)]
     assert ledger.range_count == 0 and ledger.held_bytes > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(st.lists(records_st, max_size=12), max_size=4))
+def test_records_summed_a_field_at_a_time_sum_as_one_by_one(
+    parts: list[list[UsageRecord]],
+) -> None:
+    """``Sums.add_records`` (validation sums a unit's records a field at a time) gives the
+    sums, counts, files, sessions and times ``add_record`` one by one gives."""
+    one_by_one, at_once = Sums(), Sums()
+    tokens = [0, 0, 0, 0, 0]
+    for part in parts:
+        records = [LedgerRecord.of(r) for r in part]
+        for r in records:
+            one_by_one.add_record(r)
+        at_once.add_records(records)
+        add_all_counts(tokens, records)
+    assert at_once == one_by_one
+    assert tokens == one_by_one.tokens

@@ -280,6 +280,11 @@ class Ledger:
             return self._losers
         repeated: set[int] = set()
         groups = max(1, len(self._hashes) // _SORTED_AT_ONCE)
+        if groups == 1:  # no key repeated (the usual case): said by a set, no sort
+            unkeyed = self._hashes.count(_UNKEYED)
+            if len(set(self._hashes)) == len(self._hashes) - max(unkeyed - 1, 0):
+                self._losers = set()
+                return self._losers
         for group in range(groups):
             some = (h for h in self._hashes if h % groups == group)
             ordered = sorted(self._hashes if groups == 1 else some)

@@ -37,13 +37,21 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
 from context_cleaner.bridge import DETAILS_TABLE, EnhancedTokenDatabaseBridge, query_rows
 from context_cleaner.bridge.queries import BoundRows, StringSet, bound_rows
 from context_cleaner.bridge.writes import release_engine_memory
-from context_cleaner.migration.comparison import Comparison, RowsOf, Sums, add_counts, compare
+from context_cleaner.migration.comparison import (
+    TIME,
+    Comparison,
+    RowsOf,
+    Sums,
+    add_all_counts,
+    compare,
+)
 from context_cleaner.migration.ledger import Ledger, LedgerRecord, scan_committed
 from context_cleaner.migration.models import ValidationResult
 from context_cleaner.migration.retained_history import Scope, scope_of
@@ -190,6 +198,8 @@ _SUMS_AT_PLACES = (
 applies after FINAL: a key whose preferred copy is elsewhere is not counted here)."""
 
 _U64 = 1 << 64
+_OFFSET = attrgetter("byte_offset")
+_SIDECHAIN = attrgetter("is_sidechain")
 
 PLACES_AT_ONCE = 2_000
 """Places bound in one statement. The engine's memory for a statement grows with the
@@ -232,16 +242,16 @@ def _same_sums(
     counted = Sums()
     n = offsets = times = sidechains = 0
     tokens = [0, 0, 0, 0, 0]
-    for r in read.records():
-        n += 1
-        add_counts(tokens, r)
-        offsets += r.byte_offset
-        times += r.timestamp_ms % _U64
-        if r.is_sidechain:
-            sidechains += 1
-            if r.message_id in replayed:
-                continue
-        counted.add_record(r)
+    for part in read.parts():  # summed a field at a time (comparison.add_all_counts)
+        n += len(part)
+        add_all_counts(tokens, part)
+        offsets += sum(map(_OFFSET, part))
+        times += sum(map(TIME, part))  # summed modulo 2**64 below, as the engine does
+        side = sum(map(_SIDECHAIN, part))
+        sidechains += side
+        if side and replayed:  # rule 4: a replayed sidechain copy is not counted
+            part = [r for r in part if not (r.is_sidechain and r.message_id in replayed)]
+        counted.add_records(part)
     mine = (n, *tokens, offsets % _U64, times % _U64, sidechains)
     if tuple(sums) != mine:
         return None
