@@ -16,7 +16,12 @@ import msgspec
 
 from context_cleaner.analysis.dedup import UsageCollector
 from context_cleaner.analysis.discovery import TranscriptFile, project_of, session_of
-from context_cleaner.analysis.extract import USAGE_MARKER, Source, extract_marked_line
+from context_cleaner.analysis.extract import (
+    USAGE_MARKER,
+    Extracted,
+    Source,
+    extract_marked_line,
+)
 from context_cleaner.analysis.processes import worker_pool
 from context_cleaner.analysis.reader import (
     MAX_LINE_BYTES,
@@ -175,14 +180,7 @@ def _scan_file(
             try:
                 for number, offset, line in reader:  # only lines holding the marker
                     result = extract_marked_line(source, number, offset, line)
-                    if result is None:
-                        continue
-                    if type(result) is UsageRecord:
-                        usage += 1
-                        sink(result)
-                    else:
-                        stats.skipped_lines += 1
-                        skips.add(_with_display_path(result, display))  # type: ignore[arg-type]
+                    usage += _hand_on(result, sink, stats, skips, display)
             finally:
                 stats.usage_lines = usage
                 stats.end_offset = reader.end_offset
@@ -244,13 +242,7 @@ def _scan_whole(
         stop = find(b"\n", start, end)
         if rfind(marker, start, stop) >= 0:
             result = extract_marked_line(source, number, start, data[start:stop])
-            if result is not None:
-                if type(result) is UsageRecord:
-                    usage += 1
-                    sink(result)
-                else:
-                    stats.skipped_lines += 1
-                    skips.add(_with_display_path(result, display))  # type: ignore[arg-type]
+            usage += _hand_on(result, sink, stats, skips, display)
         number += 1
         start = stop + 1
     stats.usage_lines = usage
@@ -261,6 +253,22 @@ def _scan_whole(
     if length > 0:
         stats.head_hash = head_digest(data[:length])
     return True
+
+
+def _hand_on(
+    result: Extracted, sink: RecordSink, stats: FileStats, skips: SkipLog, display: str
+) -> int:
+    """A line's extraction handed on: a record to ``sink`` (returns 1), a skipped line to
+    ``skips`` under the file's displayed path (returns 0); nothing for a line without
+    usage."""
+    if result is None:
+        return 0
+    if type(result) is UsageRecord:
+        sink(result)
+        return 1
+    stats.skipped_lines += 1
+    skips.add(_with_display_path(result, display))  # type: ignore[arg-type]
+    return 0
 
 
 def _with_display_path(skipped: SkippedLine, display: str) -> SkippedLine:
