@@ -51,15 +51,22 @@ class ModelPrice(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     fast_multiplier: Price = 1.0
     """Cost factor for ``speed == "fast"``."""
 
+    def cache_prices(self) -> tuple[float, float, float]:
+        """The 5-minute and 1-hour cache write prices and the cache read price: as given,
+        else 1.25x, 2x and 0.1x the input price."""
+        return (
+            self.cache_write_5m if self.cache_write_5m is not None else self.input * 1.25,
+            self.cache_write_1h if self.cache_write_1h is not None else self.input * 2.0,
+            self.cache_read if self.cache_read is not None else self.input * 0.1,
+        )
+
     def cost(
         self, input_tokens: int, output_tokens: int, cache_5m: int, cache_1h: int, cache_read: int
     ) -> float:
         """The USD cost of one request's tokens."""
         tier_in = self.input_above_200k
         tier_out = self.output_above_200k
-        w5 = self.cache_write_5m if self.cache_write_5m is not None else self.input * 1.25
-        w1 = self.cache_write_1h if self.cache_write_1h is not None else self.input * 2.0
-        rd = self.cache_read if self.cache_read is not None else self.input * 0.1
+        w5, w1, rd = self.cache_prices()
         scale = (tier_in / self.input) if (tier_in is not None and self.input) else None
         return PER_TOKEN * (
             _tiered(input_tokens, self.input, tier_in)
@@ -235,9 +242,7 @@ def _rates_of(price: ModelPrice | None) -> _Rates | None:
     return (
         price.input,
         price.output,
-        price.cache_write_5m if price.cache_write_5m is not None else price.input * 1.25,
-        price.cache_write_1h if price.cache_write_1h is not None else price.input * 2.0,
-        price.cache_read if price.cache_read is not None else price.input * 0.1,
+        *price.cache_prices(),
         price.input_above_200k is not None or price.output_above_200k is not None,
         price.fast_multiplier,
     )
