@@ -116,26 +116,16 @@ def insert_rows(
     known = _COLUMN_TYPES.setdefault(client, {})
     key = (table, tuple(column_names))
     try:
-        types = known.get(key)
-        if types is None:
-            context = client.create_insert_context(
-                table,
-                column_names,
-                column_oriented=column_oriented,
-                settings=settings,
-                data=data,
-            )
-            known[key] = context.column_types
-            client.insert(context=context)
-        else:
-            client.insert(
-                table,
-                data,
-                column_names=column_names,
-                column_types=types,
-                column_oriented=column_oriented,
-                settings=settings,
-            )
+        context = client.create_insert_context(  # without types: asked of the database
+            table,
+            column_names,
+            column_types=known.get(key),
+            column_oriented=column_oriented,
+            settings=settings,
+            data=data,
+        )
+        known[key] = context.column_types
+        client.insert(context=context)
     except MigrationError:
         raise
     except Exception as exc:
