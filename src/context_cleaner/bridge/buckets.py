@@ -27,6 +27,7 @@ from context_cleaner.bridge.summaries import (
     SESSION_SET,
     SUMMARIES,
     TOKEN_SUMS,
+    live_totals_sql,
     write_rollup,
 )
 
@@ -75,11 +76,7 @@ _DELETED = (*(0 for _ in STORED_TOKEN_FIELDS), 0.0, 0, 0, 0)
 """A bucket's sums and times once it lost all its records."""
 
 #: The rollup's totals, in the order of ``token_bridge.totals_dict``.
-TOTALS_SQL = (
-    "SELECT sum(input_tokens), sum(output_tokens), sum(cache_creation_5m_tokens), "
-    "sum(cache_creation_1h_tokens), sum(cache_read_tokens), sum(cost_usd), sum(record_count) "
-    f"FROM {BUCKETS} FINAL WHERE is_deleted = 0"
-)
+TOTALS_SQL = live_totals_sql(BUCKETS)
 
 
 def backfill_sql() -> str:

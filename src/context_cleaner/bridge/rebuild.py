@@ -41,6 +41,7 @@ from context_cleaner.bridge.summaries import (
     SUMMARIES,
     SUMMARY_COLUMNS,
     TOKEN_SUMS,
+    live_totals_sql,
 )
 
 if TYPE_CHECKING:
@@ -127,9 +128,7 @@ _FRESH = settings_clause({**UNIQUE_KEYS_INSERT, **NOT_COMPILED})
 
 
 #: The day rollup's live sums (:data:`~.summaries.CHANGE_KEYS` order).
-_DAY_SUMS = f"SELECT {ROLLUP_SUMS} FROM {SUMMARIES} FINAL WHERE is_deleted = 0" + settings_clause(
-    NOT_COMPILED
-)
+_DAY_SUMS = live_totals_sql(SUMMARIES) + settings_clause(NOT_COMPILED)
 
 
 def _day_sums(client: Client) -> list[float]:

@@ -60,6 +60,13 @@ TOKEN_SUMS = f"{_SUMS}, count() AS record_count"
 ROLLUP_SUMS = f"{_SUMS}, sum(record_count) AS record_count"
 """The same sums over rollup rows."""
 
+
+def live_totals_sql(table: str) -> str:
+    """The sums (:data:`ROLLUP_SUMS`) of a rollup's live rows: the day rollup's or the
+    15-minute one's."""
+    return f"SELECT {ROLLUP_SUMS} FROM {table} FINAL WHERE is_deleted = 0"
+
+
 _WIDEN = f"SELECT DISTINCT session_id FROM {DETAILS} WHERE message_id IN {SESSION_IDS}"
 #: The ids bound as one set (:class:`~.queries.StringSet`): the driver escaped a bound
 #: string character by character, 0.1 s of CPU per 12,000 ids; the engine parsed an array
