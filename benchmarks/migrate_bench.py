@@ -35,9 +35,11 @@ from benchmarks.harness import (
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
 
 
-def _migrate(
+def _command(
     ctx: BenchContext, db: Path, *extra: str, command: str = "migrate"
-) -> tuple[RunResult, dict[str, object] | None]:
+) -> tuple[list[str], dict[str, str]]:
+    """A context-cleaner command over the corpus into the database ``db``, and its
+    environment."""
     env = {k: v for k, v in os.environ.items() if k not in ("CLAUDE_CONFIG_DIR", "PREFECT_API_URL")}
     env["CONTEXT_CLEANER_CLICKHOUSE_URL"] = f"chdb://{db}"
     cmd = [
@@ -48,6 +50,13 @@ def _migrate(
         *extra,
         "--json",
     ]
+    return cmd, env
+
+
+def _migrate(
+    ctx: BenchContext, db: Path, *extra: str, command: str = "migrate"
+) -> tuple[RunResult, dict[str, object] | None]:
+    cmd, env = _command(ctx, db, *extra, command=command)
     run = measure_command(cmd, env=env, timeout=ctx.options.timeout)
     try:
         return run, json.loads(run.stdout) if run.returncode == 0 else None
@@ -62,18 +71,7 @@ def _unsampled(
     alternately with nothing sampling them (None when either failed or ccusage is absent)."""
     if cc_cmd is None:
         return None
-    env = {k: v for k, v in os.environ.items() if k not in ("CLAUDE_CONFIG_DIR", "PREFECT_API_URL")}
-    env["CONTEXT_CLEANER_CLICKHOUSE_URL"] = f"chdb://{workdir / 'db-timed'}"
-    cmd = [
-        *ctx.options.context_cleaner,
-        "migrate",
-        "--source-dir",
-        str(ctx.projects_dir),
-        "--engine",
-        "local",
-        "--no-validate",
-        "--json",
-    ]
+    cmd, env = _command(ctx, workdir / "db-timed", "--engine", "local", "--no-validate")
     ours: list[float] = []
     theirs: list[float] = []
     for _ in range(max(1, ctx.options.repeat)):
