@@ -296,9 +296,8 @@ def time_command(
     """The wall seconds of ``cmd`` with nothing sampling it (None when it failed).
 
     :func:`measure_command` reads each process's ``/proc`` status every 10 ms and its
-    ``smaps_rollup`` every 30 ms: on two cores that takes CPU from what it measures, and
-    more from a process mapping a large library (the embedded engine's is 555 MB): a
-    migration of 20,000 small files took ~0.4 s longer sampled, ccusage ~0.15 s.
+    ``smaps_rollup`` every 30 ms: on two cores that takes CPU from what it measures, the
+    more the larger the mappings it walks (the embedded engine's library is 555 MB).
     """
     started = time.perf_counter()
     try:
