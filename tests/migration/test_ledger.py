@@ -5,8 +5,10 @@ database."""
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,8 +18,8 @@ from context_cleaner.analysis.extract import MAX_TOKENS
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.scan import FileStats, ScanResult, SkipLog
 from context_cleaner.migration import ledger as ledger_module
-from context_cleaner.migration.comparison import Sums, add_all_counts
-from context_cleaner.migration.ledger import Ledger, LedgerRecord
+from context_cleaner.migration.comparison import ReadSums, Sums, read_sums
+from context_cleaner.migration.ledger import FIELD, Ledger, LedgerRecord
 
 PATHS = ["p/a.jsonl", "p/b.jsonl", "q/c.jsonl", "q/agent-1/subagents/agent-x.jsonl"]
 
@@ -135,18 +137,65 @@ def test_an_unreadable_file_is_named_and_its_records_kept() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(parts=st.lists(st.lists(records_st, max_size=12), max_size=4))
-def test_records_summed_a_field_at_a_time_sum_as_one_by_one(
+def test_records_summed_a_column_at_a_time_sum_as_one_by_one(
     parts: list[list[UsageRecord]],
 ) -> None:
-    """``Sums.add_records`` (validation sums a unit's records a field at a time) gives the
-    sums, counts, files, sessions and times ``add_record`` one by one gives."""
+    """``Sums.add_columns`` (validation sums the ledger's records a column at a time) gives
+    the sums, counts, files, sessions and times ``add_record`` one by one gives."""
     one_by_one, at_once = Sums(), Sums()
-    tokens = [0, 0, 0, 0, 0]
     for part in parts:
         records = [LedgerRecord.of(r) for r in part]
         for r in records:
             one_by_one.add_record(r)
-        at_once.add_records(records)
-        add_all_counts(tokens, records)
+        columns = list(zip(*(msgspec.structs.astuple(r) for r in records), strict=True))
+        at_once.add_columns(columns or [[] for _ in FIELD])
     assert at_once == one_by_one
-    assert tokens == one_by_one.tokens
+
+
+@settings(max_examples=150, deadline=None)
+@given(units=units_st, chunk=st.sampled_from([1, 3, 2_000]))
+def test_a_copy_of_the_ledger_sums_its_records_as_one_by_one(
+    units: list[tuple[list[UsageRecord], list[tuple[str, int, int]]]],
+    chunk: int,
+) -> None:
+    """``read_sums`` of a pickled copy (what a reader process gets): the checksums the
+    database's rows are compared with, and the counted records' sums, equal the records
+    read back one by one (rule 3 across units, rule 4 for replayed sidechain copies)."""
+    kept = ledger_module._CHUNK
+    ledger_module._CHUNK = chunk
+    try:
+        ledger = Ledger()
+        for records, ranges in units:
+            ledger.add(_scan(records, ranges))
+    finally:
+        ledger_module._CHUNK = kept
+    got = read_sums(pickle.loads(pickle.dumps(ledger)))
+    records = list(ledger.records())
+    replayed = ledger.replayed()
+    counted = Sums()
+    for r in records:
+        if not (r.is_sidechain and r.message_id in replayed):
+            counted.add_record(r)
+    u64 = 1 << 64
+    checksums = (
+        len(records),
+        *(sum(r.tokens[i] for r in records) for i in range(5)),
+        sum(r.byte_offset for r in records) % u64,
+        sum(r.timestamp_ms for r in records) % u64,
+        sum(r.is_sidechain for r in records),
+    )
+    assert got == ReadSums(checksums, counted, ledger.range_count, ledger.bytes, True)
+    chunks = list(ledger.columns())  # the same records, a blob's columns at a time
+    joined = [[v for chunk in chunks for v in chunk[i]] for i in range(len(FIELD))]
+    assert joined == [[getattr(r, name) for r in records] for name in FIELD]
+
+
+def test_a_relative_path_read_under_two_roots_is_not_summed_as_one() -> None:
+    ledger = Ledger()
+    scan = _scan([], [("p/a.jsonl", 0, 10)])
+    scan.files.append(FileStats("/other/p/a.jsonl", "p/a.jsonl", "s", "p", 10, end_offset=10))
+    ledger.add(scan)
+    sums = read_sums(pickle.loads(pickle.dumps(ledger)))
+    assert not sums.paths_unique
+    assert (sums.ranges, sums.bytes) == (2, 20) == (ledger.range_count, ledger.bytes)
+    assert ledger.has_ranges and not Ledger().has_ranges

@@ -8,12 +8,17 @@ Through the CLI (a subprocess, as a user runs it) and through
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from context_cleaner.migration import migrate
+from context_cleaner.migration.comparison import ReadSums, read_sums
 from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
+from context_cleaner.migration.ledger import Ledger
 from context_cleaner.migration.models import MigrationProgress
 
 from .conftest import Target
@@ -207,3 +212,38 @@ def test_spec_entry_point_with_the_spec_flags(target: Target, fixtures_dir: Path
     )
     assert real.returncode == 0, real.stderr
     assert bridge(url).get_migration_totals()["total_tokens"] == FIXTURE_TOKENS
+
+
+def _summed_where(record: Path, die: bool, read: Ledger) -> ReadSums:
+    """``read_sums`` on a reader process, noting which process (or dying there first)."""
+    record.write_text(str(os.getpid()))
+    if die:
+        os._exit(1)
+    return read_sums(read)
+
+
+@pytest.mark.parametrize("die", [False, True], ids=["summed-by-a-reader", "reader-died"])
+def test_a_migration_sums_what_it_read_on_a_reader_and_without_one(
+    target: Target,
+    fixtures_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    die: bool,
+) -> None:
+    """A migration's validation sums its records on a reader process while its own process
+    rebuilds the rollups; when that reader dies meanwhile, the run sums them itself and its
+    validation still compares every record."""
+    record = tmp_path / "summed-by"
+    monkeypatch.setattr(migrate, "read_sums", functools.partial(_summed_where, record, die))
+    url = target.new_url()
+    migrator = HistoricalDataMigrator(bridge_service=bridge(url), parallel_workers=2)
+    result = migrator.run(str(fixtures_dir))
+    assert int(record.read_text()) != os.getpid()  # it was asked of a reader process
+    assert result.success and result.validation_passed and result.data_integrity_score == 1.0
+    report = result.consistency_check_results
+    assert report["source_totals"]["total_tokens"] == FIXTURE_TOKENS
+    compared = report["compared"]
+    assert compared["totals"]["total_tokens"] == FIXTURE_TOKENS
+    assert compared["ranges"] == report["source_files"] == FIXTURE_FILES
+    assert compared["bytes"] == sum(p.stat().st_size for p in fixtures_dir.rglob("*.jsonl"))
+    assert report["source_sessions"] == compared["sessions"] > 0

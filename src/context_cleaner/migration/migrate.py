@@ -9,6 +9,7 @@ reads and counts without writing anything.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from context_cleaner.bridge import BridgeWriter, EnhancedTokenDatabaseBridge, database_exists
 from context_cleaner.migration import pipeline, rollback
 from context_cleaner.migration.commits import ROLLUPS_DEFERRED
+from context_cleaner.migration.comparison import ReadSums, read_sums
 from context_cleaner.migration.counts import add_net
 from context_cleaner.migration.crashed_runs import close_crashed
 from context_cleaner.migration.incremental import skipped_note
@@ -130,6 +132,7 @@ class MigrationRun:
             validating and counted and not bridge.get_migration_totals().get("records", 1)
         )
         read = Ledger() if validating else None
+        summed: Future[ReadSums] | None = None
         token = RUN_LEDGER.set(read)
         deferring = ROLLUPS_DEFERRED.set(self.deferred)
         try:
@@ -142,6 +145,10 @@ class MigrationRun:
                 on_batch=self._catch_up_now_and_then,
                 reader=reader,
             )
+            # The run's records summed for its validation on a reader process (idle now)
+            # while this one rebuilds the rollups and reads the result's totals.
+            if reader is not None and read is not None:
+                summed = reader.submit(read_sums, read)
             self._catch_up()
         except BaseException as exc:
             if not dry_run:
@@ -157,7 +164,7 @@ class MigrationRun:
             result.alerts_fired = self.monitor.fired()
         if not dry_run:
             if validating and read is not None and state.plan is not None and state.plan.items:
-                self._validate(result, read, started_empty)
+                self._validate(result, read, started_empty, summed)
             else:
                 result.validation_passed = not state.errors
                 result.data_integrity_score = 1.0 if not state.errors else 0.0
@@ -168,19 +175,25 @@ class MigrationRun:
         return result
 
     def _validate(
-        self, result: HistoricalMigrationResult, read: Ledger, started_empty: bool
+        self,
+        result: HistoricalMigrationResult,
+        read: Ledger,
+        started_empty: bool,
+        summed: Future[ReadSums] | None,
     ) -> None:
-        """The run's own check: what it read against the rows (no transcript read twice)."""
+        """The run's own check: what it read against the rows (no transcript read twice;
+        ``summed``: its records' sums being made on a reader process)."""
         from context_cleaner.migration import validator
 
         roots = self.options.source_dirs
-        if read.ranges or not self.state.records_inserted:
+        if read.has_ranges or not self.state.records_inserted:
             report = validator.validate_run(
                 self.bridge,
                 read,
                 roots,
                 database_totals=result.database_totals,
                 started_empty=started_empty,
+                summed=summed,
             )
         else:  # the batches ran where this process could not see what they read
             report = validator.validate_migration_integrity(self.bridge, roots)

@@ -36,8 +36,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
-from operator import attrgetter
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from context_cleaner.analysis.fields import STORED_TOKEN_FIELDS
@@ -45,12 +45,12 @@ from context_cleaner.bridge import DETAILS_TABLE, EnhancedTokenDatabaseBridge, q
 from context_cleaner.bridge.queries import BoundRows, StringSet, bound_rows
 from context_cleaner.bridge.writes import release_engine_memory
 from context_cleaner.migration.comparison import (
-    TIME,
     Comparison,
+    ReadSums,
     RowsOf,
     Sums,
-    add_all_counts,
     compare,
+    read_sums,
 )
 from context_cleaner.migration.ledger import Ledger, LedgerRecord, scan_committed
 from context_cleaner.migration.models import ValidationResult
@@ -136,6 +136,7 @@ def validate_run(
     tolerance: float = TOLERANCE,
     database_totals: dict[str, Any] | None = None,
     started_empty: bool = False,
+    summed: Future[ReadSums] | None = None,
 ) -> ValidationResult:
     """A migration's built-in validation: the records its readers read (``read``) against the
     rows of the database; no transcript is read again.
@@ -150,7 +151,9 @@ def validate_run(
     with the run. Only the ranges the run read are compared (earlier runs' ranges
     were checked when they were read); retained history is not measured (``validate``
     measures it). ``database_totals``: the run's own reading of them, when it has one;
-    ``started_empty``: the database held no row when the run began.
+    ``started_empty``: the database held no row when the run began; ``summed``: the
+    records' sums being made in another process (:func:`~.comparison.read_sums`, else
+    made here).
     """
     started = time.perf_counter()
     with bridge.reading():
@@ -161,7 +164,11 @@ def validate_run(
         if database_totals is None:
             database_totals = bridge.get_migration_totals()
         summary_totals = _rollup_totals(bridge, database_totals)
-        comparison = _same_sums(bridge, read, started_empty) if read.range_count else Comparison()
+        comparison = (
+            _same_sums(bridge, read, started_empty, _summed(read, summed))
+            if read.has_ranges
+            else Comparison()
+        )
         if comparison is None:  # the checksums differ: compare key by key to say why
             comparison = compare(read, _rows_of(bridge), lambda row: "unknown")
     scope = Scope(roots=list(source_dirs or []), files=[], tracked=[], host=bridge.host)
@@ -198,8 +205,6 @@ _SUMS_AT_PLACES = (
 applies after FINAL: a key whose preferred copy is elsewhere is not counted here)."""
 
 _U64 = 1 << 64
-_OFFSET = attrgetter("byte_offset")
-_SIDECHAIN = attrgetter("is_sidechain")
 
 PLACES_AT_ONCE = 2_000
 """Places bound in one statement. The engine's memory for a statement grows with the
@@ -208,23 +213,28 @@ that statement; 2,000 at a time, the memory released after each: ~+25 MiB)."""
 
 
 def _same_sums(
-    bridge: EnhancedTokenDatabaseBridge, read: Ledger, whole_table: bool
+    bridge: EnhancedTokenDatabaseBridge,
+    read: Ledger,
+    whole_table: bool,
+    summed: Callable[[], ReadSums],
 ) -> Comparison | None:
     """The run's records summed as :data:`_SUMS_AT_PLACES` sums the rows at their places
     (``whole_table``: the database was empty before the run, so every row should be the
     run's: the same sums over the table, without binding every path, ~0.1 s on 500 MB);
-    a :class:`Comparison` of them all when every sum is equal, else None."""
+    a :class:`Comparison` of them all when every sum is equal, else None.
+
+    ``summed()``: the records' :class:`~.comparison.ReadSums`, asked for once the
+    database's sums are in (a migration has them made in another process meanwhile)."""
+    groups: list[list[str] | None] = [None]  # the whole table, nothing bound
     by_path: dict[str, tuple[int, int]] = {}
-    for (_, rel), (start, end) in read.ranges.items():
-        if rel in by_path:  # the same relative path under two roots: compare key by key
-            return None
-        by_path[rel] = (start, end)
-    paths = sorted(by_path)
-    groups: list[list[str] | None] = (
-        [None]  # the whole table, nothing bound
-        if whole_table
-        else [paths[i : i + PLACES_AT_ONCE] for i in range(0, len(paths), PLACES_AT_ONCE)]
-    )
+    if not whole_table:
+        for (_, rel), (start, end) in read.ranges.items():
+            if rel in by_path:  # the same relative path under two roots: compare key by key
+                return None
+            by_path[rel] = (start, end)
+        paths = sorted(by_path)
+        groups = [paths[i : i + PLACES_AT_ONCE] for i in range(0, len(paths), PLACES_AT_ONCE)]
+        del paths
     sums = [0] * 9
     with bridge.database.session() as client:
         for group in groups:
@@ -235,29 +245,34 @@ def _same_sums(
                 [row] = query_rows(client, _SUMS_AT_PLACES, {"places": places})
             sums = [a + int(b) for a, b in zip(sums, row, strict=True)]
             release_engine_memory(bridge.database, client)
-    del by_path, paths, groups
+    del by_path, groups
     sums[6] %= _U64  # the byte offsets and times, summed by the engine modulo 2**64
     sums[7] %= _U64
-    replayed = read.replayed()
-    counted = Sums()
-    n = offsets = times = sidechains = 0
-    tokens = [0, 0, 0, 0, 0]
-    for part in read.parts():  # summed a field at a time (comparison.add_all_counts)
-        n += len(part)
-        add_all_counts(tokens, part)
-        offsets += sum(map(_OFFSET, part))
-        times += sum(map(TIME, part))  # summed modulo 2**64 below, as the engine does
-        side = sum(map(_SIDECHAIN, part))
-        sidechains += side
-        if side and replayed:  # rule 4: a replayed sidechain copy is not counted
-            part = [r for r in part if not (r.is_sidechain and r.message_id in replayed)]
-        counted.add_records(part)
-    mine = (n, *tokens, offsets % _U64, times % _U64, sidechains)
-    if tuple(sums) != mine:
+    mine = summed()
+    if not mine.paths_unique or tuple(sums) != mine.checksums:
         return None
     out = Comparison()
-    out.source = out.compared = counted
+    out.source = out.compared = mine.counted
     return out
+
+
+def _summed(read: Ledger, made: Future[ReadSums] | None) -> Callable[[], ReadSums]:
+    """``read``'s :class:`~.comparison.ReadSums`: ``made`` elsewhere when given (summed
+    here after all when that failed), the ledger told its ranges' span either way."""
+
+    def summed() -> ReadSums:
+        result: ReadSums | None = None
+        if made is not None:
+            try:
+                result = made.result()
+            except Exception:  # a reader process that died: the ledger is still here
+                result = None
+        if result is None:
+            result = read_sums(read)
+        read.summarised(result.ranges, result.bytes)
+        return result
+
+    return summed
 
 
 def _rows_of(bridge: EnhancedTokenDatabaseBridge) -> RowsOf:
