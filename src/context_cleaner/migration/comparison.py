@@ -165,11 +165,12 @@ class ReadSums(NamedTuple):
 def read_sums(read: Ledger) -> ReadSums:
     """:class:`ReadSums` of ``read``: each unit decoded once, summed a field at a time.
 
-    A pure function of the ledger, so a migration has it made in a reader process while
-    its own process rebuilds the rollups (``MigrationRun.execute``)."""
+    It only reads the ledger: a migration has it made on a thread while it rebuilds the
+    rollups (``MigrationRun.execute``)."""
     ranges = read.ranges
-    paths_unique = len({rel for _, rel in ranges}) == len(ranges)
+    files, paths_unique = len(ranges), len({rel for _, rel in ranges}) == len(ranges)
     spanned = sum(end - start for start, end in ranges.values())
+    del ranges  # before the records are decoded: what this holds at once stays small
     replayed = read.replayed()
     counted = Sums()
     n = offsets = times = sidechains = 0
@@ -192,7 +193,7 @@ def read_sums(read: Ledger) -> ReadSums:
             columns = [list(compress(column, keep)) for column in columns]
         counted.add_columns(columns)
     checksums = (n, *tokens, offsets % _U64, times % _U64, sidechains)
-    return ReadSums(checksums, counted, len(ranges), spanned, paths_unique)
+    return ReadSums(checksums, counted, files, spanned, paths_unique)
 
 
 def _day(ms: int | None) -> str | None:

@@ -137,6 +137,11 @@ class _Unit(NamedTuple):
     """The position of its first record's key hash in ``Ledger._hashes``."""
     sidechains: bool
     """It holds sidechain records (what rule 4 looks at)."""
+    chunk: int
+    """Records a blob (:data:`_CHUNK` when it was packed; the last blob may hold fewer)."""
+
+    def blob(self, index: int) -> list[LedgerRecord]:
+        return _RECORDS.decode(lz4.block.decompress(self.records[index]))
 
     def decode(self) -> list[LedgerRecord]:
         out: list[LedgerRecord] = []
@@ -194,20 +199,13 @@ class Ledger:
         sidechains = any(r.is_sidechain for r in records)
         with self._lock:
             if ranges or records:
-                self._units.append(_Unit(packed, chunks, len(self._hashes), sidechains))
+                unit = _Unit(packed, chunks, len(self._hashes), sidechains, _CHUNK)
+                self._units.append(unit)
                 self._hashes.extend(hashes)
             self._ranged = self._ranged or bool(ranges)
             self.skipped_lines += scan.skips.total
             self.errors.extend(errors)
             self._losers = self._replayed = self._summary = None
-
-    def __getstate__(self) -> tuple[object, ...]:
-        """What a copy in another process needs (its lock is its own)."""
-        return (self._units, self._hashes, self._ranged, self.skipped_lines, self.errors)
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        self.__init__()  # type: ignore[misc]
-        self._units, self._hashes, self._ranged, self.skipped_lines, self.errors = state  # type: ignore[assignment]
 
     @property
     def held_bytes(self) -> int:
@@ -244,8 +242,8 @@ class Ledger:
         return self._ranged
 
     def summarised(self, ranges: int, spanned: int) -> None:
-        """Take the files read and the bytes they span as already counted (by a copy of this
-        ledger in another process: ``comparison.read_sums``)."""
+        """Take the files read and the bytes they span as already counted (by
+        ``comparison.read_sums``, on another thread)."""
         self._summary = (ranges, spanned)
 
     @property
@@ -337,14 +335,22 @@ class Ledger:
         losers: set[int] = set()
         best: dict[tuple[str, str], tuple[int, int]] = {}
         firsts = [u.first for u in self._units]
+        units = self._units
+
+        def blob_of(i: int) -> tuple[int, int]:
+            # The unit holding position i is the last whose first position is at most i (a
+            # unit without records shares its first position with the next one).
+            held_by = bisect_right(firsts, i) - 1
+            unit = units[held_by]
+            return held_by, (i - unit.first) // unit.chunk
+
         at = [i for i, h in enumerate(hashes) if h in repeated]  # ascending
-        # The unit holding position i: the last whose first position is at most i (a unit
-        # without records shares its first position with the next one).
-        for held_by, positions in groupby(at, key=lambda i: bisect_right(firsts, i) - 1):
-            unit = self._units[held_by]
-            records = unit.decode()
+        for (held_by, index), positions in groupby(at, key=blob_of):
+            unit = units[held_by]  # one blob decoded at a time: what this holds stays small
+            records = unit.blob(index)
+            start = unit.first + index * unit.chunk
             for i in positions:
-                r = records[i - unit.first]
+                r = records[i - start]
                 key = (r.message_id, r.request_id)
                 version, held = r.version, best.get(key)
                 if held is None or version > held[0]:  # the first of equals stays

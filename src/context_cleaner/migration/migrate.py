@@ -9,7 +9,7 @@ reads and counts without writing anything.
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -145,10 +145,12 @@ class MigrationRun:
                 on_batch=self._catch_up_now_and_then,
                 reader=reader,
             )
-            # The run's records summed for its validation on a reader process (idle now)
-            # while this one rebuilds the rollups and reads the result's totals.
-            if reader is not None and read is not None:
-                summed = reader.submit(read_sums, read)
+            # The run's records summed for its validation on a thread while this one
+            # rebuilds the rollups (the engine works without holding the interpreter).
+            if read is not None:
+                summing = ThreadPoolExecutor(1, thread_name_prefix="validation-sums")
+                summed = summing.submit(read_sums, read)
+                summing.shutdown(wait=False)
             self._catch_up()
         except BaseException as exc:
             if not dry_run:
@@ -182,7 +184,7 @@ class MigrationRun:
         summed: Future[ReadSums] | None,
     ) -> None:
         """The run's own check: what it read against the rows (no transcript read twice;
-        ``summed``: its records' sums being made on a reader process)."""
+        ``summed``: its records' sums being made on another thread)."""
         from context_cleaner.migration import validator
 
         roots = self.options.source_dirs

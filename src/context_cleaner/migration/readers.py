@@ -14,10 +14,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 import psutil
 
@@ -35,8 +34,6 @@ from context_cleaner.analysis.scan import (
 )
 from context_cleaner.migration.planning import HEAD_BYTES, WorkItem
 from context_cleaner.observability.process_memory import sample_tree
-
-T = TypeVar("T")
 
 
 def own_rss() -> int:
@@ -201,14 +198,6 @@ class BatchReader:
         if self._frozen:
             gc.unfreeze()
             self._frozen = False
-
-    def submit(self, fn: Callable[..., T], *args: object) -> Future[T] | None:
-        """Run ``fn(*args)`` on a worker process (None without workers: the caller runs it
-        itself when it needs the result). For work the run's process need not wait for,
-        once the reading is done (``MigrationRun.execute``)."""
-        if self._pool is None:
-            return None
-        return self._pool.submit(fn, *args)
 
     def discover(self, roots: Sequence[Path]) -> Future[Discovery]:
         """Discover ``roots``' transcripts on a worker process (here without workers): the

@@ -152,7 +152,7 @@ def validate_run(
     were checked when they were read); retained history is not measured (``validate``
     measures it). ``database_totals``: the run's own reading of them, when it has one;
     ``started_empty``: the database held no row when the run began; ``summed``: the
-    records' sums being made in another process (:func:`~.comparison.read_sums`, else
+    records' sums being made on another thread (:func:`~.comparison.read_sums`, else
     made here).
     """
     started = time.perf_counter()
@@ -224,7 +224,7 @@ def _same_sums(
     a :class:`Comparison` of them all when every sum is equal, else None.
 
     ``summed()``: the records' :class:`~.comparison.ReadSums`, asked for once the
-    database's sums are in (a migration has them made in another process meanwhile)."""
+    database's sums are in (a migration has them made on another thread meanwhile)."""
     groups: list[list[str] | None] = [None]  # the whole table, nothing bound
     by_path: dict[str, tuple[int, int]] = {}
     if not whole_table:
@@ -265,7 +265,7 @@ def _summed(read: Ledger, made: Future[ReadSums] | None) -> Callable[[], ReadSum
         if made is not None:
             try:
                 result = made.result()
-            except Exception:  # a reader process that died: the ledger is still here
+            except Exception:  # summing failed there: sum here, the ledger is unchanged
                 result = None
         if result is None:
             result = read_sums(read)
