@@ -59,11 +59,13 @@ IN_FLIGHT_PER_WORKER = 3
 #: Transcript bytes the readers may be ahead of the commits by, beyond
 #: :data:`IN_FLIGHT_PER_WORKER` batches per worker (see :class:`BatchReader`). Most of it is
 #: read while this process starts the engine and applies the schema (~0.8 s), which the
-#: readers otherwise sat out: on 20,000 small files (quiet machine, docs/benchmarks.md),
-#: 16 MiB -> 2.62-2.71 s a migration, 64 MiB -> 2.46-2.55 s (256 MiB: ~0.05 s less again).
-#: What is held is the batches' records only, 1-11% of their bytes (7 MiB for 64 MiB of
-#: these files), so the tree's private peak did not move (178-189 MiB either way).
-READ_AHEAD_BYTES = 64 * 2**20
+#: readers otherwise sat out: on 20,000 small files (docs/benchmarks.md), 16 MiB ->
+#: 2.62-2.71 s a migration, 64 MiB -> 2.46-2.55 s on a quiet machine; 64 -> 256 MiB (all of
+#: that corpus's 156 MB) 2.79 -> 2.71 and 2.87 -> 2.80 s medians of 10-12 runs each on a
+#: slower one, the readers' CPU 2.07 -> 1.92 s (they no longer stop and start again).
+#: What is held is the batches' records only, 1-11% of their bytes (11 MiB for all of
+#: these files), so the tree's private peak did not move (178-184 MiB either way).
+READ_AHEAD_BYTES = 256 * 2**20
 
 #: Batches in flight, at most, whatever their size.
 MAX_IN_FLIGHT = 256
