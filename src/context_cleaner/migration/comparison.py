@@ -163,10 +163,13 @@ class ReadSums(NamedTuple):
 
 
 def read_sums(read: Ledger) -> ReadSums:
-    """:class:`ReadSums` of ``read``: each unit decoded once, summed a field at a time.
+    """:class:`ReadSums` of ``read``: each blob of records decoded once as rows (and once
+    more when rule 3 looks into it), summed a column at a time.
 
     It only reads the ledger: a migration has it made on a thread while it rebuilds the
-    rollups (``MigrationRun.execute``)."""
+    rollups (``MigrationRun.execute``); the ledger's cached answers (rule 3's losers, rule
+    4's replays) are made whole before they are kept, so another thread reading it
+    meanwhile at most makes them twice."""
     ranges = read.ranges
     files, paths_unique = len(ranges), len({rel for _, rel in ranges}) == len(ranges)
     spanned = sum(end - start for start, end in ranges.values())
