@@ -272,21 +272,26 @@ class Ledger:
             for i in range(0, len(records), size):
                 yield records[i : i + size]
 
+    def _rows(self, units: Sequence[_Unit] | None = None) -> Iterator[tuple[int, list[Any]]]:
+        """Each blob of ``units`` (default: all) as rows in :data:`FIELD` order, with its
+        first record's position: one blob decoded at a time, no object per record."""
+        for unit in self._units if units is None else units:
+            first = unit.first
+            for blob in unit.records:
+                rows = _ROWS.decode(lz4.block.decompress(blob))
+                yield first, rows
+                first += len(rows)
+
     def columns(self) -> Iterator[tuple[tuple[Any, ...], ...]]:
         """The records as columns (:data:`FIELD` gives each field's), a blob of
         :data:`_CHUNK` records at a time, rule 3 applied across units: what summing them
         needs, without an object per record."""
         losers = self._losing()
-        for unit in self._units:
-            first = unit.first
-            for blob in unit.records:
-                rows = _ROWS.decode(lz4.block.decompress(blob))
-                count = len(rows)
-                if losers:
-                    rows = [r for i, r in enumerate(rows, first) if i not in losers]
-                first += count
-                if rows:
-                    yield tuple(zip(*rows, strict=True))
+        for first, rows in self._rows():
+            if losers:
+                rows = [r for i, r in enumerate(rows, first) if i not in losers]
+            if rows:
+                yield tuple(zip(*rows, strict=True))
 
     def records(self) -> Iterator[LedgerRecord]:
         """The records, rule 3 applied across units (the preferred copy of each key)."""
@@ -295,19 +300,25 @@ class Ledger:
 
     def replayed(self) -> set[str]:
         """The message ids rule 4 drops the sidechain copies of: those with a main-chain
-        record (looked for only when there are sidechain records)."""
+        record (looked for only when there are sidechain records; a blob at a time)."""
         if self._replayed is None:
-            side: set[str] = set()
             losers = self._losing()
-            for unit in self._units:
-                if unit.sidechains:
-                    side.update(
-                        r.message_id
-                        for i, r in enumerate(unit.decode(), unit.first)
-                        if r.is_sidechain and r.message_id and i not in losers
-                    )
-            main = (r.message_id for r in self.records() if not r.is_sidechain) if side else ()
-            self._replayed = {mid for mid in main if mid in side}
+            mid, sidechain = FIELD["message_id"], FIELD["is_sidechain"]
+            with_sidechains = [u for u in self._units if u.sidechains]
+            side = {
+                r[mid]
+                for first, rows in self._rows(with_sidechains)
+                for i, r in enumerate(rows, first)
+                if r[sidechain] and r[mid] and i not in losers
+            }
+            replayed: set[str] = set()
+            for first, rows in self._rows() if side else ():
+                replayed.update(
+                    r[mid]
+                    for i, r in enumerate(rows, first)
+                    if not r[sidechain] and r[mid] in side and i not in losers
+                )
+            self._replayed = replayed
         return self._replayed
 
     def _losing(self) -> set[int]:
