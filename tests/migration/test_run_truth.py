@@ -404,3 +404,38 @@ def test_a_run_failing_on_a_full_disk_ends_failed_with_its_reason(
     assert after["status"] == "failed" and "not enough space" in after["reason"].lower()
     assert after["finished_by"] == done["migration_id"] and "Nothing to do" in after["advice"]
     assert all(c["status"] == "failed" for c in done["closed_runs"])
+
+
+# -- a run stopped once its row is written -------------------------------------------------
+
+
+def _interrupt(*_: object, **__: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["before-reading", "in-validation"])
+def test_a_run_stopped_after_its_row_is_written_is_recorded_failed(
+    tmp_path: Path, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Ctrl-C (or any error) once the run's row says ``running``, before its reading starts
+    or while it validates: the row says ``failed``, not a run still going or crashed, and
+    the next migration has nothing to close and ends at the fixtures' totals."""
+    from context_cleaner.migration import migrate
+    from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
+
+    url = f"chdb://{tmp_path / 'db'}"
+    if where == "before-reading":  # the ledger is made right before the first batch
+        monkeypatch.setattr(migrate, "Ledger", _interrupt)
+    else:
+        monkeypatch.setattr(migrate.MigrationRun, "_validate", _interrupt)
+    migrator = HistoricalDataMigrator(bridge_service=bridge(url), parallel_workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        migrator.run(str(fixtures_dir))
+    monkeypatch.undo()
+    [stopped] = bridge(url).migration_runs()
+    assert stopped["status"] == "failed" and stopped["finished_at"], stopped
+    assert run_json("status", url=url)["runs"][0]["status"] == "failed"
+    again = run_json("migrate", "--source-dir", str(fixtures_dir), url=url)
+    assert again["validation_passed"] and again["database_totals"]["total_tokens"] == 15_537_336
+    rows = {r["migration_id"]: r["status"] for r in bridge(url).migration_runs()}
+    assert rows == {stopped["migration_id"]: "failed", again["migration_id"]: "completed"}

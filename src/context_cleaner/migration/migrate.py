@@ -71,6 +71,8 @@ class MigrationRun:
     """The rollups are rebuilt whole by the run, not unit by unit (``execute``)."""
     _last_snapshot: float = field(init=False, default=0.0)
     _caught_up: tuple[float, float] = field(init=False, default=(0.0, 0.0))
+    _ended: bool = field(init=False, default=False)
+    """The run's last row is written (``_finish``)."""
     """When the last rebuild of a deferring run ended, and how long it took."""
 
     def __post_init__(self) -> None:
@@ -118,8 +120,31 @@ class MigrationRun:
         # A database this run created holds nothing yet (prefetched: no other run filled it).
         counted = not dry_run and not prefetched
         sessions_before = bridge.count_sessions() if counted else 0
-        if not dry_run:
-            self._begin(fresh=not exists)
+        if dry_run:
+            return self._run(reader, progress, prefetched, counted, sessions_before)
+        self._begin(fresh=not exists)
+        try:
+            return self._run(reader, progress, prefetched, counted, sessions_before)
+        except BaseException as exc:
+            # Whatever stops it once its row says `running` (an error, a validation that
+            # could not run, Ctrl-C): the row says `failed` (a kill leaves it for the next
+            # run to close as crashed).
+            if not self._ended:
+                self._fail(exc)
+            raise
+
+    def _run(
+        self,
+        reader: BatchReader | None,
+        progress: ProgressCallback | None,
+        prefetched: bool,
+        counted: bool,
+        sessions_before: int,
+    ) -> HistoricalMigrationResult:
+        """The run once its row is written: read and commit, rebuild, validate, finish
+        (``counted``: the database was not made by this run and may hold rows;
+        ``sessions_before``: its sessions when the run began)."""
+        bridge, state, options, dry_run = self.bridge, self.state, self.options, self.dry_run
         validating = not dry_run and self.validation_enabled and self.kind == "migrate"
         # A migration into a database that holds no usage rows builds the rollups whole,
         # at its checkpoints and its end, not unit by unit (commits.ROLLUPS_DEFERRED).
@@ -152,10 +177,6 @@ class MigrationRun:
                 summed = summing.submit(read_sums, read)
                 summing.shutdown(wait=False)
             self._catch_up()
-        except BaseException as exc:
-            if not dry_run:
-                self._fail(exc)
-            raise
         finally:
             ROLLUPS_DEFERRED.reset(deferring)
             RUN_LEDGER.reset(token)
@@ -337,6 +358,7 @@ class MigrationRun:
         self.recorder.finished(
             status, counts_of(state), details, log, quiet=result is None, stash=stash
         )
+        self._ended = True
 
 
 def holds_schema(bridge: EnhancedTokenDatabaseBridge) -> bool:
