@@ -149,31 +149,24 @@ class Sums:
 
 class ReadSums(NamedTuple):
     """A ledger's records summed as the database sums its rows (``validator._SUMS``), and
-    their counted part's :class:`Sums` (rules 3 and 4 applied), with what its ranges span."""
+    their counted part's :class:`Sums` (rules 3 and 4 applied)."""
 
     checksums: tuple[int, ...]
     """Records, the five token counts, byte offsets and times (both modulo 2**64, as the
     engine sums them), sidechain records."""
     counted: Sums
-    ranges: int
-    """Files read (:attr:`Ledger.range_count`)."""
-    bytes: int
-    paths_unique: bool
-    """No relative path was read under two roots."""
 
 
 def read_sums(read: Ledger) -> ReadSums:
     """:class:`ReadSums` of ``read``: each blob of records decoded once as rows (and once
-    more when rule 3 looks into it), summed a column at a time.
+    more when rule 3 looks into it), summed a column at a time; the ledger's ranges are
+    summarised first (:meth:`Ledger.summarise`), before the records are decoded.
 
     It only reads the ledger: a migration has it made on a thread while it rebuilds the
-    rollups (``MigrationRun.execute``); the ledger's cached answers (rule 3's losers, rule
-    4's replays) are made whole before they are kept, so another thread reading it
-    meanwhile at most makes them twice."""
-    ranges = read.ranges
-    files, paths_unique = len(ranges), len({rel for _, rel in ranges}) == len(ranges)
-    spanned = sum(end - start for start, end in ranges.values())
-    del ranges  # before the records are decoded: what this holds at once stays small
+    rollups (``MigrationRun.execute``); the ledger's cached answers (its ranges' summary,
+    rule 3's losers, rule 4's replays) are made whole before they are kept, so another
+    thread reading it meanwhile at most makes them twice."""
+    read.summarise()  # made and kept here, off the run's thread
     replayed = read.replayed()
     counted = Sums()
     n = offsets = times = sidechains = 0
@@ -196,7 +189,7 @@ def read_sums(read: Ledger) -> ReadSums:
             columns = [list(compress(column, keep)) for column in columns]
         counted.add_columns(columns)
     checksums = (n, *tokens, offsets % _U64, times % _U64, sidechains)
-    return ReadSums(checksums, counted, files, spanned, paths_unique)
+    return ReadSums(checksums, counted)
 
 
 def _day(ms: int | None) -> str | None:

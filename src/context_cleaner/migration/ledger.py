@@ -174,7 +174,7 @@ class Ledger:
         self._lock = threading.Lock()
         self._losers: set[int] | None = None
         self._replayed: set[str] | None = None
-        self._summary: tuple[int, int] | None = None
+        self._summary: tuple[int, int, bool] | None = None
         self._ranged = False
 
     def add(self, scan: ScanResult) -> None:
@@ -230,10 +230,15 @@ class Ledger:
                 out[key] = (start, end)
         return out
 
-    def _summarise(self) -> tuple[int, int]:
+    def summarise(self) -> tuple[int, int, bool]:
+        """Files read, the bytes they span, and whether no relative path was read under two
+        roots: from one decoding of the ranges, kept (another thread may ask first:
+        ``comparison.read_sums``)."""
         if self._summary is None:
             ranges = self.ranges
-            self._summary = (len(ranges), sum(end - start for start, end in ranges.values()))
+            spanned = sum(end - start for start, end in ranges.values())
+            unique = len({rel for _, rel in ranges}) == len(ranges)
+            self._summary = (len(ranges), spanned, unique)
         return self._summary
 
     @property
@@ -241,19 +246,19 @@ class Ledger:
         """Whether any range was read (``range_count`` > 0, without decoding them)."""
         return self._ranged
 
-    def summarised(self, ranges: int, spanned: int) -> None:
-        """Take the files read and the bytes they span as already counted (by
-        ``comparison.read_sums``, on another thread)."""
-        self._summary = (ranges, spanned)
+    @property
+    def paths_unique(self) -> bool:
+        """No relative path was read under two roots."""
+        return self.summarise()[2]
 
     @property
     def range_count(self) -> int:
         """How many files' ranges (a file read in several units counts once)."""
-        return self._summarise()[0]
+        return self.summarise()[0]
 
     @property
     def bytes(self) -> int:
-        return self._summarise()[1]
+        return self.summarise()[1]
 
     # -- the records ---------------------------------------------------------------------------
 

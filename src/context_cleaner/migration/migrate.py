@@ -71,9 +71,9 @@ class MigrationRun:
     """The rollups are rebuilt whole by the run, not unit by unit (``execute``)."""
     _last_snapshot: float = field(init=False, default=0.0)
     _caught_up: tuple[float, float] = field(init=False, default=(0.0, 0.0))
+    """When the last rebuild of a deferring run ended, and how long it took."""
     _ended: bool = field(init=False, default=False)
     """The run's last row is written (``_finish``)."""
-    """When the last rebuild of a deferring run ended, and how long it took."""
 
     def __post_init__(self) -> None:
         self.recorder = RunRecorder(

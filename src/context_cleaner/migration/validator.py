@@ -249,7 +249,7 @@ def _same_sums(
     sums[6] %= _U64  # the byte offsets and times, summed by the engine modulo 2**64
     sums[7] %= _U64
     mine = summed()
-    if not mine.paths_unique or tuple(sums) != mine.checksums:
+    if not read.paths_unique or tuple(sums) != mine.checksums:
         return None
     out = Comparison()
     out.source = out.compared = mine.counted
@@ -257,20 +257,16 @@ def _same_sums(
 
 
 def _summed(read: Ledger, made: Future[ReadSums] | None) -> Callable[[], ReadSums]:
-    """``read``'s :class:`~.comparison.ReadSums`: ``made`` elsewhere when given (summed
-    here after all when that failed), the ledger told its ranges' span either way."""
+    """``read``'s :class:`~.comparison.ReadSums`: ``made`` elsewhere when given, summed
+    here when not or when that failed (the ledger is unchanged by it)."""
 
     def summed() -> ReadSums:
-        result: ReadSums | None = None
         if made is not None:
             try:
-                result = made.result()
-            except Exception:  # summing failed there: sum here, the ledger is unchanged
-                result = None
-        if result is None:
-            result = read_sums(read)
-        read.summarised(result.ranges, result.bytes)
-        return result
+                return made.result()
+            except Exception:  # summing failed there: sum here
+                pass
+        return read_sums(read)
 
     return summed
 
