@@ -19,11 +19,12 @@ run: $(STAMP)
 
 # Test workers for `make test`: most tests wait on subprocesses, servers and a browser, so two
 # workers keep a 2-core machine busy; a file's tests stay on one worker (their fixtures are shared).
+# Files are handed out longest first (tests/conftest.py), not those with most tests first.
 TEST_WORKERS ?= 2
 
 ## test: install what the tests need and run them all (TEST_WORKERS=0 runs them in this process)
 test: $(STAMP) browser
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 ## test-fast: the quick tier, every test not marked slow (under a minute; reaches every module)
 test-fast: $(STAMP)

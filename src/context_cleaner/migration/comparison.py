@@ -59,7 +59,8 @@ _OFFSET_AT, _TIME_AT, _SIDECHAIN_AT = (
     FIELD["timestamp_ms"],
     FIELD["is_sidechain"],
 )
-_U64 = 1 << 64
+U64 = 1 << 64
+"""The engine sums the byte offsets and times of the rows modulo 2**64 (``UInt64``)."""
 
 Columns = Sequence[Sequence[Any]]
 """Records as columns, :class:`LedgerRecord`'s fields in order (:meth:`Ledger.columns`)."""
@@ -188,7 +189,7 @@ def read_sums(read: Ledger) -> ReadSums:
             ]
             columns = [list(compress(column, keep)) for column in columns]
         counted.add_columns(columns)
-    checksums = (n, *tokens, offsets % _U64, times % _U64, sidechains)
+    checksums = (n, *tokens, offsets % U64, times % U64, sidechains)
     return ReadSums(checksums, counted)
 
 

@@ -45,6 +45,7 @@ from context_cleaner.bridge import DETAILS_TABLE, EnhancedTokenDatabaseBridge, q
 from context_cleaner.bridge.queries import BoundRows, StringSet, bound_rows
 from context_cleaner.bridge.writes import release_engine_memory
 from context_cleaner.migration.comparison import (
+    U64,
     Comparison,
     ReadSums,
     RowsOf,
@@ -204,8 +205,6 @@ _SUMS_AT_PLACES = (
 """Checksums of the rows stored at the places (file, byte range) a run read (the filter
 applies after FINAL: a key whose preferred copy is elsewhere is not counted here)."""
 
-_U64 = 1 << 64
-
 PLACES_AT_ONCE = 2_000
 """Places bound in one statement. The engine's memory for a statement grows with the
 text bound (20,000 small files' 15,000 places at once: +50 MiB of private memory for
@@ -246,8 +245,8 @@ def _same_sums(
             sums = [a + int(b) for a, b in zip(sums, row, strict=True)]
             release_engine_memory(bridge.database, client)
     del by_path, groups
-    sums[6] %= _U64  # the byte offsets and times, summed by the engine modulo 2**64
-    sums[7] %= _U64
+    sums[6] %= U64  # the byte offsets and times, summed by the engine modulo 2**64
+    sums[7] %= U64
     mine = summed()
     if not read.paths_unique or tuple(sums) != mine.checksums:
         return None
