@@ -80,3 +80,39 @@ def test_a_watcher_syncs_at_start_then_each_appended_line_then_stops(tmp_path: P
         watcher.stop.set()
         thread.join(timeout=60)
     assert codes == [0]
+
+
+def test_a_watcher_whose_poller_fails_still_syncs_by_full_walks(tmp_path: Path) -> None:
+    """A symlink loop makes the poller give up (and a name that is not UTF-8 stops file
+    events): the watcher says so once and goes on with full syncs of its own walk, so an
+    appended line is still counted (before, it retried the poller forever, syncing nothing)."""
+    projects = tmp_path / "projects"
+    transcript = projects / "-home-u-watch" / "watch-0000.jsonl"
+    transcript.parent.mkdir(parents=True)
+    transcript.write_bytes(_line(1, 5))
+    (projects / "loop").symlink_to("..")
+    out, err = _Lines(), io.StringIO()
+    watcher = Watcher(
+        HistoricalDataMigrator(f"chdb://{tmp_path}/db", parallel_workers=1),
+        Settings(source_dirs=(str(projects),), debounce=0.0, watch_polling=True),
+        as_json=True,
+        out=out,
+        err=err,
+    )
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(watcher.run()))
+    thread.start()
+    try:
+        assert out.seen(1)[0]["tokens_added"] == 15
+        with transcript.open("ab") as f:
+            f.write(_line(2, 7))
+        synced = out.seen(2, timeout=30)
+        assert sum(s["tokens_added"] for s in synced) == 15 + 17, (synced, err.getvalue())
+        assert synced[-1]["trigger"] == "full", synced
+    finally:
+        watcher.stop.set()
+        thread.join(timeout=60)
+    assert codes == [0]
+    said = err.getvalue()
+    assert said.count("error: watching failed (") == 1, said
+    assert "File system loop" in said and "a full sync every 5 s instead" in said, said

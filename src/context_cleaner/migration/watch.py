@@ -15,7 +15,9 @@ it costs what the new bytes cost. Around that:
   were missed therefore cost at most a minute of lag.
 - **Polling.** ``CONTEXT_CLEANER_WATCH_POLL=1`` (``Settings.watch_polling``) forces
   polling; when file events cannot be used (no inotify, watch limit reached) the
-  watcher falls back to it.
+  watcher falls back to it. When polling fails too (a symlink loop in the folders, a
+  file name that is not UTF-8), a full sync runs every :data:`POLLING_FULL_SYNC_SECONDS`
+  and the watcher is tried again every :data:`WATCH_RETRY_SECONDS`.
   A poller compares modification times, which miss a write landing in the same
   clock tick as the previous look, so when polling the full sync (which compares
   sizes too) runs every :data:`POLLING_FULL_SYNC_SECONDS`.
@@ -66,6 +68,9 @@ POLLING_FULL_SYNC_SECONDS = 5.0
 MAX_BACKOFF = 60.0
 #: Polling interval when file events are not used.
 POLL_DELAY_MS = 300
+#: When the watcher fails in both modes (a symlink loop makes the poller give up; a name
+#: that is not UTF-8 stops both), it is tried again this often; full syncs run meanwhile.
+WATCH_RETRY_SECONDS = 60.0
 
 
 class Watcher:
@@ -179,9 +184,12 @@ class Watcher:
         """Changes from watchfiles (an empty set every :data:`TICK_MS` without any)."""
         import watchfiles
 
+        failed = ""  # the last error of the watcher itself, said once
         while not self.stop.is_set():
             mode = "polling" if self.polling else "file events"
-            self._say(f"watching {', '.join(map(str, self.absolute))} ({mode}); Ctrl-C to stop.")
+            if not failed:
+                where = ", ".join(map(str, self.absolute))
+                self._say(f"watching {where} ({mode}); Ctrl-C to stop.")
             try:
                 yield from watchfiles.watch(
                     *self.absolute,
@@ -199,13 +207,23 @@ class Watcher:
             except (OSError, RuntimeError) as exc:
                 if self.stop.is_set():
                     return
+                self.full_due = 0.0
                 if not self.polling:
                     self._say(f"file events unavailable ({exc}); polling instead.")
                     self.polling = True
-                else:
-                    self._say(f"error: watching failed ({exc}); retrying in 5 s.")
-                    self.stop.wait(5.0)
-                self.full_due = 0.0
+                    continue
+                if str(exc) != failed:
+                    failed = str(exc)
+                    self._say(
+                        f"error: watching failed ({exc}); a full sync every "
+                        f"{POLLING_FULL_SYNC_SECONDS:.0f} s instead, the watcher tried again "
+                        f"every {WATCH_RETRY_SECONDS:.0f} s."
+                    )
+                # No events: the loop's full syncs (our own walk) carry on meanwhile.
+                again = time.monotonic() + WATCH_RETRY_SECONDS
+                while not self.stop.is_set() and time.monotonic() < again:
+                    yield set()
+                    self.stop.wait(TICK_MS / 1000)
 
     def _collect(self, changes: set[tuple[int, str]]) -> None:
         import watchfiles
