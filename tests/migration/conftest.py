@@ -20,6 +20,11 @@ import pytest
 
 from context_cleaner.testing.transcripts import generate_corpus
 
+# ccusage 20.0.24, installed on first use: the reference count (tests/reports/helpers.py).
+from reports.helpers import ccusage
+
+__all__ = ["ccusage"]
+
 SERVER_ENV = "CONTEXT_CLEANER_TEST_CLICKHOUSE_URL"
 
 

@@ -123,6 +123,49 @@ class TranscriptFile:
         return len(self.relative_path.split("/")) > 2
 
 
+def storable(text: str) -> str:
+    """``text`` as it is stored, sent and shown: itself when it is valid UTF-8 (every
+    name Claude Code writes), else with each byte that is not UTF-8 written ``\\xNN``.
+
+    Python hands a file name's undecodable bytes over as lone surrogates, which no
+    database, JSON or terminal takes. Only such names change; :func:`os_path` finds the
+    file again from what is stored. Runs once per file found: ASCII is decided in C.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+def os_path(root: str, relative_path: str) -> str:
+    """The path on disk of the file stored as ``relative_path`` below ``root``.
+
+    The two differ only for a name that is not UTF-8 (:func:`storable`): then the folder
+    is listed and the entry whose stored form it is, is taken. A name written literally
+    ``\\xNN`` is itself (discovery does not read a file whose stored form is another's).
+    """
+    joined = f"{root}{os.sep}{relative_path}"
+    if "\\x" not in relative_path or os.path.lexists(joined):
+        return joined
+    path = root
+    for part in relative_path.split("/"):
+        candidate = f"{path}{os.sep}{part}"
+        if "\\x" in part and not os.path.lexists(candidate):
+            try:
+                names = os.listdir(path)
+            except OSError:
+                return joined
+            found = next((n for n in names if n != part and storable(n) == part), None)
+            if found is None:
+                return joined
+            candidate = f"{path}{os.sep}{found}"
+        path = candidate
+    return path
+
+
 def project_of(relative_path: str) -> str:
     """:attr:`TranscriptFile.project` of a file at ``relative_path``."""
     parts = relative_path.split("/")
@@ -255,6 +298,12 @@ def resolve_roots(
     for path in candidates:
         # Absolute, so that what is committed for a file does not depend on the working folder.
         path = Path(os.path.abspath(path))
+        if storable(str(path)) != str(path):
+            raise SourceNotFoundError(
+                f"The transcript folder {storable(str(path))} has a path that is not valid "
+                "UTF-8, which the database cannot store: make a link to it whose path is "
+                "(ln -s <folder> ~/claude-projects) and pass that with --source-dir."
+            )
         if path.is_dir() and path not in unique:
             unique.append(path)
     if not unique:
@@ -286,40 +335,60 @@ def _walk(
         try:
             st = folder.stat()
         except OSError as exc:
-            discovery.problems.append(DiscoveryProblem(str(folder), _describe(exc)))
+            discovery.problems.append(DiscoveryProblem(storable(str(folder)), _describe(exc)))
             continue
         if tree is not None and not prefix:
             tree.root(st)
         ident = (st.st_dev, st.st_ino)
         if ident in seen_dirs:
-            discovery.problems.append(DiscoveryProblem(str(folder), "symlink loop: already walked"))
+            discovery.problems.append(
+                DiscoveryProblem(storable(str(folder)), "symlink loop: already walked")
+            )
             continue
         seen_dirs.add(ident)
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            discovery.problems.append(DiscoveryProblem(str(folder), _describe(exc)))
+            discovery.problems.append(DiscoveryProblem(storable(str(folder)), _describe(exc)))
             continue
         subdirs: list[tuple[Path, str]] = []
         stats: list[os.stat_result] = []
+        listed: set[str] | None = None
         for entry in entries:
-            name = entry.name
+            name = stored = entry.name
+            if not name.isascii():
+                stored = storable(name)
+                if stored != name:
+                    # Not UTF-8: stored written \xNN, unless that is another entry's name.
+                    listed = {e.name for e in entries} if listed is None else listed
+                    if stored in listed:
+                        discovery.problems.append(
+                            DiscoveryProblem(
+                                storable(entry.path),
+                                "name is not valid UTF-8 and, written with \\xNN, is the "
+                                "name of another entry of its folder: not read",
+                            )
+                        )
+                        continue
+                    listed.add(stored)
+                    if tree is not None:
+                        tree.storable = False
             try:
                 st = entry.stat()  # follows symlinks
             except OSError as exc:
-                discovery.problems.append(DiscoveryProblem(entry.path, _describe(exc)))
+                discovery.problems.append(DiscoveryProblem(storable(entry.path), _describe(exc)))
                 continue
             if tree is not None:
                 stats.append(st)
             mode = st.st_mode
             if is_dir(mode):
                 if entry.is_symlink():
-                    linked.append((Path(entry.path), f"{prefix}{name}/"))
+                    linked.append((Path(entry.path), f"{prefix}{stored}/"))
                 else:
-                    subdirs.append((Path(entry.path), f"{prefix}{name}/"))
+                    subdirs.append((Path(entry.path), f"{prefix}{stored}/"))
             elif is_file(mode) and name.endswith(".jsonl"):
-                yield TranscriptFile.from_stat(root, entry.path, prefix + name, st)
+                yield TranscriptFile.from_stat(root, entry.path, prefix + stored, st)
         if tree is not None:
             tree.folder(str(folder), [e.name for e in entries], stats)
         stack.extend(reversed(subdirs))
@@ -341,6 +410,6 @@ def discover(roots: Sequence[Path], *, snapshot: bool = False) -> Discovery:
     tree = TreeRecorder() if snapshot else None
     for root in roots:
         discovery.files.extend(sorted(_walk(root, discovery, tree), key=_BY_RELATIVE_PATH))
-    if tree is not None and not discovery.problems:
+    if tree is not None and not discovery.problems and tree.storable:
         discovery.tree = tree.snapshot([str(r) for r in roots])
     return discovery

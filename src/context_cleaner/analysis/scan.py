@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from context_cleaner.analysis.dedup import UsageCollector
-from context_cleaner.analysis.discovery import TranscriptFile, project_of, session_of
+from context_cleaner.analysis.discovery import TranscriptFile, project_of, session_of, storable
 from context_cleaner.analysis.extract import (
     USAGE_MARKER,
     Extracted,
@@ -121,7 +121,7 @@ def scan_file(
 
 
 def _scan_file(
-    display: str,
+    path: str,
     relative: str,
     size: int,
     sink: RecordSink,
@@ -132,8 +132,9 @@ def _scan_file(
     max_line_bytes: int,
     head_bytes: int,
 ) -> FileStats:
-    """:func:`scan_file` of the file at ``display`` (``relative`` below its root, ``size``
-    bytes when found)."""
+    """:func:`scan_file` of the file at ``path`` (``relative`` below its root, ``size``
+    bytes when found), named by its :func:`~.discovery.storable` form in what it reports."""
+    display = storable(path)
     session, project = session_of(relative), project_of(relative)
     # Positional, in field order (path, relative_path, session_id, project, size,
     # start_offset, end_offset): this runs once per file, tens of thousands of times.
@@ -153,7 +154,7 @@ def _scan_file(
         )
 
     try:
-        fd = open_fd(display)
+        fd = open_fd(path)
         try:
             stream = FdStream(fd)
             if (
@@ -343,7 +344,7 @@ def decode_scan(data: bytes, tasks: Sequence[ReadTask] | None = None) -> ScanRes
     blob, files, details, by_reason = msgspec.msgpack.decode(data, type=_WIRE_TYPE)
     if tasks is not None:
         for stats, task in zip(files, tasks, strict=True):
-            stats.path, stats.relative_path = task[0], task[1]
+            stats.path, stats.relative_path = storable(task[0]), task[1]
     return ScanResult(
         UsageCollector.from_bytes(blob), files, SkipLog(details=details, by_reason=by_reason)
     )

@@ -40,12 +40,15 @@ class TreeSnapshot(msgspec.Struct, array_like=True, frozen=True):
 class TreeRecorder:
     """Collects a :class:`TreeSnapshot` during a walk (see ``discovery._walk``)."""
 
-    __slots__ = ("folders", "root_stamps", "stamps")
+    __slots__ = ("folders", "root_stamps", "stamps", "storable")
 
     def __init__(self) -> None:
         self.root_stamps: list[int] = []
         self.folders: list[tuple[str, list[str]]] = []
         self.stamps: list[int] = []
+        self.storable = True
+        """False once the walk met a name that is not UTF-8 (``discovery.storable``): the
+        snapshot, names and all, could not be written, so none is made."""
 
     def root(self, st: os.stat_result) -> None:
         self.root_stamps.extend(STAMP(st))

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from context_cleaner.analysis.discovery import os_path
 from context_cleaner.bridge import TrackedFile
 
 MAX_MESSAGE = 300
@@ -124,7 +125,7 @@ def on_disk(tracked: Iterable[TrackedFile]) -> list[tuple[TrackedFile, os.stat_r
     out: list[tuple[TrackedFile, os.stat_result | None]] = []
     for t in tracked:
         try:
-            out.append((t, os.stat(os.path.join(t.source_root, t.file_path))))
+            out.append((t, os.stat(os_path(t.source_root, t.file_path))))
         except OSError:
             out.append((t, None))
     return out

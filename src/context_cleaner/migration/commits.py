@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from context_cleaner.analysis.discovery import storable
 from context_cleaner.analysis.records import UsageRecord
 from context_cleaner.analysis.scan import FileStats, ScanResult
 from context_cleaner.bridge import CHANGE_KEYS, EnhancedTokenDatabaseBridge, FileCommit
@@ -64,7 +65,7 @@ def file_commits(batch: Sequence[WorkItem], scan: ScanResult, sums: RecordSums) 
         pairs: Iterable[tuple[WorkItem, FileStats | None]] = zip(batch, files, strict=True)
     else:
         by_rel = {(s.path, s.relative_path): s for s in files}
-        pairs = ((i, by_rel.get((i.file.path_str, i.file.relative_path))) for i in batch)
+        pairs = ((i, by_rel.get((storable(i.file.path_str), i.file.relative_path))) for i in batch)
     commits = []
     for item, stats in pairs:
         if stats is None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from context_cleaner.analysis.discovery import Discovery, TranscriptFile
+from context_cleaner.analysis.discovery import Discovery, TranscriptFile, os_path
 from context_cleaner.analysis.reader import head_digest, open_fd, open_regular
 from context_cleaner.bridge import TrackedFile
 
@@ -322,8 +322,8 @@ def classify_all(
 
 def transcript_from_stat(t: TrackedFile, st: os.stat_result) -> TranscriptFile:
     """A tracked file as discovery would find it, from a ``stat`` of its path."""
-    root = Path(t.source_root)
-    return TranscriptFile.from_stat(root, root / t.file_path, t.file_path, st)
+    path = os_path(t.source_root, t.file_path)
+    return TranscriptFile.from_stat(Path(t.source_root), path, t.file_path, st)
 
 
 def classify_stats(

@@ -380,8 +380,10 @@ class Ledger:
 
 
 def _root_of(s: FileStats) -> str:
-    path = s.path.replace("\\", "/")
     rel = s.relative_path
+    if s.path.endswith("/" + rel):  # (a stored name may hold a backslash: \\xNN)
+        return s.path[: -len(rel) - 1]
+    path = s.path.replace("\\", "/")
     return s.path[: -len(rel) - 1] if path.endswith("/" + rel) else s.path
 
 

@@ -21,6 +21,7 @@ from context_cleaner.analysis.discovery import (
     TranscriptFile,
     discover,
     resolve_roots,
+    storable,
 )
 
 if TYPE_CHECKING:  # the planner: imported when a sync has something to plan
@@ -82,10 +83,17 @@ def discover_request(request: SyncRequest) -> Discovery:
             st = path.stat()
         except OSError as exc:
             if os.path.lexists(path):  # a dangling link, a folder it cannot enter ...
-                found.problems.append(DiscoveryProblem(raw, exc.strerror or type(exc).__name__))
+                problem = DiscoveryProblem(storable(raw), exc.strerror or type(exc).__name__)
+                found.problems.append(problem)
             continue  # gone: deleted or renamed away (its rows stay)
         if stat.S_ISREG(st.st_mode):
-            relative = path.relative_to(root).as_posix()
+            relative = storable(path.relative_to(root).as_posix())
+            if relative != path.relative_to(root).as_posix() and os.path.lexists(
+                os.path.join(root, relative)
+            ):
+                reason = "name is not valid UTF-8 and, written with \\xNN, is another file's name"
+                found.problems.append(DiscoveryProblem(storable(raw), f"{reason}: not read"))
+                continue
             found.files.append(TranscriptFile.from_stat(root, path, relative, st))
     return found
 
