@@ -212,3 +212,24 @@ def test_the_validator_fails_on_a_tampered_database_and_explains(
     assert report["token_variance"] == extra
     assert report["database_sessions"] == report["source_sessions"] + 1
     assert [m["session_id"] for m in report["session_mismatches"]] == ["tampered-session"]
+
+
+def test_a_damaged_database_says_so_and_what_to_do(tmp_path: Path, fixtures_dir: Path) -> None:
+    """Bytes of the database's own files overwritten (a disk error, a copy taken mid-write):
+    each command ends with one error naming the damage and the two ways back, not the
+    engine's checksum message alone."""
+    db = tmp_path / "db"
+    url = f"chdb://{db}"
+    run_json("migrate", "--source-dir", str(fixtures_dir), url=url)
+    for data in db.rglob("data.bin"):
+        with data.open("r+b") as f:
+            f.seek(data.stat().st_size // 2)
+            f.write(b"garbage-garbage")
+    for command in (("report", "daily"), ("status",), ("validate",)):
+        out = run_cli(*command, url=url)
+        assert out.returncode == 1, (command, out.stdout, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+        assert "DB::Exception" in lines[0], lines  # the engine's own words are kept
+        assert "The database's files are damaged" in lines[0], lines[0]
+        assert "run `context-cleaner migrate` to build it again" in lines[0], lines[0]

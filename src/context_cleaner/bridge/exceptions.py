@@ -131,6 +131,21 @@ _AUTH_CODES = frozenset(
 _SCHEMA_CODES = frozenset(
     {UNKNOWN_TABLE, 16, 47}
 )  # UNKNOWN_TABLE, NO_SUCH_COLUMN, UNKNOWN_IDENTIFIER
+#: The database's own files are damaged (a disk error, a copy taken while it was written).
+_DAMAGED_CODES = frozenset(
+    {
+        32,  # ATTEMPT_TO_READ_AFTER_EOF (a file cut short)
+        33,  # CANNOT_READ_ALL_DATA
+        39,  # TOO_LARGE_SIZE_COMPRESSED (a block's sizes overwritten)
+        40,  # CHECKSUM_DOESNT_MATCH
+        226,  # NO_FILE_IN_DATA_PART
+        246,  # CORRUPTED_DATA
+        271,  # CANNOT_DECOMPRESS
+        432,  # UNKNOWN_CODEC (a compressed block's header overwritten)
+    }
+)
+#: What the engine says, whatever the code, when it read a damaged file of a table.
+_DAMAGED_RE = re.compile(r"corrupted data|While reading or decompressing", re.IGNORECASE)
 
 _CODE_RE = re.compile(r"\bCode:\s*(\d+)")
 # scheme://user:<password>@ where the password may hold spaces, slashes or a raw "@": it runs to
@@ -221,6 +236,13 @@ def translate_clickhouse_error(
         error = SchemaError(
             f"{head}. The schema is missing or out of date: "
             "run `context-cleaner migrate` to apply it."
+        )
+    elif code in _DAMAGED_CODES or _DAMAGED_RE.search(detail):
+        error = DatabaseQueryError(
+            f"{head}. The database's files are damaged (a disk error, or a copy taken while a "
+            "command wrote to it). Restore the folder from a copy taken while no command ran; "
+            "or move it away and run `context-cleaner migrate` to build it again from the "
+            "transcripts still on disk (usage whose transcripts were deleted is then lost)."
         )
     elif code in _TRANSIENT_CODES or (code is None and _is_connection_failure(exc)):
         error = DatabaseUnavailableError(f"{head}. Check that the server is up, then run again.")
