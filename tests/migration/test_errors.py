@@ -233,3 +233,19 @@ def test_a_damaged_database_says_so_and_what_to_do(tmp_path: Path, fixtures_dir:
         assert "DB::Exception" in lines[0], lines  # the engine's own words are kept
         assert "The database's files are damaged" in lines[0], lines[0]
         assert "run `context-cleaner migrate` to build it again" in lines[0], lines[0]
+
+
+def test_a_damaged_table_definition_says_the_engine_could_not_start_and_why(
+    tmp_path: Path, fixtures_dir: Path
+) -> None:
+    db = tmp_path / "db"
+    url = f"chdb://{db}"
+    run_json("migrate", "--source-dir", str(fixtures_dir), url=url)
+    definition = next(db.glob("store/*/*/counted_token_details.sql"))
+    definition.write_text("garbage (\n")
+    out = run_cli("status", url=url)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "Cannot parse definition from metadata file" in out.stderr  # the engine's line
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: The embedded engine could not start on {db}"), last
+    assert "restore the folder from a copy" in last and "Traceback" not in out.stderr

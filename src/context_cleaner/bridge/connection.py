@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import (
     DatabaseLockedError,
+    DatabaseQueryError,
     DatabaseUnavailableError,
     redact_text,
     translate_clickhouse_error,
@@ -223,11 +224,20 @@ def _open_embedded(target: DatabaseURL, settings: Mapping[str, Any] | None) -> C
                 f"chDB allows one database directory per process, so {target.path} cannot be "
                 "opened too. Close the other sessions first, or use one --clickhouse-url."
             ) from exc
+        if not target.is_memory and _ENGINE_START_RE.search(str(exc)):
+            raise DatabaseQueryError(
+                f"The embedded engine could not start on {target.path} ({exc}). Its own "
+                "message just above names what it could not load, most often a damaged file "
+                "of the folder: restore the folder from a copy taken while no command ran, or "
+                "move it away and run `context-cleaner migrate` to build it again from the "
+                "transcripts still on disk (usage whose transcripts were deleted is then lost)."
+            ) from exc
         raise translate_clickhouse_error(
             exc, target=target.redacted(), action="opening the embedded database"
         ) from exc
 
 
+_ENGINE_START_RE = re.compile(r"Error initializing EmbeddedServer")
 _STATUS_PID_RE = re.compile(r"^PID:\s*(\d+)", re.MULTILINE)
 _OTHER_ENGINE_RE = re.compile(r"already initialized with path '([^']*)'")
 
