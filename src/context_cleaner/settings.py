@@ -93,6 +93,7 @@ WRITE_LIMIT = "context-cleaner-database"
 a server's database holds, so scheduled and triggered runs never overlap there."""
 
 _TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
 
 
 def _setting(flag: str | None = None, env: str | None = None) -> dict[str, Any]:
@@ -238,7 +239,12 @@ class Settings:
             if variable is None or variable == CONFIG_DIR_ENV:  # discovery reads that one
                 continue
             raw = env.get(variable, "").strip()
-            if f.type in ("bool", bool):  # on: 1, true, yes, on (any case); else off
+            if f.type in ("bool", bool):  # on: 1, true, yes, on; off: 0, false, no, off, unset
+                if raw.lower() not in _TRUE + _FALSE:
+                    raise ConfigurationError(
+                        f"{variable}={raw!r} is neither on (1, true, yes, on) nor off "
+                        "(0, false, no, off). Fix or unset it."
+                    )
                 values[name] = raw.lower() in _TRUE
             elif raw:
                 values[name] = raw

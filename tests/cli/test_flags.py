@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -101,3 +102,31 @@ def test_debug_shows_the_traceback(
         monkeypatch.setenv(DEBUG_ENV, "1")
     with pytest.raises(RuntimeError, match="boom"):
         cli.main(argv)
+
+
+BAD_VARIABLES = [
+    ("CONTEXT_CLEANER_LOCK_TIMEOUT", "nan", "from 0 to 604800"),
+    ("CONTEXT_CLEANER_LOCK_TIMEOUT", "inf", "from 0 to 604800"),  # overflowed the waits
+    ("CONTEXT_CLEANER_LOCK_TIMEOUT", "-1", "from 0 to 604800"),
+    ("CONTEXT_CLEANER_WATCH_POLL", "maybe", "neither on (1, true, yes, on) nor off"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "allowed"), BAD_VARIABLES)
+def test_a_bad_environment_variable_is_one_error_line_naming_it(
+    variable: str,
+    value: str,
+    allowed: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Read where it is used, checked there: ``inf`` ended in an OverflowError, ``nan``
+    and ``maybe`` were taken without a word (a NaN wait, polling off)."""
+    monkeypatch.setenv(variable, value)
+    code = cli.main(["status", "--clickhouse-url", f"chdb://{tmp_path}/db"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {variable}={value!r} is "), err
+    assert allowed in errors[0] and "Traceback" not in err

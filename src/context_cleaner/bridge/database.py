@@ -73,11 +73,16 @@ def _lock_timeout(explicit: float | None, environ: Mapping[str, str]) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value < 0:
+    if not 0 <= value <= MAX_LOCK_TIMEOUT:  # also NaN; inf overflowed the waits
         raise ConfigurationError(
-            f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds >= 0. Fix or unset it."
+            f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds from 0 to "
+            f"{MAX_LOCK_TIMEOUT:.0f}. Fix or unset it."
         )
     return value
+
+
+MAX_LOCK_TIMEOUT = 7 * 24 * 3600.0
+"""The longest wait for the database :data:`LOCK_TIMEOUT_ENV` may ask for (a week)."""
 
 
 def _is_driver_error(exc: BaseException) -> bool:
