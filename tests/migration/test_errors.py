@@ -249,3 +249,18 @@ def test_a_damaged_table_definition_says_the_engine_could_not_start_and_why(
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: The embedded engine could not start on {db}"), last
     assert "restore the folder from a copy" in last and "Traceback" not in out.stderr
+
+
+def test_a_time_zone_the_engine_does_not_know_is_named(tmp_path: Path) -> None:
+    """The engine refuses to load under a ``TZ`` it does not know, and chDB reports that
+    as "engine not found": the message said clickhouse-connect needed reinstalling."""
+    url = f"chdb://{tmp_path}/db"
+    out = run_cli("status", url=url, env=cli_env(url, TZ="Garbage/Zone"))
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert lines == [
+        "error: The embedded engine cannot start with TZ='Garbage/Zone': it does not know that "
+        "time zone. Set TZ to an IANA name (TZ=Europe/Berlin) or unset it (reports choose "
+        "their days with --timezone)."
+    ], out.stderr
+    assert run_cli("status", url=url, env=cli_env(url, TZ="Europe/Berlin")).returncode == 0

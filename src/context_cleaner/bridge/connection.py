@@ -21,6 +21,7 @@ import importlib
 import logging
 import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -111,6 +112,19 @@ def import_client_library(*, embedded: bool = False) -> None:
                 options.__dict__.setdefault(probe, None)
 
 
+def _engine_loads_without_tz() -> bool:
+    """Whether chDB, which failed to load here, loads in a Python without ``TZ``: the engine
+    refuses a ``TZ`` it does not know with an ImportError that chDB reports as not installed."""
+    env = {k: v for k, v in os.environ.items() if k != "TZ"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "import chdb"], env=env, capture_output=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
 def chdb_supported() -> bool:
     """True when the installed clickhouse-connect can open ``chdb://`` URLs."""
     import_client_library(embedded=True)
@@ -124,6 +138,13 @@ def chdb_supported() -> bool:
 def _require_chdb_backend() -> None:
     if chdb_supported():
         return
+    zone = os.environ.get("TZ")
+    if zone is not None and _engine_loads_without_tz():
+        raise ConfigurationError(
+            f"The embedded engine cannot start with TZ={zone!r}: it does not know that time "
+            "zone. Set TZ to an IANA name (TZ=Europe/Berlin) or unset it (reports choose "
+            "their days with --timezone)."
+        )
     try:
         from importlib.metadata import version
 
