@@ -34,7 +34,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from context_cleaner.bridge.connection import RetryPolicy, close_client, open_client
+from context_cleaner.bridge.connection import (
+    RetryPolicy,
+    close_client,
+    let_cleanup_run,
+    open_client,
+)
 from context_cleaner.bridge.exceptions import translate_clickhouse_error
 from context_cleaner.bridge.lock import (
     DEFAULT_LOCK_TIMEOUT,
@@ -226,7 +231,7 @@ class Database:
                     if self._parked is None:
                         self._parked, client = (client, hold), None  # type: ignore[assignment]
             if client is not None:
-                _close_parked((client, hold))
+                _close_parked((client, hold), tidy=healthy and self.lock_path is not None)
 
     def someone_waiting(self) -> bool:
         """True when another process waits for this embedded database's lock and should
@@ -249,9 +254,15 @@ class Database:
         return self._hold_depth > 0 and self.lock_path is not None and not self.someone_waiting()
 
 
-def _close_parked(parked: tuple[Client, contextlib.AbstractContextManager[Any]]) -> None:
+def _close_parked(
+    parked: tuple[Client, contextlib.AbstractContextManager[Any]], *, tidy: bool = True
+) -> None:
+    """Close an embedded engine's client and release its lock; ``tidy``: first let the
+    engine delete the parts it replaced when many are left (:func:`let_cleanup_run`)."""
     client, hold = parked
     try:
+        if tidy:
+            let_cleanup_run(client)
         close_client(client)
     finally:
         hold.__exit__(None, None, None)

@@ -200,6 +200,7 @@ CREATE TABLE IF NOT EXISTS {JOURNAL}
 )
 ENGINE = MergeTree
 ORDER BY plan_id
+SETTINGS cleanup_delay_period = 1, cleanup_delay_period_random_add = 0
 COMMENT 'changes to several tables in progress; the next open of the database finishes them'
 """
 
