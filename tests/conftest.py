@@ -70,6 +70,7 @@ LONGEST_FIRST = (
     "migration/test_fuzz.py",
     "migration/test_split_runs.py",
     "reports/test_report_database.py",
+    "sync/test_disk_use.py",
     "dashboard/test_report_api.py",
     "flows/test_resume_and_cli.py",
     "flows/test_flows.py",

@@ -15,10 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from context_cleaner.bridge.connection import OUTDATED_PARTS_WAIT_ABOVE
 from context_cleaner.testing.transcripts.lines import BASE_MS, assistant, dumps, usage
 
 from .helpers import run_cli
+
+pytestmark = pytest.mark.slow  # 20 CLI processes, ~25 s
 
 SYNCS = 20  # ~7 outdated parts each before: 140 > the bound
 
