@@ -130,3 +130,23 @@ def test_a_bad_environment_variable_is_one_error_line_naming_it(
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {variable}={value!r} is "), err
     assert allowed in errors[0] and "Traceback" not in err
+
+
+def test_prices_for_a_database_report_are_refused_not_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The database holds each record's cost as migrated: a ``--prices`` file there was
+    read by nothing (even an invalid one) and the report showed the stored costs."""
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"models": {"claude-opus-4-6": {"input": 1, "output": 1}}}')
+    code = cli.main(
+        ["report", "daily", "--prices", str(prices), "--clickhouse-url", f"chdb://{tmp_path}/db"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: --prices applies to --source transcripts: the database holds each record's "
+        "cost as it was priced when migrated (context-cleaner analyze --prices prices the "
+        "transcripts on disk)."
+    ], err

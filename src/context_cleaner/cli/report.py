@@ -117,6 +117,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             query, settings.sources, host=default_host(), prices=PriceTable.load(settings.prices)
         )
     else:
+        if getattr(args, "prices", None):
+            from context_cleaner.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "--prices applies to --source transcripts: the database holds each record's "
+                "cost as it was priced when migrated (context-cleaner analyze --prices prices "
+                "the transcripts on disk)."
+            )
         from context_cleaner.bridge.from_settings import open_database
         from context_cleaner.bridge.reports import database_report
 
