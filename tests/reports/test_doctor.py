@@ -81,6 +81,14 @@ def test_a_real_database_reports_rows_days_and_the_last_sync(
     assert checks["last_sync"]["status"] == "ok"
     assert checks["scheduled_sync"]["status"] == "warn"
 
+    # Pointed at no transcripts at all, it does not claim they are gone.
+    shutil.rmtree(projects)
+    code, checks = doctor(home, url)
+    assert checks["transcript_roots"]["status"] == "warn"
+    message = checks["database"]["message"]
+    assert "no transcript folder found to compare its days with" in message, message
+    assert "transcripts are gone" not in message
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("token", "code"), [("short", 1), ("x" * 32, 0)])

@@ -189,15 +189,19 @@ def check_database(
                 "rows"
             ]
         }
-    except ContextCleanerError:  # no transcript folder at all: every day is only in the database
-        on_disk = set()
-    only_db = len(days - on_disk)
+    except ContextCleanerError:  # no transcript folder: nothing to compare the days with
+        on_disk = None
+    compared = (
+        f"; {len(days - on_disk)} day(s) exist only in the database (their transcripts are gone)."
+        if on_disk is not None
+        else "; no transcript folder found to compare its days with (see transcript_roots)."
+    )
     size = f", {_size(Path(target.path)) / 1e6:,.1f} MB" if target.is_embedded else ""
     version = max(applied) if applied else "none"
     message = (
         f"{where}{size}, schema {version}, {rows:,} usage rows"
         + (f" from {oldest} to {newest}" if rows else "")
-        + f"; {only_db} day(s) exist only in the database (their transcripts are gone)."
+        + compared
     )
     checks = [Check("database", "ok", message)]
     now = time.time() if now is None else now
