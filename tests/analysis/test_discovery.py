@@ -168,6 +168,34 @@ def test_source_dirs_that_do_not_exist_are_skipped_when_another_does(
     assert resolve_roots([tmp_path / "nope", tmp_path / "real"]) == [tmp_path / "real"]
 
 
+def test_the_same_folder_twice_is_one_root_and_each_file_is_found_once(home: Path) -> None:
+    """``~/.config/claude`` linked to ``~/.claude`` (both default roots): every file was read
+    and tracked twice, once under each."""
+    write_session(home / ".claude/projects", "p/s.jsonl", input_tokens=7)
+    (home / ".config").mkdir()
+    (home / ".config" / "claude").symlink_to(home / ".claude")
+    roots = resolve_roots()
+    assert roots == [home / ".config/claude/projects"]
+    assert [f.relative_path for f in discover(roots).files] == ["p/s.jsonl"]
+
+
+@pytest.mark.parametrize("inner_first", [True, False])
+def test_a_root_inside_another_is_walked_as_part_of_it(tmp_path: Path, inner_first: bool) -> None:
+    """``--source-dir`` given a projects folder and one of its projects: the project's files
+    were read twice, and under the inner root they had no project."""
+    outer = tmp_path / "projects"
+    write_session(outer, "-home-u-a/s.jsonl", input_tokens=7)
+    write_session(outer, "-home-u-b/t.jsonl", input_tokens=8)
+    given = [outer / "-home-u-a", outer] if inner_first else [outer, outer / "-home-u-a"]
+    roots = resolve_roots(given)
+    assert roots == [outer]
+    found = discover(roots).files
+    assert [(f.relative_path, f.project) for f in found] == [
+        ("-home-u-a/s.jsonl", "-home-u-a"),
+        ("-home-u-b/t.jsonl", "-home-u-b"),
+    ]
+
+
 # -- no root at all -------------------------------------------------------------------
 
 

@@ -306,6 +306,7 @@ def resolve_roots(
             )
         if path.is_dir() and path not in unique:
             unique.append(path)
+    unique = _outermost(unique)
     if not unique:
         looked = ", ".join(str(p) for p in candidates) or "(nothing)"
         hint = (
@@ -315,6 +316,22 @@ def resolve_roots(
         )
         raise SourceNotFoundError(f"No transcript folder found (looked in: {looked}); {hint}.")
     return unique
+
+
+def _outermost(roots: list[Path]) -> list[Path]:
+    """``roots`` less any that is the same folder as an earlier one or lies inside another
+    (``~/.config/claude`` linked to ``~/.claude``, or ``--source-dir`` given a projects
+    folder and one of its projects): each file is then found once, under the outer root,
+    where it has its project. Before, such files were read and tracked twice."""
+    real = [os.path.realpath(r) for r in roots]
+    kept = []
+    for n, (root, path) in enumerate(zip(roots, real, strict=True)):
+        inside = any(
+            other != path and path.startswith(other.rstrip(os.sep) + os.sep) for other in real
+        )
+        if not inside and path not in real[:n]:
+            kept.append(root)
+    return kept
 
 
 def _walk(
