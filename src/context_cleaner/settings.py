@@ -118,7 +118,8 @@ class Settings:
     )
     """Transcript folders (each a Claude config folder or its ``projects/``). None: the
     folders in ``$CLAUDE_CONFIG_DIR`` (read by discovery), else ``~/.config/claude/projects``
-    and ``~/.claude/projects``."""
+    and ``~/.claude/projects``. A folder given twice (one linked to the other) or inside
+    another is walked once, as part of the outer one."""
 
     clickhouse_url: str | None = field(default=None, metadata=_setting("--clickhouse-url", URL_ENV))
     """The database, kept as given: ``chdb:///path`` (embedded) or
