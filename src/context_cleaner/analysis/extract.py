@@ -128,6 +128,8 @@ def extract_marked_line(source: Source, line_number: int, offset: int, line: byt
         return _extract_slow(source, line_number, offset, line)
     except msgspec.DecodeError as exc:
         return SkippedLine(source.file_path, line_number, offset, "malformed_json", str(exc))
+    except RecursionError:
+        return _too_deep(source, line_number, offset)
     message = parsed.message
     if message is not None and message.usage is not None:
         return _record(
@@ -147,6 +149,8 @@ def extract_marked_line(source: Source, line_number: int, offset: int, line: byt
             data = _progress_decoder.decode(parsed.data)
         except msgspec.ValidationError:
             return _extract_slow(source, line_number, offset, line)
+        except RecursionError:
+            return _too_deep(source, line_number, offset)
         inner = data.message if data is not None else None
         if inner is not None and inner.message is not None and inner.message.usage is not None:
             return _record(
@@ -231,6 +235,18 @@ def _record(
     )
 
 
+def _too_deep(source: Source, line_number: int, offset: int) -> SkippedLine:
+    """A line nested deeper than the decoder follows (~1,000 levels; msgspec raises
+    RecursionError, which ended the whole run). ccusage drops such a line too."""
+    return SkippedLine(
+        source.file_path,
+        line_number,
+        offset,
+        "malformed_json",
+        "JSON nested deeper than the decoder follows (about 1,000 levels)",
+    )
+
+
 # -- the careful path: a line that failed the strict schema ------------------------
 
 
@@ -248,6 +264,8 @@ def _extract_slow(source: Source, line_number: int, offset: int, line: bytes) ->
         doc = _any_decoder.decode(line)
     except msgspec.DecodeError as exc:
         return SkippedLine(source.file_path, line_number, offset, "malformed_json", str(exc))
+    except RecursionError:
+        return _too_deep(source, line_number, offset)
     if not isinstance(doc, dict):
         return None
     message = doc.get("message")
