@@ -140,6 +140,13 @@ def storable(text: str) -> str:
     return text
 
 
+ESCAPED_NAME_TAKEN = (
+    "name is not valid UTF-8 and, written with \\xNN, is the name of another entry of its "
+    "folder: not read"
+)
+"""Why a file whose :func:`storable` name is another entry's is not read (that one is)."""
+
+
 def os_path(root: str, relative_path: str) -> str:
     """The path on disk of the file stored as ``relative_path`` below ``root``.
 
@@ -298,9 +305,9 @@ def resolve_roots(
     for path in candidates:
         # Absolute, so that what is committed for a file does not depend on the working folder.
         path = Path(os.path.abspath(path))
-        if storable(str(path)) != str(path):
+        if (shown := storable(str(path))) != str(path):
             raise SourceNotFoundError(
-                f"The transcript folder {storable(str(path))} has a path that is not valid "
+                f"The transcript folder {shown} has a path that is not valid "
                 "UTF-8, which the database cannot store: make a link to it whose path is "
                 "(ln -s <folder> ~/claude-projects) and pass that with --source-dir."
             )
@@ -380,13 +387,8 @@ def _walk(
                     # Not UTF-8: stored written \xNN, unless that is another entry's name.
                     listed = {e.name for e in entries} if listed is None else listed
                     if stored in listed:
-                        discovery.problems.append(
-                            DiscoveryProblem(
-                                storable(entry.path),
-                                "name is not valid UTF-8 and, written with \\xNN, is the "
-                                "name of another entry of its folder: not read",
-                            )
-                        )
+                        problem = DiscoveryProblem(storable(entry.path), ESCAPED_NAME_TAKEN)
+                        discovery.problems.append(problem)
                         continue
                     listed.add(stored)
                     if tree is not None:

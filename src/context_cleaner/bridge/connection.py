@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from context_cleaner.bridge.exceptions import (
+    DAMAGED_FOLDER_HELP,
     DatabaseLockedError,
     DatabaseQueryError,
     DatabaseUnavailableError,
@@ -285,9 +286,7 @@ def _open_embedded(target: DatabaseURL, settings: Mapping[str, Any] | None) -> C
             raise DatabaseQueryError(
                 f"The embedded engine could not start on {target.path} ({exc}). Its own "
                 "message just above names what it could not load, most often a damaged file "
-                "of the folder: restore the folder from a copy taken while no command ran, or "
-                "move it away and run `context-cleaner migrate` to build it again from the "
-                "transcripts still on disk (usage whose transcripts were deleted is then lost)."
+                f"of the folder: {DAMAGED_FOLDER_HELP}"
             ) from exc
         raise translate_clickhouse_error(
             exc, target=target.redacted(), action="opening the embedded database"

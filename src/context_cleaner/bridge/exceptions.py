@@ -144,6 +144,12 @@ _DAMAGED_CODES = frozenset(
         432,  # UNKNOWN_CODEC (a compressed block's header overwritten)
     }
 )
+#: The ways back from a damaged embedded database folder, said by every error about one.
+DAMAGED_FOLDER_HELP = (
+    "restore the folder from a copy taken while no command ran, or move it away and run "
+    "`context-cleaner migrate` to build it again from the transcripts still on disk (usage "
+    "whose transcripts were deleted is then lost)."
+)
 #: What the engine says, whatever the code, when it read a damaged file of a table.
 _DAMAGED_RE = re.compile(r"corrupted data|While reading or decompressing", re.IGNORECASE)
 
@@ -240,9 +246,7 @@ def translate_clickhouse_error(
     elif code in _DAMAGED_CODES or _DAMAGED_RE.search(detail):
         error = DatabaseQueryError(
             f"{head}. The database's files are damaged (a disk error, or a copy taken while a "
-            "command wrote to it). Restore the folder from a copy taken while no command ran; "
-            "or move it away and run `context-cleaner migrate` to build it again from the "
-            "transcripts still on disk (usage whose transcripts were deleted is then lost)."
+            f"command wrote to it): {DAMAGED_FOLDER_HELP}"
         )
     elif code in _TRANSIENT_CODES or (code is None and _is_connection_failure(exc)):
         error = DatabaseUnavailableError(f"{head}. Check that the server is up, then run again.")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from context_cleaner.analysis.discovery import (
+    ESCAPED_NAME_TAKEN,
     Discovery,
     DiscoveryProblem,
     TranscriptFile,
@@ -87,12 +88,10 @@ def discover_request(request: SyncRequest) -> Discovery:
                 found.problems.append(problem)
             continue  # gone: deleted or renamed away (its rows stay)
         if stat.S_ISREG(st.st_mode):
-            relative = storable(path.relative_to(root).as_posix())
-            if relative != path.relative_to(root).as_posix() and os.path.lexists(
-                os.path.join(root, relative)
-            ):
-                reason = "name is not valid UTF-8 and, written with \\xNN, is another file's name"
-                found.problems.append(DiscoveryProblem(storable(raw), f"{reason}: not read"))
+            on_disk = path.relative_to(root).as_posix()
+            relative = storable(on_disk)
+            if relative != on_disk and os.path.lexists(os.path.join(root, relative)):
+                found.problems.append(DiscoveryProblem(storable(raw), ESCAPED_NAME_TAKEN))
                 continue
             found.files.append(TranscriptFile.from_stat(root, path, relative, st))
     return found
