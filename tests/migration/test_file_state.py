@@ -3,6 +3,7 @@ on real files, and the surfaces that use it: status, the dashboard, the sync's p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from context_cleaner.analysis.discovery import discover
+from context_cleaner.analysis.reader import head_digest, head_matches
 from context_cleaner.bridge.database import Database
 from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 from context_cleaner.dashboard import health
@@ -165,4 +167,50 @@ def test_status_and_dashboard_agree_on_a_file_rewritten_to_the_same_size(
     os.replace(other, files["a"])
     fresh = health.file_freshness(health.on_disk(m.bridge.tracked_files()))
     assert fresh["files_replaced"] == 1
+    assert states(m, root)["a"].state == "replaced"
+
+
+def test_identity_hashes_are_sha256_and_an_earlier_versions_blake2b_still_matches(
+    tmp_path: Path,
+) -> None:
+    """The identity hash went from BLAKE2b (32 hex digits) to SHA-256 (64): a hash either
+    version stored describes its bytes; other bytes match neither."""
+    data = line("m1", 1) * 3
+    new = head_digest(data)
+    assert new == hashlib.sha256(data).hexdigest() and len(new) == 64
+    old = hashlib.blake2b(data, digest_size=16).hexdigest()
+    assert head_matches(data, new) and head_matches(data, old)
+    changed = data.replace(b"m1", b"m2", 1)
+    assert not head_matches(changed, new) and not head_matches(changed, old)
+    assert not head_matches(data, "") and not head_matches(data, old[:-1])
+
+
+@pytest.mark.slow
+def test_a_database_an_earlier_version_filled_keeps_its_files(
+    synced: tuple[HistoricalDataMigrator, Path, dict[str, Path]],
+) -> None:
+    """Tracking rows whose identity hashes are BLAKE2b (what versions before SHA-256 stored)
+    still describe their files: nothing is read again, an appended line is read alone, and a
+    head rewritten to the same size is still found replaced."""
+    m, root, files = synced
+    with m.bridge.database.session() as client:
+        for t in m.bridge.tracked_files():
+            head = (root / t.file_path).read_bytes()[: t.head_length]
+            old = hashlib.blake2b(head, digest_size=16).hexdigest()
+            client.command(
+                "ALTER TABLE migration_file_tracking UPDATE file_hash = {h:String} "
+                "WHERE file_path = {p:String} SETTINGS mutations_sync = 1",
+                parameters={"h": old, "p": t.file_path},
+            )
+    assert {len(t.head_hash) for t in m.bridge.tracked_files()} == {32}
+    assert {s.state for s in states(m, root).values()} == {"synced"}
+    assert m.sync(str(root)).records_inserted == 0
+    with files["f"].open("ab") as out:  # f's head is a full 4 KiB
+        out.write(line("f99", 99, "f"))
+    result = m.sync(str(root))
+    assert (result.records_inserted, result.files_changed, result.files_reset) == (1, 1, 0)
+    assert result.bytes_read == len(line("f99", 99, "f"))
+    size = files["a"].stat().st_size
+    files["a"].write_bytes(line("z1", 1, "a") + line("z2", 2, "a"))
+    assert files["a"].stat().st_size == size
     assert states(m, root)["a"].state == "replaced"

@@ -300,13 +300,18 @@ def read_tasks(ranges: Iterable[FileRange]) -> list[ReadTask]:
 
 
 def scan_tasks(
-    tasks: Iterable[ReadTask], *, max_line_bytes: int = MAX_LINE_BYTES, head_bytes: int = 0
+    tasks: Iterable[ReadTask],
+    *,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    head_bytes: int = 0,
+    every_line: bool = True,
 ) -> ScanResult:
     """Scan files from their start offsets, one after the other, in this process
-    (``head_bytes``: see :func:`scan_file`)."""
+    (``head_bytes``: see :func:`scan_file`; ``every_line=False``: the collector's
+    every-line sum, ``UsageCollector.raw``, is left empty, as a migration has no use for it)."""
     collector = UsageCollector()
     skips = SkipLog()
-    add = collector.add
+    add = collector.add if every_line else collector.keep
     stats = [
         _scan_file(path, relative, size, add, skips, start, line, None, max_line_bytes, head_bytes)
         for path, relative, size, start, line in tasks
@@ -315,10 +320,19 @@ def scan_tasks(
 
 
 def scan_ranges(
-    ranges: Sequence[FileRange], *, max_line_bytes: int = MAX_LINE_BYTES, head_bytes: int = 0
+    ranges: Sequence[FileRange],
+    *,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    head_bytes: int = 0,
+    every_line: bool = True,
 ) -> ScanResult:
     """:func:`scan_tasks` of ``ranges``."""
-    return scan_tasks(read_tasks(ranges), max_line_bytes=max_line_bytes, head_bytes=head_bytes)
+    return scan_tasks(
+        read_tasks(ranges),
+        max_line_bytes=max_line_bytes,
+        head_bytes=head_bytes,
+        every_line=every_line,
+    )
 
 
 def scan_files(
@@ -351,7 +365,10 @@ def decode_scan(data: bytes, tasks: Sequence[ReadTask] | None = None) -> ScanRes
 
 
 def scan_tasks_encoded(
-    tasks: Sequence[ReadTask], max_line_bytes: int = MAX_LINE_BYTES, head_bytes: int = 0
+    tasks: Sequence[ReadTask],
+    max_line_bytes: int = MAX_LINE_BYTES,
+    head_bytes: int = 0,
+    every_line: bool = True,
 ) -> bytes:
     """Worker entry point: scan and encode (records cross the process boundary as msgpack).
 
@@ -360,7 +377,9 @@ def scan_tasks_encoded(
     (72 KiB with them, docs/benchmarks.md), so the reader hands it over in one write
     instead of waiting for the parent to drain the pipe.
     """
-    result = scan_tasks(tasks, max_line_bytes=max_line_bytes, head_bytes=head_bytes)
+    result = scan_tasks(
+        tasks, max_line_bytes=max_line_bytes, head_bytes=head_bytes, every_line=every_line
+    )
     for stats in result.files:
         stats.path = stats.relative_path = ""
     return encode_scan(result)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from context_cleaner.analysis.discovery import Discovery, TranscriptFile, os_path
-from context_cleaner.analysis.reader import head_digest, open_fd, open_regular
+from context_cleaner.analysis.reader import head_digest, head_matches, open_fd, open_regular
 from context_cleaner.bridge import TrackedFile
 
 SYNCED = "synced"
@@ -45,7 +45,8 @@ TAIL_WINDOW = 64 * 1024
 
 
 def head_hash(path: str, length: int) -> str:
-    """BLAKE2b of the first ``length`` bytes (``""`` when the file has fewer)."""
+    """The identity hash (:func:`~context_cleaner.analysis.reader.head_digest`) of the first
+    ``length`` bytes (``""`` when the file has fewer)."""
     if length <= 0:
         return ""
     try:
@@ -94,7 +95,7 @@ def identity_change(f: TranscriptFile, t: TrackedFile) -> tuple[str, str]:
         try:
             if t.head_length:
                 data = _read_at(fd, t.head_length, 0)
-                if len(data) < t.head_length or head_digest(data) != t.head_hash:
+                if len(data) < t.head_length or not head_matches(data, t.head_hash):
                     return REPLACED, "rewritten (first bytes changed)"
             if t.committed_offset and _read_at(fd, 1, t.committed_offset - 1) != b"\n":
                 return TRUNCATED, "rewritten (no line ends at the committed offset any more)"

@@ -98,14 +98,15 @@ def _start_reader(parent: int) -> None:
 
 
 def _read_batch(tasks: list[ReadTask], max_line_bytes: int, head_bytes: int) -> bytes:
-    """A reader's work on a batch (:func:`~context_cleaner.analysis.scan.scan_tasks_encoded`),
-    from its first batch on at :data:`READER_NICENESS`."""
+    """A reader's work on a batch (:func:`~context_cleaner.analysis.scan.scan_tasks_encoded`,
+    without the every-line sum only the analysis reports), from its first batch on at
+    :data:`READER_NICENESS`."""
     global _nicer
     if not _nicer:
         _nicer = True
         with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
             os.nice(READER_NICENESS)
-    return scan_tasks_encoded(tasks, max_line_bytes, head_bytes)
+    return scan_tasks_encoded(tasks, max_line_bytes, head_bytes, every_line=False)
 
 
 def worker_start_method() -> str:
@@ -246,7 +247,7 @@ class BatchReader:
         if self._pool is None:
             for index, batch in enumerate(plan):
                 started = time.perf_counter()
-                scan = scan_ranges(_ranges(batch), head_bytes=HEAD_BYTES)
+                scan = scan_ranges(_ranges(batch), head_bytes=HEAD_BYTES, every_line=False)
                 yield index, scan, time.perf_counter() - started
             return
         if self._plan is not plan:
