@@ -34,6 +34,7 @@ NOT_ON_THE_NOOP_SYNC = (
     "context_cleaner.migration.planning",
     "context_cleaner.migration.file_state",
     "context_cleaner.migration.freshness",
+    "context_cleaner.migration.models",  # its dataclasses: ~20 ms (run_results has the sync's)
     "context_cleaner.analysis.reader",
     "context_cleaner.cli.render",
     "rich",

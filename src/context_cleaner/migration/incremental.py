@@ -79,8 +79,8 @@ from context_cleaner.bridge import Database
 from context_cleaner.errors import MigrationError
 from context_cleaner.migration import sync_cache
 from context_cleaner.migration.counts import add_net
-from context_cleaner.migration.models import IncrementalMigrationResult
 from context_cleaner.migration.run_record import LogEntry, RunCounts, RunRecorder, new_run_id
+from context_cleaner.migration.run_results import IncrementalMigrationResult
 from context_cleaner.migration.sync_plan import (
     SyncRequest,
     discover_request,

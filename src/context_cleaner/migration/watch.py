@@ -55,7 +55,7 @@ from context_cleaner.settings import DEFAULTS, Settings
 
 if TYPE_CHECKING:
     from context_cleaner.migration.historical_migrator import HistoricalDataMigrator
-    from context_cleaner.migration.models import IncrementalMigrationResult
+    from context_cleaner.migration.run_results import IncrementalMigrationResult
 
 #: Quiet time after a write before its changes are synced.
 STEP_MS = 50
