@@ -342,3 +342,40 @@ def test_page_says_when_its_numbers_are_kept_from_an_earlier_read(
         tab.close()
         err = server.stop()
     assert "Traceback" not in err, err
+
+
+def test_page_names_files_deleted_or_replaced_on_disk(
+    browser: Any, projects_dir: Path, tmp_path: Path
+) -> None:
+    """Claude Code deletes old transcripts: the page keeps their totals and says how many
+    tracked files are gone or replaced (before, only ``/api/health`` said so), and the
+    validation's run counts the files on disk ("4/3 files" before: tracked over compared)."""
+    copy, url = migrate_copy(projects_dir, tmp_path)
+    total = database_total(url)
+    next(copy.rglob("short.jsonl")).unlink()
+    heavy = next(copy.rglob("tool_heavy.jsonl"))
+    lines = heavy.read_bytes().splitlines(keepends=True)
+    replacement = heavy.with_suffix(".new")
+    replacement.write_bytes(b"".join(lines[1:6]))  # another file, another head, another inode
+    replacement.replace(heavy)
+    checked = run_cli("validate", "--clickhouse-url", url)
+    assert checked.returncode in (0, 1), checked.stderr
+    on_disk = len(list(copy.rglob("*.jsonl")))
+    server = Server("--clickhouse-url", url).wait_ready()
+    tab = Page(browser).open(server.base + "/")
+    try:
+        page = tab.page
+        assert tab.headline() == total
+        facts = " ".join((page.text_content("#freshness") or "").split())
+        assert "Deleted from disk1 file(s); their rows are kept" in facts, facts
+        assert "Replaced on disk1 file(s)" in facts, facts
+        assert f"Files behind1 ({len(b''.join(lines[1:6])):,} bytes)" in facts, facts
+        assert "Read failed" not in facts
+        row = page.locator("#runs tbody tr", has_text="validate").first
+        # Files compared of those on disk: the replaced one's new content is not read yet.
+        assert f"{on_disk - 1}/{on_disk} files" in (row.text_content() or "")
+        page.screenshot(path=str(tmp_path / "deleted.png"), full_page=True)
+        assert tab.errors == []
+    finally:
+        tab.close()
+        server.stop()

@@ -82,6 +82,13 @@ def test_deleted_transcript_is_retained_history_not_a_variance(real: Path, tmp_p
     text = " ".join(human.stdout.split())
     assert f"Retained history: {gone:,} tokens" in text and "not a variance" in text
     assert "Unexplained" not in text
+    # The validation's run row counts the files found on disk and, of those, the tracked
+    # ones (the dashboard showed "5/4 files" here before); the deleted one is named apart.
+    on_disk = len(_files(real))
+    runs = EnhancedTokenDatabaseBridge(Database(url)).migration_runs()
+    checked = next(r for r in runs if r["run_kind"] == "validate")
+    assert (checked["files_found"], checked["files_processed"]) == (on_disk, on_disk)
+    assert checked["details"]["files_deleted"] == 1
     # Every later migrate validates too (it failed for good before).
     more = next(p for p in _files(real) if p.name == "short.jsonl")
     with more.open("ab") as f:

@@ -135,8 +135,10 @@ def file_freshness(stats: Iterable[tuple[TrackedFile, os.stat_result | None]]) -
     """Tracked files by the file classifier's state (the one ``status`` uses).
 
     ``files_behind``/``bytes_behind``: complete lines not yet in the database (``sync``
-    reads them); ``files_unfinished``/``bytes_unfinished``: a last line without its
-    newline yet (counted once it ends); ``files_missing``: deleted (rows kept).
+    reads them), in files replaced or truncated too; ``files_replaced``: of those, files
+    replaced or truncated (read again from their start, earlier rows kept);
+    ``files_unfinished``/``bytes_unfinished``: a last line without its newline yet
+    (counted once it ends); ``files_missing``: deleted (rows kept).
     """
     from context_cleaner.migration.file_state import classify_stats, counts
 
@@ -144,7 +146,7 @@ def file_freshness(stats: Iterable[tuple[TrackedFile, os.stat_result | None]]) -
     return {
         "files_tracked": sum(n[s] for s in _STATES),
         "files_synced": n["synced"],
-        "files_behind": n["behind"],
+        "files_behind": n["behind"] + n["replaced"] + n["truncated"],
         "bytes_behind": n["pending_bytes"],
         "files_unfinished": n["unfinished"],
         "bytes_unfinished": n["unfinished_bytes"],

@@ -200,10 +200,18 @@ def record_validation(
         "sessions_checked": report.sessions_checked,
         "explanations": report.explanations[:5],
     }
+    from context_cleaner.migration.file_state import DELETED, STATES
+
+    states = report.file_states
+    deleted = states.get(DELETED, 0)
+    if deleted:
+        details["files_deleted"] = deleted
     counts = RunCounts(
         source_roots=list(report.roots),
-        files_found=report.source_files,
-        files_processed=report.tracked_files,
+        # The files on disk, and of those the ones whose committed range was compared (a
+        # tracked file deleted from disk is retained history, not one found).
+        files_found=sum(states.get(s, 0) for s in STATES) - deleted,
+        files_processed=report.source_files,
     )
     log = LogEntry("validate", "finish", status, details, recorder.elapsed_ms())
     recorder.finished(status, counts, details, log, quiet=True)  # the report matters more

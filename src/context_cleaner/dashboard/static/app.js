@@ -324,6 +324,10 @@
     fact("Files tracked", nf.format(f.files_tracked || 0));
     fact("Files behind", nf.format(f.files_behind || 0) + (f.bytes_behind ? " (" + nf.format(f.bytes_behind) + " bytes)" : ""));
     if (f.files_unfinished) fact("Last line being written", nf.format(f.files_unfinished) + " file(s), " + nf.format(f.bytes_unfinished || 0) + " bytes; counted once it ends");
+    // Claude Code deletes old transcripts: their rows stay, so the totals do not drop.
+    if (f.files_missing) fact("Deleted from disk", nf.format(f.files_missing) + " file(s); their rows are kept");
+    if (f.files_replaced) fact("Replaced on disk", nf.format(f.files_replaced) + " file(s); read again from the start by the next sync, earlier rows kept");
+    if (f.files_with_errors) fact("Read failed", nf.format(f.files_with_errors) + " file(s); context-cleaner status names them");
     const v = h.validation;
     fact("Validation", v ? (v.passed ? "passed" : "FAILED") + " · " + (v.migration_id || "") + " · " + when(v.at) : "not run yet");
     text($("fresh-short"), "Newest record " + ago(f.newest_record_age_seconds) + " ago · checked " + when(f.checked_at));
