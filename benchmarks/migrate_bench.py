@@ -24,6 +24,7 @@ import shutil
 import statistics
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from benchmarks.harness import (
     BenchContext,
@@ -66,12 +67,27 @@ def _migrate(
         return run, None
 
 
+class Unsampled(NamedTuple):
+    """Wall seconds of the three commands run in turn, round after round, nothing sampling."""
+
+    plain: list[float]
+    """A fresh ``migrate --no-validate``."""
+    validated: list[float]
+    """A fresh ``migrate`` (with its validation)."""
+    ccusage: list[float]
+
+    def ratios(self, ours: list[float]) -> list[float]:
+        """Each round's ``ours`` over the same round's ccusage, sorted: a machine's load
+        drifts over a benchmark, and a ratio of neighbouring runs cancels most of it."""
+        return sorted(a / b for a, b in zip(ours, self.ccusage, strict=True))
+
+
 def _unsampled(
     ctx: BenchContext, workdir: Path, cc_cmd: list[str] | None, cc_env: dict[str, str]
-) -> tuple[float, float, float] | None:
-    """Median wall seconds of a fresh ``migrate --no-validate``, of a fresh ``migrate`` (with
-    its validation) and of ccusage's scan, run in turn with nothing sampling them (None when
-    one failed or ccusage is absent)."""
+) -> Unsampled | None:
+    """A fresh ``migrate --no-validate``, a fresh ``migrate`` (with its validation) and
+    ccusage's scan, run in turn with nothing sampling them (None when one failed or
+    ccusage is absent)."""
     if cc_cmd is None:
         return None
     plain = _command(ctx, workdir / "db-timed", "--engine", "local", "--no-validate")
@@ -84,8 +100,8 @@ def _unsampled(
             if took is None:
                 return None
             seconds.append(took)
-    ours, theirs, checked = (statistics.median(t) for t in times)
-    return ours, checked, theirs
+    plain_s, theirs, checked = times
+    return Unsampled(plain_s, checked, theirs)
 
 
 def run(ctx: BenchContext) -> list[Result]:
@@ -200,12 +216,17 @@ def run(ctx: BenchContext) -> list[Result]:
                 )
                 plain = _unsampled(ctx, workdir, cc_cmd, cc_env)
                 if plain is not None:
-                    ours, checked, theirs = plain
+                    ours, checked, theirs = (
+                        statistics.median(t) for t in (plain.plain, plain.validated, plain.ccusage)
+                    )
+                    paired = plain.ratios(plain.validated)
                     row.comparisons.append(
                         f"migrate {ctx.size_label}, nothing sampling (medians of "
                         f"{ctx.options.repeat}): --no-validate {ours:.2f} s, with its "
                         f"validation {checked:.2f} s, ccusage {theirs:.2f} s = "
-                        f"{ours / theirs:.2f}x and {checked / theirs:.2f}x"
+                        f"{ours / theirs:.2f}x and {checked / theirs:.2f}x; with its validation "
+                        f"over the same round's ccusage: median {statistics.median(paired):.2f}x "
+                        f"({', '.join(f'{r:.2f}' for r in paired)})"
                     )
                 row.comparisons.append(
                     f"migrate {ctx.size_label}: migration with its validation / ccusage full "

@@ -170,6 +170,8 @@ class MigrationRun:
                 on_batch=self._catch_up_now_and_then,
                 reader=reader,
             )
+            if reader is not None:
+                reader.close()  # every batch is read: the readers' memory is not needed now
             # The run's records summed for its validation on a thread while this one
             # rebuilds the rollups (the engine works without holding the interpreter).
             if read is not None:

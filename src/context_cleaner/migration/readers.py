@@ -195,9 +195,18 @@ class BatchReader:
             return 0
         return sum(reported.values()) + (self.workers - len(reported)) * max(reported.values())
 
+    def close(self) -> None:
+        """End the worker processes now (the run reads nothing more): what they hold is
+        freed before the run's last work, its rollups and validation, where its memory
+        peaks. Reading again afterwards reads in this process; ``__exit__`` does the rest."""
+        pool, self._pool = self._pool, None
+        self._warming = []
+        self.discard_prefetch()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.close()
         if self._frozen:
             gc.unfreeze()
             self._frozen = False
