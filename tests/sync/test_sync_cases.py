@@ -492,3 +492,22 @@ def test_a_long_watch_run_keeps_one_tracking_row_per_file(
     assert state.committed_offset == f.stat().st_size
     assert_matches_analyser(m, tmp_path / "projects")
     assert m.sync(str(tmp_path / "projects")).files_changed == 0  # nothing re-read
+
+
+def test_a_syncs_working_memory_is_what_it_adds_once_connected(tmp_path: Path, db_url: str) -> None:
+    """A sync records its working memory as a migration does: what its process tree grew by
+    after connecting. It recorded its whole resident memory before (the engine's library
+    included): ``status`` said "peak 74 MB private (working 262)" for a one-line sync."""
+    folder = _project(tmp_path)
+    f = folder / "s1.jsonl"
+    f.write_bytes(assistant_line("a", 5))
+    m = migrator(db_url)
+    assert m.run(str(tmp_path / "projects")).validation_passed
+    with f.open("ab") as out:
+        out.write(assistant_line("b", 6))
+    result = m.sync(str(tmp_path / "projects"))
+    assert result.success and result.records_inserted == 1
+    run = status_payload(m.bridge)["migration"]
+    assert run["run_kind"] == "sync" and run["migration_id"] == result.migration_id
+    # The private peak holds what the run added and the engine's own anonymous memory.
+    assert 0 <= run["working_memory_mb"] < run["peak_memory_mb"], run

@@ -280,6 +280,11 @@ def render_status(out: Console, payload: dict[str, Any]) -> None:
             f"  {escape(f['path'])}: {f['committed_offset']:,}{size} bytes committed; "
             f"{escape(f['message'])}"
         )
+    if doubled := payload.get("rows_of_another_folder"):
+        out.print(
+            f"  {doubled} file(s) also tracked under another folder (one inside the other, or "
+            "a link to it): counted once, as the folder that read them furthest."
+        )
     if counts["untracked"]:
         out.print(
             f"  {counts['untracked']} new file(s) not synced yet: run `context-cleaner sync`."

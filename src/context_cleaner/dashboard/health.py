@@ -120,10 +120,13 @@ def validation_state(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
-def on_disk(tracked: Iterable[TrackedFile]) -> list[tuple[TrackedFile, os.stat_result | None]]:
-    """Each tracked file with its ``stat`` now (None when it is gone or unreadable)."""
+def on_disk(tracked: Sequence[TrackedFile]) -> list[tuple[TrackedFile, os.stat_result | None]]:
+    """Each tracked file with its ``stat`` now (None when it is gone or unreadable); a file
+    tracked under two folders once (``file_state.counted_once``)."""
+    from context_cleaner.migration.file_state import counted_once
+
     out: list[tuple[TrackedFile, os.stat_result | None]] = []
-    for t in tracked:
+    for t in counted_once(tracked)[0]:
         try:
             out.append((t, os.stat(os_path(t.source_root, t.file_path))))
         except OSError:

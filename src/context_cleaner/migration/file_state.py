@@ -321,6 +321,64 @@ def classify_all(
     return out
 
 
+def counted_once(tracked: Sequence[TrackedFile]) -> tuple[list[TrackedFile], int]:
+    """``tracked`` with each file tracked under two folders kept once (see
+    :func:`tracked_twice`), and how many rows were left out."""
+    left_out = tracked_twice(tracked)
+    if not left_out:
+        return list(tracked), 0
+    kept = [t for t in tracked if (t.source_root, t.file_path) not in left_out]
+    return kept, len(tracked) - len(kept)
+
+
+def tracked_twice(tracked: Sequence[TrackedFile]) -> set[tuple[str, str]]:
+    """The (root, relative path) of each tracking row that another root's row of the same
+    file describes better.
+
+    Two of this host's roots may be one folder (a link to it) or one inside the other: a
+    user who migrated a project folder with ``--source-dir`` and later the projects folder
+    above it, or versions before 2026-12 with both default folders linked. Each such file
+    then has a row under each root, and only the root still walked moves on: the other
+    row would say "behind" for good and count the file twice. Of the two rows the one
+    committed further describes what the database holds; on a tie, the outer root's.
+    """
+    roots = sorted({t.source_root for t in tracked})
+    if len(roots) < 2:
+        return set()
+    real = {r: os.path.realpath(r) for r in roots}
+    rows = {(t.source_root, t.file_path): t for t in tracked}
+    left_out: set[tuple[str, str]] = set()
+    for inner in roots:
+        for outer in roots:
+            prefix = _inside(real[inner], real[outer]) if inner != outer else None
+            if prefix is None:
+                continue
+            for t in tracked:
+                if t.source_root != inner:
+                    continue
+                other = rows.get((outer, prefix + t.file_path))
+                if other is None:
+                    continue
+                # The outer row wins a tie; two names of one folder: the lesser name's.
+                outer_first = prefix != "" or outer < inner
+                if (other.committed_offset, outer_first) > (t.committed_offset, not outer_first):
+                    left_out.add((inner, t.file_path))
+                else:
+                    left_out.add((outer, other.file_path))
+    return left_out
+
+
+def _inside(inner: str, outer: str) -> str | None:
+    """The relative path prefix (``""`` or ``"a/b/"``) of the real folder ``inner`` below
+    ``outer``, or None when it is not at or below it."""
+    if inner == outer:
+        return ""
+    base = outer.rstrip(os.sep) + os.sep
+    if not inner.startswith(base):
+        return None
+    return inner[len(base) :].replace(os.sep, "/").strip("/") + "/"
+
+
 def transcript_from_stat(t: TrackedFile, st: os.stat_result) -> TranscriptFile:
     """A tracked file as discovery would find it, from a ``stat`` of its path."""
     path = os_path(t.source_root, t.file_path)

@@ -221,6 +221,7 @@ def run_sync(
             return quick
     from context_cleaner.bridge import bump_generation, read_generation, watch_writes
     from context_cleaner.migration import freshness, pipeline
+    from context_cleaner.migration.readers import tree_rss
 
     files = select_files(found.files, request.only_paths, request.since)
     file_errors, warnings = file_problems(found, request.only_paths)
@@ -235,6 +236,9 @@ def run_sync(
     state = pipeline.RunState(run.migration_id)
     with bridge.database.held():
         bridge.setup_migration_infrastructure()
+        # Working memory is what the sync adds to its process once connected, as a
+        # migration's (it was its whole resident memory: "peak 74 MB private (working 262)").
+        state.baseline_rss = tree_rss()
         start, states, known, check = _committed_states(bridge, request, files, found)
         with watch_writes(bridge.database, start) as watch:
             state.plan, restamped = plan_sync(check, states, request)

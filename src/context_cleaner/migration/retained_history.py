@@ -39,6 +39,20 @@ class Scope:
     tracked_anywhere: set[tuple[str, str]] = field(default_factory=set)
     """(host, file path) of every file any host's tracking lists."""
 
+    @property
+    def reported(self) -> list[file_state.ClassifiedFile]:
+        """``files`` with a file tracked under two of the roots once
+        (:func:`~.file_state.tracked_twice`): what a validation reports as pending or
+        tracked. All of ``files`` are compared and account for stored rows."""
+        twice = file_state.tracked_twice(self.tracked)
+        if not twice:
+            return self.files
+        return [
+            f
+            for f in self.files
+            if f.tracked is None or (f.tracked.source_root, f.tracked.file_path) not in twice
+        ]
+
     def origin_function(self) -> OriginOf:
         """Why a stored row is not backed by compared bytes: ``deleted`` (its file is gone),
         ``earlier_generation`` (its file was replaced, truncated or rewritten: an earlier

@@ -206,12 +206,14 @@ def record_validation(
     deleted = states.get(DELETED, 0)
     if deleted:
         details["files_deleted"] = deleted
+    found = sum(states.get(s, 0) for s in STATES) - deleted
     counts = RunCounts(
         source_roots=list(report.roots),
         # The files on disk, and of those the ones whose committed range was compared (a
-        # tracked file deleted from disk is retained history, not one found).
-        files_found=sum(states.get(s, 0) for s in STATES) - deleted,
-        files_processed=report.source_files,
+        # tracked file deleted from disk is retained history, not one found; a file
+        # tracked under two folders is compared under both, found once).
+        files_found=found,
+        files_processed=min(report.source_files, found),
     )
     log = LogEntry("validate", "finish", status, details, recorder.elapsed_ms())
     recorder.finished(status, counts, details, log, quiet=True)  # the report matters more

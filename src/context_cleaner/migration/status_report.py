@@ -33,6 +33,7 @@ def status_payload(
         sessions = bridge.count_sessions()
         runs = bridge.migration_runs(limit=10)
     run_status = get_migration_status(bridge, migration_id)
+    tracked, doubled = file_state.counted_once(tracked)
     files, on_disk = freshness.file_states(tracked)
     fresh = freshness.measure_freshness(on_disk, freshness.committed_offsets(tracked), newest)
     tracked_keys = {freshness.file_key(t.source_root, t.file_path) for t in tracked}
@@ -52,6 +53,7 @@ def status_payload(
                 if freshness.file_key(str(f.root), f.relative_path) not in tracked_keys
             ),
         },
+        "rows_of_another_folder": doubled,
         "newest_record_time": newest,
         "newest_source_time": fresh.newest_source_time,
         "data_lag_seconds": fresh.data_lag_seconds,

@@ -65,7 +65,8 @@ def build_result(
             **retained_sums.report(),
             "by_origin": {k: v.report() for k, v in sorted(c.retained.items())},
         }
-    pending = _pending(scope.files)
+    reported = scope.reported
+    pending = _pending(reported)
     compared = {
         **c.compared.report(),
         "ranges": disk.range_count,
@@ -90,7 +91,7 @@ def build_result(
         source_sessions=len(c.source.sessions),
         database_sessions=db_sessions if db_sessions is not None else len(c.source.sessions),
         source_files=disk.range_count,
-        tracked_files=sum(1 for f in scope.files if f.tracked is not None),
+        tracked_files=sum(1 for f in reported if f.tracked is not None),
         sessions_checked=len(sessions),
         session_mismatches=mismatches[:MAX_LISTED],
         explanations=explanations,
@@ -102,7 +103,7 @@ def build_result(
         retained=retained,
         superseded=superseded,
         pending=pending,
-        file_states={k: v for k, v in file_state.counts(scope.files).items() if v},
+        file_states={k: v for k, v in file_state.counts(reported).items() if v},
         differences=c.differences,
         difference_counts=dict(c.difference_counts),
         summaries_agree=summaries_agree,
