@@ -91,6 +91,34 @@ def test_a_real_database_reports_rows_days_and_the_last_sync(
 
 
 @pytest.mark.slow
+def test_days_are_compared_with_the_folders_the_database_was_filled_from(
+    fixtures_dir: Path, tmp_path: Path
+) -> None:
+    """A database migrated with ``--source-dir`` from a folder outside the default ones:
+    doctor compares its days with that folder's transcripts. Before, it compared them
+    with the (empty) default folder and said both days' transcripts were gone."""
+    home = tmp_path / "home"
+    (home / ".claude" / "projects").mkdir(parents=True)  # the default folder, empty
+    projects = tmp_path / "elsewhere" / "projects"
+    shutil.copytree(fixtures_dir / "projects", projects)
+    url = f"chdb://{tmp_path}/db"
+    HistoricalDataMigrator(url, parallel_workers=1).run(str(projects))
+    _code, checks = doctor(home, url)
+    message = checks["database"]["message"]
+    assert f"each of its days is in the transcripts of {projects} too" in message, message
+    assert "exist only in the database" not in message
+    for f in projects.rglob("short.jsonl"):
+        f.unlink()
+    for f in projects.rglob("tool_heavy.jsonl"):
+        f.unlink()
+    _code, checks = doctor(home, url)
+    message = checks["database"]["message"]
+    assert f"1 day(s) exist only in the database (their transcripts are gone from {projects})" in (
+        message
+    ), message
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("token", "code"), [("short", 1), ("x" * 32, 0)])
 def test_a_short_dashboard_token_fails_the_run(tmp_path: Path, token: str, code: int) -> None:
     got, checks = doctor(

@@ -143,6 +143,7 @@ def check_database(
     from context_cleaner.analysis.transcript_report import report_from_transcripts
     from context_cleaner.bridge import (
         COUNTED_VIEW,
+        TRACKING,
         Database,
         applied_schema_files,
         default_host,
@@ -180,6 +181,12 @@ def check_database(
                 "SELECT toUnixTimestamp64Milli(max(finished_at)) FROM enhanced_analysis_metadata "
                 "FINAL WHERE run_kind IN ('migrate', 'sync') AND status = 'completed'",
             )[0][0]
+            if not source_dirs:
+                # The folders this host migrated from (what status and validate look at), not
+                # the default ones, which may hold none of its transcripts.
+                roots = f"SELECT DISTINCT source_root FROM {TRACKING} WHERE host = {{h:String}}"
+                named = query_rows(client, roots, {"h": default_host()})
+                source_dirs = sorted(str(r[0]) for r in named if os.path.isdir(str(r[0]))) or None
     except ContextCleanerError as exc:
         return [Check("database", "fail", str(exc), "see docs/operations.md (troubleshooting)")]
     try:
@@ -191,11 +198,16 @@ def check_database(
         }
     except ContextCleanerError:  # no transcript folder: nothing to compare the days with
         on_disk = None
-    compared = (
-        f"; {len(days - on_disk)} day(s) exist only in the database (their transcripts are gone)."
-        if on_disk is not None
-        else "; no transcript folder found to compare its days with (see transcript_roots)."
-    )
+    folders = ", ".join(source_dirs) if source_dirs else "the default folders"
+    if on_disk is None:
+        compared = "; no transcript folder found to compare its days with (see transcript_roots)."
+    elif only := len(days - on_disk):
+        compared = (
+            f"; {only} day(s) exist only in the database (their transcripts are gone from "
+            f"{folders})."
+        )
+    else:
+        compared = f"; each of its days is in the transcripts of {folders} too."
     size = f", {_size(Path(target.path)) / 1e6:,.1f} MB" if target.is_embedded else ""
     version = max(applied) if applied else "none"
     message = (
