@@ -318,3 +318,36 @@ def on_terminal(args: tuple[str, ...], url: str, typed: str) -> subprocess.Compl
     os.close(master)
     code = proc.wait(timeout=60)
     return subprocess.CompletedProcess(args, code, seen.decode("utf-8", "replace"), "")
+
+
+def test_the_rollback_command_names_what_no_migrate_can_bring_back(
+    fixtures_dir: Path, tmp_path: Path
+) -> None:
+    """Claude Code deletes old transcripts; a rollback of their migration removes the only
+    copy of their records. The command says so, with the tokens, before it asks (and with
+    --yes), and a migrate after it indeed brings back only what is still on disk."""
+    import json
+    import shutil
+
+    projects = tmp_path / "projects"
+    shutil.copytree(fixtures_dir / "projects", projects)
+    url = f"chdb://{tmp_path}/db"
+    first = run_cli("migrate", "--json", "--source-dir", str(projects), url=url)
+    assert first.returncode == 0, first.stderr
+    run_id = json.loads(first.stdout)["migration_id"]
+    total = json.loads(first.stdout)["database_totals"]["total_tokens"]
+    # Nothing deleted: nothing to warn of.
+    refused = run_cli("rollback", "--migration-id", run_id, url=url)
+    assert refused.returncode == 1 and "Warning" not in refused.stderr, refused.stderr
+    next(projects.rglob("tool_heavy.jsonl")).unlink()
+    retained = json.loads(run_cli("validate", "--json", url=url).stdout)["retained"]["totals"]
+    gone = retained["total_tokens"]
+    assert gone > 0
+    done = run_cli("rollback", "--yes", "--migration-id", run_id, url=url)
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    assert f"Warning: this rollback removes {gone:,} tokens" in said, said
+    assert "of 1 transcript(s) no longer on disk" in said
+    again = run_cli("migrate", "--json", "--source-dir", str(projects), url=url)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["database_totals"]["total_tokens"] == total - gone

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from context_cleaner.cli.common import (
     EXIT_FAILED,
@@ -27,6 +28,9 @@ from context_cleaner.cli.common import (
 )
 from context_cleaner.cli.types import integer, number
 from context_cleaner.settings import API_ENV, DEFAULTS, Settings
+
+if TYPE_CHECKING:
+    from context_cleaner.bridge.database import Database
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -90,6 +94,25 @@ def _confirmed(args: argparse.Namespace, where: str) -> bool:
     return True
 
 
+def _warn_unrecoverable(args: argparse.Namespace, settings: Settings, database: Database) -> None:
+    """Say, before asking, what the rollback would remove that no migrate can bring back:
+    records of transcripts deleted from disk since (Claude Code deletes old ones)."""
+    from context_cleaner.bridge import database_exists
+    from context_cleaner.bridge.from_settings import open_bridge
+    from context_cleaner.migration.rollback import unrecoverable
+
+    bridge = open_bridge(settings, database)
+    if not database_exists(bridge):
+        return
+    lost = unrecoverable(bridge, args.migration_id, args.mode, args.to_checkpoint)
+    if lost is not None and lost.records:
+        stderr_console().print(
+            f"Warning: this rollback removes {lost.tokens:,} tokens ({lost.records:,} "
+            f"records) of {lost.files:,} transcript(s) no longer on disk; the database is "
+            "their only copy, and no later migrate can bring them back."
+        )
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     """undo a migration from its snapshot
 
@@ -101,6 +124,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     settings = command_settings(args)
     database = open_database(settings)
+    _warn_unrecoverable(args, settings, database)
     if not _confirmed(args, database.url.redacted()):
         return EXIT_FAILED
     target = {"migration_id": args.migration_id, "mode": args.mode}

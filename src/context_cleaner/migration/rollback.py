@@ -30,6 +30,7 @@ Modes:
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -289,6 +290,66 @@ def _history_steps(
         {"m": migration_id, "mode": mode, "details": json.dumps(details), "host": host},
     )
     return [mark, log]
+
+
+@dataclass(frozen=True, slots=True)
+class Unrecoverable:
+    """What a rollback would remove whose transcripts are no longer on disk: no later
+    ``migrate`` can bring it back (the database is its only copy)."""
+
+    files: int
+    records: int
+    tokens: int
+
+
+def unrecoverable(
+    bridge: EnhancedTokenDatabaseBridge,
+    migration_id: str,
+    mode: str = "complete",
+    checkpoint: str | None = None,
+) -> Unrecoverable | None:
+    """The counted records a rollback in ``mode`` would remove that come from this host's
+    transcripts deleted from disk since (None when it cannot tell: an unknown id or
+    snapshot, which the rollback itself refuses). Nothing is changed.
+
+    Removed: every record (``data-only``, ``schema``), or those whose key the snapshot
+    rolled back to does not hold (``complete``, ``partial``)."""
+    from context_cleaner.analysis.discovery import os_path
+    from context_cleaner.bridge.details import COUNTED_VIEW
+
+    if checkpoint and mode == "complete":
+        mode = "partial"
+    gone = sorted(
+        {
+            t.file_path
+            for t in bridge.tracked_files()
+            if not os.path.exists(os_path(t.source_root, t.file_path))
+        }
+    )
+    if not gone:
+        return Unrecoverable(0, 0, 0)
+    where = "file_path IN {gone:Array(String)}"
+    try:
+        with bridge.database.session() as client:
+            if mode in ("complete", "partial"):
+                _require_known(client, migration_id)
+                snap = _choose(client, migration_id, mode, checkpoint)
+                kept = snap.tables.get(DATA_TABLES[0])
+                if kept is None or not table_exists(client, kept):
+                    return None
+                where += (
+                    " AND (message_id, request_id) NOT IN "
+                    f"(SELECT message_id, request_id FROM {kept})"
+                )
+            ((records, tokens, files),) = query_rows(
+                client,
+                f"SELECT count(), sum(total_tokens), uniqExact(file_path) FROM {COUNTED_VIEW} "
+                f"WHERE {where}",
+                {"gone": gone},
+            )
+    except ConfigurationError:
+        return None
+    return Unrecoverable(int(files), int(records), int(tokens or 0))
 
 
 def rollback_migration(
