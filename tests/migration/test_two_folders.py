@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -103,17 +102,13 @@ def _append_usage(path: Path, message_id: str) -> int:
     return len(data)
 
 
-def _freshness(url: str) -> dict[str, Any]:
-    from fastapi.testclient import TestClient
+def _freshness(url: str) -> dict[str, int]:
+    """The dashboard's freshness figures of the database (``/api/health``'s)."""
+    from context_cleaner.bridge import Database, EnhancedTokenDatabaseBridge
+    from context_cleaner.dashboard import health
 
-    from context_cleaner.dashboard.app import create_app
-    from context_cleaner.dashboard.database_source import DatabaseSource
-
-    with TestClient(create_app(DatabaseSource(url, keep_warm=0))) as client:
-        response = client.get("/api/freshness")
-    assert response.status_code == 200, response.text
-    freshness: dict[str, Any] = response.json()["freshness"]
-    return freshness
+    bridge = EnhancedTokenDatabaseBridge(Database(url))
+    return health.file_freshness(health.on_disk(bridge.tracked_files()))
 
 
 def test_a_project_folder_then_its_projects_folder(tmp_path: Path, fixtures_dir: Path) -> None:
