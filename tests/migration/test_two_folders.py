@@ -157,3 +157,10 @@ def test_a_project_folder_then_its_projects_folder(tmp_path: Path, fixtures_dir:
     assert payload["file_counts"]["behind"] == 0 and len(payload["files"]) == files
     [row] = [f for f in payload["files"] if f["path"].endswith("short.jsonl")]
     assert (row["source_root"], row["path"]) == (str(project), "short.jsonl"), row
+    # Validated as the projects folder alone, its own rows are what it reports: the
+    # project folder's (further) rows are not compared there, so none of its is left out.
+    outer_only = run_cli("validate", "--json", "--source-dir", str(projects), url=url)
+    report = json.loads(outer_only.stdout)
+    assert outer_only.returncode == 0 and report["passed"], outer_only.stdout
+    assert report["tracked_files"] == files
+    assert report["pending"]["files_behind"] == 1  # what a sync of that folder reads next

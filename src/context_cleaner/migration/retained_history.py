@@ -41,10 +41,10 @@ class Scope:
 
     @property
     def reported(self) -> list[file_state.ClassifiedFile]:
-        """``files`` with a file tracked under two of the roots once
+        """``files`` with a file tracked under two of the compared roots once
         (:func:`~.file_state.tracked_twice`): what a validation reports as pending or
         tracked. All of ``files`` are compared and account for stored rows."""
-        twice = file_state.tracked_twice(self.tracked)
+        twice = file_state.tracked_twice([f.tracked for f in self.files if f.tracked is not None])
         if not twice:
             return self.files
         return [
