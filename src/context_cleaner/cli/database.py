@@ -99,12 +99,16 @@ def _warn_unrecoverable(args: argparse.Namespace, settings: Settings, database: 
     records of transcripts deleted from disk since (Claude Code deletes old ones)."""
     from context_cleaner.bridge import database_exists
     from context_cleaner.bridge.from_settings import open_bridge
+    from context_cleaner.errors import ContextCleanerError
     from context_cleaner.migration.rollback import unrecoverable
 
-    bridge = open_bridge(settings, database)
-    if not database_exists(bridge):
+    try:
+        bridge = open_bridge(settings, database)
+        if not database_exists(bridge) or not bridge.is_initialised():
+            return
+        lost = unrecoverable(bridge, args.migration_id, args.mode, args.to_checkpoint)
+    except ContextCleanerError:  # the rollback itself says what is wrong
         return
-    lost = unrecoverable(bridge, args.migration_id, args.mode, args.to_checkpoint)
     if lost is not None and lost.records:
         stderr_console().print(
             f"Warning: this rollback removes {lost.tokens:,} tokens ({lost.records:,} "
