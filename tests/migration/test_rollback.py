@@ -283,6 +283,13 @@ def test_the_rollback_command_confirms_and_names_unknown_migrations(
     assert "context-cleaner status" in message and "Traceback" not in message
     assert dump_tables(url) == after_second
 
+    # No database at all: said so, and none is created to say it.
+    nowhere = tmp_path / "no-database-here"
+    out = run_cli("rollback", "--migration-id", second, "--yes", url=f"chdb://{nowhere}")
+    assert out.returncode == 1
+    assert "there is no database at" in " ".join(out.stderr.split()), out.stderr
+    assert not nowhere.exists()
+
     done = run_json("rollback", "--migration-id", second, "--yes", url=url)
     assert done["mode"] == "complete" and done["snapshot"] == f"{second}_pre"
     assert dump_tables(url) == after_first

@@ -104,7 +104,7 @@ def _warn_unrecoverable(args: argparse.Namespace, settings: Settings, database: 
 
     try:
         bridge = open_bridge(settings, database)
-        if not database_exists(bridge) or not bridge.is_initialised():
+        if not database_exists(bridge):
             return
         lost = unrecoverable(bridge, args.migration_id, args.mode, args.to_checkpoint)
     except ContextCleanerError:  # the rollback itself says what is wrong
@@ -128,6 +128,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     settings = command_settings(args)
     database = open_database(settings)
+    if not database.exists():  # nothing to roll back: never create the database to say so
+        stderr_console().print(
+            f"error: there is no database at {escape(database.url.redacted())}; nothing to "
+            "roll back, nothing was changed."
+        )
+        return EXIT_FAILED
     _warn_unrecoverable(args, settings, database)
     if not _confirmed(args, database.url.redacted()):
         return EXIT_FAILED
