@@ -30,7 +30,7 @@ from context_cleaner.cli.types import integer, number
 from context_cleaner.settings import API_ENV, DEFAULTS, Settings
 
 if TYPE_CHECKING:
-    from context_cleaner.bridge.database import Database
+    from context_cleaner.bridge.token_bridge import EnhancedTokenDatabaseBridge
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -94,16 +94,14 @@ def _confirmed(args: argparse.Namespace, where: str) -> bool:
     return True
 
 
-def _warn_unrecoverable(args: argparse.Namespace, settings: Settings, database: Database) -> None:
+def _warn_unrecoverable(args: argparse.Namespace, bridge: EnhancedTokenDatabaseBridge) -> None:
     """Say, before asking, what the rollback would remove that no migrate can bring back:
     records of transcripts deleted from disk since (Claude Code deletes old ones)."""
     from context_cleaner.bridge import database_exists
-    from context_cleaner.bridge.from_settings import open_bridge
     from context_cleaner.errors import ContextCleanerError
     from context_cleaner.migration.rollback import unrecoverable
 
     try:
-        bridge = open_bridge(settings, database)
         if not database_exists(bridge):
             return
         lost = unrecoverable(bridge, args.migration_id, args.mode, args.to_checkpoint)
@@ -124,7 +122,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     checkpoints, --to-checkpoint), data-only (remove all usage data, keep schema and history),
     schema (drop every table). Asks for confirmation unless --yes.
     """
-    from context_cleaner.bridge.from_settings import open_database
+    from context_cleaner.bridge.from_settings import open_bridge, open_database
 
     settings = command_settings(args)
     database = open_database(settings)
@@ -134,7 +132,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             "roll back, nothing was changed."
         )
         return EXIT_FAILED
-    _warn_unrecoverable(args, settings, database)
+    bridge = open_bridge(settings, database)
+    _warn_unrecoverable(args, bridge)
     if not _confirmed(args, database.url.redacted()):
         return EXIT_FAILED
     target = {"migration_id": args.migration_id, "mode": args.mode}
@@ -145,10 +144,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             "rollback", settings, database, **target, to_checkpoint=args.to_checkpoint
         )
     else:
-        from context_cleaner.bridge.from_settings import open_bridge
         from context_cleaner.migration.rollback import rollback_migration
 
-        bridge = open_bridge(settings, database)
         result = rollback_migration(bridge, args.migration_id, args.mode, args.to_checkpoint)
     if args.json:
         print_json(result.to_dict())

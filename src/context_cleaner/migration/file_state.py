@@ -342,21 +342,20 @@ def tracked_twice(tracked: Sequence[TrackedFile]) -> set[tuple[str, str]]:
     row would say "behind" for good and count the file twice. Of the two rows the one
     committed further describes what the database holds; on a tie, the outer root's.
     """
-    roots = sorted({t.source_root for t in tracked})
-    if len(roots) < 2:
+    by_root: dict[str, dict[str, TrackedFile]] = {}
+    for t in tracked:
+        by_root.setdefault(t.source_root, {})[t.file_path] = t
+    if len(by_root) < 2:
         return set()
-    real = {r: os.path.realpath(r) for r in roots}
-    rows = {(t.source_root, t.file_path): t for t in tracked}
+    real = {r: os.path.realpath(r) for r in by_root}
     left_out: set[tuple[str, str]] = set()
-    for inner in roots:
-        for outer in roots:
+    for inner, inner_rows in by_root.items():
+        for outer, outer_rows in by_root.items():
             prefix = _inside(real[inner], real[outer]) if inner != outer else None
             if prefix is None:
                 continue
-            for t in tracked:
-                if t.source_root != inner:
-                    continue
-                other = rows.get((outer, prefix + t.file_path))
+            for t in inner_rows.values():
+                other = outer_rows.get(prefix + t.file_path)
                 if other is None:
                     continue
                 # The outer row wins a tie; two names of one folder: the lesser name's.

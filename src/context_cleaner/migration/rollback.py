@@ -323,7 +323,9 @@ def unrecoverable(
         {
             t.file_path
             for t in bridge.tracked_files()
-            if not os.path.exists(os_path(t.source_root, t.file_path))
+            # Gone as the file classifier says (file_state.classify_stats): no regular file
+            # at its path any more, a folder in its place included.
+            if not os.path.isfile(os_path(t.source_root, t.file_path))
         }
     )
     if not gone:

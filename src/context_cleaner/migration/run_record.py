@@ -188,6 +188,8 @@ def record_validation(
 ) -> ValidationResult:
     """Write the row of a finished validation (``completed`` when it passed, else
     ``failed``); sets ``report.run_id``. Returns ``report``."""
+    from context_cleaner.migration.file_state import DELETED, STATES
+
     recorder = RunRecorder(bridge, "validate", report.run_id or None, started=started)
     report.run_id = recorder.run_id
     status = "completed" if report.passed else "failed"
@@ -200,8 +202,6 @@ def record_validation(
         "sessions_checked": report.sessions_checked,
         "explanations": report.explanations[:5],
     }
-    from context_cleaner.migration.file_state import DELETED, STATES
-
     states = report.file_states
     deleted = states.get(DELETED, 0)
     if deleted:
