@@ -99,6 +99,10 @@ def test_every_state_on_real_files(
     assert got["c"].describe() == "last line not finished yet: 27 bytes; counted once it ends"
     assert "sync" not in got["c"].describe()
     assert "rewritten" in got["f"].reason and got["new"].is_new
+    # The views (status, the dashboard) take a file that stats as committed without reading
+    # it: they tell every state as the reading classifier does.
+    viewed = file_state.classify_all(m.bridge.tracked_files(), discover([root]), stamps=True)
+    assert {Path(c.file_path).stem: c for c in viewed} == got
     # The sync's plan agrees: each replaced/truncated file is read again from 0.
     found = discover([root])
     plan = plan_work(
@@ -108,6 +112,46 @@ def test_every_state_on_real_files(
     assert reset == {"d", "e", "f"}
     read = {Path(i.file.relative_path).stem for i in plan.items}
     assert read == {"b", "c", "d", "e", "f", "new"}  # c: read, nothing complete to commit
+
+
+def test_the_views_read_no_file_that_stats_as_committed(
+    synced: tuple[HistoricalDataMigrator, Path, dict[str, Path]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``status`` on 20,000 files read the head of every one (~0.3 s; docs/benchmarks.md).
+    The views open only the files whose stamp moved; validation and planning still read
+    every head, so a file rewritten to its size with its time put back is found there."""
+    m, root, files = synced
+    with files["b"].open("ab") as out:
+        out.write(line("b3", 3, "b"))
+    a = files["a"]
+    before = a.stat()
+    a.write_bytes(a.read_bytes().replace(b"a1", b"zz"))  # same size, another head
+    os.utime(a, ns=(before.st_atime_ns, before.st_mtime_ns))
+    opened: list[str] = []
+    for name in ("open_fd", "open_regular"):  # every way the classifier opens a file
+        real = getattr(file_state, name)
+
+        def counting(path: str, real: Any = real) -> Any:
+            opened.append(Path(path).stem)
+            return real(path)
+
+        monkeypatch.setattr(file_state, name, counting)
+    tracked = m.bridge.tracked_files()
+    viewed = {
+        Path(c.file_path).stem: c.state
+        for c in file_state.classify_all(tracked, discover([root]), stamps=True)
+    }
+    assert set(opened) == {"b"}  # only the appended file: its head, its last complete line
+    assert viewed["a"] == "synced" and viewed["b"] == "behind"
+    dashboard = health.file_freshness(health.on_disk(tracked))
+    assert dashboard["files_behind"] == 1 and dashboard["files_synced"] == 6
+    opened.clear()
+    read = {
+        Path(c.file_path).stem: c.state for c in file_state.classify_all(tracked, discover([root]))
+    }
+    assert read["a"] == "replaced" and read["b"] == "behind"
+    assert set(opened) == set(files)  # every head read
 
 
 def test_a_file_whose_last_read_failed_is_an_error(tmp_path: Path) -> None:

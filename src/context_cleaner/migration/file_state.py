@@ -66,14 +66,17 @@ def _read_at(fd: int, size: int, offset: int) -> bytes:
     """Up to ``size`` bytes at ``offset`` (fewer only at the file's end), straight from the
     descriptor: a file object costs more to build and close than these few bytes take to
     read, and every unchanged file of a migration is checked so."""
-    os.lseek(fd, offset, os.SEEK_SET)
-    parts: list[bytes] = []
+    data = os.pread(fd, size, offset)  # one call: no seek first
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    size, offset = size - len(data), offset + len(data)
     while size > 0:
-        chunk = os.read(fd, size)
+        chunk = os.pread(fd, size, offset)
         if not chunk:
             break
         parts.append(chunk)
-        size -= len(chunk)
+        size, offset = size - len(chunk), offset + len(chunk)
     return b"".join(parts)
 
 
@@ -90,15 +93,21 @@ def identity_change(f: TranscriptFile, t: TrackedFile) -> tuple[str, str]:
         return TRUNCATED, f"truncated ({f.size:,} < {t.committed_offset:,} bytes committed)"
     if not t.head_length and not t.committed_offset:
         return "", ""
+    committed, length = t.committed_offset, t.head_length
     try:
         fd = open_fd(f.path_str)
         try:
-            if t.head_length:
-                data = _read_at(fd, t.head_length, 0)
-                if len(data) < t.head_length or not head_matches(data, t.head_hash):
+            # One read covers the head and the committed range's last byte when that byte
+            # is inside the head (a small transcript's whole committed range is).
+            data = _read_at(fd, max(length, committed), 0) if committed <= HEAD_BYTES else b""
+            if length:
+                head = data[:length] if data else _read_at(fd, length, 0)
+                if len(head) < length or not head_matches(head, t.head_hash):
                     return REPLACED, "rewritten (first bytes changed)"
-            if t.committed_offset and _read_at(fd, 1, t.committed_offset - 1) != b"\n":
-                return TRUNCATED, "rewritten (no line ends at the committed offset any more)"
+            if committed:
+                last = data[committed - 1 : committed] if data else _read_at(fd, 1, committed - 1)
+                if last != b"\n":
+                    return TRUNCATED, "rewritten (no line ends at the committed offset any more)"
         finally:
             os.close(fd)
     except OSError:
@@ -220,10 +229,17 @@ def classify(
     problem: str = "",
     source_root: str = "",
     file_path: str = "",
+    stamps: bool = False,
 ) -> ClassifiedFile:
     """The state of one file: ``tracked`` is its committed state (None: never committed),
     ``file`` what discovery found now (None: not found), ``problem`` why it could not be
-    walked (then it is an error, not a deletion)."""
+    walked (then it is an error, not a deletion).
+
+    ``stamps``: a file whose device, inode, size and modification time are still those it
+    had when committed is taken as the committed file without reading its head, as the
+    sync's quiet check takes it (:mod:`~context_cleaner.migration.sync_cache`): the views
+    (``status``, the dashboard) compare tens of thousands of files so. Validation and
+    planning read the head of every file (:func:`identity_change`)."""
     root = tracked.source_root if tracked is not None else source_root
     rel = tracked.file_path if tracked is not None else file_path
     if file is not None:
@@ -243,7 +259,9 @@ def classify(
         return ClassifiedFile(root, rel, DELETED, tracked.committed_offset, None, tracked=tracked)
     committed = 0
     if tracked is not None:
-        state, why = identity_change(file, tracked)
+        state, why = (
+            ("", "") if stamps and _same_stamp(file, tracked) else identity_change(file, tracked)
+        )
         if state:
             end = complete_end(file.path, 0, file.size)
             return ClassifiedFile(
@@ -294,14 +312,21 @@ def classify(
     )
 
 
+def _same_stamp(f: TranscriptFile, t: TrackedFile) -> bool:
+    """Whether ``f`` stats as the file ``t`` committed did when it was committed."""
+    return (f.device, f.inode, f.size, f.mtime_ns) == (t.device, t.inode, t.file_size, t.mtime_ns)
+
+
 def classify_all(
     tracked: Sequence[TrackedFile],
     found: Discovery,
     *,
     include_untracked: bool = True,
+    stamps: bool = False,
 ) -> list[ClassifiedFile]:
     """Every tracked file under ``found``'s roots, and (``include_untracked``) every file
-    found that was never committed, classified. Tracked files of other roots are left out."""
+    found that was never committed, classified (``stamps``: see :func:`classify`). Tracked
+    files of other roots are left out."""
     roots = {str(r) for r in found.roots}
     on_disk = {(str(f.root), f.relative_path): f for f in found.files}
     problems = {p.path: p.reason for p in found.problems}
@@ -312,8 +337,8 @@ def classify_all(
             continue
         key = (t.source_root, t.file_path)
         seen.add(key)
-        problem = problems.get(str(Path(t.source_root) / t.file_path), "")
-        out.append(classify(t, on_disk.get(key), problem=problem))
+        problem = problems.get(os.path.join(t.source_root, t.file_path), "") if problems else ""
+        out.append(classify(t, on_disk.get(key), problem=problem, stamps=stamps))
     if include_untracked:
         for key, f in on_disk.items():
             if key not in seen:
@@ -378,24 +403,30 @@ def _inside(inner: str, outer: str) -> str | None:
     return inner[len(base) :].replace(os.sep, "/").strip("/") + "/"
 
 
-def transcript_from_stat(t: TrackedFile, st: os.stat_result) -> TranscriptFile:
-    """A tracked file as discovery would find it, from a ``stat`` of its path."""
+def transcript_from_stat(
+    t: TrackedFile, st: os.stat_result, root: Path | None = None
+) -> TranscriptFile:
+    """A tracked file as discovery would find it, from a ``stat`` of its path (``root``:
+    ``t.source_root`` as a path, when the caller has it)."""
     path = os_path(t.source_root, t.file_path)
-    return TranscriptFile.from_stat(Path(t.source_root), path, t.file_path, st)
+    return TranscriptFile.from_stat(root or Path(t.source_root), path, t.file_path, st)
 
 
 def classify_stats(
     stats: Iterable[tuple[TrackedFile, os.stat_result | None]],
 ) -> list[ClassifiedFile]:
-    """Tracked files with a ``stat`` of each (None: gone), classified (the dashboard's view)."""
+    """Tracked files with a ``stat`` of each (None: gone), classified (the dashboard's view,
+    by their stamps: :func:`classify`)."""
     out = []
+    roots: dict[str, Path] = {}
     for t, st in stats:
         if st is None:
             out.append(classify(t, None))
         elif not _is_regular(st):
             out.append(classify(t, None))  # a folder in its place: the file is gone
         else:
-            out.append(classify(t, transcript_from_stat(t, st)))
+            root = roots.get(t.source_root) or roots.setdefault(t.source_root, Path(t.source_root))
+            out.append(classify(t, transcript_from_stat(t, st, root), stamps=True))
     return out
 
 

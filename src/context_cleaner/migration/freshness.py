@@ -146,12 +146,13 @@ def file_states(
 
     ``state`` is the file classifier's (:mod:`~context_cleaner.migration.file_state`):
     synced, behind, unfinished (a last line without its newline yet), replaced,
-    truncated, deleted or error; ``message`` says what it means for a person.
+    truncated, deleted or error; ``message`` says what it means for a person. A file that
+    stats as it did when committed is taken as committed (``classify``'s ``stamps``).
     """
     from context_cleaner.migration.file_state import classify_all
 
     roots = sorted({t.source_root for t in tracked})
     found = discover([Path(r) for r in roots if os.path.isdir(r)])
     found.roots = [Path(r) for r in roots]  # a vanished root's files are deleted, not elsewhere
-    classified = classify_all(tracked, found, include_untracked=False)
+    classified = classify_all(tracked, found, include_untracked=False, stamps=True)
     return [c.to_row() for c in classified], found.files

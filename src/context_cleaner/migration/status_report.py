@@ -17,22 +17,25 @@ def status_payload(
     """What ``status --json`` prints: totals, runs, per-file tracking against the disk, lag,
     and ``migration``: the :class:`MigrationStatus` of one run (default the latest) with its
     ``alerts``."""
-    with bridge.reading():  # one hold of the database for every read
-        if not bridge.is_initialised():
-            return {
-                "initialised": False,
-                "database": bridge.database.url.redacted(),
-                "totals": None,
-                "runs": [],
-                "files": [],
-                "data_lag_seconds": None,
-            }
-        tracked = bridge.tracked_files()
-        newest = bridge.newest_record_time()
-        totals = bridge.get_migration_totals()
-        sessions = bridge.count_sessions()
-        runs = bridge.migration_runs(limit=10)
-    run_status = get_migration_status(bridge, migration_id)
+    # One open engine for every read (the run's status opens its own session: it waits
+    # parked), released before the files on disk are compared.
+    with bridge.database.held():
+        with bridge.reading():
+            if not bridge.is_initialised():
+                return {
+                    "initialised": False,
+                    "database": bridge.database.url.redacted(),
+                    "totals": None,
+                    "runs": [],
+                    "files": [],
+                    "data_lag_seconds": None,
+                }
+            tracked = bridge.tracked_files()
+            newest = bridge.newest_record_time()
+            totals = bridge.get_migration_totals()
+            sessions = bridge.count_sessions()
+            runs = bridge.migration_runs(limit=10)
+        run_status = get_migration_status(bridge, migration_id)
     tracked, doubled = file_state.counted_once(tracked)
     files, on_disk = freshness.file_states(tracked)
     fresh = freshness.measure_freshness(on_disk, freshness.committed_offsets(tracked), newest)
