@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -354,7 +355,48 @@ def test_the_rollback_command_names_what_no_migrate_can_bring_back(
     assert done.returncode == 0, done.stderr
     said = " ".join(done.stderr.split())
     assert f"Warning: this rollback removes {gone:,} tokens" in said, said
-    assert "of 1 transcript(s) no longer on disk" in said
+    assert "of 1 transcript(s) no longer on disk (deleted" in said
     again = run_cli("migrate", "--json", "--source-dir", str(projects), url=url)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["database_totals"]["total_tokens"] == total - gone
+
+
+def test_the_rollback_warning_counts_records_a_rewritten_transcript_no_longer_holds(
+    fixtures_dir: Path, tmp_path: Path
+) -> None:
+    """A transcript rewritten without some of its lines keeps their records in the database
+    only (validation's retained history, earlier content). The warning counted deleted
+    files alone: rolling back said nothing of these. A file replaced by a copy of itself
+    (another inode, the same records) loses nothing and is not counted."""
+    import json
+    import shutil
+
+    projects = tmp_path / "projects"
+    shutil.copytree(fixtures_dir / "projects", projects)
+    url = f"chdb://{tmp_path}/db"
+    first = run_cli("migrate", "--json", "--source-dir", str(projects), url=url)
+    assert first.returncode == 0, first.stderr
+    run_id = json.loads(first.stdout)["migration_id"]
+    total = json.loads(first.stdout)["database_totals"]["total_tokens"]
+    rewritten = next(projects.rglob("tool_heavy.jsonl"))
+    lines = rewritten.read_bytes().splitlines(keepends=True)
+    rewritten.write_bytes(b"".join(lines[: len(lines) // 2]))  # in place: the same inode
+    copied = sorted(p for p in projects.rglob("*.jsonl") if p != rewritten)[0]
+    shutil.copy(copied, copied.with_suffix(".tmp"))
+    os.replace(copied.with_suffix(".tmp"), copied)  # another inode, the same content
+    report = json.loads(run_cli("validate", "--json", url=url).stdout)
+    # Validation keeps every row of the rewritten file as earlier content (it compares no
+    # bytes of it); the half still on disk comes back with the next migrate.
+    retained = report["retained"]["totals"]["total_tokens"]
+    done = run_cli("rollback", "--yes", "--migration-id", run_id, url=url)
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    found = re.search(r"Warning: this rollback removes ([\d,]+) tokens \((\d+) records\)", said)
+    assert found, said
+    lost = int(found[1].replace(",", ""))
+    assert 0 < lost < retained
+    assert "of 1 transcript(s) no longer on disk (deleted, or rewritten without them)" in said
+    again = run_cli("migrate", "--json", "--source-dir", str(projects), url=url)
+    assert again.returncode == 0, again.stderr
+    # What the warning named is exactly what no migrate brought back.
+    assert json.loads(again.stdout)["database_totals"]["total_tokens"] == total - lost

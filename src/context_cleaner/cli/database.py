@@ -96,7 +96,8 @@ def _confirmed(args: argparse.Namespace, where: str) -> bool:
 
 def _warn_unrecoverable(args: argparse.Namespace, bridge: EnhancedTokenDatabaseBridge) -> None:
     """Say, before asking, what the rollback would remove that no migrate can bring back:
-    records of transcripts deleted from disk since (Claude Code deletes old ones)."""
+    records of transcripts deleted from disk since (Claude Code deletes old ones), or
+    rewritten without them."""
     from context_cleaner.bridge import database_exists
     from context_cleaner.errors import ContextCleanerError
     from context_cleaner.migration.rollback import unrecoverable
@@ -110,8 +111,9 @@ def _warn_unrecoverable(args: argparse.Namespace, bridge: EnhancedTokenDatabaseB
     if lost is not None and lost.records:
         stderr_console().print(
             f"Warning: this rollback removes {lost.tokens:,} tokens ({lost.records:,} "
-            f"records) of {lost.files:,} transcript(s) no longer on disk; the database is "
-            "their only copy, and no later migrate can bring them back."
+            f"records) of {lost.files:,} transcript(s) no longer on disk (deleted, or "
+            "rewritten without them); the database is their only copy, and no later migrate "
+            "can bring them back."
         )
 
 

@@ -32,7 +32,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,7 @@ from context_cleaner.bridge import (
     SCHEMA_TABLE,
     EnhancedTokenDatabaseBridge,
     Step,
+    TrackedFile,
     drop_table,
     load_schema_files,
     query_rows,
@@ -294,12 +297,46 @@ def _history_steps(
 
 @dataclass(frozen=True, slots=True)
 class Unrecoverable:
-    """What a rollback would remove whose transcripts are no longer on disk: no later
-    ``migrate`` can bring it back (the database is its only copy)."""
+    """What a rollback would remove whose transcripts no longer hold it on disk (deleted,
+    or rewritten without it): no later ``migrate`` can bring it back (the database is its
+    only copy)."""
 
     files: int
     records: int
     tokens: int
+
+
+def _content_gone(
+    tracked: Sequence[TrackedFile],
+) -> tuple[list[str], dict[str, list[tuple[str, str]]]]:
+    """This host's tracked files with no regular file at their path any more, and those
+    replaced or rewritten since their commit (the file classifier's identity check), each
+    with the keys of the records its content holds now."""
+    from context_cleaner.analysis.discovery import os_path
+    from context_cleaner.analysis.records import UsageRecord
+    from context_cleaner.analysis.scan import SkipLog, scan_file
+    from context_cleaner.bridge.details import storage_message_id
+    from context_cleaner.migration import file_state
+
+    gone: set[str] = set()
+    rewritten: dict[str, list[tuple[str, str]]] = {}
+    for t in tracked:
+        try:
+            st = os.stat(os_path(t.source_root, t.file_path))
+        except OSError:
+            st = None
+        # Gone as the file classifier says (file_state.classify_stats): no regular file at
+        # its path any more, a folder in its place included.
+        if st is None or not stat.S_ISREG(st.st_mode):
+            gone.add(t.file_path)
+            continue
+        found = file_state.transcript_from_stat(t, st)
+        if t.file_path in rewritten or not file_state.identity_change(found, t)[0]:
+            continue
+        records: list[UsageRecord] = []
+        scan_file(found, records.append, SkipLog(limit=0))
+        rewritten[t.file_path] = [(storage_message_id(r), r.request_id) for r in records]
+    return sorted(gone), rewritten
 
 
 def unrecoverable(
@@ -308,29 +345,28 @@ def unrecoverable(
     mode: str = "complete",
     checkpoint: str | None = None,
 ) -> Unrecoverable | None:
-    """The counted records a rollback in ``mode`` would remove that come from this host's
-    transcripts deleted from disk since (None when it cannot tell: an unknown id or
+    """The counted records a rollback in ``mode`` would remove whose transcripts no longer
+    hold them: this host's files deleted from disk since, and those replaced or rewritten
+    whose content now lacks the record (None when it cannot tell: an unknown id or
     snapshot, which the rollback itself refuses). Nothing is changed.
 
     Removed: every record (``data-only``, ``schema``), or those whose key the snapshot
     rolled back to does not hold (``complete``, ``partial``)."""
-    from context_cleaner.analysis.discovery import os_path
     from context_cleaner.bridge.details import COUNTED_VIEW
 
     if checkpoint and mode == "complete":
         mode = "partial"
-    gone = sorted(
-        {
-            t.file_path
-            for t in bridge.tracked_files()
-            # Gone as the file classifier says (file_state.classify_stats): no regular file
-            # at its path any more, a folder in its place included.
-            if not os.path.isfile(os_path(t.source_root, t.file_path))
-        }
-    )
-    if not gone:
+    gone, rewritten = _content_gone(bridge.tracked_files())
+    if not gone and not rewritten:
         return Unrecoverable(0, 0, 0)
-    where = "file_path IN {gone:Array(String)}"
+    held = [(path, *key) for path, keys in rewritten.items() for key in keys]
+    where = (
+        "(file_path IN {gone:Array(String)} OR (file_path IN {rewritten:Array(String)} "
+        "AND (file_path, message_id, request_id) NOT IN "
+        "(SELECT tupleElement(k, 1), tupleElement(k, 2), tupleElement(k, 3) "
+        "FROM (SELECT arrayJoin({held:Array(Tuple(String, String, String))}) AS k))))"
+    )
+    parameters: dict[str, Any] = {"gone": gone, "rewritten": sorted(rewritten), "held": held}
     try:
         with bridge.database.session() as client:
             if mode in ("complete", "partial"):
@@ -347,7 +383,7 @@ def unrecoverable(
                 client,
                 f"SELECT count(), sum(total_tokens), uniqExact(file_path) FROM {COUNTED_VIEW} "
                 f"WHERE {where}",
-                {"gone": gone},
+                parameters,
             )
     except ConfigurationError:
         return None
