@@ -100,7 +100,7 @@ def _warn_unrecoverable(args: argparse.Namespace, bridge: EnhancedTokenDatabaseB
     rewritten without them."""
     from context_cleaner.bridge import database_exists
     from context_cleaner.errors import ContextCleanerError
-    from context_cleaner.migration.rollback import unrecoverable
+    from context_cleaner.migration.rollback_warning import unrecoverable
 
     try:
         if not database_exists(bridge):
