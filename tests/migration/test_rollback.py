@@ -328,12 +328,9 @@ def on_terminal(args: tuple[str, ...], url: str, typed: str) -> subprocess.Compl
     return subprocess.CompletedProcess(args, code, seen.decode("utf-8", "replace"), "")
 
 
-def test_the_rollback_command_names_what_no_migrate_can_bring_back(
-    fixtures_dir: Path, tmp_path: Path
-) -> None:
-    """Claude Code deletes old transcripts; a rollback of their migration removes the only
-    copy of their records. The command says so, with the tokens, before it asks (and with
-    --yes), and a migrate after it indeed brings back only what is still on disk."""
+def _migrated_copy(fixtures_dir: Path, tmp_path: Path) -> tuple[Path, str, str, int]:
+    """A copy of the fixtures migrated by the command: its projects folder, the database's
+    URL, the run's id and the tokens the database holds."""
     import json
     import shutil
 
@@ -342,8 +339,19 @@ def test_the_rollback_command_names_what_no_migrate_can_bring_back(
     url = f"chdb://{tmp_path}/db"
     first = run_cli("migrate", "--json", "--source-dir", str(projects), url=url)
     assert first.returncode == 0, first.stderr
-    run_id = json.loads(first.stdout)["migration_id"]
-    total = json.loads(first.stdout)["database_totals"]["total_tokens"]
+    result = json.loads(first.stdout)
+    return projects, url, result["migration_id"], result["database_totals"]["total_tokens"]
+
+
+def test_the_rollback_command_names_what_no_migrate_can_bring_back(
+    fixtures_dir: Path, tmp_path: Path
+) -> None:
+    """Claude Code deletes old transcripts; a rollback of their migration removes the only
+    copy of their records. The command says so, with the tokens, before it asks (and with
+    --yes), and a migrate after it indeed brings back only what is still on disk."""
+    import json
+
+    projects, url, run_id, total = _migrated_copy(fixtures_dir, tmp_path)
     # Nothing deleted: nothing to warn of.
     refused = run_cli("rollback", "--migration-id", run_id, url=url)
     assert refused.returncode == 1 and "Warning" not in refused.stderr, refused.stderr
@@ -369,20 +377,13 @@ def test_the_rollback_warning_counts_records_a_rewritten_transcript_no_longer_ho
     files alone: rolling back said nothing of these. A file replaced by a copy of itself
     (another inode, the same records) loses nothing and is not counted."""
     import json
-    import shutil
 
-    projects = tmp_path / "projects"
-    shutil.copytree(fixtures_dir / "projects", projects)
-    url = f"chdb://{tmp_path}/db"
-    first = run_cli("migrate", "--json", "--source-dir", str(projects), url=url)
-    assert first.returncode == 0, first.stderr
-    run_id = json.loads(first.stdout)["migration_id"]
-    total = json.loads(first.stdout)["database_totals"]["total_tokens"]
+    projects, url, run_id, total = _migrated_copy(fixtures_dir, tmp_path)
     rewritten = next(projects.rglob("tool_heavy.jsonl"))
     lines = rewritten.read_bytes().splitlines(keepends=True)
     rewritten.write_bytes(b"".join(lines[: len(lines) // 2]))  # in place: the same inode
     copied = sorted(p for p in projects.rglob("*.jsonl") if p != rewritten)[0]
-    shutil.copy(copied, copied.with_suffix(".tmp"))
+    copied.with_suffix(".tmp").write_bytes(copied.read_bytes())
     os.replace(copied.with_suffix(".tmp"), copied)  # another inode, the same content
     report = json.loads(run_cli("validate", "--json", url=url).stdout)
     # Validation keeps every row of the rewritten file as earlier content (it compares no
