@@ -212,6 +212,12 @@ def test_status_and_dashboard_agree_on_a_file_rewritten_to_the_same_size(
     fresh = health.file_freshness(health.on_disk(m.bridge.tracked_files()))
     assert fresh["files_replaced"] == 1
     assert states(m, root)["a"].state == "replaced"
+    # What status says of it: its committed bytes were of the earlier content.
+    shown = run_cli("status", url=f"chdb://{root.parent}/db")
+    text = " ".join(shown.stdout.split())
+    assert f"a.jsonl: {size:,} bytes committed of its earlier content, {size:,} on disk now" in (
+        text
+    ), text
 
 
 def test_identity_hashes_are_sha256_and_an_earlier_versions_blake2b_still_matches(

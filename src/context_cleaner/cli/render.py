@@ -275,11 +275,15 @@ def render_status(out: Console, payload: dict[str, Any]) -> None:
     )
     behind = [f for f in payload["files"] if f["state"] != "synced"]
     for f in behind[:20]:
-        size = "" if f["size"] is None else f" of {f['size']:,}"
-        out.print(
-            f"  {escape(f['path'])}: {f['committed_offset']:,}{size} bytes committed; "
-            f"{escape(f['message'])}"
-        )
+        if f["state"] in ("replaced", "truncated"):  # what was committed is of another content
+            where = (
+                f"{f['committed_offset']:,} bytes committed of its earlier content, "
+                f"{f['size']:,} on disk now"
+            )
+        else:
+            size = "" if f["size"] is None else f" of {f['size']:,}"
+            where = f"{f['committed_offset']:,}{size} bytes committed"
+        out.print(f"  {escape(f['path'])}: {where}; {escape(f['message'])}")
     if doubled := payload.get("rows_of_another_folder"):
         out.print(
             f"  {doubled} file(s) also tracked under another folder (one inside the other, or "
