@@ -78,6 +78,7 @@ def test_unreachable_server_is_retried_then_unavailable(
     assert waits == [0.01, pytest.approx(0.03)]
     message = str(error)
     assert f"127.0.0.1:{closed_port}" in message and "after 3 attempts" in message
+    assert "over 0.0 s: Connection refused. Check" in message  # the socket's words
     assert "run again" in message
     texts = [message, repr(error), str(error.__cause__), caplog.text]
     assert all("hunter2" not in text for text in texts)

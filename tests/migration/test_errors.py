@@ -155,6 +155,17 @@ def test_an_unreachable_server_fails_without_showing_the_password(
     message = " ".join(out.stderr.split())
     assert f"127.0.0.1:{port}" in message and "Traceback" not in message
     assert not (tmp_path / "unused").exists()
+    # What the user reads: a note per retry and one error line, each naming the cause in
+    # the system's words; not the driver's own log lines or its wrapped exceptions.
+    lines = out.stderr.splitlines()
+    notes = [line for line in lines if line.startswith(f"ClickHouse at 127.0.0.1:{port}")]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(notes) == 3 and all("Connection refused; retrying in" in n for n in notes), lines
+    assert len(errors) == 1 and "after 4 attempts" in errors[0], lines
+    assert len(lines) == 4, lines
+    assert "Connection refused. Check that the server is running" in message
+    assert "Unexpected Http Driver Exception" not in message
+    assert "HTTPConnectionPool" not in message
 
 
 def test_the_validator_fails_on_a_tampered_database_and_explains(

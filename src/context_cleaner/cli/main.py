@@ -169,11 +169,23 @@ def _debug_environment(on: bool) -> Iterator[None]:
         os.environ.pop(DEBUG_ENV, None)
 
 
+def quiet_driver_logs() -> None:
+    """Keep the database driver's own log lines off the terminal: a refused connection made
+    clickhouse-connect print a bare "Unexpected Http Driver Exception" before each retry,
+    beside the command's own note and its one ``error:`` line, which say what happened.
+    ``--debug`` keeps them."""
+    driver = logging.getLogger("clickhouse_connect")
+    driver.addHandler(logging.NullHandler())
+    driver.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    if not debugging(args):
+        quiet_driver_logs()
     try:
         with _debug_environment(getattr(args, "debug", False)):
             return handler(args)

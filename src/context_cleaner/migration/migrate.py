@@ -364,12 +364,16 @@ class MigrationRun:
 
 
 def holds_schema(bridge: EnhancedTokenDatabaseBridge) -> bool:
-    """Whether the database holds the schema (an unreachable or unknown one: no; the
-    run creates it, or fails saying why)."""
-    from context_cleaner.errors import MigrationError
+    """Whether the database holds the schema (one the server does not know: no; the run
+    creates it, or fails saying why). A server that cannot be reached, or a database held
+    by another process past the wait, fails here: asking again would only wait again (a
+    refused connection was retried for 3.5 s twice)."""
+    from context_cleaner.errors import MigrationError, TransientError
 
     try:
         return database_exists(bridge)
+    except TransientError:
+        raise
     except MigrationError:
         return False
 
