@@ -85,6 +85,23 @@ def test_unreachable_server_is_retried_then_unavailable(
     assert "attempt 1 of 3" in caplog.text and "attempt 2 of 3" in caplog.text
 
 
+def test_a_host_that_does_not_resolve_is_named_in_the_systems_words() -> None:
+    """The driver wraps the socket's error twice (urllib3's pool, then its own); the
+    message names the innermost cause, without the wrapped text."""
+    with pytest.raises(DatabaseUnavailableError) as info:
+        open_client(
+            "http://bob:hunter2@no-such-host.invalid:8123/usage",
+            retry=RetryPolicy(attempts=2, initial_delay=0.01),
+            connect_timeout=2,
+            sleep=lambda _: None,
+        )
+    message = str(info.value)
+    assert "after 2 attempts" in message and "hunter2" not in message
+    assert "HTTPConnectionPool" not in message and "Max retries" not in message, message
+    cause = message.split(" s: ", 1)[1].split(". Check", 1)[0]
+    assert 0 < len(cause) < 80, cause  # e.g. "Name or service not known"
+
+
 def test_unreachable_server_through_a_session(closed_port: int) -> None:
     db = Database(
         f"http://bob:hunter2@127.0.0.1:{closed_port}/usage",
