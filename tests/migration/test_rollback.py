@@ -401,3 +401,40 @@ def test_the_rollback_warning_counts_records_a_rewritten_transcript_no_longer_ho
     assert again.returncode == 0, again.stderr
     # What the warning named is exactly what no migrate brought back.
     assert json.loads(again.stdout)["database_totals"]["total_tokens"] == total - lost
+
+
+def test_the_rollback_warning_counts_a_rewritten_transcript_a_sync_has_read_again(
+    fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a sync has read a rewritten transcript again, its tracking describes the new
+    content and nothing looks rewritten any more; the records of its earlier content are
+    still lost to a rollback of the migration that read them. The warning said nothing of
+    them: the files with removed records are read and compared now. Past the read budget
+    it counts deleted and rewritten files only, and says "at least"."""
+    import json
+
+    from context_cleaner.bridge import EnhancedTokenDatabaseBridge
+    from context_cleaner.migration import rollback_warning
+
+    projects, url, run_id, total = _migrated_copy(fixtures_dir, tmp_path)
+    rewritten = next(projects.rglob("tool_heavy.jsonl"))
+    lines = rewritten.read_bytes().splitlines(keepends=True)
+    replacement = rewritten.with_suffix(".tmp")
+    replacement.write_bytes(b"".join(lines[: len(lines) // 2]))
+    os.replace(replacement, rewritten)
+    synced = run_cli("sync", "--source-dir", str(projects), url=url)
+    said_sync = " ".join((synced.stdout + synced.stderr).split())
+    assert synced.returncode == 0 and "re-read from 0" in said_sync, said_sync
+    bridge = EnhancedTokenDatabaseBridge(Database(url, lock_timeout=30))
+    exact = rollback_warning.unrecoverable(bridge, run_id)
+    assert exact is not None and exact.exact and exact.records > 0 and exact.files == 1
+    monkeypatch.setattr(rollback_warning, "READ_BUDGET_BYTES", 0)
+    bounded = rollback_warning.unrecoverable(bridge, run_id)
+    assert bounded is not None and not bounded.exact and bounded.records == 0
+    done = run_cli("rollback", "--yes", "--migration-id", run_id, url=url)
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    assert f"Warning: this rollback removes {exact.tokens:,} tokens ({exact.records} " in said
+    again = run_cli("migrate", "--json", "--source-dir", str(projects), url=url)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["database_totals"]["total_tokens"] == total - exact.tokens

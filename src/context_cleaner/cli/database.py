@@ -109,8 +109,9 @@ def _warn_unrecoverable(args: argparse.Namespace, bridge: EnhancedTokenDatabaseB
     except ContextCleanerError:  # the rollback itself says what is wrong
         return
     if lost is not None and lost.records:
+        least = "" if lost.exact else "at least "
         stderr_console().print(
-            f"Warning: this rollback removes {lost.tokens:,} tokens ({lost.records:,} "
+            f"Warning: this rollback removes {least}{lost.tokens:,} tokens ({lost.records:,} "
             f"records) of {lost.files:,} transcript(s) no longer on disk (deleted, or "
             "rewritten without them); the database is their only copy, and no later migrate "
             "can bring them back."
