@@ -34,7 +34,7 @@ from context_cleaner.bridge.exceptions import (
     DatabaseLockedError,
     DatabaseQueryError,
     DatabaseUnavailableError,
-    redact_text,
+    connection_failure_reason,
     translate_clickhouse_error,
 )
 from context_cleaner.bridge.snapshot import finish_interrupted_changes
@@ -375,38 +375,16 @@ def _open_server(
                 target.endpoint,
                 attempt,
                 retry.attempts,
-                _reason(exc)[:300],
+                connection_failure_reason(exc)[:300],
                 delay,
             )
             sleep(delay)
 
 
-def _reason(exc: BaseException) -> str:
-    """Why connecting failed, in the words of the system call that failed (``Connection
-    refused``, ``timed out``, ``Name or service not known``) when the driver's error wraps
-    one (clickhouse-connect -> urllib3 -> the socket's error), else the error itself; never
-    a password."""
-    seen: set[int] = set()
-    found: BaseException | None = None
-    todo: list[BaseException] = [exc]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and (current.strerror or isinstance(current, TimeoutError)):
-            found = current  # the deepest such error wins: it is the one the others wrap
-        nested = (current.__cause__, current.__context__, getattr(current, "reason", None))
-        todo.extend(e for e in nested if isinstance(e, BaseException))
-    if found is not None:
-        return redact_text(found.strerror or str(found) or type(found).__name__).strip()
-    return redact_text(str(exc)).strip()
-
-
 def _unavailable(
     target: DatabaseURL, attempts: int, elapsed: float, exc: BaseException
 ) -> DatabaseUnavailableError:
-    reason = _reason(exc)
+    reason = connection_failure_reason(exc)
     if len(reason) > 400:
         reason = reason[:397] + "..."
     error = DatabaseUnavailableError(

@@ -26,6 +26,7 @@ never contain credentials: driver text passes through :func:`redact_text`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from context_cleaner import errors
 
@@ -178,20 +179,42 @@ def clickhouse_error_code(exc: BaseException) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _is_connection_failure(exc: BaseException) -> bool:
-    """True when the driver never got an answer from the server (refused, DNS, timeout)."""
+def _error_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then the error it was raised from (or while handling), and so on: the
+    driver's error, urllib3's, the socket's."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """True when the driver never got an answer from the server (refused, DNS, timeout)."""
+    for current in _error_chain(exc):
         if isinstance(current, (ConnectionError, TimeoutError)):
             return True
         module = type(current).__module__
         if module.startswith(("urllib3", "requests", "socket", "ssl")):
             return True
-        current = current.__cause__ or current.__context__
     text = str(exc)
     return "executing HTTP request" in text or "Failed to establish a new connection" in text
+
+
+def connection_failure_reason(exc: BaseException) -> str:
+    """Why connecting failed, in the words of the system call that failed (``Connection
+    refused``, ``timed out``, ``Name or service not known``) when the driver's error wraps
+    one (clickhouse-connect -> urllib3 -> the socket's error), else the error itself; never
+    a password."""
+    found: BaseException | None = None
+    for current in _error_chain(exc):
+        if isinstance(current, OSError) and (current.strerror or isinstance(current, TimeoutError)):
+            found = current  # the innermost such error wins: it is the one the others wrap
+    if found is not None:
+        text = found.strerror if isinstance(found, OSError) and found.strerror else str(found)
+        return redact_text(text or type(found).__name__).strip()
+    return redact_text(str(exc)).strip()
 
 
 def _driver_message(exc: BaseException) -> str:
