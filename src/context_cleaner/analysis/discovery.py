@@ -333,12 +333,21 @@ def _outermost(roots: list[Path]) -> list[Path]:
     real = [os.path.realpath(r) for r in roots]
     kept = []
     for n, (root, path) in enumerate(zip(roots, real, strict=True)):
-        inside = any(
-            other != path and path.startswith(other.rstrip(os.sep) + os.sep) for other in real
-        )
+        inside = any(other != path and folder_below(path, other) is not None for other in real)
         if not inside and path not in real[:n]:
             kept.append(root)
     return kept
+
+
+def folder_below(inner: str, outer: str) -> str | None:
+    """The relative path prefix (``""`` or ``"a/b/"``) of the folder ``inner`` below
+    ``outer`` (both real paths), or None when it is not at or below it."""
+    if inner == outer:
+        return ""
+    base = outer.rstrip(os.sep) + os.sep
+    if not inner.startswith(base):
+        return None
+    return inner[len(base) :].replace(os.sep, "/").strip("/") + "/"
 
 
 def _walk(

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from context_cleaner.analysis.discovery import os_path
 from context_cleaner.bridge import TrackedFile
 
 MAX_MESSAGE = 300
@@ -123,15 +122,9 @@ def validation_state(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
 def on_disk(tracked: Sequence[TrackedFile]) -> list[tuple[TrackedFile, os.stat_result | None]]:
     """Each tracked file with its ``stat`` now (None when it is gone or unreadable); a file
     tracked under two folders once (``file_state.counted_once``)."""
-    from context_cleaner.migration.file_state import counted_once
+    from context_cleaner.migration.file_state import counted_once, stats_now
 
-    out: list[tuple[TrackedFile, os.stat_result | None]] = []
-    for t in counted_once(tracked)[0]:
-        try:
-            out.append((t, os.stat(os_path(t.source_root, t.file_path))))
-        except OSError:
-            out.append((t, None))
-    return out
+    return stats_now(counted_once(tracked)[0])
 
 
 def file_freshness(stats: Iterable[tuple[TrackedFile, os.stat_result | None]]) -> dict[str, int]:

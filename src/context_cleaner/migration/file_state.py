@@ -19,13 +19,14 @@ dashboard, the sync's plan) asks :func:`classify`, so they never disagree:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from context_cleaner.analysis.discovery import Discovery, TranscriptFile, os_path
+from context_cleaner.analysis.discovery import Discovery, TranscriptFile, folder_below, os_path
 from context_cleaner.analysis.reader import head_digest, head_matches, open_fd, open_regular
 from context_cleaner.bridge import TrackedFile
 
@@ -376,7 +377,7 @@ def tracked_twice(tracked: Sequence[TrackedFile]) -> set[tuple[str, str]]:
     left_out: set[tuple[str, str]] = set()
     for inner, inner_rows in by_root.items():
         for outer, outer_rows in by_root.items():
-            prefix = _inside(real[inner], real[outer]) if inner != outer else None
+            prefix = folder_below(real[inner], real[outer]) if inner != outer else None
             if prefix is None:
                 continue
             for t in inner_rows.values():
@@ -392,24 +393,27 @@ def tracked_twice(tracked: Sequence[TrackedFile]) -> set[tuple[str, str]]:
     return left_out
 
 
-def _inside(inner: str, outer: str) -> str | None:
-    """The relative path prefix (``""`` or ``"a/b/"``) of the real folder ``inner`` below
-    ``outer``, or None when it is not at or below it."""
-    if inner == outer:
-        return ""
-    base = outer.rstrip(os.sep) + os.sep
-    if not inner.startswith(base):
-        return None
-    return inner[len(base) :].replace(os.sep, "/").strip("/") + "/"
+@functools.lru_cache(maxsize=64)
+def _root_path(root: str) -> Path:
+    """A transcript root as a path, made once (tens of thousands of files share a few)."""
+    return Path(root)
 
 
-def transcript_from_stat(
-    t: TrackedFile, st: os.stat_result, root: Path | None = None
-) -> TranscriptFile:
-    """A tracked file as discovery would find it, from a ``stat`` of its path (``root``:
-    ``t.source_root`` as a path, when the caller has it)."""
+def transcript_from_stat(t: TrackedFile, st: os.stat_result) -> TranscriptFile:
+    """A tracked file as discovery would find it, from a ``stat`` of its path."""
     path = os_path(t.source_root, t.file_path)
-    return TranscriptFile.from_stat(root or Path(t.source_root), path, t.file_path, st)
+    return TranscriptFile.from_stat(_root_path(t.source_root), path, t.file_path, st)
+
+
+def stats_now(tracked: Iterable[TrackedFile]) -> list[tuple[TrackedFile, os.stat_result | None]]:
+    """Each tracked file with its ``stat`` now (None when it is gone or unreadable)."""
+    out: list[tuple[TrackedFile, os.stat_result | None]] = []
+    for t in tracked:
+        try:
+            out.append((t, os.stat(os_path(t.source_root, t.file_path))))
+        except OSError:
+            out.append((t, None))
+    return out
 
 
 def classify_stats(
@@ -418,15 +422,13 @@ def classify_stats(
     """Tracked files with a ``stat`` of each (None: gone), classified (the dashboard's view,
     by their stamps: :func:`classify`)."""
     out = []
-    roots: dict[str, Path] = {}
     for t, st in stats:
         if st is None:
             out.append(classify(t, None))
         elif not _is_regular(st):
             out.append(classify(t, None))  # a folder in its place: the file is gone
         else:
-            root = roots.get(t.source_root) or roots.setdefault(t.source_root, Path(t.source_root))
-            out.append(classify(t, transcript_from_stat(t, st, root), stamps=True))
+            out.append(classify(t, transcript_from_stat(t, st), stamps=True))
     return out
 
 

@@ -19,7 +19,6 @@ import stat
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from context_cleaner.bridge import (
@@ -121,8 +120,7 @@ def unrecoverable(
             )
     except ConfigurationError:
         return None
-    roots: dict[str, Path] = {}
-    held = {path: _keys_held(on_disk[path], roots) for path in checked}
+    held = {path: _keys_held(on_disk[path]) for path in checked}
     lost_files = set(gone)
     records = sum(per_path[p][0] for p in gone)
     tokens = sum(per_path[p][1] for p in gone)
@@ -139,17 +137,9 @@ def _regular_files(entries: Iterable[TrackedFile]) -> list[tuple[TrackedFile, os
     """The tracked entries of one path with a regular file at them now, each with its
     ``stat`` (gone as the file classifier says: no regular file there, a folder in its
     place included)."""
-    from context_cleaner.analysis.discovery import os_path
+    from context_cleaner.migration.file_state import stats_now
 
-    out = []
-    for t in entries:
-        try:
-            st = os.stat(os_path(t.source_root, t.file_path))
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode):
-            out.append((t, st))
-    return out
+    return [(t, st) for t, st in stats_now(entries) if st is not None and stat.S_ISREG(st.st_mode)]
 
 
 def _rewritten(files: Sequence[tuple[TrackedFile, os.stat_result]]) -> bool:
@@ -162,12 +152,9 @@ def _rewritten(files: Sequence[tuple[TrackedFile, os.stat_result]]) -> bool:
     )
 
 
-def _keys_held(
-    files: Sequence[tuple[TrackedFile, os.stat_result]], roots: dict[str, Path]
-) -> set[tuple[str, str]]:
+def _keys_held(files: Sequence[tuple[TrackedFile, os.stat_result]]) -> set[tuple[str, str]]:
     """The (message id, request id) of every record the files of one path hold now, as
-    the database stores them (a record without a message id: its synthetic one).
-    ``roots``: each transcript root as a path, made once (many files share a few roots)."""
+    the database stores them (a record without a message id: its synthetic one)."""
     from context_cleaner.analysis.records import UsageRecord
     from context_cleaner.analysis.scan import SkipLog, scan_file
     from context_cleaner.bridge.details import storage_message_id
@@ -175,7 +162,5 @@ def _keys_held(
 
     records: list[UsageRecord] = []
     for t, st in files:
-        root = roots.get(t.source_root) or roots.setdefault(t.source_root, Path(t.source_root))
-        found = file_state.transcript_from_stat(t, st, root)
-        scan_file(found, records.append, SkipLog(limit=0))
+        scan_file(file_state.transcript_from_stat(t, st), records.append, SkipLog(limit=0))
     return {(storage_message_id(r), r.request_id) for r in records}
